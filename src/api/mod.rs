@@ -1,0 +1,142 @@
+//! The HTTP query API (axum on tokio). Only this module knows HTTP.
+//!
+//! [`router`] builds every route together with its OpenAPI description (utoipa-axum), so the
+//! document cannot drift from the routes. [`serve`] runs it on a listener until `shutdown`.
+//! Store reads run on tokio's blocking pool, never on the async workers.
+
+mod catalog;
+mod extract;
+mod ops;
+mod problem;
+mod records;
+
+pub use problem::{ApiError, Problem};
+
+use crate::config::Config;
+use crate::store::Store;
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::future::Future;
+use std::sync::Arc;
+use tower::ServiceBuilder;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub config: Arc<Config>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>, config: Config) -> Self {
+        AppState { store, config: Arc::new(config), metrics: ops::metrics_handle() }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "jichu", description = "Master-data foundation database: the city's base registries of citizens, legal entities, parcels, credit records and licences."),
+    tags((name = "records", description = "records by key and by relation"), (name = "catalogue"), (name = "operations")),
+    components(schemas(Problem))
+)]
+struct ApiDoc;
+
+/// Runs a store call on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::Internal(crate::Error::Invalid(format!("request task failed: {e}")))),
+    }
+}
+
+/// The routes and their OpenAPI document, built together.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(records::get_record))
+        .routes(routes!(records::lookup))
+        .routes(routes!(records::relations))
+        .routes(routes!(records::profile))
+        .routes(routes!(catalog::catalog))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::metrics))
+        .split_for_parts()
+}
+
+/// The whole application: routes, `/openapi.json`, limits, timeout, load shedding, metrics
+/// and request logs (by route template, so that no personal key reaches a log line).
+pub fn router(state: AppState) -> Router {
+    let (routes, mut doc) = routes();
+    doc.paths.paths.insert(
+        "/openapi.json".into(),
+        utoipa::openapi::path::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .tag("operations")
+                .summary(Some("This OpenAPI document"))
+                .response("200", utoipa::openapi::ResponseBuilder::new().description("OpenAPI 3.1 JSON")),
+        ),
+    );
+    let doc = Arc::new(doc);
+    let timeout = state.config.request_timeout;
+    let body_limit = state.config.max_body_bytes;
+    routes
+        .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .fallback(|| async { ApiError::UnknownRegistry("no such route; see /openapi.json".into()) })
+        .layer(axum::middleware::from_fn(ops::track))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
+                    if e.is::<tower::timeout::error::Elapsed>() { ApiError::Timeout } else { ApiError::Overloaded }
+                        .into_response()
+                }))
+                .load_shed()
+                .concurrency_limit(1024)
+                .timeout(timeout),
+        )
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
+            tracing::info_span!("request", method = %req.method(), route)
+        }))
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Resolves on SIGINT (ctrl-c) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: draining requests");
+}

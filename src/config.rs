@@ -1,0 +1,108 @@
+//! Service configuration: defaults in one place ([`Config::default`]), overridden by an
+//! optional TOML file, then by environment variables (`JICHU_…`) and flags (clap).
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything a jichu process can be configured with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub addr: SocketAddr,
+    pub block_cache_bytes: usize,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    /// Keys per `POST …/lookup` call.
+    pub max_lookup_ids: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("jichu-data"),
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            block_cache_bytes: 512 << 20,
+            request_timeout: Duration::from_secs(10),
+            max_body_bytes: 1 << 20,
+            max_lookup_ids: 1000,
+        }
+    }
+}
+
+/// The optional TOML file: every key may be left out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub addr: Option<SocketAddr>,
+    pub block_cache_mb: Option<usize>,
+    pub request_timeout_secs: Option<u64>,
+    pub max_body_bytes: Option<usize>,
+    pub max_lookup_ids: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn read(path: &Path) -> Result<FileConfig> {
+        let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+        toml::from_str(&text).map_err(|e| Error::Invalid(format!("config file {}: {e}", path.display())))
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if any). Flags and environment are applied by the caller.
+    pub fn from_file(file: Option<&Path>) -> Result<Config> {
+        let mut c = Config::default();
+        if let Some(path) = file {
+            let f = FileConfig::read(path)?;
+            if let Some(v) = f.data_dir {
+                c.data_dir = v;
+            }
+            if let Some(v) = f.addr {
+                c.addr = v;
+            }
+            if let Some(v) = f.block_cache_mb {
+                c.block_cache_bytes = v << 20;
+            }
+            if let Some(v) = f.request_timeout_secs {
+                c.request_timeout = Duration::from_secs(v);
+            }
+            if let Some(v) = f.max_body_bytes {
+                c.max_body_bytes = v;
+            }
+            if let Some(v) = f.max_lookup_ids {
+                c.max_lookup_ids = v;
+            }
+        }
+        Ok(c)
+    }
+
+    /// Where the RocksDB store lives inside the data directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions { block_cache_bytes: self.block_cache_bytes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jichu.toml");
+        std::fs::write(&path, "addr = \"127.0.0.1:9999\"\nblock_cache_mb = 64\n").unwrap();
+        let c = Config::from_file(Some(&path)).unwrap();
+        assert_eq!(c.addr.port(), 9999);
+        assert_eq!(c.block_cache_bytes, 64 << 20);
+        assert_eq!(c.max_lookup_ids, Config::default().max_lookup_ids);
+        std::fs::write(&path, "adr = \"x\"\n").unwrap();
+        assert!(Config::from_file(Some(&path)).unwrap_err().to_string().contains("adr"));
+    }
+}

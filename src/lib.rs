@@ -1,0 +1,15 @@
+//! jichu (基础): a master-data foundation database for a city's base registries.
+//!
+//! The service crate: the registries' [`model`], the RocksDB [`store`], bulk [`load`]ing of
+//! department extracts (reading and validation live in `jichu-ingest`), the HTTP [`api`], and
+//! the data generator ([`generator`]). See ARCHITECTURE.md for the map and its invariants.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod generator;
+pub mod load;
+pub mod model;
+pub mod store;
+
+pub use error::{Error, Result};

@@ -1,0 +1,307 @@
+//! Stage two of a load: resolve duplicate keys, then write the unique records with their
+//! relation edges — by bulk SST ingestion into an empty registry, or by atomic write batches.
+
+use super::LoadState;
+use super::payload;
+use super::sort::{Entry, Groups, Sorted, Sorter};
+use crate::error::Result;
+use crate::model::ids::{SubjectKind, subject_kind};
+use crate::model::{Link, Registry, Target};
+use crate::store::codec::{self, Header};
+use crate::store::{Store, Writer, cf, keys};
+use rocksdb::{Cache, SstFileWriter};
+use std::path::{Path, PathBuf};
+
+/// Records per write batch on the batch path (one atomic commit each).
+const CHUNK: usize = 1024;
+/// Input bytes per SST file on the bulk path.
+const SST_BYTES: usize = 256 << 20;
+/// References checked for existence per multi-get.
+const REF_BATCH: usize = 8192;
+
+/// Picks the one record to load for a key, or reports the key's rows as conflicting.
+/// Identical repeats count once; differing ones are never resolved silently.
+fn resolve(mut group: Vec<Entry>, state: &mut LoadState) -> Option<Entry> {
+    if group.len() == 1 {
+        return group.pop();
+    }
+    if group.iter().all(|e| e.payload == group[0].payload) {
+        state.report.duplicates += group.len() as u64 - 1;
+        return group.into_iter().next();
+    }
+    let lines: Vec<String> = group.iter().map(|e| super::line_of(e.tag).to_string()).collect();
+    let key = String::from_utf8_lossy(&group[0].key);
+    for e in &group {
+        let message =
+            format!("key {key} appears {} times with different values (lines {})", group.len(), lines.join(", "));
+        state.conflicts.push((e.tag, message));
+    }
+    None
+}
+
+fn target_registry(link: &Link, id: &str) -> Registry {
+    match link.target {
+        Target::Citizens => Registry::Citizens,
+        Target::Subject => match subject_kind(id) {
+            Some(SubjectKind::Entity) => Registry::Entities,
+            _ => Registry::Citizens,
+        },
+    }
+}
+
+/// The two edges of one reference: owner → target and target → owner.
+fn edges(registry: Registry, id: &str, link: &Link, target: &str) -> [Vec<u8>; 2] {
+    let t = target_registry(link, target);
+    [keys::edge(registry, id, link.forward, t, target), keys::edge(t, target, link.reverse, registry, id)]
+}
+
+/// Counts references whose target is not in the store (they resolve when it arrives).
+#[derive(Default)]
+struct RefCheck {
+    pending: Vec<(Registry, String)>,
+}
+
+impl RefCheck {
+    fn push(&mut self, store: &Store, r: Registry, id: &str, state: &mut LoadState) -> Result<()> {
+        self.pending.push((r, id.to_string()));
+        if self.pending.len() >= REF_BATCH { self.flush(store, state) } else { Ok(()) }
+    }
+
+    fn flush(&mut self, store: &Store, state: &mut LoadState) -> Result<()> {
+        for r in Registry::ALL {
+            let mut ids: Vec<&str> = self.pending.iter().filter(|(t, _)| *t == r).map(|(_, id)| id.as_str()).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            ids.sort_unstable();
+            state.report.dangling_references += store.exist(r, &ids, true)?.iter().filter(|e| !**e).count() as u64;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// Bulk path (empty registry): records and edges become sorted SST files, ingested edges
+/// first, then records, then the count — with a marker so that a kill in between is repaired
+/// on the next open and a re-run completes the load.
+pub fn bulk(
+    writer: &mut Writer<'_>,
+    registry: Registry,
+    sorted: Sorted,
+    tmp: &Path,
+    budget: usize,
+    state: &mut LoadState,
+) -> Result<()> {
+    let store = writer.store();
+    let links: Vec<Link> = registry.schema().links().map(|(_, l)| l).collect();
+    let cache = Cache::new_lru_cache(8 << 20);
+    let record_opts = cf::options(cf::records(registry), &cache);
+    let mut files = SstFiles::new(&record_opts, tmp, "records");
+    let mut edge_sorter = Sorter::new(tmp, "edges", budget);
+    let mut refs = RefCheck::default();
+    let mut n = 0u64;
+    for group in Groups::new(sorted) {
+        let Some(e) = resolve(group?, state) else { continue };
+        let (targets, value) = payload::split(&e.payload);
+        files.put(&e.key, value)?;
+        let id = String::from_utf8_lossy(&e.key);
+        for (link, target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
+            for edge in edges(registry, &id, link, target) {
+                edge_sorter.push(&edge, 0, &[])?;
+            }
+            refs.push(store, target_registry(link, target), target, state)?;
+        }
+        n += 1;
+        state.progress.tick_apply(1);
+    }
+    refs.flush(store, state)?;
+    let record_files = files.finish()?;
+    let edge_opts = cf::options(cf::RELATIONS, &cache);
+    let mut edge_files = SstFiles::new(&edge_opts, tmp, "edges");
+    let mut last: Option<Vec<u8>> = None;
+    for e in edge_sorter.finish()? {
+        let e = e?;
+        if last.as_ref() != Some(&e.key) {
+            edge_files.put(&e.key, &[])?;
+            last = Some(e.key);
+        }
+    }
+    let edge_files = edge_files.finish()?;
+    writer.bulk_marker(registry, true)?;
+    writer.ingest(cf::RELATIONS, edge_files)?;
+    writer.ingest(cf::records(registry), record_files)?;
+    writer.set_count(registry, n)?;
+    state.report.inserted = n;
+    Ok(())
+}
+
+/// Writes strictly increasing keys into SST files of about [`SST_BYTES`] each.
+struct SstFiles<'o> {
+    opts: &'o rocksdb::Options,
+    dir: PathBuf,
+    name: &'static str,
+    current: Option<SstFileWriter<'o>>,
+    bytes: usize,
+    done: Vec<PathBuf>,
+}
+
+impl<'o> SstFiles<'o> {
+    fn new(opts: &'o rocksdb::Options, dir: &Path, name: &'static str) -> Self {
+        SstFiles { opts, dir: dir.into(), name, current: None, bytes: 0, done: Vec::new() }
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        if self.current.is_none() {
+            std::fs::create_dir_all(&self.dir).map_err(crate::error::Error::io(&self.dir))?;
+            let path = self.dir.join(format!("{}-{}.sst", self.name, self.done.len()));
+            let w = SstFileWriter::create(self.opts);
+            w.open(&path)?;
+            self.done.push(path);
+            self.current = Some(w);
+        }
+        if let Some(w) = self.current.as_mut() {
+            w.put(key, value)?;
+        }
+        self.bytes += key.len() + value.len();
+        if self.bytes >= SST_BYTES {
+            self.close()?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if let Some(mut w) = self.current.take() {
+            w.finish()?;
+        }
+        self.bytes = 0;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<PathBuf>> {
+        self.close()?;
+        Ok(std::mem::take(&mut self.done))
+    }
+}
+
+/// Batch path: each chunk of records, with its edge changes and counts, is one atomic write
+/// batch. A snapshot load ends the source's records that the extract no longer holds.
+pub fn batch(writer: &mut Writer<'_>, registry: Registry, sorted: Sorted, state: &mut LoadState) -> Result<()> {
+    let store = writer.store();
+    let mut scan = state.snapshot_source.is_some().then(|| store.scan(registry).peekable());
+    let mut chunk: Vec<Entry> = Vec::with_capacity(CHUNK);
+    let mut refs = RefCheck::default();
+    for group in Groups::new(sorted) {
+        let group = group?;
+        if let Some(scan) = scan.as_mut() {
+            end_absent(writer, registry, scan, Some(&group[0].key), state)?;
+        }
+        let Some(e) = resolve(group, state) else { continue };
+        chunk.push(e);
+        if chunk.len() == CHUNK {
+            apply_chunk(writer, registry, &chunk, &mut refs, state)?;
+            chunk.clear();
+        }
+    }
+    apply_chunk(writer, registry, &chunk, &mut refs, state)?;
+    if let Some(scan) = scan.as_mut() {
+        end_absent(writer, registry, scan, None, state)?;
+    }
+    writer.commit()?;
+    refs.flush(store, state)
+}
+
+fn apply_chunk(
+    writer: &mut Writer<'_>,
+    registry: Registry,
+    chunk: &[Entry],
+    refs: &mut RefCheck,
+    state: &mut LoadState,
+) -> Result<()> {
+    let store = writer.store();
+    let schema = registry.schema();
+    let links: Vec<(usize, Link)> = schema.links().collect();
+    let ids: Vec<&str> = chunk.iter().map(|e| std::str::from_utf8(&e.key).unwrap_or_default()).collect();
+    let olds = store.get_many_raw(registry, &ids)?;
+    for ((e, id), old) in chunk.iter().zip(&ids).zip(olds) {
+        let (targets, value) = payload::split(&e.payload);
+        for ((_, link), target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
+            refs.push(store, target_registry(link, target), target, state)?;
+        }
+        let old_targets: Vec<String> = match &old {
+            None => {
+                state.report.inserted += 1;
+                writer.add_count(registry, 1);
+                vec![String::new(); links.len()]
+            }
+            Some(old) => {
+                let (old_header, old_body) = codec::split(old)?;
+                if old_body == codec::split(value)?.1 && !old_header.ended {
+                    state.report.unchanged += 1;
+                    continue;
+                }
+                state.report.updated += 1;
+                let record = codec::decode(registry, id, old)?;
+                links
+                    .iter()
+                    .map(|(i, _)| record.values[*i].as_ref().and_then(|v| v.as_text()).unwrap_or("").to_string())
+                    .collect()
+            }
+        };
+        writer.put_record(registry, &e.key, value);
+        for (((_, link), new), old) in links.iter().zip(&targets).zip(&old_targets) {
+            if *new == old.as_str() {
+                continue;
+            }
+            if !old.is_empty() {
+                edges(registry, id, link, old).iter().for_each(|k| writer.delete_edge(k));
+            }
+            if !new.is_empty() {
+                edges(registry, id, link, new).iter().for_each(|k| writer.put_edge(k));
+            }
+        }
+    }
+    state.progress.tick_apply(chunk.len() as u64);
+    writer.commit()
+}
+
+/// Ends (marks, never erases) the stored records of the snapshot's source whose keys sort
+/// before `until` (all remaining when None) and are absent from the extract.
+fn end_absent<I>(
+    writer: &mut Writer<'_>,
+    registry: Registry,
+    scan: &mut std::iter::Peekable<I>,
+    until: Option<&[u8]>,
+    state: &mut LoadState,
+) -> Result<()>
+where
+    I: Iterator<Item = Result<crate::store::KeyValue>>,
+{
+    let store = writer.store();
+    let source = state.snapshot_source.clone().unwrap_or_default();
+    while let Some(item) = scan.peek() {
+        let key = match item {
+            Ok((k, _)) => k,
+            Err(_) => return scan.next().map_or(Ok(()), |r| r.map(|_| ())),
+        };
+        match until {
+            Some(u) if **key == *u => {
+                scan.next();
+                return Ok(());
+            }
+            Some(u) if **key > *u => return Ok(()),
+            _ => {}
+        }
+        let Some(Ok((key, value))) = scan.next() else { continue };
+        let (header, _) = codec::split(&value)?;
+        let same_source = store.lineage(header.load_id).is_some_and(|l| l.source == source);
+        if !header.ended && same_source {
+            let ended = Header { load_id: state.report.load_id as u32, ended: true, needs_review: header.needs_review };
+            writer.put_record(registry, &key, &codec::with_header(&value, ended)?);
+            state.report.ended += 1;
+            if writer.pending() >= CHUNK {
+                writer.commit()?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! `jichu load`: a department extract into a registry, with every row accounted for.
+//!
+//! 1. [`read`]: rows are read, mapped, validated and encoded in parallel; bad rows go to the
+//!    rejects file in line order; good rows go to an external [`sort`] by key.
+//! 2. [`apply`]: the sorted stream is grouped by key (duplicate conflicts found here) and
+//!    written — by SST ingestion into an empty registry, or by atomic write batches.
+//! 3. Conflicting rows are fetched again from the files for the rejects file; the report is
+//!    stored with the load's lineage entry.
+
+mod apply;
+mod payload;
+mod progress;
+mod read;
+mod sort;
+
+pub use progress::Progress;
+
+use crate::error::{Error, Result};
+use crate::model::Registry;
+use crate::store::Store;
+use jichu_ingest::{LoadReport, Mode, Reason, Reject, RejectWriter, RowMapper, Source, Spec};
+use std::collections::HashMap;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How a load runs; defaults in one place.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Where the rejects CSV goes; default `<work_dir>/rejects/load-<id>.csv`.
+    pub rejects: Option<PathBuf>,
+    /// Scratch space for sort runs and SST files (under the data directory).
+    pub work_dir: PathBuf,
+    /// Memory for the external sort, per sorter.
+    pub sort_budget: usize,
+    /// Worker threads mapping and validating rows.
+    pub threads: usize,
+    pub progress: Progress,
+}
+
+impl LoadOptions {
+    pub fn new(work_dir: &Path) -> Self {
+        LoadOptions {
+            rejects: None,
+            work_dir: work_dir.into(),
+            sort_budget: 384 << 20,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            progress: Progress::quiet(),
+        }
+    }
+}
+
+/// What a load carries between its stages.
+pub(crate) struct LoadState {
+    pub report: LoadReport,
+    /// `(tag, message)` of every row whose key conflicts with another row's.
+    pub conflicts: Vec<(u64, String)>,
+    /// The source whose absent records a snapshot load ends.
+    pub snapshot_source: Option<String>,
+    pub progress: Progress,
+}
+
+/// A sort tag: file index and line, so that equal keys keep input order.
+fn tag(file: usize, line: u64) -> u64 {
+    ((file as u64) << 48) | line
+}
+pub(crate) fn line_of(tag: u64) -> u64 {
+    tag & ((1 << 48) - 1)
+}
+fn file_of(tag: u64) -> usize {
+    (tag >> 48) as usize
+}
+
+/// Loads `files` (all in the shape `spec` describes) into the store.
+pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opts: &LoadOptions) -> Result<LoadReport> {
+    let registry: Registry =
+        spec.registry.parse().map_err(|m| Error::Invalid(format!("mapping spec {}: {m}", spec_path.display())))?;
+    let schema = registry.schema();
+    let defs = schema.defs();
+    // Every file's header is checked against the spec before any row is loaded.
+    let mut sources = Vec::with_capacity(files.len());
+    for f in files {
+        let source = Source::open(f, spec)?;
+        let mapper = RowMapper::new(spec, schema.key.def(), &defs, source.headers(), spec_path)?;
+        sources.push((source, Arc::new(mapper)));
+    }
+    let started = Instant::now();
+    let mut writer = store.writer();
+    let file_names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    // Lineage names the files, not the loader's folders.
+    let base_names = files
+        .iter()
+        .map(|f| f.file_name().map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned()))
+        .collect();
+    let load_id = writer.begin_load(registry, &spec.source, base_names, spec.mode.as_str())?;
+    let tmp = opts.work_dir.join("tmp").join(format!("load-{load_id}"));
+    let rejects_path =
+        opts.rejects.clone().unwrap_or_else(|| opts.work_dir.join("rejects").join(format!("load-{load_id}.csv")));
+    if let Some(dir) = rejects_path.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    }
+    let file = std::fs::File::create(&rejects_path).map_err(Error::io(&rejects_path))?;
+    let mut rejects = RejectWriter::new(BufWriter::new(file)).map_err(Error::io(&rejects_path))?;
+
+    let progress = opts.progress.clone();
+    progress.start(registry.as_str(), sources.iter().map(|(s, _)| s.progress()).collect());
+    let mut state = LoadState {
+        report: jichu_ingest::LoadReport {
+            load_id: u64::from(load_id),
+            registry: registry.to_string(),
+            source: spec.source.clone(),
+            files: file_names.clone(),
+            mode: spec.mode.as_str().into(),
+            ..Default::default()
+        },
+        conflicts: Vec::new(),
+        snapshot_source: (spec.mode == Mode::Snapshot).then(|| spec.source.clone()),
+        progress: progress.clone(),
+    };
+    let multi_file = files.len() > 1;
+    let mut sorter = sort::Sorter::new(&tmp, "records", opts.sort_budget);
+    let mappers: Vec<Arc<RowMapper>> = sources.iter().map(|(_, m)| m.clone()).collect();
+    read::read_all(sources, schema, load_id, opts.threads, |file, outcomes| {
+        state.report.read += outcomes.len() as u64;
+        for outcome in outcomes {
+            match outcome {
+                read::Outcome::Good(p) => {
+                    state.report.flagged_for_review += u64::from(p.needs_review);
+                    sorter.push(&p.key, tag(file, p.line), &p.payload)?;
+                }
+                read::Outcome::Bad(mut r) => {
+                    if multi_file {
+                        r.message = format!("{}: {}", file_names[file], r.message);
+                    }
+                    state.report.count_reject(r.reason);
+                    rejects.write(&r).map_err(Error::io(&rejects_path))?;
+                }
+            }
+        }
+        state.progress.set_read(state.report.read);
+        Ok(())
+    })?;
+    let sorted = sorter.finish()?;
+    if store.count(registry) == 0 {
+        state.report.path = "bulk".into();
+        apply::bulk(&mut writer, registry, sorted, &tmp, opts.sort_budget / 2, &mut state)?;
+    } else {
+        state.report.path = "batch".into();
+        apply::batch(&mut writer, registry, sorted, &mut state)?;
+    }
+    write_conflicts(files, spec, &mappers, &state.conflicts, multi_file, &mut state.report, &mut rejects).map_err(
+        |e| match e {
+            Error::Io { source, .. } => Error::io(&rejects_path)(source),
+            e => e,
+        },
+    )?;
+    rejects.finish().map_err(Error::io(&rejects_path))?;
+    let report = &mut state.report;
+    report.accepted = report.read - report.rejected;
+    report.seconds = started.elapsed().as_secs_f64();
+    report.rows_per_second = report.read as f64 / report.seconds.max(1e-9);
+    let mut report = state.report;
+    report.files = file_names;
+    let mut json = serde_json::to_value(&report).map_err(|e| Error::Codec(e.to_string()))?;
+    json["rejects_file"] = serde_json::Value::String(rejects_path.display().to_string());
+    writer.finish_load(load_id, json)?;
+    progress.finish();
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(report)
+}
+
+/// Reads the files again for the raw text of conflicting rows (rare), and rejects them.
+fn write_conflicts(
+    files: &[PathBuf],
+    spec: &Spec,
+    mappers: &[Arc<RowMapper>],
+    conflicts: &[(u64, String)],
+    multi_file: bool,
+    report: &mut LoadReport,
+    rejects: &mut RejectWriter<BufWriter<std::fs::File>>,
+) -> Result<()> {
+    let mut wanted: HashMap<u64, &str> = conflicts.iter().map(|(t, m)| (*t, m.as_str())).collect();
+    for (file, path) in files.iter().enumerate() {
+        if !wanted.keys().any(|t| file_of(*t) == file) {
+            continue;
+        }
+        let mut source = Source::open(path, spec)?;
+        let mut rows = Vec::new();
+        let mut found = Vec::new();
+        while source.next_batch(4096, &mut rows)? {
+            for row in &rows {
+                if let Some(message) = wanted.remove(&tag(file, row.line)) {
+                    let message =
+                        if multi_file { format!("{}: {message}", path.display()) } else { message.to_string() };
+                    found.push(Reject {
+                        line: row.line,
+                        reason: Reason::DuplicateConflict,
+                        message,
+                        raw: mappers[file].raw_text(&row.record),
+                    });
+                }
+            }
+        }
+        found.sort_by_key(|r| r.line);
+        for r in found {
+            report.count_reject(r.reason);
+            rejects.write(&r).map_err(Error::io(path))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Load progress: a bar (rows, rows/s, ETA by bytes) on a terminal, plain log lines otherwise.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct Progress {
+    inner: Option<Arc<Inner>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    bar: Option<ProgressBar>,
+    files: Mutex<Vec<(u64, Arc<AtomicU64>)>>,
+    last_line: Mutex<Instant>,
+    applied: AtomicU64,
+}
+
+impl Progress {
+    /// No progress output (tests, benchmarks).
+    pub fn quiet() -> Progress {
+        Progress { inner: None }
+    }
+
+    /// A bar on a terminal, log lines every few seconds otherwise.
+    pub fn auto() -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {msg} ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        Progress {
+            inner: Some(Arc::new(Inner {
+                bar,
+                files: Mutex::new(Vec::new()),
+                last_line: Mutex::new(Instant::now()),
+                applied: AtomicU64::new(0),
+            })),
+        }
+    }
+
+    pub(crate) fn start(&self, what: &str, files: Vec<(u64, Arc<AtomicU64>)>) {
+        let Some(inner) = &self.inner else { return };
+        if let Some(bar) = &inner.bar {
+            bar.set_length(files.iter().map(|(n, _)| n).sum());
+            bar.set_prefix(what.to_string());
+        }
+        *inner.files.lock().unwrap_or_else(|e| e.into_inner()) = files;
+    }
+
+    pub(crate) fn set_read(&self, rows: u64) {
+        let Some(inner) = &self.inner else { return };
+        let files = inner.files.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, done): (u64, u64) =
+            files.iter().fold((0, 0), |(t, d), (n, c)| (t + n, d + c.load(Ordering::Relaxed)));
+        match &inner.bar {
+            Some(bar) => {
+                bar.set_position(done.min(total));
+                let secs = bar.elapsed().as_secs_f64().max(1e-3);
+                bar.set_message(format!("{rows} rows, {:.0} rows/s", rows as f64 / secs));
+            }
+            None => {
+                let mut last = inner.last_line.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() >= Duration::from_secs(5) {
+                    *last = Instant::now();
+                    tracing::info!(
+                        rows,
+                        percent = format!("{:.1}", 100.0 * done as f64 / total.max(1) as f64),
+                        "reading"
+                    );
+                }
+            }
+        }
+    }
+
+    pub(crate) fn tick_apply(&self, n: u64) {
+        let Some(inner) = &self.inner else { return };
+        let applied = inner.applied.fetch_add(n, Ordering::Relaxed) + n;
+        if applied % 1_000_000 < n {
+            match &inner.bar {
+                Some(bar) => bar.set_message(format!("writing: {applied} records")),
+                None => tracing::info!(applied, "writing"),
+            }
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        if let Some(bar) = self.inner.as_ref().and_then(|i| i.bar.as_ref()) {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Stage one of a load: read, map, validate and encode every row, in parallel.
+//!
+//! One thread reads CSV batches in file order; worker threads map and encode them; the
+//! caller receives the outcomes batch by batch *in input order* (so rejects come out in
+//! line order) and feeds the sorter. Channels are bounded, so memory stays bounded.
+
+use super::payload;
+use crate::error::{Error, Result};
+use crate::model::Schema;
+use crate::store::codec::{self, Header};
+use jichu_ingest::{RawRow, Reject, RowMapper, Source};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const BATCH_ROWS: usize = 4096;
+
+/// A row ready for the sorter: its key and its payload (link targets + encoded value).
+#[derive(Debug)]
+pub struct Prepared {
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub line: u64,
+    pub needs_review: bool,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Good(Prepared),
+    Bad(Reject),
+}
+
+/// Maps, checks and encodes one raw row.
+pub fn prepare(schema: &Schema, mapper: &RowMapper, load_id: u32, row: &RawRow) -> Outcome {
+    let mut mapped = match mapper.map(row) {
+        Ok(m) => m,
+        Err(r) => return Outcome::Bad(r),
+    };
+    if let Some(check) = schema.row_check
+        && let Err((reason, message)) = check(&mut mapped)
+    {
+        return Outcome::Bad(Reject { line: row.line, reason, message, raw: mapper.raw_text(&row.record) });
+    }
+    let targets: Vec<&str> =
+        schema.links().map(|(i, _)| mapped.values[i].as_ref().and_then(|v| v.as_text()).unwrap_or("")).collect();
+    let header = Header { load_id, ended: false, needs_review: mapped.needs_review };
+    let value = codec::encode(header, &mapped.values, &mapped.extras);
+    Outcome::Good(Prepared {
+        payload: payload::join(&targets, &value),
+        key: mapped.id.into_bytes(),
+        line: row.line,
+        needs_review: mapped.needs_review,
+    })
+}
+
+/// Reads every source, calling `on_batch(file index, outcomes)` in input order.
+pub fn read_all(
+    sources: Vec<(Source, Arc<RowMapper>)>,
+    schema: &'static Schema,
+    load_id: u32,
+    threads: usize,
+    mut on_batch: impl FnMut(usize, Vec<Outcome>) -> Result<()>,
+) -> Result<()> {
+    type Work = (u64, usize, Arc<RowMapper>, Vec<RawRow>);
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<Work>(threads * 2);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, usize, Vec<Outcome>)>(threads * 2);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> Result<()> {
+            let mut seq = 0u64;
+            for (file, (mut source, mapper)) in sources.into_iter().enumerate() {
+                loop {
+                    let mut rows = Vec::with_capacity(BATCH_ROWS);
+                    if !source.next_batch(BATCH_ROWS, &mut rows)? {
+                        break;
+                    }
+                    if work_tx.send((seq, file, mapper.clone(), rows)).is_err() {
+                        return Ok(()); // the consumer stopped on an error of its own
+                    }
+                    seq += 1;
+                }
+            }
+            Ok(())
+        });
+        for _ in 0..threads.max(1) {
+            let (rx, tx) = (work_rx.clone(), done_tx.clone());
+            scope.spawn(move || {
+                for (seq, file, mapper, rows) in rx {
+                    let out = rows.iter().map(|r| prepare(schema, &mapper, load_id, r)).collect();
+                    if tx.send((seq, file, out)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop((work_rx, done_tx));
+        let mut next = 0u64;
+        let mut waiting = BTreeMap::new();
+        let mut result = Ok(());
+        for (seq, file, out) in &done_rx {
+            if result.is_err() {
+                continue; // drain so that the workers can finish
+            }
+            waiting.insert(seq, (file, out));
+            while let Some((file, out)) = waiting.remove(&next) {
+                next += 1;
+                if let Err(e) = on_batch(file, out) {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let read = reader.join().unwrap_or_else(|_| Err(Error::Invalid("the reader thread panicked".into())));
+        result.and(read)
+    })
+}

@@ -1,0 +1,234 @@
+//! External sort of `(key, tag, payload)` entries with bounded memory.
+//!
+//! Entries accumulate in one arena; when it passes the budget the run is sorted and spilled
+//! to a temporary file. Reading merges the runs (or walks the single in-memory run) in
+//! `(key, tag)` order, so equal keys come out together, in input order.
+
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy)]
+pub struct Item {
+    offset: usize,
+    key_len: u32,
+    payload_len: u32,
+    tag: u64,
+}
+
+/// One sorted entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub key: Vec<u8>,
+    pub tag: u64,
+    pub payload: Vec<u8>,
+}
+
+pub struct Sorter {
+    dir: PathBuf,
+    name: &'static str,
+    budget: usize,
+    arena: Vec<u8>,
+    items: Vec<Item>,
+    runs: Vec<PathBuf>,
+}
+
+impl Sorter {
+    /// A sorter spilling runs named `name-N.run` into `dir` once `budget` bytes are held.
+    pub fn new(dir: &Path, name: &'static str, budget: usize) -> Sorter {
+        Sorter { dir: dir.into(), name, budget, arena: Vec::new(), items: Vec::new(), runs: Vec::new() }
+    }
+
+    pub fn push(&mut self, key: &[u8], tag: u64, payload: &[u8]) -> Result<()> {
+        let offset = self.arena.len();
+        self.arena.extend_from_slice(key);
+        self.arena.extend_from_slice(payload);
+        self.items.push(Item { offset, key_len: key.len() as u32, payload_len: payload.len() as u32, tag });
+        if self.arena.len() + self.items.len() * size_of::<Item>() >= self.budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn key<'a>(arena: &'a [u8], it: &Item) -> &'a [u8] {
+        &arena[it.offset..it.offset + it.key_len as usize]
+    }
+
+    fn sort(&mut self) {
+        let arena = &self.arena;
+        self.items.sort_unstable_by(|a, b| Self::key(arena, a).cmp(Self::key(arena, b)).then(a.tag.cmp(&b.tag)));
+    }
+
+    fn spill(&mut self) -> Result<()> {
+        self.sort();
+        std::fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir))?;
+        let path = self.dir.join(format!("{}-{}.run", self.name, self.runs.len()));
+        let file = File::create(&path).map_err(Error::io(&path))?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        for it in &self.items {
+            let start = it.offset;
+            let end = start + (it.key_len + it.payload_len) as usize;
+            let write = |w: &mut BufWriter<File>| -> std::io::Result<()> {
+                w.write_all(&it.key_len.to_le_bytes())?;
+                w.write_all(&it.payload_len.to_le_bytes())?;
+                w.write_all(&it.tag.to_le_bytes())?;
+                w.write_all(&self.arena[start..end])
+            };
+            write(&mut w).map_err(Error::io(&path))?;
+        }
+        w.flush().map_err(Error::io(&path))?;
+        self.runs.push(path);
+        self.arena.clear();
+        self.items.clear();
+        Ok(())
+    }
+
+    /// Every entry pushed, in `(key, tag)` order.
+    pub fn finish(mut self) -> Result<Sorted> {
+        if self.runs.is_empty() {
+            self.sort();
+            return Ok(Sorted::Memory { arena: self.arena, items: self.items.into_iter() });
+        }
+        if !self.items.is_empty() {
+            self.spill()?;
+        }
+        let mut runs = Vec::with_capacity(self.runs.len());
+        for path in &self.runs {
+            let file = File::open(path).map_err(Error::io(path))?;
+            let mut run = RunReader { path: path.clone(), reader: BufReader::with_capacity(1 << 20, file), head: None };
+            run.advance()?;
+            runs.push(run);
+        }
+        Ok(Sorted::Merge { runs })
+    }
+}
+
+pub struct RunReader {
+    path: PathBuf,
+    reader: BufReader<File>,
+    head: Option<Entry>,
+}
+
+impl RunReader {
+    fn advance(&mut self) -> Result<()> {
+        let mut header = [0u8; 16];
+        match self.reader.read_exact(&mut header) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                self.head = None;
+                let _ = std::fs::remove_file(&self.path);
+                return Ok(());
+            }
+            r => r.map_err(Error::io(&self.path))?,
+        }
+        let key_len = u32::from_le_bytes(header[0..4].try_into().unwrap_or_default()) as usize;
+        let payload_len = u32::from_le_bytes(header[4..8].try_into().unwrap_or_default()) as usize;
+        let tag = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
+        let mut e = self.head.take().unwrap_or_default();
+        e.key.resize(key_len, 0);
+        e.payload.resize(payload_len, 0);
+        e.tag = tag;
+        self.reader.read_exact(&mut e.key).map_err(Error::io(&self.path))?;
+        self.reader.read_exact(&mut e.payload).map_err(Error::io(&self.path))?;
+        self.head = Some(e);
+        Ok(())
+    }
+}
+
+/// The sorted entries of a [`Sorter`].
+pub enum Sorted {
+    Memory { arena: Vec<u8>, items: std::vec::IntoIter<Item> },
+    Merge { runs: Vec<RunReader> },
+}
+
+impl Iterator for Sorted {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        match self {
+            Sorted::Memory { arena, items } => items.next().map(|it| {
+                let k = it.offset + it.key_len as usize;
+                Ok(Entry {
+                    key: arena[it.offset..k].to_vec(),
+                    tag: it.tag,
+                    payload: arena[k..k + it.payload_len as usize].to_vec(),
+                })
+            }),
+            Sorted::Merge { runs } => {
+                // Few runs (one per budget's worth of input): a linear scan for the least head.
+                let best = runs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| r.head.as_ref().map(|h| (i, h)))
+                    .min_by(|(_, a), (_, b)| a.key.cmp(&b.key).then(a.tag.cmp(&b.tag)))
+                    .map(|(i, _)| i)?;
+                let entry = runs[best].head.clone();
+                if let Err(e) = runs[best].advance() {
+                    return Some(Err(e));
+                }
+                entry.map(Ok)
+            }
+        }
+    }
+}
+
+/// Groups a sorted stream into runs of equal keys.
+pub struct Groups<I: Iterator<Item = Result<Entry>>> {
+    inner: std::iter::Peekable<I>,
+}
+
+impl<I: Iterator<Item = Result<Entry>>> Groups<I> {
+    pub fn new(inner: I) -> Self {
+        Groups { inner: inner.peekable() }
+    }
+}
+
+impl<I: Iterator<Item = Result<Entry>>> Iterator for Groups<I> {
+    type Item = Result<Vec<Entry>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let first = match self.inner.next()? {
+            Ok(e) => e,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut group = vec![first];
+        while let Some(Ok(next)) = self.inner.peek() {
+            if next.key != group[0].key {
+                break;
+            }
+            if let Some(Ok(e)) = self.inner.next() {
+                group.push(e);
+            }
+        }
+        Some(Ok(group))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn spilled_and_in_memory_sorts_agree(entries in prop::collection::vec((prop::collection::vec(0u8..4, 1..4), any::<u16>()), 0..300), budget in 64usize..4096) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut small = Sorter::new(dir.path(), "t", budget);
+            let mut whole = Sorter::new(dir.path(), "w", usize::MAX);
+            for (tag, (k, p)) in entries.iter().enumerate() {
+                small.push(k, tag as u64, &p.to_le_bytes()).unwrap();
+                whole.push(k, tag as u64, &p.to_le_bytes()).unwrap();
+            }
+            let a: Vec<Entry> = small.finish().unwrap().map(Result::unwrap).collect();
+            let b: Vec<Entry> = whole.finish().unwrap().map(Result::unwrap).collect();
+            let mut want: Vec<Entry> = entries.iter().enumerate().map(|(t, (k, p))| Entry { key: k.clone(), tag: t as u64, payload: p.to_le_bytes().to_vec() }).collect();
+            want.sort_by(|x, y| x.key.cmp(&y.key).then(x.tag.cmp(&y.tag)));
+            prop_assert_eq!(&a, &want);
+            prop_assert_eq!(&b, &want);
+            let groups: Vec<Vec<Entry>> = Groups::new(a.into_iter().map(Ok)).map(Result::unwrap).collect();
+            prop_assert!(groups.iter().all(|g| g.iter().all(|e| e.key == g[0].key)));
+            prop_assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), want.len());
+        }
+    }
+}

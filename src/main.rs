@@ -1,0 +1,177 @@
+//! The `jichu` command line. Thin: parses flags, sets up logging, calls the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use jichu::config::Config;
+use jichu::load::{LoadOptions, Progress, load};
+use jichu::store::Store;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jichu",
+    version,
+    about = "jichu (基础): master-data foundation database for a city's base registries"
+)]
+struct Cli {
+    /// Optional TOML config file (data_dir, addr, block_cache_mb, request_timeout_secs, …).
+    #[arg(long, global = true, env = "JICHU_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory [default: ./jichu-data].
+    #[arg(long, global = true, env = "JICHU_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, global = true, env = "JICHU_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load department extracts into a registry, as a mapping spec describes them.
+    Load {
+        /// The mapping spec (TOML) of the extract.
+        #[arg(long)]
+        spec: PathBuf,
+        /// Extract files (CSV), all in the spec's shape.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write the load report (JSON) here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Write rejected rows (CSV: line,reason,message,raw) here [default: DATA_DIR/rejects/load-ID.csv].
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Worker threads validating rows [default: the number of cores].
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Serve the HTTP query API.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "JICHU_ADDR")]
+        addr: Option<SocketAddr>,
+    },
+    /// Generate a consistent set of the five extracts with their specs.
+    Gen {
+        /// Citizens to generate (about 2.2 records in all per citizen).
+        #[arg(long)]
+        citizens: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Quickstart: generate extracts, load all five registries, serve, print example requests.
+    Demo {
+        #[arg(long, default_value_t = 20_000)]
+        citizens: u64,
+        #[arg(long, env = "JICHU_ADDR")]
+        addr: Option<SocketAddr>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = Config::from_file(cli.config.as_deref())?;
+    if let Some(d) = cli.data_dir {
+        config.data_dir = d;
+    }
+    match cli.command {
+        Command::Load { spec, files, report, rejects, threads } => {
+            let store = open(&config)?;
+            let parsed = jichu_ingest::Spec::from_path(&spec)?;
+            let mut opts = LoadOptions::new(&config.data_dir);
+            opts.rejects = rejects;
+            opts.progress = Progress::auto();
+            if let Some(t) = threads {
+                opts.threads = t;
+            }
+            let r = load(&store, &parsed, &spec, &files, &opts)?;
+            eprintln!("{}", r.summary());
+            if let Some(path) = report {
+                std::fs::write(&path, serde_json::to_vec_pretty(&r)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::Serve { addr } => {
+            if let Some(a) = addr {
+                config.addr = a;
+            }
+            let store = Arc::new(open(&config)?);
+            serve(store, config, None)
+        }
+        Command::Gen { citizens, seed, out } => {
+            let started = std::time::Instant::now();
+            let counts = jichu::generator::generate(&out, &jichu::generator::GenOptions { citizens, seed })?;
+            eprintln!(
+                "generated {} in {:.1}s: {}",
+                out.display(),
+                started.elapsed().as_secs_f64(),
+                serde_json::to_string(&counts)?
+            );
+            Ok(())
+        }
+        Command::Demo { citizens, addr } => {
+            if let Some(a) = addr {
+                config.addr = a;
+            }
+            let extracts = config.data_dir.join("demo-extracts");
+            let store = Arc::new(open(&config)?);
+            if store.count(jichu::model::Registry::Citizens) == 0 {
+                jichu::generator::generate(&extracts, &jichu::generator::GenOptions { citizens, seed: 42 })?;
+                for name in jichu::generator::LOAD_ORDER {
+                    let spec_path = extracts.join(format!("{name}.toml"));
+                    let spec = jichu_ingest::Spec::from_path(&spec_path)?;
+                    let mut opts = LoadOptions::new(&config.data_dir);
+                    opts.progress = Progress::auto();
+                    let r = load(&store, &spec, &spec_path, &[extracts.join(format!("{name}.csv"))], &opts)?;
+                    eprintln!("{}", r.summary());
+                }
+            }
+            let sample = |file: &str| first_key(&extracts.join(file)).unwrap_or_default();
+            let examples = (sample("citizens.csv"), sample("entities.csv"));
+            serve(store, config, Some(examples))
+        }
+    }
+}
+
+fn open(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.store_dir(), &config.store_options())
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))
+}
+
+fn first_key(csv: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(csv).ok()?;
+    text.lines().nth(1)?.split(',').next().map(str::to_string)
+}
+
+fn serve(store: Arc<Store>, config: Config, examples: Option<(String, String)>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+        if let Some((citizen, entity)) = examples {
+            eprintln!("\njichu is serving on http://{addr}. Try:\n");
+            eprintln!("  curl -s http://{addr}/v1/catalog");
+            eprintln!("  curl -s http://{addr}/v1/citizens/{citizen}");
+            eprintln!("  curl -s http://{addr}/v1/citizens/{citizen}/profile");
+            eprintln!("  curl -s http://{addr}/v1/entities/{entity}/profile");
+            eprintln!("  curl -s -X POST http://{addr}/v1/citizens/lookup -H 'content-type: application/json' -d '{{\"ids\":[\"{citizen}\"],\"fields\":[\"name\",\"address\"]}}'");
+            eprintln!("  curl -s http://{addr}/openapi.json\n");
+        }
+        let state = jichu::api::AppState::new(store, config);
+        jichu::api::serve(listener, state, jichu::api::shutdown_signal()).await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,29 @@
+//! Legal entities: companies and organisations, keyed by the unified social credit code.
+
+use super::{Field, Registry, Relation, Schema, Target, check_credit_code, check_resident_id};
+use jichu_ingest::FieldKind;
+
+pub static SCHEMA: Schema = Schema {
+    registry: Registry::Entities,
+    key: Field::new("id", FieldKind::Identifier(check_credit_code), "unified social credit code (18 characters)"),
+    fields: &[
+        Field::new("name", FieldKind::Text, "registered name").required(),
+        Field::new("legal_rep_name", FieldKind::Text, "legal representative's name").personal(),
+        Field::new(
+            "legal_rep_id",
+            FieldKind::Identifier(check_resident_id),
+            "legal representative's identity number (→ citizens)",
+        )
+        .sensitive()
+        .link(Target::Citizens, Relation::LegalRep, Relation::Represents),
+        Field::new("founded_on", FieldKind::Date, "date of establishment"),
+        Field::new("registered_capital", FieldKind::Decimal, "registered capital in 万元 (exact decimal)"),
+        Field::new("kind", FieldKind::Text, "enterprise type (企业类型)"),
+        Field::new("business_scope", FieldKind::Text, "business scope"),
+        Field::new("address", FieldKind::Text, "registered address"),
+        Field::new("location", FieldKind::Point, "location of the registered address (WGS84)"),
+        Field::new("status", FieldKind::Text, "registration status (存续, 注销, 吊销…)"),
+    ],
+    row_check: None,
+    doc: "companies and organisations, keyed by the unified social credit code",
+};

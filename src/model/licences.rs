@@ -1,0 +1,27 @@
+//! Licences: certificates and e-licences (GB/T 36901-36905) held by a citizen or an entity.
+
+use super::{Field, Registry, Relation, Schema, Target, check_subject};
+use jichu_ingest::FieldKind;
+
+pub static SCHEMA: Schema = Schema {
+    registry: Registry::Licences,
+    key: Field::new("id", FieldKind::Text, "licence number (opaque text)"),
+    fields: &[
+        Field::new("licence_type", FieldKind::Text, "licence type (证照类型)").required(),
+        Field::new(
+            "holder_id",
+            FieldKind::Identifier(check_subject),
+            "the holder: an identity number or a credit code",
+        )
+        .required()
+        .sensitive()
+        .link(Target::Subject, Relation::Holder, Relation::Licences),
+        Field::new("holder_name", FieldKind::Text, "the holder's name").personal(),
+        Field::new("issuer", FieldKind::Text, "issuing authority"),
+        Field::new("issued_on", FieldKind::Date, "date of issue"),
+        Field::new("valid_until", FieldKind::Date, "end of validity"),
+        Field::new("status", FieldKind::Text, "status (有效, 注销…)"),
+    ],
+    row_check: None,
+    doc: "certificates and e-licences held by a citizen or an entity",
+};

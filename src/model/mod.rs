@@ -1,0 +1,232 @@
+//! The five base registries: their keys, fields, relations and identifier rules.
+//!
+//! The model is declarative: each registry module lists its fields once, and ingest, the
+//! store, the catalogue and the API all read that list. Field names are the canonical names
+//! that mapping specs and the API use.
+
+pub mod citizens;
+pub mod credit;
+pub mod entities;
+pub mod ids;
+pub mod licences;
+pub mod parcels;
+mod record;
+
+pub use record::{Lineage, Record};
+
+use jichu_ingest::{CheckedId, FieldDef, FieldKind, MappedRow, Reason};
+use serde::Serialize;
+use std::fmt;
+use std::str::FromStr;
+
+/// One of the five base registries. The discriminant is the registry's byte in store keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registry {
+    Citizens = 1,
+    Entities = 2,
+    Parcels = 3,
+    Credit = 4,
+    Licences = 5,
+}
+
+impl Registry {
+    pub const ALL: [Registry; 5] =
+        [Registry::Citizens, Registry::Entities, Registry::Parcels, Registry::Credit, Registry::Licences];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Registry::Citizens => "citizens",
+            Registry::Entities => "entities",
+            Registry::Parcels => "parcels",
+            Registry::Credit => "credit",
+            Registry::Licences => "licences",
+        }
+    }
+
+    pub fn from_byte(b: u8) -> Option<Registry> {
+        Registry::ALL.into_iter().find(|r| *r as u8 == b)
+    }
+
+    pub fn schema(self) -> &'static Schema {
+        match self {
+            Registry::Citizens => &citizens::SCHEMA,
+            Registry::Entities => &entities::SCHEMA,
+            Registry::Parcels => &parcels::SCHEMA,
+            Registry::Credit => &credit::SCHEMA,
+            Registry::Licences => &licences::SCHEMA,
+        }
+    }
+}
+
+impl fmt::Display for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Registry {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Registry::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            format!("unknown registry `{s}`; the registries are citizens, entities, parcels, credit, licences")
+        })
+    }
+}
+
+/// Who may see a field: the catalogue publishes it so that consumers know what is personal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sensitivity {
+    Public,
+    /// Identifies or describes a natural person.
+    Personal,
+    /// Personal and especially protected (identity numbers, phone numbers, exact locations).
+    Sensitive,
+}
+
+/// A reference from a field to another registry's key: stored as a pair of relation edges.
+#[derive(Clone, Copy, Debug)]
+pub struct Link {
+    /// Registries the reference may point to; a subject points to citizens or entities.
+    pub target: Target,
+    /// The relation's name seen from the record holding the reference (e.g. `holder`).
+    pub forward: Relation,
+    /// The relation's name seen from the referenced record (e.g. `licences`).
+    pub reverse: Relation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Citizens,
+    /// A citizen or an entity, told apart by the identifier's form.
+    Subject,
+}
+
+/// The names of relation edges. The discriminant is the edge's byte in relation keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    LegalRep = 1,
+    Represents = 2,
+    Subject = 3,
+    CreditRecords = 4,
+    Holder = 5,
+    Licences = 6,
+}
+
+impl Relation {
+    pub fn from_byte(b: u8) -> Option<Relation> {
+        use Relation::*;
+        [LegalRep, Represents, Subject, CreditRecords, Holder, Licences].into_iter().find(|r| *r as u8 == b)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Relation::LegalRep => "legal_rep",
+            Relation::Represents => "represents",
+            Relation::Subject => "subject",
+            Relation::CreditRecords => "credit_records",
+            Relation::Holder => "holder",
+            Relation::Licences => "licences",
+        }
+    }
+}
+
+/// A canonical field of a registry.
+#[derive(Clone, Copy, Debug)]
+pub struct Field {
+    pub name: &'static str,
+    pub kind: FieldKind,
+    pub required: bool,
+    pub sensitivity: Sensitivity,
+    pub link: Option<Link>,
+    pub doc: &'static str,
+}
+
+impl Field {
+    pub const fn new(name: &'static str, kind: FieldKind, doc: &'static str) -> Field {
+        Field { name, kind, required: false, sensitivity: Sensitivity::Public, link: None, doc }
+    }
+    pub const fn required(mut self) -> Field {
+        self.required = true;
+        self
+    }
+    pub const fn personal(mut self) -> Field {
+        self.sensitivity = Sensitivity::Personal;
+        self
+    }
+    pub const fn sensitive(mut self) -> Field {
+        self.sensitivity = Sensitivity::Sensitive;
+        self
+    }
+    pub const fn link(mut self, target: Target, forward: Relation, reverse: Relation) -> Field {
+        self.link = Some(Link { target, forward, reverse });
+        self
+    }
+    pub fn def(&self) -> FieldDef {
+        FieldDef { name: self.name, kind: self.kind, required: self.required }
+    }
+    /// The JSON type name the catalogue and the OpenAPI document show.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            FieldKind::Text | FieldKind::Code(_) | FieldKind::Identifier(_) => "string",
+            FieldKind::Date => "date",
+            FieldKind::Decimal => "decimal",
+            FieldKind::Number => "number",
+            FieldKind::Point => "point",
+            FieldKind::Geometry => "geometry",
+        }
+    }
+}
+
+/// Cross-field checks and derivations for one row, after every cell is valid.
+pub type RowCheck = fn(&mut MappedRow) -> Result<(), (Reason, String)>;
+
+/// A registry's declaration: its key and its fields, in stored order.
+#[derive(Debug)]
+pub struct Schema {
+    pub registry: Registry,
+    pub key: Field,
+    pub fields: &'static [Field],
+    pub row_check: Option<RowCheck>,
+    pub doc: &'static str,
+}
+
+impl Schema {
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+    pub fn defs(&self) -> Vec<FieldDef> {
+        self.fields.iter().map(Field::def).collect()
+    }
+    /// Fields holding references to other registries, with their index.
+    pub fn links(&self) -> impl Iterator<Item = (usize, Link)> + '_ {
+        self.fields.iter().enumerate().filter_map(|(i, f)| f.link.map(|l| (i, l)))
+    }
+    /// Canonicalises and checks a key given by a client (400 on a malformed one).
+    pub fn parse_key(&self, raw: &str) -> Result<String, String> {
+        match self.key.kind {
+            FieldKind::Identifier(check) => check(raw).map(|c| c.id),
+            _ => {
+                let key = jichu_ingest::normalize_text(raw);
+                if key.is_empty() || key.len() > 255 {
+                    Err("must be 1 to 255 bytes".into())
+                } else {
+                    Ok(key.into_owned())
+                }
+            }
+        }
+    }
+}
+
+// Identifier checks in the form ingest calls them.
+pub(crate) fn check_resident_id(s: &str) -> Result<CheckedId, String> {
+    ids::parse_resident_id(s).map(|r| CheckedId { id: r.id, needs_review: false }).map_err(|e| e.to_string())
+}
+pub(crate) fn check_credit_code(s: &str) -> Result<CheckedId, String> {
+    ids::parse_credit_code(s).map(|c| CheckedId { id: c.id, needs_review: c.needs_review }).map_err(|e| e.to_string())
+}
+pub(crate) fn check_subject(s: &str) -> Result<CheckedId, String> {
+    ids::parse_subject(s).map(|(_, id, needs_review)| CheckedId { id, needs_review }).map_err(|e| e.to_string())
+}

@@ -1,0 +1,58 @@
+//! Column families: their names, in one place, and the options each is opened with.
+
+use crate::model::Registry;
+use rocksdb::{BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options};
+
+/// Relation edges, both directions: `owner → relation → other`.
+pub const RELATIONS: &str = "relations";
+/// Counts, the load table, the load-id sequence and bulk-load markers.
+pub const META: &str = "meta";
+
+/// The column family holding a registry's records (its name is the registry's name).
+pub fn records(r: Registry) -> &'static str {
+    r.as_str()
+}
+
+/// Every column family of the store.
+pub fn all() -> impl Iterator<Item = &'static str> {
+    Registry::ALL.into_iter().map(records).chain([RELATIONS, META])
+}
+
+/// Table options shared by every column family: one explicitly sized block cache holding
+/// data, index and filter blocks; bloom filters so that a point lookup of an absent key
+/// touches no data block.
+fn table_options(cache: &Cache, bloom: bool) -> BlockBasedOptions {
+    let mut t = BlockBasedOptions::default();
+    t.set_block_cache(cache);
+    t.set_block_size(8 * 1024);
+    t.set_cache_index_and_filter_blocks(true);
+    t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    t.set_index_type(BlockBasedIndexType::BinarySearch);
+    t.set_format_version(5);
+    if bloom {
+        t.set_bloom_filter(10.0, false);
+        t.set_optimize_filters_for_memory(true);
+    }
+    t
+}
+
+/// Options of one column family. Records are point-read (bloom filters); relations are
+/// prefix-scanned by owner. LZ4 on the upper levels, zstd at the bottom where most bytes live.
+pub fn options(name: &str, cache: &Cache) -> Options {
+    let mut o = Options::default();
+    o.set_level_compaction_dynamic_level_bytes(true);
+    o.set_compression_type(DBCompressionType::Lz4);
+    o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    o.set_write_buffer_size(64 << 20);
+    o.set_target_file_size_base(64 << 20);
+    o.set_block_based_table_factory(&table_options(cache, name != META));
+    if name != META && name != RELATIONS {
+        o.set_memtable_whole_key_filtering(true);
+        o.set_memtable_prefix_bloom_ratio(0.02);
+    }
+    o
+}
+
+pub fn descriptors(cache: &Cache) -> Vec<ColumnFamilyDescriptor> {
+    all().map(|name| ColumnFamilyDescriptor::new(name, options(name, cache))).collect()
+}

@@ -1,0 +1,69 @@
+//! Key encodings, in one place.
+//!
+//! - record: the canonical key text's bytes (in the registry's column family);
+//! - edge: `[owner registry][owner key length][owner key][relation][other registry][other key]`,
+//!   so that one prefix scan lists every relation of a record, grouped by relation;
+//! - meta: ASCII tags followed by a registry byte or a big-endian load id.
+
+use crate::model::{Registry, Relation};
+
+/// The prefix shared by every edge that starts at `(registry, id)`.
+pub fn edge_prefix(registry: Registry, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(id.len() + 2);
+    k.push(registry as u8);
+    k.push(id.len().min(255) as u8);
+    k.extend_from_slice(&id.as_bytes()[..id.len().min(255)]);
+    k
+}
+
+/// The key of the edge `(owner) —relation→ (other)`.
+pub fn edge(owner: Registry, owner_id: &str, relation: Relation, other: Registry, other_id: &str) -> Vec<u8> {
+    let mut k = edge_prefix(owner, owner_id);
+    k.push(relation as u8);
+    k.push(other as u8);
+    k.extend_from_slice(other_id.as_bytes());
+    k
+}
+
+/// Decodes an edge key into `(relation, other registry, other key)`.
+pub fn decode_edge(key: &[u8]) -> Option<(Relation, Registry, &str)> {
+    let owner_len = usize::from(*key.get(1)?);
+    let rest = key.get(2 + owner_len..)?;
+    let relation = Relation::from_byte(*rest.first()?)?;
+    let other = Registry::from_byte(*rest.get(1)?)?;
+    Some((relation, other, std::str::from_utf8(rest.get(2..)?).ok()?))
+}
+
+pub fn count(registry: Registry) -> [u8; 7] {
+    let mut k = *b"count/\0";
+    k[6] = registry as u8;
+    k
+}
+
+pub fn bulk_marker(registry: Registry) -> [u8; 6] {
+    let mut k = *b"bulk/\0";
+    k[5] = registry as u8;
+    k
+}
+
+pub const LOAD_PREFIX: &[u8] = b"load/";
+pub const NEXT_LOAD: &[u8] = b"next_load";
+
+pub fn load(id: u32) -> Vec<u8> {
+    [LOAD_PREFIX, &id.to_be_bytes()].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn edges_round_trip_and_sort_under_their_owner(a in "[0-9A-Z]{1,40}", b in "[^\u{0}]{1,40}") {
+            let k = edge(Registry::Citizens, &a, Relation::Licences, Registry::Licences, &b);
+            prop_assert!(k.starts_with(&edge_prefix(Registry::Citizens, &a)));
+            prop_assert_eq!(decode_edge(&k), Some((Relation::Licences, Registry::Licences, b.as_str())));
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The store: round trips, reopening, relation consistency under updates.
+
+use crate::common::{TestStore, fixture};
+use jichu::model::{Registry, Relation};
+use jichu::store::Edge;
+
+#[test]
+fn records_survive_reopening() {
+    let t = TestStore::loaded();
+    let before: Vec<u64> = Registry::ALL.iter().map(|r| t.store.count(*r)).collect();
+    let chen = t.store.get(Registry::Citizens, "35020319500110100X").unwrap();
+    let t = t.reopen();
+    let after: Vec<u64> = Registry::ALL.iter().map(|r| t.store.count(*r)).collect();
+    assert_eq!(before, after);
+    assert_eq!(before, vec![23, 5, 4, 5, 5]);
+    assert_eq!(t.store.get(Registry::Citizens, "35020319500110100X").unwrap(), chen);
+    assert_eq!(t.store.loads().len(), 6);
+}
+
+#[test]
+fn multi_get_answers_in_request_order() {
+    let t = TestStore::loaded();
+    let ids =
+        vec!["350203195302111033".to_string(), "110105194912310021".to_string(), "35020319500110100X".to_string()];
+    let got = t.store.get_many(Registry::Citizens, &ids).unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.as_ref().map(|r| r.id.as_str())).collect::<Vec<_>>(),
+        vec![Some(ids[0].as_str()), None, Some(ids[2].as_str())]
+    );
+}
+
+#[test]
+fn relations_are_navigable_both_ways() {
+    let t = TestStore::loaded();
+    let entity = std::fs::read_to_string(fixture("entities.csv"))
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let rep = "35020319500110100X";
+    let from_entity = t.store.relations(Registry::Entities, &entity).unwrap();
+    assert!(from_entity.contains(&Edge { relation: Relation::LegalRep, registry: Registry::Citizens, id: rep.into() }));
+    assert!(from_entity.iter().any(|e| e.relation == Relation::Licences));
+    assert!(from_entity.iter().any(|e| e.relation == Relation::CreditRecords));
+    let from_citizen = t.store.relations(Registry::Citizens, rep).unwrap();
+    assert!(from_citizen.contains(&Edge {
+        relation: Relation::Represents,
+        registry: Registry::Entities,
+        id: entity.clone()
+    }));
+    assert!(from_citizen.contains(&Edge {
+        relation: Relation::Licences,
+        registry: Registry::Licences,
+        id: "ZZ05000000000003".into()
+    }));
+}
+
+#[test]
+fn a_licence_changing_holder_moves_its_reverse_link() {
+    let t = TestStore::loaded();
+    let old_holder = "35020319500110100X";
+    let new_holder = "350203195302111033";
+    let text = std::fs::read_to_string(fixture("licences.csv")).unwrap().replace(
+        &format!("ZZ05000000000003,机动车驾驶证,{old_holder}"),
+        &format!("ZZ05000000000003,机动车驾驶证,{new_holder}"),
+    );
+    let path = t.dir.path().join("licences-moved.csv");
+    std::fs::write(&path, text).unwrap();
+    let r = t.load(&fixture("licences.toml"), &[path]);
+    assert_eq!(r.updated, 1);
+    let licence_edge =
+        Edge { relation: Relation::Licences, registry: Registry::Licences, id: "ZZ05000000000003".into() };
+    assert!(
+        !t.store.relations(Registry::Citizens, old_holder).unwrap().contains(&licence_edge),
+        "old reverse link gone"
+    );
+    assert!(t.store.relations(Registry::Citizens, new_holder).unwrap().contains(&licence_edge));
+    let forward = t.store.relations(Registry::Licences, "ZZ05000000000003").unwrap();
+    assert_eq!(forward, vec![Edge { relation: Relation::Holder, registry: Registry::Citizens, id: new_holder.into() }]);
+}
