@@ -78,6 +78,8 @@ fn main() {
         again.path, again.rows_per_second, again.seconds
     );
     println!("| bulk / baseline | {:.2} |", bulk.rows_per_second / baseline);
+    println!("| bulk stages (s) | {:?} |", bulk.stage_seconds);
+    println!("| reload stages (s) | {:?} |", again.stage_seconds);
     println!("| CSV bytes per record | {:.1} |", csv_bytes as f64 / citizens as f64);
     println!(
         "| store bytes per record (SST, all CFs) | {:.1} ({:.2}× the CSV) |",

@@ -4,7 +4,7 @@
 use crate::coords::Crs;
 use crate::error::{Error, Result};
 use crate::geometry::parse_geometry;
-use crate::normalize::{normalize_text, parse_code, parse_date, parse_decimal, parse_number};
+use crate::normalize::{DateFormats, normalize_text, parse_code, parse_decimal, parse_number};
 use crate::reject::{Reason, Reject};
 use crate::source::RawRow;
 use crate::spec::Spec;
@@ -47,7 +47,7 @@ pub struct RowMapper {
     extras: Vec<(usize, String)>,
     width: usize,
     null_values: Vec<String>,
-    date_formats: Vec<String>,
+    date_formats: DateFormats,
     crs: Crs,
     extent: Option<[f64; 4]>,
     delimiter: u8,
@@ -140,7 +140,7 @@ impl RowMapper {
             extras,
             width: headers.len(),
             null_values: spec.null_values.iter().map(|v| normalize_text(v).into_owned()).collect(),
-            date_formats: spec.date_formats.clone(),
+            date_formats: DateFormats::new(&spec.date_formats),
             crs: spec.crs,
             extent: spec.extent,
             delimiter: spec.delimiter_byte(),
@@ -219,7 +219,7 @@ impl RowMapper {
                 Value::Text(checked.id)
             }
             FieldKind::Date => {
-                Value::Date(parse_date(s, &self.date_formats).ok_or_else(|| {
+                Value::Date(self.date_formats.parse(s).ok_or_else(|| {
                     invalid(Reason::InvalidDate, "is not a real date in any of the spec's date_formats")
                 })?)
             }

@@ -1,5 +1,6 @@
 //! Cell-level normalisation: full-width folding, dates, numbers, codes.
 
+use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use std::borrow::Cow;
@@ -8,7 +9,8 @@ use std::borrow::Cow;
 /// their half-width forms. Borrows when nothing changes, which is the common case.
 pub fn normalize_text(s: &str) -> Cow<'_, str> {
     let trimmed = s.trim_matches(|c: char| c.is_whitespace() || c == '\u{3000}' || c == '\u{feff}');
-    if trimmed.is_ascii() || !trimmed.chars().any(is_full_width) {
+    // Full-width forms are U+FF01..U+FF5E (UTF-8 lead byte EF) and U+3000 (lead byte E3).
+    if !trimmed.bytes().any(|b| b == 0xef || b == 0xe3) || !trimmed.chars().any(is_full_width) {
         return Cow::Borrowed(trimmed);
     }
     Cow::Owned(trimmed.chars().map(fold_char).collect())
@@ -26,10 +28,51 @@ fn fold_char(c: char) -> char {
     }
 }
 
-/// Parses a date with the first of `formats` that matches the whole cell. Years before 1800
-/// or after 2200 are typos in practice, not registry dates, and are refused.
+/// A spec's date formats, parsed once (chrono re-parses a format string on every call).
+#[derive(Clone, Debug)]
+pub struct DateFormats {
+    formats: Vec<(String, Vec<Item<'static>>)>,
+}
+
+impl DateFormats {
+    pub fn new(formats: &[String]) -> DateFormats {
+        let formats =
+            formats.iter().map(|f| (f.clone(), StrftimeItems::new(f).parse_to_owned().unwrap_or_default())).collect();
+        DateFormats { formats }
+    }
+
+    /// Parses a date with the first format that matches the whole cell. Years before 1800 or
+    /// after 2200 are typos in practice, not registry dates, and are refused.
+    pub fn parse(&self, s: &str) -> Option<NaiveDate> {
+        self.formats
+            .iter()
+            .find_map(|(text, items)| {
+                if text == "%Y-%m-%d" {
+                    return iso_date(s);
+                }
+                let mut parsed = Parsed::new();
+                chrono::format::parse(&mut parsed, s, items.iter()).ok()?;
+                parsed.to_naive_date().ok()
+            })
+            .filter(|d| (1800..=2200).contains(&d.year()))
+    }
+}
+
+/// The common `YYYY-MM-DD` without the general parser.
+fn iso_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+    }
+    let n = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |a, d| d.is_ascii_digit().then(|| a * 10 + u32::from(d - b'0')))
+    };
+    NaiveDate::from_ymd_opt(n(0..4)? as i32, n(5..7)?, n(8..10)?)
+}
+
+/// Parses a date with the first of `formats` that matches the whole cell.
 pub fn parse_date(s: &str, formats: &[String]) -> Option<NaiveDate> {
-    formats.iter().find_map(|f| NaiveDate::parse_from_str(s, f).ok()).filter(|d| (1800..=2200).contains(&d.year()))
+    DateFormats::new(formats).parse(s)
 }
 
 /// Parses an exact decimal, tolerating thousands separators and a `万元`/`万` unit suffix.

@@ -30,9 +30,19 @@ pub struct LoadReport {
     pub flagged_for_review: u64,
     pub seconds: f64,
     pub rows_per_second: f64,
+    /// Wall-clock seconds per stage: `read` (decode, parse, validate, encode, sort runs),
+    /// `merge_write` (merge, resolve duplicates, write records and edges), `ingest`.
+    pub stage_seconds: BTreeMap<String, f64>,
 }
 
 impl LoadReport {
+    /// Adds the time since `since` to a stage and returns now.
+    pub fn stage(&mut self, name: &str, since: std::time::Instant) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        *self.stage_seconds.entry(name.to_string()).or_default() += (now - since).as_secs_f64();
+        now
+    }
+
     pub fn count_reject(&mut self, reason: Reason) {
         self.rejected += 1;
         *self.rejected_by_reason.entry(reason.code().to_string()).or_default() += 1;

@@ -4,18 +4,16 @@
 use super::LoadState;
 use super::payload;
 use super::sort::{Entry, Groups, Sorted, Sorter};
+use super::sst::SstFiles;
 use crate::error::Result;
 use crate::model::ids::{SubjectKind, subject_kind};
 use crate::model::{Link, Registry, Target};
 use crate::store::codec::{self, Header};
 use crate::store::{Store, Writer, cf, keys};
-use rocksdb::{Cache, SstFileWriter};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Records per write batch on the batch path (one atomic commit each).
 const CHUNK: usize = 1024;
-/// Input bytes per SST file on the bulk path.
-const SST_BYTES: usize = 256 << 20;
 /// References checked for existence per multi-get.
 const REF_BATCH: usize = 8192;
 
@@ -90,13 +88,12 @@ pub fn bulk(
     sorted: Sorted,
     tmp: &Path,
     budget: usize,
+    threads: usize,
     state: &mut LoadState,
 ) -> Result<()> {
     let store = writer.store();
     let links: Vec<Link> = registry.schema().links().map(|(_, l)| l).collect();
-    let cache = Cache::new_lru_cache(8 << 20);
-    let record_opts = cf::options(cf::records(registry), &cache);
-    let mut files = SstFiles::new(&record_opts, tmp, "records");
+    let mut files = SstFiles::new(cf::records(registry), tmp, "records", threads);
     let mut edge_sorter = Sorter::new(tmp, "edges", budget);
     let mut refs = RefCheck::default();
     let mut n = 0u64;
@@ -116,8 +113,7 @@ pub fn bulk(
     }
     refs.flush(store, state)?;
     let record_files = files.finish()?;
-    let edge_opts = cf::options(cf::RELATIONS, &cache);
-    let mut edge_files = SstFiles::new(&edge_opts, tmp, "edges");
+    let mut edge_files = SstFiles::new(cf::RELATIONS, tmp, "edges", threads);
     let mut last: Option<Vec<u8>> = None;
     for e in edge_sorter.finish()? {
         let e = e?;
@@ -127,60 +123,14 @@ pub fn bulk(
         }
     }
     let edge_files = edge_files.finish()?;
+    let t = std::time::Instant::now();
     writer.bulk_marker(registry, true)?;
     writer.ingest(cf::RELATIONS, edge_files)?;
     writer.ingest(cf::records(registry), record_files)?;
     writer.set_count(registry, n)?;
+    state.report.stage("ingest", t);
     state.report.inserted = n;
     Ok(())
-}
-
-/// Writes strictly increasing keys into SST files of about [`SST_BYTES`] each.
-struct SstFiles<'o> {
-    opts: &'o rocksdb::Options,
-    dir: PathBuf,
-    name: &'static str,
-    current: Option<SstFileWriter<'o>>,
-    bytes: usize,
-    done: Vec<PathBuf>,
-}
-
-impl<'o> SstFiles<'o> {
-    fn new(opts: &'o rocksdb::Options, dir: &Path, name: &'static str) -> Self {
-        SstFiles { opts, dir: dir.into(), name, current: None, bytes: 0, done: Vec::new() }
-    }
-
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        if self.current.is_none() {
-            std::fs::create_dir_all(&self.dir).map_err(crate::error::Error::io(&self.dir))?;
-            let path = self.dir.join(format!("{}-{}.sst", self.name, self.done.len()));
-            let w = SstFileWriter::create(self.opts);
-            w.open(&path)?;
-            self.done.push(path);
-            self.current = Some(w);
-        }
-        if let Some(w) = self.current.as_mut() {
-            w.put(key, value)?;
-        }
-        self.bytes += key.len() + value.len();
-        if self.bytes >= SST_BYTES {
-            self.close()?;
-        }
-        Ok(())
-    }
-
-    fn close(&mut self) -> Result<()> {
-        if let Some(mut w) = self.current.take() {
-            w.finish()?;
-        }
-        self.bytes = 0;
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<Vec<PathBuf>> {
-        self.close()?;
-        Ok(std::mem::take(&mut self.done))
-    }
 }
 
 /// Batch path: each chunk of records, with its edge changes and counts, is one atomic write

@@ -12,6 +12,7 @@ mod payload;
 mod progress;
 mod read;
 mod sort;
+mod sst;
 
 pub use progress::Progress;
 
@@ -142,12 +143,18 @@ pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opt
         Ok(())
     })?;
     let sorted = sorter.finish()?;
+    let mut t = state.report.stage("read", started);
     if store.count(registry) == 0 {
         state.report.path = "bulk".into();
-        apply::bulk(&mut writer, registry, sorted, &tmp, opts.sort_budget / 2, &mut state)?;
+        apply::bulk(&mut writer, registry, sorted, &tmp, opts.sort_budget / 2, opts.threads, &mut state)?;
     } else {
         state.report.path = "batch".into();
         apply::batch(&mut writer, registry, sorted, &mut state)?;
+    }
+    t = state.report.stage("merge_write", t);
+    let ingest = state.report.stage_seconds.get("ingest").copied().unwrap_or(0.0);
+    if let Some(m) = state.report.stage_seconds.get_mut("merge_write") {
+        *m -= ingest;
     }
     write_conflicts(files, spec, &mappers, &state.conflicts, multi_file, &mut state.report, &mut rejects).map_err(
         |e| match e {
@@ -156,6 +163,7 @@ pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opt
         },
     )?;
     rejects.finish().map_err(Error::io(&rejects_path))?;
+    state.report.stage("conflicts", t);
     let report = &mut state.report;
     report.accepted = report.read - report.rejected;
     report.seconds = started.elapsed().as_secs_f64();

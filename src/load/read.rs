@@ -62,13 +62,15 @@ pub fn read_all(
 ) -> Result<()> {
     type Work = (u64, usize, Arc<RowMapper>, Vec<RawRow>);
     let (work_tx, work_rx) = crossbeam_channel::bounded::<Work>(threads * 2);
+    // Batches go back to the reader for reuse: their records keep their allocations.
+    let (spare_tx, spare_rx) = crossbeam_channel::bounded::<Vec<RawRow>>(threads * 4);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, usize, Vec<Outcome>)>(threads * 2);
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || -> Result<()> {
             let mut seq = 0u64;
             for (file, (mut source, mapper)) in sources.into_iter().enumerate() {
                 loop {
-                    let mut rows = Vec::with_capacity(BATCH_ROWS);
+                    let mut rows = spare_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH_ROWS));
                     if !source.next_batch(BATCH_ROWS, &mut rows)? {
                         break;
                     }
@@ -81,17 +83,18 @@ pub fn read_all(
             Ok(())
         });
         for _ in 0..threads.max(1) {
-            let (rx, tx) = (work_rx.clone(), done_tx.clone());
+            let (rx, tx, spare) = (work_rx.clone(), done_tx.clone(), spare_tx.clone());
             scope.spawn(move || {
                 for (seq, file, mapper, rows) in rx {
                     let out = rows.iter().map(|r| prepare(schema, &mapper, load_id, r)).collect();
+                    let _ = spare.try_send(rows);
                     if tx.send((seq, file, out)).is_err() {
                         return;
                     }
                 }
             });
         }
-        drop((work_rx, done_tx));
+        drop((work_rx, done_tx, spare_tx));
         let mut next = 0u64;
         let mut waiting = BTreeMap::new();
         let mut result = Ok(());

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy)]
 pub struct Item {
+    /// The key's first 16 bytes, big-endian, zero-padded: most comparisons end here, without
+    /// touching the arena.
+    prefix: u128,
     offset: usize,
     key_len: u32,
     payload_len: u32,
@@ -44,7 +47,11 @@ impl Sorter {
         let offset = self.arena.len();
         self.arena.extend_from_slice(key);
         self.arena.extend_from_slice(payload);
-        self.items.push(Item { offset, key_len: key.len() as u32, payload_len: payload.len() as u32, tag });
+        let mut head = [0u8; 16];
+        let n = key.len().min(16);
+        head[..n].copy_from_slice(&key[..n]);
+        let prefix = u128::from_be_bytes(head);
+        self.items.push(Item { prefix, offset, key_len: key.len() as u32, payload_len: payload.len() as u32, tag });
         if self.arena.len() + self.items.len() * size_of::<Item>() >= self.budget {
             self.spill()?;
         }
@@ -55,9 +62,13 @@ impl Sorter {
         &arena[it.offset..it.offset + it.key_len as usize]
     }
 
+    /// Sorts the run on every core (the pipeline waits for it).
     fn sort(&mut self) {
+        use rayon::slice::ParallelSliceMut;
         let arena = &self.arena;
-        self.items.sort_unstable_by(|a, b| Self::key(arena, a).cmp(Self::key(arena, b)).then(a.tag.cmp(&b.tag)));
+        self.items.par_sort_unstable_by(|a, b| {
+            a.prefix.cmp(&b.prefix).then_with(|| Self::key(arena, a).cmp(Self::key(arena, b))).then(a.tag.cmp(&b.tag))
+        });
     }
 
     fn spill(&mut self) -> Result<()> {
@@ -162,7 +173,7 @@ impl Iterator for Sorted {
                     .filter_map(|(i, r)| r.head.as_ref().map(|h| (i, h)))
                     .min_by(|(_, a), (_, b)| a.key.cmp(&b.key).then(a.tag.cmp(&b.tag)))
                     .map(|(i, _)| i)?;
-                let entry = runs[best].head.clone();
+                let entry = runs[best].head.take();
                 if let Err(e) = runs[best].advance() {
                     return Some(Err(e));
                 }

@@ -24,8 +24,25 @@ pub enum IdError {
 }
 
 /// Removes spaces, folds full-width characters and upper-cases, as extracts need.
-fn canonical(s: &str) -> String {
-    jichu_ingest::normalize_text(s).chars().filter(|c| !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect()
+fn canonical(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
+        return std::borrow::Cow::Borrowed(s); // the common case: already canonical
+    }
+    std::borrow::Cow::Owned(
+        jichu_ingest::normalize_text(s)
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
+    )
+}
+
+/// `YYYYMMDD` digits as a calendar date.
+fn ymd(digits: &[u8]) -> Option<NaiveDate> {
+    let n = |r: std::ops::Range<usize>| {
+        digits[r].iter().try_fold(0u32, |acc, d| d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0')))
+    };
+    NaiveDate::from_ymd_opt(n(0..4)? as i32, n(4..6)?, n(6..8)?)
 }
 
 // ---- GB 11643-1999 resident identity number ----
@@ -68,11 +85,8 @@ pub fn parse_resident_id(s: &str) -> Result<ResidentId, IdError> {
     if let Some(pos) = body.iter().position(|b| !b.is_ascii_digit()) {
         return Err(IdError::Char { pos: pos + 1, ch: s[pos..].chars().next().unwrap_or('?') });
     }
-    let date_text = std::str::from_utf8(&body[6..14]).unwrap_or_default();
-    let birth_date = NaiveDate::parse_from_str(date_text, "%Y%m%d")
-        .ok()
-        .filter(|d| d.format("%Y%m%d").to_string() == date_text)
-        .ok_or_else(|| IdError::BirthDate(date_text.to_string()))?;
+    let birth_date =
+        ymd(&body[6..14]).ok_or_else(|| IdError::BirthDate(String::from_utf8_lossy(&body[6..14]).into_owned()))?;
     if birth_date > chrono::Utc::now().date_naive() {
         return Err(IdError::FutureBirth(birth_date));
     }
@@ -147,8 +161,8 @@ pub fn parse_credit_code(s: &str) -> Result<CreditCode, IdError> {
         None
     };
     match failure {
-        None => Ok(CreditCode { id: s, needs_review: false }),
-        Some(_) if &b[2..4] == b"35" => Ok(CreditCode { id: s, needs_review: true }),
+        None => Ok(CreditCode { id: s.into_owned(), needs_review: false }),
+        Some(_) if &b[2..4] == b"35" => Ok(CreditCode { id: s.into_owned(), needs_review: true }),
         Some(e) => Err(e),
     }
 }

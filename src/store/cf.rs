@@ -43,6 +43,8 @@ pub fn options(name: &str, cache: &Cache) -> Options {
     o.set_level_compaction_dynamic_level_bytes(true);
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    // zstd level 1: most of level 3's ratio on short records at about twice the speed.
+    o.set_bottommost_compression_options(-14, 1, 0, 0, true);
     o.set_write_buffer_size(64 << 20);
     o.set_target_file_size_base(64 << 20);
     o.set_block_based_table_factory(&table_options(cache, name != META));
