@@ -22,6 +22,9 @@ struct Cli {
     /// The data directory [default: ./jichu-data].
     #[arg(long, global = true, env = "JICHU_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// RocksDB block cache in MiB [default: 512].
+    #[arg(long, global = true, env = "JICHU_BLOCK_CACHE_MB")]
+    block_cache_mb: Option<usize>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, global = true, env = "JICHU_LOG", default_value = "info")]
     log: String,
@@ -63,8 +66,12 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Output folder.
-        #[arg(long)]
-        out: PathBuf,
+        #[arg(long, required_unless_present = "ids_from")]
+        out: Option<PathBuf>,
+        /// Instead: print the identity numbers of generated citizens N.. (N+citizens),
+        /// e.g. valid numbers absent from a store loaded with N citizens.
+        #[arg(long, value_name = "N")]
+        ids_from: Option<u64>,
     },
     /// Quickstart: generate extracts, load all five registries, serve, print example requests.
     Demo {
@@ -84,6 +91,9 @@ fn main() -> anyhow::Result<()> {
     let mut config = Config::from_file(cli.config.as_deref())?;
     if let Some(d) = cli.data_dir {
         config.data_dir = d;
+    }
+    if let Some(mb) = cli.block_cache_mb {
+        config.block_cache_bytes = mb << 20;
     }
     match cli.command {
         Command::Load { spec, files, report, rejects, threads } => {
@@ -110,7 +120,16 @@ fn main() -> anyhow::Result<()> {
             let store = Arc::new(open(&config)?);
             serve(store, config, None)
         }
-        Command::Gen { citizens, seed, out } => {
+        Command::Gen { citizens, seed, out, ids_from } => {
+            if let Some(from) = ids_from {
+                use std::io::Write;
+                let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                for i in from..from + citizens {
+                    writeln!(w, "{}", jichu::generator::citizen_id(i))?;
+                }
+                return Ok(());
+            }
+            let out = out.unwrap_or_default();
             let started = std::time::Instant::now();
             let counts = jichu::generator::generate(&out, &jichu::generator::GenOptions { citizens, seed })?;
             eprintln!(

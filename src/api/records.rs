@@ -59,7 +59,7 @@ pub(super) fn projection<'a>(
 }
 
 pub(super) fn render(store: &Store, record: &Record, only: Option<&[usize]>) -> Value {
-    record.to_json(only, store.lineage(record.load_id).as_ref())
+    record.to_json(only, store.lineage(record.load_id).as_deref())
 }
 
 /// One record by key.
@@ -84,8 +84,15 @@ pub async fn get_record(
         Some(f) => projection(schema, f.split(','))?,
         None => None,
     };
-    let store = state.store.clone();
-    let record = blocking(move || store.get(registry, &id)).await?.ok_or(ApiError::NotFound(registry.as_str()))?;
+    // In memory: answered here; otherwise read on the blocking pool.
+    let record = match state.store.get_cached(registry, &id)? {
+        Some(found) => found,
+        None => {
+            let store = state.store.clone();
+            blocking(move || store.get(registry, &id)).await?
+        }
+    };
+    let record = record.ok_or(ApiError::NotFound(registry.as_str()))?;
     Ok(axum::Json(render(&state.store, &record, only.as_deref())))
 }
 

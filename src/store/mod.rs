@@ -18,7 +18,7 @@ use rocksdb::{Cache, ColumnFamily, DB, IteratorMode, Options, PrefixRange, ReadO
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Store settings; defaults in one place.
 #[derive(Clone, Debug)]
@@ -48,7 +48,7 @@ pub struct Store {
     db: DB,
     path: PathBuf,
     counts: [AtomicU64; 6],
-    loads: RwLock<BTreeMap<u32, Lineage>>,
+    loads: RwLock<BTreeMap<u32, Arc<Lineage>>>,
     write_lock: Mutex<()>,
 }
 
@@ -112,7 +112,7 @@ impl Store {
         for item in self.db.iterator_cf_opt(meta, opts, IteratorMode::Start) {
             let (_, v) = item?;
             let l: Lineage = serde_json::from_slice(&v).map_err(|e| Error::Codec(e.to_string()))?;
-            loads.insert(l.load_id, l);
+            loads.insert(l.load_id, Arc::new(l));
         }
         Ok(())
     }
@@ -140,6 +140,19 @@ impl Store {
         match self.db.get_pinned_cf(self.cf(cf::records(registry)), id)? {
             Some(v) => Ok(Some(codec::decode(registry, id, &v)?)),
             None => Ok(None),
+        }
+    }
+
+    /// One record if the answer is in memory (memtable or block cache): `None` when it would
+    /// need a file read. Lets the async API answer hot keys without a thread hand-off.
+    pub fn get_cached(&self, registry: Registry, id: &str) -> Result<Option<Option<Record>>> {
+        let mut opts = ReadOptions::default();
+        opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+        match self.db.get_pinned_cf_opt(self.cf(cf::records(registry)), id, &opts) {
+            Ok(Some(v)) => Ok(Some(Some(codec::decode(registry, id, &v)?))),
+            Ok(None) => Ok(Some(None)),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -192,11 +205,11 @@ impl Store {
     }
 
     /// Every load, oldest first.
-    pub fn loads(&self) -> Vec<Lineage> {
+    pub fn loads(&self) -> Vec<Arc<Lineage>> {
         self.loads.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 
-    pub fn lineage(&self, load_id: u32) -> Option<Lineage> {
+    pub fn lineage(&self, load_id: u32) -> Option<Arc<Lineage>> {
         self.loads.read().unwrap_or_else(|e| e.into_inner()).get(&load_id).cloned()
     }
 
@@ -229,6 +242,6 @@ impl Store {
     }
 
     pub(crate) fn remember_load(&self, l: Lineage) {
-        self.loads.write().unwrap_or_else(|e| e.into_inner()).insert(l.load_id, l);
+        self.loads.write().unwrap_or_else(|e| e.into_inner()).insert(l.load_id, Arc::new(l));
     }
 }

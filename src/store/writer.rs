@@ -103,7 +103,8 @@ impl<'s> Writer<'s> {
 
     /// Records the load's report; the load is finished.
     pub fn finish_load(&mut self, load_id: u32, report: serde_json::Value) -> Result<()> {
-        let mut lineage = self.store.lineage(load_id).ok_or_else(|| Error::Invalid(format!("no load {load_id}")))?;
+        let known = self.store.lineage(load_id).ok_or_else(|| Error::Invalid(format!("no load {load_id}")))?;
+        let mut lineage = Lineage::clone(&known);
         lineage.finished_at = Some(chrono::Utc::now());
         lineage.report = Some(report);
         let bytes = serde_json::to_vec(&lineage).map_err(|e| Error::Codec(e.to_string()))?;
