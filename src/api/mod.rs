@@ -50,6 +50,12 @@ impl AppState {
 )]
 struct ApiDoc;
 
+/// A JSON response serialised straight from borrowed data.
+pub(crate) fn json_body(value: &impl serde::Serialize) -> Result<axum::response::Response, ApiError> {
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(crate::Error::Codec(e.to_string())))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
 /// Runs a store call on the blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> crate::Result<T> + Send + 'static,

@@ -2,12 +2,15 @@
 
 use super::extract::{Json, Path, Query};
 use super::problem::{ApiError, Problem};
-use super::{AppState, blocking};
-use crate::model::{Record, Registry, Relation, Schema};
+use super::{AppState, blocking, json_body};
+use crate::model::{Lineage, Record, RecordJson, Registry, Relation, Schema};
 use crate::store::Store;
 use axum::extract::State;
-use serde::Deserialize;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 /// `?fields=a,b`: project the answer to these fields.
@@ -25,6 +28,14 @@ pub struct LookupRequest {
     pub ids: Vec<String>,
     /// Fields to return; all when absent.
     pub fields: Option<Vec<String>>,
+}
+
+/// The answer of a lookup, serialised without an intermediate JSON tree.
+#[derive(Serialize)]
+struct LookupResponse<'a> {
+    records: Vec<Option<RecordJson<'a>>>,
+    not_found: Vec<&'a str>,
+    invalid: Vec<Value>,
 }
 
 pub(super) fn registry(name: &str) -> Result<Registry, ApiError> {
@@ -76,7 +87,7 @@ pub async fn get_record(
     State(state): State<AppState>,
     Path((registry_name, raw_id)): Path<(String, String)>,
     Query(q): Query<FieldsQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let registry = registry(&registry_name)?;
     let schema = registry.schema();
     let id = key(schema, &raw_id)?;
@@ -93,7 +104,8 @@ pub async fn get_record(
         }
     };
     let record = record.ok_or(ApiError::NotFound(registry.as_str()))?;
-    Ok(axum::Json(render(&state.store, &record, only.as_deref())))
+    let lineage = state.store.lineage(record.load_id);
+    json_body(&RecordJson { record: &record, only: only.as_deref(), lineage: lineage.as_deref() })
 }
 
 /// Many records by key in one call (RocksDB batched multi-get).
@@ -111,7 +123,7 @@ pub async fn lookup(
     State(state): State<AppState>,
     Path(registry_name): Path<String>,
     Json(req): Json<LookupRequest>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let registry = registry(&registry_name)?;
     let schema = registry.schema();
     let max = state.config.max_lookup_ids;
@@ -136,20 +148,32 @@ pub async fn lookup(
     let valid: Vec<String> = keys.iter().flatten().cloned().collect();
     let store = state.store.clone();
     let found = blocking(move || store.get_many(registry, &valid)).await?;
+    // Align the answers with the request; lineage entries are looked up once per load.
     let mut found = found.into_iter();
-    let mut records = Vec::with_capacity(keys.len());
-    let mut not_found = Vec::new();
-    for (raw, k) in req.ids.iter().zip(&keys) {
-        match k.as_ref().map(|_| found.next().flatten()) {
-            Some(Some(r)) => records.push(render(&state.store, &r, only.as_deref())),
-            Some(None) => {
-                not_found.push(Value::String(raw.clone()));
-                records.push(Value::Null);
-            }
-            None => records.push(Value::Null),
-        }
+    let aligned: Vec<Option<Record>> = keys.iter().map(|k| k.as_ref().and_then(|_| found.next().flatten())).collect();
+    let not_found: Vec<&str> = req
+        .ids
+        .iter()
+        .zip(&keys)
+        .zip(&aligned)
+        .filter(|((_, k), r)| k.is_some() && r.is_none())
+        .map(|((id, _), _)| id.as_str())
+        .collect();
+    let mut lineages: HashMap<u32, Option<Arc<Lineage>>> = HashMap::new();
+    for r in aligned.iter().flatten() {
+        lineages.entry(r.load_id).or_insert_with(|| state.store.lineage(r.load_id));
     }
-    Ok(axum::Json(json!({"records": records, "not_found": not_found, "invalid": invalid})))
+    let records: Vec<Option<RecordJson<'_>>> = aligned
+        .iter()
+        .map(|r| {
+            r.as_ref().map(|record| RecordJson {
+                record,
+                only: only.as_deref(),
+                lineage: lineages[&record.load_id].as_deref(),
+            })
+        })
+        .collect();
+    json_body(&LookupResponse { records, not_found, invalid })
 }
 
 /// The records linked to this one, both directions, grouped by relation.

@@ -12,7 +12,7 @@ pub mod licences;
 pub mod parcels;
 mod record;
 
-pub use record::{Lineage, Record};
+pub use record::{Lineage, Record, RecordJson};
 
 use jichu_ingest::{CheckedId, FieldDef, FieldKind, MappedRow, Reason};
 use serde::Serialize;

@@ -1,10 +1,12 @@
 //! A stored record and its JSON form.
 
 use super::Registry;
+use chrono::Datelike;
 use chrono::{DateTime, Utc};
 use jichu_ingest::Value;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json, json};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Value as Json, json};
 
 /// One record of a registry: its key, its values in schema order, the columns a department
 /// sent that the model has no field for, and where it came from.
@@ -46,49 +48,77 @@ impl Record {
         self.value(field).and_then(Value::as_text)
     }
 
-    /// The record as a JSON object: `id`, then the fields (all, or the indices in `only`, in
-    /// schema order), `extras`, `ended`, `needs_review` and the lineage when given.
+    /// The record as a JSON value (see [`RecordJson`] for the shape).
     pub fn to_json(&self, only: Option<&[usize]>, lineage: Option<&Lineage>) -> Json {
-        let schema = self.registry.schema();
-        let mut m = Map::new();
-        m.insert("id".into(), Json::String(self.id.clone()));
-        for (i, field) in schema.fields.iter().enumerate() {
-            if only.is_some_and(|o| !o.contains(&i)) {
-                continue;
+        serde_json::to_value(RecordJson { record: self, only, lineage }).unwrap_or(Json::Null)
+    }
+}
+
+/// A record on the wire, serialised straight from the record (no intermediate JSON tree):
+/// `id`, then the fields (all, or the indices in `only`, in schema order); for whole records
+/// also `extras`, `ended`, `needs_review` (when set) and the lineage.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordJson<'a> {
+    pub record: &'a Record,
+    pub only: Option<&'a [usize]>,
+    pub lineage: Option<&'a Lineage>,
+}
+
+impl Serialize for RecordJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.record;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &r.id)?;
+        for (i, field) in r.registry.schema().fields.iter().enumerate() {
+            if self.only.is_none_or(|o| o.contains(&i)) {
+                m.serialize_entry(field.name, &ValueJson(r.values[i].as_ref()))?;
             }
-            m.insert(field.name.into(), self.values[i].as_ref().map_or(Json::Null, value_json));
         }
-        if only.is_none() {
-            let extras: Map<String, Json> =
-                self.extras.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect();
-            m.insert("extras".into(), Json::Object(extras));
-            m.insert("ended".into(), Json::Bool(self.ended));
-            if self.needs_review {
-                m.insert("needs_review".into(), Json::Bool(true));
+        if self.only.is_none() {
+            m.serialize_entry("extras", &Extras(&r.extras))?;
+            m.serialize_entry("ended", &r.ended)?;
+            if r.needs_review {
+                m.serialize_entry("needs_review", &true)?;
             }
-            m.insert(
-                "lineage".into(),
-                match lineage {
-                    Some(l) => {
-                        json!({"load_id": l.load_id, "source": l.source, "files": l.files, "loaded_at": l.started_at})
-                    }
-                    None => json!({"load_id": self.load_id}),
-                },
-            );
+            match self.lineage {
+                Some(l) => m.serialize_entry(
+                    "lineage",
+                    &json!({"load_id": l.load_id, "source": l.source, "files": l.files, "loaded_at": l.started_at}),
+                )?,
+                None => m.serialize_entry("lineage", &json!({"load_id": r.load_id}))?,
+            }
         }
-        Json::Object(m)
+        m.end()
+    }
+}
+
+struct Extras<'a>(&'a [(String, String)]);
+
+impl Serialize for Extras<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
     }
 }
 
 /// A value on the wire: dates as `YYYY-MM-DD`, decimals as exact strings, points as
 /// `{lon, lat}`, geometries as GeoJSON geometry objects.
-pub fn value_json(v: &Value) -> Json {
-    match v {
-        Value::Text(s) => Json::String(s.clone()),
-        Value::Date(d) => Json::String(d.format("%Y-%m-%d").to_string()),
-        Value::Decimal(d) => Json::String(d.to_string()),
-        Value::Number(n) => json!(n),
-        Value::Point(p) => json!({"lon": p.x(), "lat": p.y()}),
-        Value::Geometry(g) => serde_json::to_value(geojson::Geometry::from(g)).unwrap_or(Json::Null),
+struct ValueJson<'a>(Option<&'a Value>);
+
+impl Serialize for ValueJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => s.serialize_none(),
+            Some(Value::Text(t)) => s.serialize_str(t),
+            Some(Value::Date(d)) => s.collect_str(&format_args!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())),
+            Some(Value::Decimal(d)) => s.collect_str(d),
+            Some(Value::Number(n)) => s.serialize_f64(*n),
+            Some(Value::Point(p)) => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("lon", &p.x())?;
+                m.serialize_entry("lat", &p.y())?;
+                m.end()
+            }
+            Some(Value::Geometry(g)) => geojson::Geometry::from(g).serialize(s),
+        }
     }
 }
