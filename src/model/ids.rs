@@ -15,6 +15,8 @@ pub enum IdError {
     BirthDate(String),
     #[error("holds birth date {0}, which is in the future")]
     FutureBirth(NaiveDate),
+    #[error("starts with {0}, which is not a province code (GB/T 2260)")]
+    Province(String),
     #[error("has check character {found}; expected {expected}")]
     Check { found: char, expected: char },
     #[error("has organisation-code check character {found}; expected {expected}")]
@@ -49,6 +51,13 @@ fn ymd(digits: &[u8]) -> Option<NaiveDate> {
 
 const ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const ID_CHECK: &[u8; 11] = b"10X98765432";
+/// GB/T 2260 province-level codes (first two digits), with 71/81/82 (Taiwan, Hong Kong,
+/// Macao) and 83 (residence permits of Taiwan residents). Also what tells an all-digit
+/// credit code such as `91350203…` from an identity number.
+pub const PROVINCES: &[u32] = &[
+    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52, 53, 54, 61, 62, 63,
+    64, 65, 71, 81, 82, 83,
+];
 
 /// A valid resident identity number and what it encodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +93,10 @@ pub fn parse_resident_id(s: &str) -> Result<ResidentId, IdError> {
     };
     if let Some(pos) = body.iter().position(|b| !b.is_ascii_digit()) {
         return Err(IdError::Char { pos: pos + 1, ch: s[pos..].chars().next().unwrap_or('?') });
+    }
+    let province = u32::from(body[0] - b'0') * 10 + u32::from(body[1] - b'0');
+    if !PROVINCES.contains(&province) {
+        return Err(IdError::Province(String::from_utf8_lossy(&body[..2]).into_owned()));
     }
     let birth_date =
         ymd(&body[6..14]).ok_or_else(|| IdError::BirthDate(String::from_utf8_lossy(&body[6..14]).into_owned()))?;
@@ -245,15 +258,24 @@ mod tests {
         assert_eq!(parse_subject("11010519491231002X").unwrap().0, SubjectKind::Citizen);
         assert_eq!(parse_subject("91350100M000100Y43").unwrap().0, SubjectKind::Entity);
         assert_eq!(parse_subject("hello"), Err(IdError::NotASubject));
+        // All digits, and MOD 11-2 would accept it: the province code tells it apart.
+        for i in 0..2000 {
+            let code = crate::generator::entity_id(i);
+            assert_eq!(parse_subject(&code).unwrap().0, SubjectKind::Entity, "{code}");
+        }
+        assert!(matches!(parse_resident_id("913502198001010019"), Err(IdError::Province(_))));
     }
 
     fn resident_id() -> impl Strategy<Value = String> {
-        (110000u32..660000, 0i64..35000, 0u32..1000).prop_map(|(region, days, seq)| {
-            let date = NaiveDate::from_ymd_opt(1920, 1, 1).unwrap() + chrono::Duration::days(days);
-            let body = format!("{region:06}{}{seq:03}", date.format("%Y%m%d"));
-            let check = resident_check_char(body.as_bytes());
-            format!("{body}{check}")
-        })
+        (prop::sample::select(PROVINCES.to_vec()), 0u32..10000, 0i64..35000, 0u32..1000).prop_map(
+            |(p, rest, days, seq)| {
+                let region = p * 10000 + rest;
+                let date = NaiveDate::from_ymd_opt(1920, 1, 1).unwrap() + chrono::Duration::days(days);
+                let body = format!("{region:06}{}{seq:03}", date.format("%Y%m%d"));
+                let check = resident_check_char(body.as_bytes());
+                format!("{body}{check}")
+            },
+        )
     }
 
     fn credit_code() -> impl Strategy<Value = String> {

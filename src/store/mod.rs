@@ -237,6 +237,16 @@ impl Store {
         self.db.iterator_cf(self.cf(cf::records(registry)), IteratorMode::Start).map(|r| r.map_err(Error::Store))
     }
 
+    /// Counts a registry's keys by a full scan (checks, repairs; `count` is the fast path).
+    pub fn count_keys(&self, registry: Registry) -> Result<u64> {
+        let mut n = 0;
+        for item in self.db.iterator_cf(self.cf(cf::records(registry)), IteratorMode::Start) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     pub(crate) fn set_count(&self, registry: Registry, n: u64) {
         self.counts[registry as usize].store(n, Ordering::Relaxed);
     }

@@ -12,65 +12,56 @@ fn jichu(data: &std::path::Path) -> Command {
     c
 }
 
-/// Every stored record is counted, and every relation edge's owner-side record decodes.
+/// The store opens; every registry's count equals its keys; every sampled entity's legal
+/// representative edge exists in both directions.
 fn assert_consistent(data: &std::path::Path) -> Vec<u64> {
     let store = Store::open(&data.join("store"), &StoreOptions { block_cache_bytes: 8 << 20 })
         .expect("the store opens after a kill");
-    Registry::ALL
-        .iter()
-        .map(|r| {
-            let n = store.count(*r);
-            let sample = store.get_many(*r, &["x".into()]).unwrap();
-            assert!(sample[0].is_none());
-            n
-        })
-        .collect()
+    let counts: Vec<u64> = Registry::ALL.iter().map(|r| store.count(*r)).collect();
+    for r in Registry::ALL {
+        assert_eq!(store.count(r), store.count_keys(r).unwrap(), "{r}: count and keys agree");
+    }
+    let ids: Vec<String> = (0..200).map(jichu::generator::entity_id).collect();
+    for e in store.get_many(Registry::Entities, &ids).unwrap().into_iter().flatten() {
+        let rep = e.text("legal_rep_id").unwrap().to_string();
+        let back = store.relations(Registry::Citizens, &rep).unwrap();
+        assert!(back.iter().any(|edge| edge.id == e.id), "reverse edge of {} present", e.id);
+    }
+    counts
 }
 
 #[test]
 fn killed_loads_leave_a_consistent_store_and_complete_on_rerun() {
     let dir = tempfile::tempdir().unwrap();
     let extracts = dir.path().join("extracts");
-    let status = jichu(dir.path()).args(["gen", "--citizens", "60000", "--out"]).arg(&extracts).status().unwrap();
+    let status = jichu(dir.path()).args(["gen", "--citizens", "200000", "--out"]).arg(&extracts).status().unwrap();
     assert!(status.success());
     let data = dir.path().join("data");
-    // Kill the citizens load (bulk path) and then the licences load (batch path, after a
-    // first complete licences load) at several moments.
-    let steps: [(&str, &[u64]); 2] = [("citizens", &[30, 150, 400, 900]), ("entities", &[20, 120, 300])];
-    for (name, delays) in steps {
-        for &ms in delays {
-            let mut child = jichu(&data)
-                .args(["load", "--spec"])
-                .arg(extracts.join(format!("{name}.toml")))
-                .arg(extracts.join(format!("{name}.csv")))
-                .spawn()
-                .unwrap();
+    let load = |name: &str| {
+        let mut c = jichu(&data);
+        c.args(["load", "--spec"]).arg(extracts.join(format!("{name}.toml"))).arg(extracts.join(format!("{name}.csv")));
+        c
+    };
+    // Kill the citizens load (bulk path), then the entities load (bulk, then batch once the
+    // registry holds some), at moments spread over a load's life.
+    for name in ["citizens", "entities"] {
+        for ms in [20, 80, 160, 320, 640, 1280] {
+            let mut child = load(name).spawn().unwrap();
             std::thread::sleep(Duration::from_millis(ms));
             let _ = child.kill();
             let _ = child.wait();
             assert_consistent(&data);
         }
-        let status = jichu(&data)
-            .args(["load", "--spec"])
-            .arg(extracts.join(format!("{name}.toml")))
-            .arg(extracts.join(format!("{name}.csv")))
-            .status()
-            .unwrap();
-        assert!(status.success());
+        assert!(load(name).status().unwrap().success());
     }
     let counts = assert_consistent(&data);
-    assert_eq!(counts[0], 60_000, "every citizen, once");
-    assert_eq!(counts[1], 18_000, "every entity, once");
+    assert_eq!(counts[0], 200_000, "every citizen, once");
+    assert_eq!(counts[1], 60_000, "every entity, once");
     // A complete re-run finds nothing to change.
     let store = Store::open(&data.join("store"), &StoreOptions::default()).unwrap();
     let spec = jichu_ingest::Spec::from_path(&extracts.join("citizens.toml")).unwrap();
-    let r = jichu::load::load(
-        &store,
-        &spec,
-        &extracts.join("citizens.toml"),
-        &[extracts.join("citizens.csv")],
-        &jichu::load::LoadOptions::new(&data),
-    )
-    .unwrap();
-    assert_eq!((r.unchanged, r.inserted, r.updated), (60_000, 0, 0));
+    let opts = jichu::load::LoadOptions::new(&data);
+    let r = jichu::load::load(&store, &spec, &extracts.join("citizens.toml"), &[extracts.join("citizens.csv")], &opts)
+        .unwrap();
+    assert_eq!((r.unchanged, r.inserted, r.updated), (200_000, 0, 0));
 }
