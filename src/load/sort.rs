@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 #[derive(Clone, Copy)]
 pub struct Item {
@@ -28,41 +29,23 @@ pub struct Entry {
     pub payload: Vec<u8>,
 }
 
-pub struct Sorter {
-    dir: PathBuf,
-    name: &'static str,
-    budget: usize,
+/// One run being filled: entries in an arena, and their index.
+#[derive(Default)]
+struct Run {
     arena: Vec<u8>,
     items: Vec<Item>,
-    runs: Vec<PathBuf>,
 }
 
-impl Sorter {
-    /// A sorter spilling runs named `name-N.run` into `dir` once `budget` bytes are held.
-    pub fn new(dir: &Path, name: &'static str, budget: usize) -> Sorter {
-        Sorter { dir: dir.into(), name, budget, arena: Vec::new(), items: Vec::new(), runs: Vec::new() }
-    }
-
-    pub fn push(&mut self, key: &[u8], tag: u64, payload: &[u8]) -> Result<()> {
-        let offset = self.arena.len();
-        self.arena.extend_from_slice(key);
-        self.arena.extend_from_slice(payload);
-        let mut head = [0u8; 16];
-        let n = key.len().min(16);
-        head[..n].copy_from_slice(&key[..n]);
-        let prefix = u128::from_be_bytes(head);
-        self.items.push(Item { prefix, offset, key_len: key.len() as u32, payload_len: payload.len() as u32, tag });
-        if self.arena.len() + self.items.len() * size_of::<Item>() >= self.budget {
-            self.spill()?;
-        }
-        Ok(())
+impl Run {
+    fn bytes(&self) -> usize {
+        self.arena.len() + self.items.len() * size_of::<Item>()
     }
 
     fn key<'a>(arena: &'a [u8], it: &Item) -> &'a [u8] {
         &arena[it.offset..it.offset + it.key_len as usize]
     }
 
-    /// Sorts the run on every core (the pipeline waits for it).
+    /// Sorts on every core.
     fn sort(&mut self) {
         use rayon::slice::ParallelSliceMut;
         let arena = &self.arena;
@@ -71,11 +54,8 @@ impl Sorter {
         });
     }
 
-    fn spill(&mut self) -> Result<()> {
-        self.sort();
-        std::fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir))?;
-        let path = self.dir.join(format!("{}-{}.run", self.name, self.runs.len()));
-        let file = File::create(&path).map_err(Error::io(&path))?;
+    fn write(&self, path: &Path) -> Result<()> {
+        let file = File::create(path).map_err(Error::io(path))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         for it in &self.items {
             let start = it.offset;
@@ -86,23 +66,83 @@ impl Sorter {
                 w.write_all(&it.tag.to_le_bytes())?;
                 w.write_all(&self.arena[start..end])
             };
-            write(&mut w).map_err(Error::io(&path))?;
+            write(&mut w).map_err(Error::io(path))?;
         }
-        w.flush().map_err(Error::io(&path))?;
-        self.runs.push(path);
-        self.arena.clear();
-        self.items.clear();
+        w.flush().map_err(Error::io(path))
+    }
+}
+
+/// Holds at most two runs: one filling, one being sorted and written by a background thread,
+/// so that reading goes on while a run spills.
+pub struct Sorter {
+    dir: PathBuf,
+    name: &'static str,
+    run_budget: usize,
+    current: Run,
+    spilling: Option<JoinHandle<Result<()>>>,
+    runs: Vec<PathBuf>,
+}
+
+impl Sorter {
+    /// A sorter holding about `budget` bytes, spilling runs named `name-N.run` into `dir`.
+    pub fn new(dir: &Path, name: &'static str, budget: usize) -> Sorter {
+        Sorter {
+            dir: dir.into(),
+            name,
+            run_budget: budget / 2,
+            current: Run::default(),
+            spilling: None,
+            runs: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, key: &[u8], tag: u64, payload: &[u8]) -> Result<()> {
+        let run = &mut self.current;
+        let offset = run.arena.len();
+        run.arena.extend_from_slice(key);
+        run.arena.extend_from_slice(payload);
+        let mut head = [0u8; 16];
+        let n = key.len().min(16);
+        head[..n].copy_from_slice(&key[..n]);
+        let prefix = u128::from_be_bytes(head);
+        run.items.push(Item { prefix, offset, key_len: key.len() as u32, payload_len: payload.len() as u32, tag });
+        if run.bytes() >= self.run_budget { self.spill() } else { Ok(()) }
+    }
+
+    /// Waits for the run being spilled, if any.
+    fn wait(&mut self) -> Result<()> {
+        match self.spilling.take() {
+            Some(h) => h.join().map_err(|_| Error::Invalid("a sort thread panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Hands the current run to a background thread; waits first for the previous one, so
+    /// that memory stays at two runs.
+    fn spill(&mut self) -> Result<()> {
+        self.wait()?;
+        std::fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir))?;
+        let path = self.dir.join(format!("{}-{}.run", self.name, self.runs.len()));
+        self.runs.push(path.clone());
+        let mut run = std::mem::take(&mut self.current);
+        self.spilling = Some(std::thread::spawn(move || {
+            run.sort();
+            run.write(&path)
+        }));
         Ok(())
     }
 
     /// Every entry pushed, in `(key, tag)` order.
     pub fn finish(mut self) -> Result<Sorted> {
+        self.wait()?;
         if self.runs.is_empty() {
-            self.sort();
-            return Ok(Sorted::Memory { arena: self.arena, items: self.items.into_iter() });
+            let mut run = std::mem::take(&mut self.current);
+            run.sort();
+            return Ok(Sorted::Memory { arena: run.arena, items: run.items.into_iter() });
         }
-        if !self.items.is_empty() {
+        if !self.current.items.is_empty() {
             self.spill()?;
+            self.wait()?;
         }
         let mut runs = Vec::with_capacity(self.runs.len());
         for path in &self.runs {
