@@ -45,7 +45,7 @@ impl LoadOptions {
         LoadOptions {
             rejects: None,
             work_dir: work_dir.into(),
-            sort_budget: 384 << 20,
+            sort_budget: 512 << 20,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             progress: Progress::quiet(),
         }
