@@ -98,7 +98,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     routes
         .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
-        .fallback(|| async { ApiError::UnknownRegistry("no such route; see /openapi.json".into()) })
+        .fallback(|| async { ApiError::UnknownRoute })
         .layer(axum::middleware::from_fn(ops::track))
         .layer(
             ServiceBuilder::new()

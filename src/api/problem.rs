@@ -29,6 +29,8 @@ pub enum ApiError {
     MalformedId { registry: &'static str, message: String },
     #[error("no {0} record has this key")]
     NotFound(&'static str),
+    #[error("no such route; /openapi.json lists them")]
+    UnknownRoute,
     #[error("{0}")]
     UnknownField(String),
     #[error("{0}")]
@@ -48,7 +50,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::UnknownRegistry(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownRegistry(_) | ApiError::NotFound(_) | ApiError::UnknownRoute => StatusCode::NOT_FOUND,
             ApiError::MalformedId { .. } | ApiError::UnknownField(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -65,6 +67,7 @@ impl ApiError {
             ApiError::UnknownRegistry(_) => "unknown_registry",
             ApiError::MalformedId { .. } => "malformed_id",
             ApiError::NotFound(_) => "not_found",
+            ApiError::UnknownRoute => "unknown_route",
             ApiError::UnknownField(_) => "unknown_field",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooManyIds { .. } => "too_many_ids",

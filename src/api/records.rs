@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
@@ -199,14 +199,13 @@ pub async fn relations(
         if !exists && edges.is_empty() {
             return Ok(None);
         }
-        let mut groups: Map<String, Value> = Map::new();
+        let mut groups: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
         for e in edges {
             let loaded = store.get_raw(e.registry, &e.id)?.is_some();
-            let entry = json!({"registry": e.registry, "id": e.id, "loaded": loaded});
-            match groups.entry(e.relation.as_str()).or_insert_with(|| Value::Array(vec![])) {
-                Value::Array(a) => a.push(entry),
-                _ => unreachable!(),
-            }
+            groups
+                .entry(e.relation.as_str())
+                .or_default()
+                .push(json!({"registry": e.registry, "id": e.id, "loaded": loaded}));
         }
         Ok(Some(json!({"registry": registry, "id": id, "loaded": exists, "relations": groups})))
     })

@@ -56,7 +56,7 @@ async fn every_record_error_is_a_problem() {
     let (st, ct, b) = s.get("/v1/parcels/350203001001GB00001/profile").await;
     assert_problem(st, &ct, &b, 404, "unknown_registry");
     let (st, ct, b) = s.get("/nowhere").await;
-    assert_problem(st, &ct, &b, 404, "unknown_registry");
+    assert_problem(st, &ct, &b, 404, "unknown_route");
 }
 
 #[tokio::test]
