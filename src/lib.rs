@@ -10,6 +10,7 @@ pub mod error;
 pub mod generator;
 pub mod load;
 pub mod model;
+pub mod spatial;
 pub mod store;
 
 pub use error::{Error, Result};

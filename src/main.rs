@@ -189,7 +189,7 @@ fn serve(store: Arc<Store>, config: Config, examples: Option<(String, String)>) 
             eprintln!("  curl -s -X POST http://{addr}/v1/citizens/lookup -H 'content-type: application/json' -d '{{\"ids\":[\"{citizen}\"],\"fields\":[\"name\",\"address\"]}}'");
             eprintln!("  curl -s http://{addr}/openapi.json\n");
         }
-        let state = jichu::api::AppState::new(store, config);
+        let state = jichu::api::AppState::new(store, config)?;
         jichu::api::serve(listener, state, jichu::api::shutdown_signal()).await?;
         Ok(())
     })

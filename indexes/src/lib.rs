@@ -1,5 +1,10 @@
-//! Derived indexes over registry records: full-text (tantivy) and spatial (R-tree).
+//! Derived indexes over registry records.
 //!
-//! Empty for now: the full-text and spatial issues fill it. Its contract is fixed already —
-//! it takes plain documents and points from the service and never sees the store or HTTP, so
-//! an index can always be rebuilt from the store, which stays the source of truth.
+//! [`spatial`]: packed, immutable R-trees over points (citizens' and entities' locations) and
+//! polygons (parcels), answering nearest, radius, box and containing queries with true
+//! distances on the Earth. The full-text index comes with its issue.
+//!
+//! The crate takes plain points, boxes and geometries from the service and never sees the
+//! store or HTTP, so an index can always be rebuilt from the store, the source of truth.
+
+pub mod spatial;

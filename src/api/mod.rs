@@ -9,10 +9,12 @@ mod extract;
 mod ops;
 mod problem;
 mod records;
+mod spatial;
 
 pub use problem::{ApiError, Problem};
 
 use crate::config::Config;
+use crate::spatial::SpatialIndex;
 use crate::store::Store;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
@@ -32,20 +34,23 @@ use utoipa_axum::routes;
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub store: Arc<Store>,
+    pub spatial: Arc<SpatialIndex>,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
 }
 
 impl AppState {
-    pub fn new(store: Arc<Store>, config: Config) -> Self {
-        AppState { store, config: Arc::new(config), metrics: ops::metrics_handle() }
+    /// Opens the service over a store: builds its spatial index (see `crate::spatial`).
+    pub fn new(store: Arc<Store>, config: Config) -> crate::Result<Self> {
+        let spatial = Arc::new(SpatialIndex::build(&store)?);
+        Ok(AppState { store, spatial, config: Arc::new(config), metrics: ops::metrics_handle() })
     }
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "jichu", description = "Master-data foundation database: the city's base registries of citizens, legal entities, parcels, credit records and licences."),
-    tags((name = "records", description = "records by key and by relation"), (name = "catalogue"), (name = "operations")),
+    tags((name = "records", description = "records by key and by relation"), (name = "spatial", description = "by location; distances in metres on the Earth"), (name = "catalogue"), (name = "operations")),
     components(schemas(Problem))
 )]
 struct ApiDoc;
@@ -73,6 +78,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(records::lookup))
         .routes(routes!(records::relations))
         .routes(routes!(records::profile))
+        .routes(routes!(spatial::near))
+        .routes(routes!(spatial::within))
+        .routes(routes!(spatial::containing))
         .routes(routes!(catalog::catalog))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))

@@ -232,7 +232,7 @@ pub async fn profile(
         return Err(ApiError::UnknownRegistry(format!("profiles exist for citizens and entities, not {registry}")));
     }
     let id = key(registry.schema(), &raw_id)?;
-    let store = state.store.clone();
+    let (store, spatial) = (state.store.clone(), state.spatial.clone());
     let out = blocking(move || -> crate::Result<Option<Value>> {
         let Some(record) = store.get(registry, &id)? else { return Ok(None) };
         let mut profile = Map::new();
@@ -259,6 +259,18 @@ pub async fn profile(
             }
             let value = if single { records.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(records) };
             profile.insert(relation.as_str().into(), value);
+        }
+        if let Some(jichu_ingest::Value::Point(p)) = record.value("location") {
+            let keys = super::spatial::parcels_at(&spatial, p.x(), p.y());
+            let parcels: Vec<Value> = store
+                .get_many(Registry::Parcels, &keys)?
+                .into_iter()
+                .flatten()
+                .map(|r| render(&store, &r, None))
+                .collect();
+            profile.insert("parcels".into(), Value::Array(parcels));
+        } else {
+            profile.insert("parcels".into(), json!([]));
         }
         Ok(Some(Value::Object(profile)))
     })

@@ -232,8 +232,8 @@ impl Store {
             .sum()
     }
 
-    /// Iterates a registry's stored values in key order from `start` (for snapshot loads).
-    pub(crate) fn scan(&self, registry: Registry) -> impl Iterator<Item = Result<KeyValue>> + '_ {
+    /// Iterates a registry's stored values in key order (snapshot loads, index builds).
+    pub fn scan(&self, registry: Registry) -> impl Iterator<Item = Result<KeyValue>> + '_ {
         self.db.iterator_cf(self.cf(cf::records(registry)), IteratorMode::Start).map(|r| r.map_err(Error::Store))
     }
 

@@ -108,7 +108,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = jichu::api::AppState::new(store, Config::default());
+        let state = jichu::api::AppState::new(store, Config::default()).unwrap();
         tokio::spawn(jichu::api::serve(listener, state, async move {
             let _ = stopped.await;
         }));

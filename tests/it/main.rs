@@ -4,4 +4,5 @@ mod api;
 mod common;
 mod crash;
 mod load;
+mod spatial;
 mod store;

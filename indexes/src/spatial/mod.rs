@@ -1,0 +1,13 @@
+//! Spatial indexes: a packed R-tree ([`tree`]) with great-circle geometry ([`sphere`]),
+//! specialised for points ([`PointIndex`]) and polygons ([`PolygonIndex`]).
+
+mod points;
+mod polygons;
+pub mod sphere;
+mod tree;
+
+pub use points::{Hit, PointIndex};
+pub use polygons::PolygonIndex;
+
+/// `[min_lon, min_lat, max_lon, max_lat]` in degrees (WGS84).
+pub type BBox = [f64; 4];

@@ -1,0 +1,204 @@
+//! Points (citizens' and entities' locations): nearest neighbours, radius and box queries
+//! with great-circle distances in metres.
+
+use super::BBox;
+use super::sphere::{haversine_m, min_dist_to_box_m};
+use super::tree::{NodeRef, PackedTree};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// A point found: the caller's id and its distance from the query point in metres.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hit {
+    pub id: u32,
+    pub distance_m: f64,
+}
+
+/// Hits in answer order: nearer first, then by id (deterministic ties).
+fn hit_order(a: &Hit, b: &Hit) -> Ordering {
+    a.distance_m.total_cmp(&b.distance_m).then(a.id.cmp(&b.id))
+}
+
+/// An immutable index of points; about 22 bytes per point (see [`PointIndex::memory_bytes`]).
+#[derive(Debug)]
+pub struct PointIndex {
+    tree: PackedTree<[f64; 2]>,
+}
+
+/// A best-first search entry: nodes before leaves at equal distance, so that every leaf tied
+/// with a popped leaf is already in the heap and ties resolve by id.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Entry {
+    dist: f64,
+    leaf: bool,
+    id: u32,
+    node: NodeRef,
+    pos: usize,
+}
+
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    /// Reversed: `BinaryHeap` is a max-heap and we want the least first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.dist.total_cmp(&self.dist).then(o.leaf.cmp(&self.leaf)).then(o.id.cmp(&self.id))
+    }
+}
+
+impl PointIndex {
+    /// Builds from `([lon, lat], id)` pairs (WGS84 degrees).
+    pub fn build(points: Vec<([f64; 2], u32)>) -> PointIndex {
+        PointIndex { tree: PackedTree::build(points) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.leaves.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.tree.memory_bytes()
+    }
+
+    /// The `k` points nearest to `(lon, lat)`, nearest first (ties by id), optionally no
+    /// farther than `max_m`.
+    pub fn nearest(&self, lon: f64, lat: f64, k: usize, max_m: Option<f64>) -> Vec<Hit> {
+        let mut out = Vec::with_capacity(k.min(1024));
+        let Some(root) = self.tree.root() else { return out };
+        let limit = max_m.unwrap_or(f64::INFINITY);
+        let mut heap = BinaryHeap::new();
+        let node_entry = |n: NodeRef| Entry {
+            dist: min_dist_to_box_m(lon, lat, &self.tree.bbox(n)),
+            leaf: false,
+            id: 0,
+            node: n,
+            pos: 0,
+        };
+        heap.push(node_entry(root));
+        while let Some(e) = heap.pop() {
+            if out.len() >= k || e.dist > limit {
+                break;
+            }
+            if e.leaf {
+                out.push(Hit { id: e.id, distance_m: e.dist });
+                continue;
+            }
+            for c in self.tree.children(e.node) {
+                if e.node.level == 0 {
+                    let [x, y] = self.tree.leaves[c];
+                    let d = haversine_m(lon, lat, x, y);
+                    if d <= limit {
+                        heap.push(Entry { dist: d, leaf: true, id: self.tree.ids[c], node: e.node, pos: c });
+                    }
+                } else {
+                    let child = node_entry(NodeRef { level: e.node.level - 1, index: c });
+                    if child.dist <= limit {
+                        heap.push(child);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Calls `visit(position, distance)` for every point within `radius_m`.
+    fn radius(&self, lon: f64, lat: f64, radius_m: f64, mut visit: impl FnMut(usize, f64)) {
+        let Some(root) = self.tree.root() else { return };
+        let mut stack = vec![root];
+        while let Some(n) = stack.pop() {
+            if min_dist_to_box_m(lon, lat, &self.tree.bbox(n)) > radius_m {
+                continue;
+            }
+            for c in self.tree.children(n) {
+                if n.level == 0 {
+                    let [x, y] = self.tree.leaves[c];
+                    let d = haversine_m(lon, lat, x, y);
+                    if d <= radius_m {
+                        visit(c, d);
+                    }
+                } else {
+                    stack.push(NodeRef { level: n.level - 1, index: c });
+                }
+            }
+        }
+    }
+
+    /// Points within `radius_m`, nearest first (ties by id), at most `limit`.
+    pub fn within_radius(&self, lon: f64, lat: f64, radius_m: f64, limit: usize) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        self.radius(lon, lat, radius_m, |c, d| hits.push(Hit { id: self.tree.ids[c], distance_m: d }));
+        hits.sort_unstable_by(hit_order);
+        hits.truncate(limit);
+        hits
+    }
+
+    /// How many points lie within `radius_m`.
+    pub fn count_within_radius(&self, lon: f64, lat: f64, radius_m: f64) -> usize {
+        let mut n = 0;
+        self.radius(lon, lat, radius_m, |_, _| n += 1);
+        n
+    }
+
+    /// Points inside a box (edges included), as `(id, [lon, lat])`, ordered by id.
+    pub fn within_bbox(&self, b: &BBox) -> Vec<(u32, [f64; 2])> {
+        let mut out = Vec::new();
+        self.tree.search(b, |c| out.push((self.tree.ids[c], self.tree.leaves[c])));
+        out.sort_unstable_by_key(|(id, _)| *id);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn brute(points: &[([f64; 2], u32)], lon: f64, lat: f64) -> Vec<Hit> {
+        let mut all: Vec<Hit> =
+            points.iter().map(|(p, id)| Hit { id: *id, distance_m: haversine_m(lon, lat, p[0], p[1]) }).collect();
+        all.sort_by(hit_order);
+        all
+    }
+
+    fn cloud() -> impl Strategy<Value = Vec<([f64; 2], u32)>> {
+        // A city-sized cloud with duplicates (same building) to exercise ties.
+        prop::collection::vec((117.9f64..118.4, 24.4f64..24.8, 0u8..4), 0..600).prop_map(|v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (x, y, dup))| if dup == 0 && i > 0 { ([118.1, 24.5], i as u32) } else { ([x, y], i as u32) })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn nearest_radius_and_box_match_brute_force(points in cloud(), lon in 117.8f64..118.5, lat in 24.3f64..24.9, k in 1usize..30, r in 10.0f64..20_000.0) {
+            let index = PointIndex::build(points.clone());
+            let all = brute(&points, lon, lat);
+            prop_assert_eq!(index.nearest(lon, lat, k, None), all.iter().take(k).copied().collect::<Vec<_>>());
+            let within: Vec<Hit> = all.iter().filter(|h| h.distance_m <= r).copied().collect();
+            prop_assert_eq!(index.within_radius(lon, lat, r, usize::MAX), within.clone());
+            prop_assert_eq!(index.count_within_radius(lon, lat, r), within.len());
+            prop_assert_eq!(index.nearest(lon, lat, usize::MAX, Some(r)), within);
+            let b = [lon - 0.05, lat - 0.03, lon + 0.05, lat + 0.03];
+            let mut want: Vec<u32> = points.iter().filter(|(p, _)| p[0] >= b[0] && p[0] <= b[2] && p[1] >= b[1] && p[1] <= b[3]).map(|(_, id)| *id).collect();
+            want.sort_unstable();
+            prop_assert_eq!(index.within_bbox(&b).into_iter().map(|(id, _)| id).collect::<Vec<_>>(), want);
+        }
+    }
+
+    #[test]
+    fn empty_index_answers_nothing() {
+        let index = PointIndex::build(vec![]);
+        assert!(index.nearest(118.0, 24.5, 10, None).is_empty());
+        assert_eq!(index.count_within_radius(118.0, 24.5, 1000.0), 0);
+    }
+}

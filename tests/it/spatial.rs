@@ -1,0 +1,205 @@
+//! Spatial queries over the fixture store, each checked against a brute-force scan.
+
+use crate::common::{Server, TestStore};
+use jichu::model::Registry;
+use jichu_indexes::spatial::sphere::haversine_m;
+use jichu_ingest::Value;
+use serde_json::{Value as Json, json};
+
+/// Every (key, lon, lat) of a registry's current records with a location.
+fn points(t: &TestStore, registry: Registry) -> Vec<(String, f64, f64)> {
+    t.store
+        .scan(registry)
+        .map(|kv| {
+            let (k, v) = kv.unwrap();
+            let id = String::from_utf8(k.to_vec()).unwrap();
+            jichu::store::codec::decode(registry, &id, &v).unwrap()
+        })
+        .filter(|r| !r.ended)
+        .filter_map(|r| match r.value("location") {
+            Some(Value::Point(p)) => Some((r.id.clone(), p.x(), p.y())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Brute force: (key, distance) nearest first, ties by key.
+fn by_distance(pts: &[(String, f64, f64)], lon: f64, lat: f64) -> Vec<(String, f64)> {
+    let mut v: Vec<(String, f64)> = pts.iter().map(|(k, x, y)| (k.clone(), haversine_m(lon, lat, *x, *y))).collect();
+    v.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+fn hits(body: &Json) -> Vec<(String, f64)> {
+    body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["id"].as_str().unwrap().to_string(), h["distance_m"].as_f64().unwrap_or(-1.0)))
+        .collect()
+}
+
+fn same(got: &[(String, f64)], want: &[(String, f64)]) {
+    assert_eq!(got.iter().map(|g| &g.0).collect::<Vec<_>>(), want.iter().map(|w| &w.0).collect::<Vec<_>>());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g.1 - w.1).abs() <= 0.01, "{} m vs {} m", g.1, w.1);
+    }
+}
+
+const QUERIES: [(f64, f64); 5] = [(118.08, 24.45), (118.1, 24.5), (118.2, 24.6), (117.9, 24.41), (118.1254, 24.5081)];
+
+#[tokio::test]
+async fn nearest_and_radius_match_brute_force() {
+    let t = TestStore::loaded();
+    let s = Server::start(t.store.clone()).await;
+    for registry in [Registry::Citizens, Registry::Entities] {
+        let pts = points(&t, registry);
+        assert!(pts.len() > 3);
+        for (lon, lat) in QUERIES {
+            let all = by_distance(&pts, lon, lat);
+            let (st, _, body) = s.post(&format!("/v1/{registry}/near"), &json!({"lon": lon, "lat": lat, "k": 5})).await;
+            assert_eq!(st, 200, "{body}");
+            same(&hits(&body), &all[..5.min(all.len())]);
+            for r in [300.0, 2_000.0, 20_000.0] {
+                let within: Vec<(String, f64)> = all.iter().filter(|(_, d)| *d <= r).cloned().collect();
+                let (_, _, body) = s
+                    .post(
+                        &format!("/v1/{registry}/near"),
+                        &json!({"lon": lon, "lat": lat, "radius_m": r, "limit": 1000}),
+                    )
+                    .await;
+                same(&hits(&body), &within);
+                let (_, _, body) = s
+                    .post(
+                        &format!("/v1/{registry}/near"),
+                        &json!({"lon": lon, "lat": lat, "radius_m": r, "count_only": true}),
+                    )
+                    .await;
+                assert_eq!(body["count"], within.len());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn within_box_and_polygon_match_brute_force() {
+    let t = TestStore::loaded();
+    let s = Server::start(t.store.clone()).await;
+    let pts = points(&t, Registry::Citizens);
+    let b = [118.09, 24.45, 118.13, 24.50];
+    let mut want: Vec<String> = pts
+        .iter()
+        .filter(|(_, x, y)| *x >= b[0] && *x <= b[2] && *y >= b[1] && *y <= b[3])
+        .map(|p| p.0.clone())
+        .collect();
+    want.sort();
+    let (st, _, body) = s.post("/v1/citizens/within", &json!({"bbox": b, "fields": ["name"]})).await;
+    assert_eq!(st, 200, "{body}");
+    let got: Vec<String> =
+        body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(got, want);
+    assert_eq!(body["count"], want.len());
+    assert!(body["hits"][0]["record"]["name"].is_string());
+    // A triangle: the points of the box under its diagonal.
+    let tri = json!({"type": "Polygon", "coordinates": [[[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[1]]]]});
+    let (_, _, body) = s.post("/v1/citizens/within", &json!({"polygon": tri})).await;
+    let below = |x: f64, y: f64| (y - b[1]) * (b[2] - b[0]) <= (x - b[0]) * (b[3] - b[1]) + 1e-12;
+    let mut want: Vec<String> = pts
+        .iter()
+        .filter(|(_, x, y)| *x >= b[0] && *x <= b[2] && *y >= b[1] && below(*x, *y))
+        .map(|p| p.0.clone())
+        .collect();
+    want.sort();
+    let got: Vec<String> =
+        body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(got, want);
+    let (_, _, body) = s.post("/v1/parcels/within", &json!({"bbox": [118.085, 24.455, 118.14, 24.51]})).await;
+    let parcels: Vec<&str> = body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
+    assert_eq!(parcels, vec!["350203001001GB00001", "350203001001GB00002", "350206002001GB00003"]);
+}
+
+#[tokio::test]
+async fn containing_decides_boundaries_and_holes_exactly() {
+    let t = TestStore::loaded();
+    let s = Server::start(t.store.clone()).await;
+    let ids = |body: &Json| -> Vec<String> {
+        body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_string()).collect()
+    };
+    let cases: [((f64, f64), &[&str]); 6] = [
+        ((118.085, 24.455), &["350203001001GB00001"]),
+        ((118.09, 24.455), &["350203001001GB00001"]),    // on the east edge
+        ((118.11, 24.46), &[]),                          // inside the courtyard (hole)
+        ((118.105, 24.46), &["350203001001GB00002"]),    // on the hole's edge
+        ((118.102, 24.46), &["350203001001GB00002"]),    // between shell and hole
+        ((118.0925, 24.5825), &["350211003001GB00004"]), // second part of a multipolygon? no: gap
+    ];
+    for ((lon, lat), want) in cases.iter().take(5) {
+        let (st, _, body) = s.get(&format!("/v1/parcels/containing?lon={lon}&lat={lat}")).await;
+        assert_eq!(st, 200);
+        assert_eq!(ids(&body), want.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "({lon}, {lat})");
+    }
+    let (_, _, body) = s.get("/v1/parcels/containing?lon=118.1025&lat=24.5825").await;
+    assert_eq!(ids(&body), vec!["350211003001GB00004"], "the multipolygon's second part");
+    let (_, _, body) = s.get("/v1/parcels/containing?lon=118.0975&lat=24.5825").await;
+    assert!(ids(&body).is_empty(), "between the multipolygon's parts");
+}
+
+#[tokio::test]
+async fn geojson_on_request_and_profile_parcels() {
+    let t = TestStore::loaded();
+    let s = Server::start(t.store.clone()).await;
+    let r = s
+        .client
+        .post(s.url("/v1/citizens/near"))
+        .header("accept", "application/geo+json")
+        .json(&json!({"lon": 118.08, "lat": 24.45, "k": 2}))
+        .send()
+        .await
+        .unwrap();
+    let (st, ct, body) = Server::parts(r).await;
+    assert_eq!((st, ct.as_str()), (200, "application/geo+json"));
+    assert_eq!(body["type"], "FeatureCollection");
+    assert_eq!(body["features"][0]["geometry"]["type"], "Point");
+    assert!(body["features"][0]["properties"]["distance_m"].is_number());
+    let r = s
+        .client
+        .get(s.url("/v1/parcels/containing?lon=118.085&lat=24.455"))
+        .header("accept", "application/geo+json")
+        .send()
+        .await
+        .unwrap();
+    let (_, _, body) = Server::parts(r).await;
+    assert_eq!(body["features"][0]["geometry"]["type"], "MultiPolygon");
+    let (_, _, profile) = s.get("/v1/citizens/35020319500110100X/profile").await;
+    assert_eq!(profile["parcels"][0]["id"], "350203001001GB00001", "the parcel at the citizen's location (a corner)");
+}
+
+#[tokio::test]
+async fn bad_spatial_requests_are_problems() {
+    let t = TestStore::loaded();
+    let s = Server::start(t.store.clone()).await;
+    let bad = [
+        ("/v1/citizens/near", json!({"lon": 200.0, "lat": 24.5, "k": 3})),
+        ("/v1/citizens/near", json!({"lon": 118.0, "lat": 24.5, "radius_m": 0})),
+        ("/v1/citizens/near", json!({"lon": 118.0, "lat": 24.5, "radius_m": 1e9})),
+        ("/v1/citizens/near", json!({"lon": 118.0, "lat": 24.5, "k": 3, "radius_m": 10})),
+        ("/v1/citizens/near", json!({"lon": 118.0, "lat": 24.5})),
+        ("/v1/citizens/near", json!({"lon": 118.0, "lat": 24.5, "k": 0})),
+        ("/v1/parcels/near", json!({"lon": 118.0, "lat": 24.5, "k": 3})),
+        ("/v1/citizens/within", json!({"bbox": [118.2, 24.5, 118.1, 24.6]})),
+        (
+            "/v1/citizens/within",
+            json!({"polygon": {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}}),
+        ),
+        ("/v1/citizens/within", json!({"polygon": {"type": "Point", "coordinates": [0, 0]}})),
+        ("/v1/citizens/within", json!({})),
+    ];
+    for (path, body) in bad {
+        let (st, ct, b) = s.post(path, &body).await;
+        assert_eq!((st, ct.as_str()), (400, "application/problem+json"), "{path} {body} → {b}");
+    }
+    let (st, _, _) = s.get("/v1/parcels/containing?lon=118&lat=95").await;
+    assert_eq!(st, 400);
+    let (st, _, _) = s.get("/v1/parcels/containing?lon=abc&lat=24").await;
+    assert_eq!(st, 400);
+}
