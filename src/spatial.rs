@@ -12,18 +12,27 @@ use jichu_indexes::spatial::{PointIndex, PolygonIndex};
 use jichu_ingest::Value;
 use std::time::Instant;
 
-/// Record keys by dense position: one byte arena and end offsets (about 22 bytes a key).
+/// Record keys by dense position: one byte arena and 32-bit end offsets (22 bytes for an
+/// identity number). Up to 4 GiB of keys per registry: about 200M identity numbers.
 #[derive(Debug, Default)]
 pub struct Keys {
     bytes: Vec<u8>,
-    ends: Vec<u64>,
+    ends: Vec<u32>,
 }
 
 impl Keys {
-    fn push(&mut self, key: &[u8]) -> u32 {
+    fn push(&mut self, key: &[u8]) -> Result<u32> {
         self.bytes.extend_from_slice(key);
-        self.ends.push(self.bytes.len() as u64);
-        (self.ends.len() - 1) as u32
+        let end = u32::try_from(self.bytes.len())
+            .map_err(|_| crate::Error::Invalid("more than 4 GiB of keys in one spatial layer".into()))?;
+        self.ends.push(end);
+        Ok((self.ends.len() - 1) as u32)
+    }
+
+    fn shrink(mut self) -> Self {
+        self.bytes.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self
     }
 
     pub fn get(&self, i: u32) -> &str {
@@ -33,7 +42,7 @@ impl Keys {
     }
 
     fn memory_bytes(&self) -> usize {
-        self.bytes.capacity() + self.ends.capacity() * 8
+        self.bytes.capacity() + self.ends.capacity() * 4
     }
 }
 
@@ -70,10 +79,10 @@ fn point_layer(store: &Store, registry: Registry) -> Result<PointLayer> {
             continue;
         }
         if let Some((lon, lat)) = codec::point_at(body, field)? {
-            points.push(([lon, lat], keys.push(&k)));
+            points.push(([lon, lat], keys.push(&k)?));
         }
     }
-    Ok(PointLayer { index: PointIndex::build(points), keys })
+    Ok(PointLayer { index: PointIndex::build(points), keys: keys.shrink() })
 }
 
 fn polygon_layer(store: &Store) -> Result<PolygonLayer> {
@@ -87,10 +96,10 @@ fn polygon_layer(store: &Store) -> Result<PolygonLayer> {
             continue;
         }
         if let Some(Some(Value::Geometry(g))) = record.values.into_iter().nth(field) {
-            shapes.push((g, keys.push(&k)));
+            shapes.push((g, keys.push(&k)?));
         }
     }
-    Ok(PolygonLayer { index: PolygonIndex::build(shapes), keys })
+    Ok(PolygonLayer { index: PolygonIndex::build(shapes), keys: keys.shrink() })
 }
 
 impl SpatialIndex {

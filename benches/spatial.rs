@@ -1,0 +1,110 @@
+//! Spatial benchmark: `cargo bench --bench spatial -- [--citizens N] [--keep DIR]`.
+//!
+//! Generates N citizens (with 0.3 N entities and 0.1 N parcels) unless DIR already holds a
+//! loaded store of that size, loads citizens, entities and parcels, then measures: the spatial
+//! index build from the store (what `jichu serve` does before its first answer), memory per
+//! point, and single-thread in-process latency of kNN-10, 500 m radius counts and
+//! containing-point over 10,000 random points of the city each.
+
+use jichu::load::{LoadOptions, load};
+use jichu::spatial::SpatialIndex;
+use jichu::store::{Store, StoreOptions};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn percentiles(mut ns: Vec<u64>) -> String {
+    ns.sort_unstable();
+    let p = |q: f64| ns[((ns.len() as f64 * q) as usize).min(ns.len() - 1)] as f64 / 1000.0;
+    format!("p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs", p(0.5), p(0.99), p(0.999))
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let citizens: u64 = arg("--citizens").and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = arg("--keep").map(std::path::PathBuf::from).unwrap_or_else(|| tmp.path().to_path_buf());
+    let data = root.join(format!("spatial-{citizens}"));
+    let store = Store::open(&data.join("store"), &StoreOptions::default()).expect("open");
+    if store.count(jichu::model::Registry::Citizens) != citizens {
+        let extracts = root.join(format!("extracts-{citizens}"));
+        jichu::generator::generate(&extracts, &jichu::generator::GenOptions { citizens, seed: 3 }).expect("generate");
+        for name in ["citizens", "entities", "parcels"] {
+            let spec_path = extracts.join(format!("{name}.toml"));
+            let spec = jichu_ingest::Spec::from_path(&spec_path).expect("spec");
+            let r = load(&store, &spec, &spec_path, &[extracts.join(format!("{name}.csv"))], &LoadOptions::new(&data))
+                .expect("load");
+            println!("loaded {name}: {} rows at {:.0} rows/s", r.inserted, r.rows_per_second);
+        }
+        let _ = std::fs::remove_dir_all(&extracts);
+    }
+    drop(store);
+    let t = Instant::now();
+    let store = Store::open(&data.join("store"), &StoreOptions::default()).expect("reopen");
+    let index = SpatialIndex::build(&store).expect("build");
+    let open_and_build = t.elapsed().as_secs_f64();
+    let points = index.citizens.index.len() + index.entities.index.len();
+    let point_bytes = index.citizens.index.memory_bytes() + index.entities.index.memory_bytes();
+    let key_bytes = index.memory_bytes() - point_bytes - index.parcels.index.memory_bytes();
+
+    let [x0, y0, x1, y1] = jichu::generator::EXTENT;
+    let mut rng = SmallRng::seed_from_u64(11);
+    let queries: Vec<(f64, f64)> = (0..10_000).map(|_| (rng.random_range(x0..x1), rng.random_range(y0..y1))).collect();
+    let time = |f: &dyn Fn(f64, f64) -> usize| -> (Vec<u64>, usize) {
+        let mut total = 0;
+        let ns = queries
+            .iter()
+            .map(|&(x, y)| {
+                let t = Instant::now();
+                total += std::hint::black_box(f(x, y));
+                t.elapsed().as_nanos() as u64
+            })
+            .collect();
+        (ns, total)
+    };
+    let c = &index.citizens.index;
+    let (knn, _) = time(&|x, y| c.nearest(x, y, 10, None).len());
+    let (radius, found) = time(&|x, y| c.count_within_radius(x, y, 500.0));
+    let (contains, hits) = time(&|x, y| index.parcels.index.containing(x, y).len());
+
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| citizens / entities / parcels indexed | {} / {} / {} |",
+        c.len(),
+        index.entities.index.len(),
+        index.parcels.index.len()
+    );
+    println!(
+        "| open store + build spatial index (serve's start-up) | {open_and_build:.2} s ({:.0} points/s) |",
+        points as f64 / index.build_seconds
+    );
+    println!(
+        "| point index memory | {:.1} bytes/point (+ {:.1} bytes/point of keys) |",
+        point_bytes as f64 / points as f64,
+        key_bytes as f64 / points as f64
+    );
+    println!(
+        "| parcel index memory | {:.0} bytes/parcel (geometry included) |",
+        index.parcels.index.memory_bytes() as f64 / index.parcels.index.len().max(1) as f64
+    );
+    println!("| kNN-10, in process, 1 thread | {} |", percentiles(knn));
+    println!(
+        "| radius 500 m count | {} (mean {:.0} points counted) |",
+        percentiles(radius),
+        found as f64 / queries.len() as f64
+    );
+    println!(
+        "| containing point | {} ({:.0}% of points in a parcel) |",
+        percentiles(contains),
+        100.0 * hits as f64 / queries.len() as f64
+    );
+}
