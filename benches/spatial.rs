@@ -48,8 +48,19 @@ fn main() {
     drop(store);
     let t = Instant::now();
     let store = Store::open(&data.join("store"), &StoreOptions::default()).expect("reopen");
-    let index = SpatialIndex::build(&store).expect("build");
+    let _ = std::fs::remove_file(SpatialIndex::file_of(&store));
+    let index = SpatialIndex::open(&store).expect("build");
     let open_and_build = t.elapsed().as_secs_f64();
+    drop((index, store));
+    // The save runs in the background; wait for the file before timing a restart.
+    let file = data.join("spatial.idx");
+    while !file.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let t = Instant::now();
+    let store = Store::open(&data.join("store"), &StoreOptions::default()).expect("reopen");
+    let index = SpatialIndex::open(&store).expect("read back");
+    let open_saved = t.elapsed().as_secs_f64();
     let points = index.citizens.index.len() + index.entities.index.len();
     let point_bytes = index.citizens.index.memory_bytes() + index.entities.index.memory_bytes();
     let key_bytes = index.memory_bytes() - point_bytes - index.parcels.index.memory_bytes();
@@ -84,9 +95,10 @@ fn main() {
         index.parcels.index.len()
     );
     println!(
-        "| open store + build spatial index (serve's start-up) | {open_and_build:.2} s ({:.0} points/s) |",
-        points as f64 / index.build_seconds
+        "| start-up after a load: open store + build index (saved in the background) | {open_and_build:.2} s ({:.0} points/s) |",
+        points as f64 / open_and_build
     );
+    println!("| start-up otherwise: open store + read saved index | {open_saved:.2} s |");
     println!(
         "| point index memory | {:.1} bytes/point (+ {:.1} bytes/point of keys) |",
         point_bytes as f64 / points as f64,

@@ -40,9 +40,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Opens the service over a store: builds its spatial index (see `crate::spatial`).
+    /// Opens the service over a store: opens or builds its spatial index (`crate::spatial`).
     pub fn new(store: Arc<Store>, config: Config) -> crate::Result<Self> {
-        let spatial = Arc::new(SpatialIndex::build(&store)?);
+        let spatial = SpatialIndex::open(&store)?;
         Ok(AppState { store, spatial, config: Arc::new(config), metrics: ops::metrics_handle() })
     }
 }

@@ -203,3 +203,35 @@ async fn bad_spatial_requests_are_problems() {
     let (st, _, _) = s.get("/v1/parcels/containing?lon=abc&lat=24").await;
     assert_eq!(st, 400);
 }
+
+#[test]
+fn the_saved_index_serves_only_an_unchanged_store() {
+    use jichu::spatial::SpatialIndex;
+    let t = TestStore::loaded();
+    let built = SpatialIndex::open(&t.store).unwrap();
+    assert!(!built.from_file);
+    let file = SpatialIndex::file_of(&t.store);
+    for _ in 0..100 {
+        if file.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let read = SpatialIndex::open(&t.store).unwrap();
+    assert!(read.from_file, "an unchanged store reads the saved file");
+    for (lon, lat) in QUERIES {
+        assert_eq!(read.citizens.index.nearest(lon, lat, 8, None), built.citizens.index.nearest(lon, lat, 8, None));
+        assert_eq!(read.parcels.index.containing(lon, lat), built.parcels.index.containing(lon, lat));
+    }
+    // A load changes the store: the file is stale and the index is rebuilt with the newcomer.
+    let csv = t.dir.path().join("one.csv");
+    let newcomer = jichu::generator::citizen_id(99_999_999);
+    std::fs::write(&csv, format!("公民身份号码,姓名,经度,纬度\n{newcomer},新来者,118.30,24.70\n")).unwrap();
+    let spec = t.dir.path().join("one.toml");
+    std::fs::write(&spec, "registry = \"citizens\"\nsource = \"x\"\n[columns]\nid = \"公民身份号码\"\nname = \"姓名\"\nlon = \"经度\"\nlat = \"纬度\"\n").unwrap();
+    assert_eq!(t.load(&spec, &[csv]).inserted, 1);
+    let rebuilt = SpatialIndex::open(&t.store).unwrap();
+    assert!(!rebuilt.from_file);
+    let nearest = rebuilt.citizens.index.nearest(118.30, 24.70, 1, None)[0];
+    assert_eq!(rebuilt.citizens.keys.get(nearest.id), newcomer);
+}

@@ -1,6 +1,7 @@
 //! Spatial indexes: a packed R-tree ([`tree`]) with great-circle geometry ([`sphere`]),
 //! specialised for points ([`PointIndex`]) and polygons ([`PolygonIndex`]).
 
+pub mod persist;
 mod points;
 mod polygons;
 pub mod sphere;

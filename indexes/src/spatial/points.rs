@@ -146,6 +146,16 @@ impl PointIndex {
         n
     }
 
+    /// Writes the index (see [`super::persist`]).
+    pub fn write(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.tree.write(w)
+    }
+
+    /// Reads an index written by [`PointIndex::write`].
+    pub fn read(r: &mut impl std::io::Read) -> std::io::Result<PointIndex> {
+        Ok(PointIndex { tree: PackedTree::read(r)? })
+    }
+
     /// Points inside a box (edges included), as `(id, [lon, lat])`, ordered by id.
     pub fn within_bbox(&self, b: &BBox) -> Vec<(u32, [f64; 2])> {
         let mut out = Vec::new();
@@ -193,6 +203,18 @@ mod tests {
             want.sort_unstable();
             prop_assert_eq!(index.within_bbox(&b).into_iter().map(|(id, _)| id).collect::<Vec<_>>(), want);
         }
+    }
+
+    #[test]
+    fn written_and_read_back_answers_the_same() {
+        let points: Vec<([f64; 2], u32)> =
+            (0..5000u32).map(|i| ([118.0 + f64::from(i % 71) * 0.003, 24.4 + f64::from(i % 53) * 0.004], i)).collect();
+        let index = PointIndex::build(points);
+        let mut bytes = Vec::new();
+        index.write(&mut bytes).unwrap();
+        let back = PointIndex::read(&mut bytes.as_slice()).unwrap();
+        assert_eq!(back.nearest(118.1, 24.5, 20, None), index.nearest(118.1, 24.5, 20, None));
+        assert!(PointIndex::read(&mut &bytes[..bytes.len() / 2]).is_err(), "a truncated file is an error");
     }
 
     #[test]

@@ -77,6 +77,55 @@ impl PolygonIndex {
         out
     }
 
+    /// Writes the index, geometries included (see [`super::persist`]).
+    pub fn write(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        use super::persist::{put_f64s, put_u32s};
+        self.tree.write(w)?;
+        // Geometries: counts (polygons per shape, rings per polygon, points per ring), then coordinates.
+        let mut counts = Vec::new();
+        let mut coords = Vec::new();
+        for shape in &self.shapes {
+            counts.push(shape.0.len() as u32);
+            for p in &shape.0 {
+                counts.push(1 + p.interiors().len() as u32);
+                for ring in std::iter::once(p.exterior()).chain(p.interiors()) {
+                    counts.push(ring.0.len() as u32);
+                    coords.extend(ring.0.iter().flat_map(|c| [c.x, c.y]));
+                }
+            }
+        }
+        put_u32s(w, &counts)?;
+        put_f64s(w, coords.into_iter())
+    }
+
+    /// Reads an index written by [`PolygonIndex::write`].
+    pub fn read(r: &mut impl std::io::Read) -> std::io::Result<PolygonIndex> {
+        use super::persist::{bad, get_f64s, get_u32s};
+        let tree = PackedTree::read(r)?;
+        let counts = get_u32s(r)?;
+        let coords = get_f64s(r)?;
+        let (mut c, mut k) = (counts.iter().map(|&n| n as usize), 0usize);
+        let mut next = || c.next().ok_or_else(|| bad("geometry counts"));
+        let mut shapes = Vec::with_capacity(tree.leaves.len());
+        for _ in 0..tree.leaves.len() {
+            let mut polys = Vec::new();
+            for _ in 0..next()? {
+                let mut rings = Vec::new();
+                for _ in 0..next()? {
+                    let n = next()?;
+                    let pts = coords.get(k..k + 2 * n).ok_or_else(|| bad("coordinates"))?;
+                    rings.push(geo::LineString::from(pts.chunks_exact(2).map(|p| (p[0], p[1])).collect::<Vec<_>>()));
+                    k += 2 * n;
+                }
+                let mut rings = rings.into_iter();
+                let exterior = rings.next().ok_or_else(|| bad("polygon"))?;
+                polys.push(Polygon::new(exterior, rings.collect()));
+            }
+            shapes.push(MultiPolygon(polys));
+        }
+        Ok(PolygonIndex { tree, shapes })
+    }
+
     pub fn memory_bytes(&self) -> usize {
         use geo::CoordsIter;
         self.tree.memory_bytes() + self.shapes.iter().map(|s| s.coords_count() * 16 + 64).sum::<usize>()
@@ -112,6 +161,25 @@ mod tests {
         assert_eq!(index.containing(1.1, 0.9), vec![8]);
         assert_eq!(index.containing(3.0, 3.0), Vec::<u32>::new());
         assert_eq!(index.intersecting_bbox(&[0.9, 0.9, 5.5, 5.5]), vec![7, 8, 9]);
+    }
+
+    #[test]
+    fn written_and_read_back_answers_the_same() {
+        let mut with_hole = square(1.0, 0.0, 1.0);
+        with_hole.0[0].interiors_push(LineString::from(vec![
+            (1.25, 0.25),
+            (1.75, 0.25),
+            (1.75, 0.75),
+            (1.25, 0.75),
+            (1.25, 0.25),
+        ]));
+        let index = PolygonIndex::build(vec![(square(0.0, 0.0, 1.0), 7), (with_hole, 8)]);
+        let mut bytes = Vec::new();
+        index.write(&mut bytes).unwrap();
+        let back = PolygonIndex::read(&mut bytes.as_slice()).unwrap();
+        assert_eq!(back.shapes, index.shapes);
+        assert_eq!(back.containing(1.5, 0.5), Vec::<u32>::new());
+        assert_eq!(back.containing(1.0, 0.1), vec![7, 8]);
     }
 
     #[test]
