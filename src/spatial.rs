@@ -2,8 +2,9 @@
 //!
 //! Kept in step by construction: a serving process owns its store (RocksDB's lock), so loads
 //! run while it is stopped, and the index is built from the store when the process opens it.
-//! Ended records are left out. The build reads only each point's bytes (no record decoding)
-//! and builds the three layers in parallel. The built index is saved beside the store
+//! Ended records are left out. Points come from the store's `points` column family (written
+//! with each record, 16 bytes a point), so no record is read; the three layers build in
+//! parallel. The built index is saved beside the store
 //! (`spatial.idx`) with the store's sequence number; a later start whose store has not
 //! changed since reads the file instead of rebuilding.
 
@@ -78,18 +79,11 @@ pub struct SpatialIndex {
 }
 
 fn point_layer(store: &Store, registry: Registry) -> Result<PointLayer> {
-    let field = registry.schema().field_index("location").unwrap_or(usize::MAX);
     let mut keys = Keys::default();
     let mut points = Vec::new();
-    for item in store.scan(registry) {
-        let (k, v) = item?;
-        let (header, body) = codec::split(&v)?;
-        if header.ended {
-            continue;
-        }
-        if let Some((lon, lat)) = codec::point_at(body, field)? {
-            points.push(([lon, lat], keys.push(&k)?));
-        }
+    for item in store.points(registry) {
+        let (k, lon, lat) = item?;
+        points.push(([lon, lat], keys.push(&k)?));
     }
     Ok(PointLayer { index: PointIndex::build(points), keys: keys.shrink() })
 }

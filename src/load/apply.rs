@@ -79,6 +79,14 @@ impl RefCheck {
     }
 }
 
+/// The point of an encoded record's location field, if the registry has one.
+fn point_of(value: &[u8], location: Option<usize>) -> Result<Option<(f64, f64)>> {
+    match location {
+        Some(field) => codec::point_at(codec::split(value)?.1, field),
+        None => Ok(None),
+    }
+}
+
 /// Bulk path (empty registry): records and edges become sorted SST files, ingested edges
 /// first, then records, then the count — with a marker so that a kill in between is repaired
 /// on the next open and a re-run completes the load.
@@ -94,6 +102,8 @@ pub fn bulk(
     let store = writer.store();
     let links: Vec<Link> = registry.schema().links().map(|(_, l)| l).collect();
     let mut files = SstFiles::new(cf::records(registry), tmp, "records", threads);
+    let location = registry.schema().field_index("location");
+    let mut point_files = SstFiles::new(cf::POINTS, tmp, "points", 1);
     let mut edge_sorter = Sorter::new(tmp, "edges", budget);
     let mut refs = RefCheck::default();
     let mut n = 0u64;
@@ -101,6 +111,9 @@ pub fn bulk(
         let Some(e) = resolve(group?, state) else { continue };
         let (targets, value) = payload::split(&e.payload);
         files.put(&e.key, value)?;
+        if let Some((lon, lat)) = point_of(value, location)? {
+            point_files.put(&keys::point(registry, &e.key), &keys::point_value(lon, lat))?;
+        }
         let id = String::from_utf8_lossy(&e.key);
         for (link, target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
             for edge in edges(registry, &id, link, target) {
@@ -113,6 +126,7 @@ pub fn bulk(
     }
     refs.flush(store, state)?;
     let record_files = files.finish()?;
+    let point_files = point_files.finish()?;
     let mut edge_files = SstFiles::new(cf::RELATIONS, tmp, "edges", threads);
     let mut last: Option<Vec<u8>> = None;
     for e in edge_sorter.finish()? {
@@ -126,6 +140,7 @@ pub fn bulk(
     let t = std::time::Instant::now();
     writer.bulk_marker(registry, true)?;
     writer.ingest(cf::RELATIONS, edge_files)?;
+    writer.ingest(cf::POINTS, point_files)?;
     writer.ingest(cf::records(registry), record_files)?;
     writer.set_count(registry, n)?;
     state.report.stage("ingest", t);
@@ -170,6 +185,7 @@ fn apply_chunk(
     let store = writer.store();
     let schema = registry.schema();
     let links: Vec<(usize, Link)> = schema.links().collect();
+    let location = schema.field_index("location");
     let ids: Vec<&str> = chunk.iter().map(|e| std::str::from_utf8(&e.key).unwrap_or_default()).collect();
     let olds = store.get_many_raw(registry, &ids)?;
     for ((e, id), old) in chunk.iter().zip(&ids).zip(olds) {
@@ -198,6 +214,9 @@ fn apply_chunk(
             }
         };
         writer.put_record(registry, &e.key, value);
+        if location.is_some() {
+            writer.set_point(registry, &e.key, point_of(value, location)?);
+        }
         for (((_, link), new), old) in links.iter().zip(&targets).zip(&old_targets) {
             if *new == old.as_str() {
                 continue;
@@ -247,6 +266,7 @@ where
         if !header.ended && same_source {
             let ended = Header { load_id: state.report.load_id as u32, ended: true, needs_review: header.needs_review };
             writer.put_record(registry, &key, &codec::with_header(&value, ended)?);
+            writer.set_point(registry, &key, None); // ended records are not located
             state.report.ended += 1;
             if writer.pending() >= CHUNK {
                 writer.commit()?;

@@ -5,6 +5,9 @@ use rocksdb::{BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescrip
 
 /// Relation edges, both directions: `owner → relation → other`.
 pub const RELATIONS: &str = "relations";
+/// Current locations of records with a point (`[registry][key]` → lon, lat): what the spatial
+/// index is built from, without reading the records.
+pub const POINTS: &str = "points";
 /// Counts, the load table, the load-id sequence and bulk-load markers.
 pub const META: &str = "meta";
 
@@ -15,7 +18,7 @@ pub fn records(r: Registry) -> &'static str {
 
 /// Every column family of the store.
 pub fn all() -> impl Iterator<Item = &'static str> {
-    Registry::ALL.into_iter().map(records).chain([RELATIONS, META])
+    Registry::ALL.into_iter().map(records).chain([RELATIONS, POINTS, META])
 }
 
 /// Table options shared by every column family: one explicitly sized block cache holding
@@ -48,7 +51,7 @@ pub fn options(name: &str, cache: &Cache) -> Options {
     o.set_write_buffer_size(64 << 20);
     o.set_target_file_size_base(64 << 20);
     o.set_block_based_table_factory(&table_options(cache, name != META));
-    if name != META && name != RELATIONS {
+    if name != META && name != RELATIONS && name != POINTS {
         o.set_memtable_whole_key_filtering(true);
         o.set_memtable_prefix_bloom_ratio(0.02);
     }

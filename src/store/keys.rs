@@ -34,6 +34,25 @@ pub fn decode_edge(key: &[u8]) -> Option<(Relation, Registry, &str)> {
     Some((relation, other, std::str::from_utf8(rest.get(2..)?).ok()?))
 }
 
+/// The key of a record's point in the `points` column family: `[registry][key]`.
+pub fn point(registry: Registry, id: &[u8]) -> Vec<u8> {
+    [&[registry as u8][..], id].concat()
+}
+
+/// A point's value: lon and lat, f64 little-endian.
+pub fn point_value(lon: f64, lat: f64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&lon.to_le_bytes());
+    v[8..].copy_from_slice(&lat.to_le_bytes());
+    v
+}
+
+pub fn decode_point(v: &[u8]) -> Option<(f64, f64)> {
+    let lon = f64::from_le_bytes(v.get(..8)?.try_into().ok()?);
+    let lat = f64::from_le_bytes(v.get(8..16)?.try_into().ok()?);
+    Some((lon, lat))
+}
+
 pub fn count(registry: Registry) -> [u8; 7] {
     let mut k = *b"count/\0";
     k[6] = registry as u8;

@@ -237,6 +237,18 @@ impl Store {
         self.db.iterator_cf(self.cf(cf::records(registry)), IteratorMode::Start).map(|r| r.map_err(Error::Store))
     }
 
+    /// Every current point of a registry, as `(key, lon, lat)`, in key order.
+    pub fn points(&self, registry: Registry) -> impl Iterator<Item = Result<(Box<[u8]>, f64, f64)>> + '_ {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_range(PrefixRange([registry as u8]));
+        opts.fill_cache(false);
+        self.db.iterator_cf_opt(self.cf(cf::POINTS), opts, IteratorMode::Start).map(|item| {
+            let (k, v) = item?;
+            let (lon, lat) = keys::decode_point(&v).ok_or_else(|| Error::Codec("point".into()))?;
+            Ok((k[1..].into(), lon, lat))
+        })
+    }
+
     /// Counts a registry's keys by a full scan (checks, repairs; `count` is the fast path).
     pub fn count_keys(&self, registry: Registry) -> Result<u64> {
         let mut n = 0;

@@ -21,6 +21,10 @@ fn assert_consistent(data: &std::path::Path) -> Vec<u64> {
     for r in Registry::ALL {
         assert_eq!(store.count(r), store.count_keys(r).unwrap(), "{r}: count and keys agree");
     }
+    // Every generated citizen and entity has a location: one point per record.
+    for r in [Registry::Citizens, Registry::Entities] {
+        assert_eq!(store.points(r).count() as u64, store.count(r), "{r}: one point per record");
+    }
     let ids: Vec<String> = (0..200).map(jichu::generator::entity_id).collect();
     for e in store.get_many(Registry::Entities, &ids).unwrap().into_iter().flatten() {
         let rep = e.text("legal_rep_id").unwrap().to_string();
