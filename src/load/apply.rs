@@ -10,12 +10,10 @@ use crate::model::ids::{SubjectKind, subject_kind};
 use crate::model::{Link, Registry, Target};
 use crate::store::codec::{self, Header};
 use crate::store::{Store, Writer, cf, keys};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Records per write batch on the batch path (one atomic commit each).
 const CHUNK: usize = 1024;
-/// References checked for existence per multi-get.
-const REF_BATCH: usize = 8192;
 
 /// Picks the one record to load for a key, or reports the key's rows as conflicting.
 /// Identical repeats count once; differing ones are never resolved silently.
@@ -54,27 +52,38 @@ fn edges(registry: Registry, id: &str, link: &Link, target: &str) -> [Vec<u8>; 2
 }
 
 /// Counts references whose target is not in the store (they resolve when it arrives).
-#[derive(Default)]
+///
+/// Targets are sorted (externally) per target registry and checked at the end by forward
+/// seeks of one iterator: consecutive targets share data blocks, so a large load reads each
+/// block once instead of once per reference.
 struct RefCheck {
-    pending: Vec<(Registry, String)>,
+    dir: PathBuf,
+    budget: usize,
+    sorters: Vec<(Registry, Sorter)>,
 }
 
 impl RefCheck {
-    fn push(&mut self, store: &Store, r: Registry, id: &str, state: &mut LoadState) -> Result<()> {
-        self.pending.push((r, id.to_string()));
-        if self.pending.len() >= REF_BATCH { self.flush(store, state) } else { Ok(()) }
+    fn new(dir: &Path, budget: usize) -> RefCheck {
+        RefCheck { dir: dir.into(), budget, sorters: Vec::new() }
     }
 
-    fn flush(&mut self, store: &Store, state: &mut LoadState) -> Result<()> {
-        for r in Registry::ALL {
-            let mut ids: Vec<&str> = self.pending.iter().filter(|(t, _)| *t == r).map(|(_, id)| id.as_str()).collect();
-            if ids.is_empty() {
-                continue;
+    fn push(&mut self, r: Registry, id: &str) -> Result<()> {
+        let i = match self.sorters.iter().position(|(t, _)| *t == r) {
+            Some(i) => i,
+            None => {
+                let name = if r == Registry::Citizens { "refs-citizens" } else { "refs-entities" };
+                self.sorters.push((r, Sorter::new(&self.dir, name, self.budget)));
+                self.sorters.len() - 1
             }
-            ids.sort_unstable();
-            state.report.dangling_references += store.exist(r, &ids, true)?.iter().filter(|e| !**e).count() as u64;
+        };
+        self.sorters[i].1.push(id.as_bytes(), 0, &[])
+    }
+
+    fn finish(self, store: &Store, state: &mut LoadState) -> Result<()> {
+        for (r, sorter) in self.sorters {
+            let targets = sorter.finish()?.map(|e| e.map(|e| e.key));
+            state.report.dangling_references += store.count_absent(r, targets)?;
         }
-        self.pending.clear();
         Ok(())
     }
 }
@@ -105,7 +114,7 @@ pub fn bulk(
     let location = registry.schema().field_index("location");
     let mut point_files = SstFiles::new(cf::POINTS, tmp, "points", 1);
     let mut edge_sorter = Sorter::new(tmp, "edges", budget);
-    let mut refs = RefCheck::default();
+    let mut refs = RefCheck::new(tmp, budget / 4);
     let mut n = 0u64;
     for group in Groups::new(sorted) {
         let Some(e) = resolve(group?, state) else { continue };
@@ -119,12 +128,12 @@ pub fn bulk(
             for edge in edges(registry, &id, link, target) {
                 edge_sorter.push(&edge, 0, &[])?;
             }
-            refs.push(store, target_registry(link, target), target, state)?;
+            refs.push(target_registry(link, target), target)?;
         }
         n += 1;
         state.progress.tick_apply(1);
     }
-    refs.flush(store, state)?;
+    refs.finish(store, state)?;
     let record_files = files.finish()?;
     let point_files = point_files.finish()?;
     let mut edge_files = SstFiles::new(cf::RELATIONS, tmp, "edges", threads);
@@ -150,11 +159,18 @@ pub fn bulk(
 
 /// Batch path: each chunk of records, with its edge changes and counts, is one atomic write
 /// batch. A snapshot load ends the source's records that the extract no longer holds.
-pub fn batch(writer: &mut Writer<'_>, registry: Registry, sorted: Sorted, state: &mut LoadState) -> Result<()> {
+pub fn batch(
+    writer: &mut Writer<'_>,
+    registry: Registry,
+    sorted: Sorted,
+    tmp: &Path,
+    budget: usize,
+    state: &mut LoadState,
+) -> Result<()> {
     let store = writer.store();
     let mut scan = state.snapshot_source.is_some().then(|| store.scan(registry).peekable());
     let mut chunk: Vec<Entry> = Vec::with_capacity(CHUNK);
-    let mut refs = RefCheck::default();
+    let mut refs = RefCheck::new(tmp, budget / 4);
     for group in Groups::new(sorted) {
         let group = group?;
         if let Some(scan) = scan.as_mut() {
@@ -172,7 +188,7 @@ pub fn batch(writer: &mut Writer<'_>, registry: Registry, sorted: Sorted, state:
         end_absent(writer, registry, scan, None, state)?;
     }
     writer.commit()?;
-    refs.flush(store, state)
+    refs.finish(store, state)
 }
 
 fn apply_chunk(
@@ -191,7 +207,7 @@ fn apply_chunk(
     for ((e, id), old) in chunk.iter().zip(&ids).zip(olds) {
         let (targets, value) = payload::split(&e.payload);
         for ((_, link), target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
-            refs.push(store, target_registry(link, target), target, state)?;
+            refs.push(target_registry(link, target), target)?;
         }
         let old_targets: Vec<String> = match &old {
             None => {

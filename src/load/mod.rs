@@ -149,7 +149,7 @@ pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opt
         apply::bulk(&mut writer, registry, sorted, &tmp, opts.sort_budget / 2, opts.threads, &mut state)?;
     } else {
         state.report.path = "batch".into();
-        apply::batch(&mut writer, registry, sorted, &mut state)?;
+        apply::batch(&mut writer, registry, sorted, &tmp, opts.sort_budget / 2, &mut state)?;
     }
     t = state.report.stage("merge_write", t);
     let ingest = state.report.stage_seconds.get("ingest").copied().unwrap_or(0.0);
