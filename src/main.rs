@@ -187,6 +187,8 @@ fn serve(store: Arc<Store>, config: Config, examples: Option<(String, String)>) 
             eprintln!("  curl -s http://{addr}/v1/citizens/{citizen}/profile");
             eprintln!("  curl -s http://{addr}/v1/entities/{entity}/profile");
             eprintln!("  curl -s -X POST http://{addr}/v1/citizens/lookup -H 'content-type: application/json' -d '{{\"ids\":[\"{citizen}\"],\"fields\":[\"name\",\"address\"]}}'");
+            eprintln!("  curl -s -X POST http://{addr}/v1/citizens/near -H 'content-type: application/json' -d '{{\"lon\":118.09,\"lat\":24.48,\"k\":5}}'");
+            eprintln!("  curl -s 'http://{addr}/v1/parcels/containing?lon=118.09&lat=24.48' -H 'accept: application/geo+json'");
             eprintln!("  curl -s http://{addr}/openapi.json\n");
         }
         let state = jichu::api::AppState::new(store, config)?;

@@ -46,11 +46,13 @@ pub(super) fn key(schema: &Schema, raw: &str) -> Result<String, ApiError> {
     schema.parse_key(raw).map_err(|message| ApiError::MalformedId { registry: schema.registry.as_str(), message })
 }
 
-/// Resolves field names to schema indices; an unknown name is a 400 that names it.
+/// Resolves a `fields` list to schema indices (None: every field); an unknown name is a 400
+/// that names it.
 pub(super) fn projection<'a>(
     schema: &Schema,
-    names: impl IntoIterator<Item = &'a str>,
+    names: Option<impl IntoIterator<Item = &'a str>>,
 ) -> Result<Option<Vec<usize>>, ApiError> {
+    let Some(names) = names else { return Ok(None) };
     let mut out = Vec::new();
     for name in names.into_iter().map(str::trim).filter(|n| !n.is_empty()) {
         if name == "id" {
@@ -91,10 +93,7 @@ pub async fn get_record(
     let registry = registry(&registry_name)?;
     let schema = registry.schema();
     let id = key(schema, &raw_id)?;
-    let only = match &q.fields {
-        Some(f) => projection(schema, f.split(','))?,
-        None => None,
-    };
+    let only = projection(schema, q.fields.as_ref().map(|f| f.split(',')))?;
     // In memory: answered here; otherwise read on the blocking pool.
     let record = match state.store.get_cached(registry, &id)? {
         Some(found) => found,
@@ -130,10 +129,7 @@ pub async fn lookup(
     if req.ids.len() > max {
         return Err(ApiError::TooManyIds { given: req.ids.len(), max });
     }
-    let only = match &req.fields {
-        Some(f) => projection(schema, f.iter().map(String::as_str))?,
-        None => None,
-    };
+    let only = projection(schema, req.fields.as_ref().map(|f| f.iter().map(String::as_str)))?;
     let mut invalid = Vec::new();
     let mut keys = Vec::with_capacity(req.ids.len());
     for raw in &req.ids {

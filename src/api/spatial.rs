@@ -146,10 +146,7 @@ pub async fn near(
         ApiError::BadRequest(format!("{registry} has no point locations; near works on citizens and entities"))
     })?;
     check_point(req.lon, req.lat)?;
-    let only = match &req.fields {
-        Some(f) => projection(registry.schema(), f.iter().map(String::as_str))?,
-        None => None,
-    };
+    let only = projection(registry.schema(), req.fields.as_ref().map(|f| f.iter().map(String::as_str)))?;
     let hits: Vec<Hit> = match (req.k, req.radius_m) {
         (Some(k), None) if (1..=MAX_HITS).contains(&k) => layer.index.nearest(req.lon, req.lat, k, None),
         (Some(k), None) => return Err(ApiError::BadRequest(format!("k must be 1 to {MAX_HITS}, got {k}"))),
@@ -207,10 +204,7 @@ pub async fn within(
     Json(req): Json<WithinRequest>,
 ) -> Result<Response, ApiError> {
     let registry = registry(&registry_name)?;
-    let only = match &req.fields {
-        Some(f) => projection(registry.schema(), f.iter().map(String::as_str))?,
-        None => None,
-    };
+    let only = projection(registry.schema(), req.fields.as_ref().map(|f| f.iter().map(String::as_str)))?;
     let area = match (&req.bbox, &req.polygon) {
         (Some(b), None) => {
             check_point(b[0], b[1])?;

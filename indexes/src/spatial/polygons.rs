@@ -143,16 +143,22 @@ mod tests {
         ])
     }
 
-    #[test]
-    fn containing_respects_boundaries_and_holes() {
-        let mut with_hole = square(1.0, 0.0, 1.0);
-        with_hole.0[0].interiors_push(LineString::from(vec![
+    /// A unit square at (1, 0) with a square hole in its middle.
+    fn courtyard() -> MultiPolygon<f64> {
+        let mut g = square(1.0, 0.0, 1.0);
+        g.0[0].interiors_push(LineString::from(vec![
             (1.25, 0.25),
             (1.75, 0.25),
             (1.75, 0.75),
             (1.25, 0.75),
             (1.25, 0.25),
         ]));
+        g
+    }
+
+    #[test]
+    fn containing_respects_boundaries_and_holes() {
+        let with_hole = courtyard();
         let index = PolygonIndex::build(vec![(square(0.0, 0.0, 1.0), 7), (with_hole, 8), (square(5.0, 5.0, 1.0), 9)]);
         assert_eq!(index.containing(0.5, 0.5), vec![7]);
         assert_eq!(index.containing(1.0, 0.1), vec![7, 8], "a shared edge belongs to both");
@@ -165,14 +171,7 @@ mod tests {
 
     #[test]
     fn written_and_read_back_answers_the_same() {
-        let mut with_hole = square(1.0, 0.0, 1.0);
-        with_hole.0[0].interiors_push(LineString::from(vec![
-            (1.25, 0.25),
-            (1.75, 0.25),
-            (1.75, 0.75),
-            (1.25, 0.75),
-            (1.25, 0.25),
-        ]));
+        let with_hole = courtyard();
         let index = PolygonIndex::build(vec![(square(0.0, 0.0, 1.0), 7), (with_hole, 8)]);
         let mut bytes = Vec::new();
         index.write(&mut bytes).unwrap();
