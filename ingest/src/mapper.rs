@@ -154,7 +154,20 @@ impl RowMapper {
             reason,
             message,
             raw: self.raw_text(&row.record),
+            key: self.key_of(&row.record),
         })
+    }
+
+    /// The canonical key of a record, if its key cell is valid (whatever else is wrong).
+    fn key_of(&self, record: &ByteRecord) -> Option<String> {
+        if record.len() != self.width {
+            return None;
+        }
+        let raw = self.cell(record, self.key_column).ok()??;
+        match self.value(&self.key, &raw, &mut false).ok()? {
+            Value::Text(id) => Some(id),
+            _ => None,
+        }
     }
 
     fn map_cells(&self, record: &ByteRecord) -> CellResult<MappedRow> {

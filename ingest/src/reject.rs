@@ -39,6 +39,9 @@ pub struct Reject {
     pub reason: Reason,
     pub message: String,
     pub raw: String,
+    /// The row's key when it could be read: a rejected row still tells that its record is in
+    /// the extract (a snapshot load must not end it).
+    pub key: Option<String>,
 }
 
 /// Writes rejects as CSV with the header `line,reason,message,raw`.

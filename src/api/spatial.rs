@@ -14,6 +14,7 @@ use jichu_indexes::spatial::Hit;
 use jichu_ingest::Value;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json_, json};
+use std::collections::BinaryHeap;
 use utoipa::{IntoParams, ToSchema};
 
 /// Largest radius a query may ask for, and most hits it may return.
@@ -154,8 +155,8 @@ pub async fn near(
             if req.count_only {
                 return json_body(&json!({"count": layer.index.count_within_radius(req.lon, req.lat, r)}));
             }
-            let limit = req.limit.unwrap_or(100).min(MAX_HITS);
-            layer.index.within_radius(req.lon, req.lat, r, limit)
+            // Nearest-first with a distance cap: work bounded by `limit`, not by the area.
+            layer.index.nearest(req.lon, req.lat, req.limit.unwrap_or(100).min(MAX_HITS), Some(r))
         }
         (None, Some(r)) => {
             return Err(ApiError::BadRequest(format!(
@@ -218,19 +219,22 @@ pub async fn within(
         _ => return Err(ApiError::BadRequest("give exactly one of `bbox` or `polygon`".into())),
     };
     let limit = req.limit.unwrap_or(100).min(MAX_HITS);
-    let keys: Vec<String> = if registry == Registry::Parcels {
-        let layer = &state.spatial.parcels;
+    // Count every match but keep only the `limit` smallest keys (a bounded max-heap): a
+    // city-wide area costs no memory.
+    let spatial = state.spatial.clone();
+    let mut top = TopKeys { count: 0, limit, heap: BinaryHeap::with_capacity(limit + 1) };
+    let mut offer = |key| top.offer(key);
+    if registry == Registry::Parcels {
+        let layer = &spatial.parcels;
         let ids = match (&area, req.bbox) {
             (Some(p), _) => layer.index.intersecting(p),
             (None, Some(b)) => layer.index.intersecting_bbox(&b),
             _ => vec![],
         };
-        ids.iter().map(|&i| layer.keys.get(i).to_string()).collect()
+        ids.iter().for_each(|&i| offer(layer.keys.get(i)));
     } else {
-        let layer = state
-            .spatial
-            .points(registry)
-            .ok_or_else(|| ApiError::BadRequest(format!("{registry} has no locations")))?;
+        let layer =
+            spatial.points(registry).ok_or_else(|| ApiError::BadRequest(format!("{registry} has no locations")))?;
         let b = match (&area, req.bbox) {
             (Some(p), _) => {
                 let r =
@@ -240,24 +244,37 @@ pub async fn within(
             (None, Some(b)) => b,
             _ => unreachable!("checked above"),
         };
-        let candidates = layer.index.within_bbox(&b);
-        let inside = |pt: &[f64; 2]| {
-            area.as_ref().is_none_or(|p| {
+        layer.index.for_each_in_bbox(&b, |i, pt| {
+            let inside = area.as_ref().is_none_or(|p| {
                 use geo::{CoordinatePosition, coordinate_position::CoordPos};
                 p.coordinate_position(&geo::Coord { x: pt[0], y: pt[1] }) != CoordPos::Outside
-            })
-        };
-        let mut keys: Vec<String> =
-            candidates.iter().filter(|(_, pt)| inside(pt)).map(|(i, _)| layer.keys.get(*i).to_string()).collect();
-        keys.sort_unstable();
-        keys
-    };
-    let count = keys.len();
-    let mut keys = keys;
-    keys.sort_unstable();
-    keys.truncate(limit);
+            });
+            if inside {
+                offer(layer.keys.get(i));
+            }
+        });
+    }
+    let count = top.count;
+    let keys: Vec<String> = top.heap.into_sorted_vec().into_iter().map(str::to_string).collect();
     let records = fetch(&state, registry, keys).await?;
     answer(&state, wants_geojson(&headers), &records, None, only.as_deref(), count)
+}
+
+/// The `limit` smallest keys offered, and how many were offered.
+struct TopKeys<'a> {
+    count: usize,
+    limit: usize,
+    heap: BinaryHeap<&'a str>,
+}
+
+impl<'a> TopKeys<'a> {
+    fn offer(&mut self, key: &'a str) {
+        self.count += 1;
+        self.heap.push(key);
+        if self.heap.len() > self.limit {
+            self.heap.pop();
+        }
+    }
 }
 
 /// The parcels whose polygon contains the point (boundary included, holes excluded).

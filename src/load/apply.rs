@@ -25,7 +25,7 @@ fn resolve(mut group: Vec<Entry>, state: &mut LoadState) -> Option<Entry> {
         state.report.duplicates += group.len() as u64 - 1;
         return group.into_iter().next();
     }
-    let lines: Vec<String> = group.iter().map(|e| super::line_of(e.tag).to_string()).collect();
+    let lines: Vec<String> = group.iter().map(|e| super::place_of(e.tag, &state.report.files)).collect();
     let key = String::from_utf8_lossy(&group[0].key);
     for e in &group {
         let message =
@@ -279,7 +279,7 @@ where
         let Some(Ok((key, value))) = scan.next() else { continue };
         let (header, _) = codec::split(&value)?;
         let same_source = store.lineage(header.load_id).is_some_and(|l| l.source == source);
-        if !header.ended && same_source {
+        if !header.ended && same_source && !state.rejected_keys.contains(&*key) {
             let ended = Header { load_id: state.report.load_id as u32, ended: true, needs_review: header.needs_review };
             writer.put_record(registry, &key, &codec::with_header(&value, ended)?);
             writer.set_point(registry, &key, None); // ended records are not located

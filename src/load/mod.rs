@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::model::Registry;
 use crate::store::Store;
 use jichu_ingest::{LoadReport, Mode, Reason, Reject, RejectWriter, RowMapper, Source, Spec};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +59,9 @@ pub(crate) struct LoadState {
     pub conflicts: Vec<(u64, String)>,
     /// The source whose absent records a snapshot load ends.
     pub snapshot_source: Option<String>,
+    /// Keys of rows rejected in a snapshot load: present in the extract, so never ended
+    /// (memory grows with rejected rows only).
+    pub rejected_keys: BTreeSet<Vec<u8>>,
     pub progress: Progress,
 }
 
@@ -71,6 +74,13 @@ pub(crate) fn line_of(tag: u64) -> u64 {
 }
 fn file_of(tag: u64) -> usize {
     (tag >> 48) as usize
+}
+/// A row's place for messages: its line, prefixed with its file when a load has several.
+pub(crate) fn place_of(tag: u64, files: &[String]) -> String {
+    match files {
+        [_] | [] => line_of(tag).to_string(),
+        _ => format!("{}:{}", files.get(file_of(tag)).map_or("?", String::as_str), line_of(tag)),
+    }
 }
 
 /// Loads `files` (all in the shape `spec` describes) into the store.
@@ -117,6 +127,7 @@ pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opt
         },
         conflicts: Vec::new(),
         snapshot_source: (spec.mode == Mode::Snapshot).then(|| spec.source.clone()),
+        rejected_keys: BTreeSet::new(),
         progress: progress.clone(),
     };
     let multi_file = files.len() > 1;
@@ -131,6 +142,9 @@ pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opt
                     sorter.push(&p.key, tag(file, p.line), &p.payload)?;
                 }
                 read::Outcome::Bad(mut r) => {
+                    if let (Some(_), Some(key)) = (&state.snapshot_source, r.key.take()) {
+                        state.rejected_keys.insert(key.into_bytes());
+                    }
                     if multi_file {
                         r.message = format!("{}: {}", file_names[file], r.message);
                     }
@@ -206,6 +220,7 @@ fn write_conflicts(
                         reason: Reason::DuplicateConflict,
                         message,
                         raw: mappers[file].raw_text(&row.record),
+                        key: None,
                     });
                 }
             }

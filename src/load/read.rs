@@ -38,7 +38,8 @@ pub fn prepare(schema: &Schema, mapper: &RowMapper, load_id: u32, row: &RawRow) 
     if let Some(check) = schema.row_check
         && let Err((reason, message)) = check(&mut mapped)
     {
-        return Outcome::Bad(Reject { line: row.line, reason, message, raw: mapper.raw_text(&row.record) });
+        let raw = mapper.raw_text(&row.record);
+        return Outcome::Bad(Reject { line: row.line, reason, message, raw, key: Some(mapped.id) });
     }
     let targets: Vec<&str> =
         schema.links().map(|(i, _)| mapped.values[i].as_ref().and_then(|v| v.as_text()).unwrap_or("")).collect();
@@ -64,12 +65,22 @@ pub fn read_all(
     let (work_tx, work_rx) = crossbeam_channel::bounded::<Work>(threads * 2);
     // Batches go back to the reader for reuse: their records keep their allocations.
     let (spare_tx, spare_rx) = crossbeam_channel::bounded::<Vec<RawRow>>(threads * 4);
+    // Tickets bound how far reading runs ahead of the in-order consumer, so the re-ordering
+    // buffer stays small even when one batch is slow.
+    let ahead = threads.max(1) * 4;
+    let (ticket_tx, ticket_rx) = crossbeam_channel::bounded::<()>(ahead);
+    for _ in 0..ahead {
+        let _ = ticket_tx.send(());
+    }
     let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, usize, Vec<Outcome>)>(threads * 2);
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || -> Result<()> {
             let mut seq = 0u64;
             for (file, (mut source, mapper)) in sources.into_iter().enumerate() {
                 loop {
+                    if ticket_rx.recv().is_err() {
+                        return Ok(()); // the consumer is gone
+                    }
                     let mut rows = spare_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH_ROWS));
                     if !source.next_batch(BATCH_ROWS, &mut rows)? {
                         break;
@@ -98,6 +109,7 @@ pub fn read_all(
         let mut next = 0u64;
         let mut waiting = BTreeMap::new();
         let mut result = Ok(());
+        let mut tickets = Some(ticket_tx);
         for (seq, file, out) in &done_rx {
             if result.is_err() {
                 continue; // drain so that the workers can finish
@@ -105,8 +117,13 @@ pub fn read_all(
             waiting.insert(seq, (file, out));
             while let Some((file, out)) = waiting.remove(&next) {
                 next += 1;
+                if let Some(t) = &tickets {
+                    let _ = t.send(());
+                }
                 if let Err(e) = on_batch(file, out) {
                     result = Err(e);
+                    // No more tickets: the reader stops once those it holds are spent.
+                    tickets = None;
                     break;
                 }
             }

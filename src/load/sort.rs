@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -164,14 +164,13 @@ pub struct RunReader {
 impl RunReader {
     fn advance(&mut self) -> Result<()> {
         let mut header = [0u8; 16];
-        match self.reader.read_exact(&mut header) {
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                self.head = None;
-                let _ = std::fs::remove_file(&self.path);
-                return Ok(());
-            }
-            r => r.map_err(Error::io(&self.path))?,
+        // The end of a run is the end of a whole entry; a run cut anywhere else is an error.
+        if self.reader.fill_buf().map_err(Error::io(&self.path))?.is_empty() {
+            self.head = None;
+            let _ = std::fs::remove_file(&self.path);
+            return Ok(());
         }
+        self.reader.read_exact(&mut header).map_err(Error::io(&self.path))?;
         let key_len = u32::from_le_bytes(header[0..4].try_into().unwrap_or_default()) as usize;
         let payload_len = u32::from_le_bytes(header[4..8].try_into().unwrap_or_default()) as usize;
         let tag = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());

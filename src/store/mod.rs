@@ -96,6 +96,11 @@ impl Store {
                 tracing::warn!(registry = %r, "an interrupted bulk load left its marker: recounting");
                 let n = self.db.iterator_cf(self.cf(cf::records(r)), IteratorMode::Start).count() as u64;
                 let mut batch = rocksdb::WriteBatch::default();
+                if n == 0 {
+                    // Killed after the points were ingested but before the records: drop them.
+                    // (Edges stay: a registry's prefix also holds edges other loads wrote.)
+                    batch.delete_range_cf(self.cf(cf::POINTS), [r as u8], [r as u8 + 1]);
+                }
                 batch.put_cf(meta, keys::count(r), n.to_le_bytes());
                 batch.delete_cf(meta, keys::bulk_marker(r));
                 self.db.write(batch)?;

@@ -136,8 +136,11 @@ fn a_snapshot_ends_what_its_source_no_longer_holds() {
     let t = TestStore::new();
     t.load_fixture("citizens");
     t.load_fixture("citizens_gb18030"); // another source: never ended by the first one's snapshot
-    let subset =
-        write_variant(&t, "citizens", |l| (!l.contains("陈志强") && !l.contains("林秀英")).then(|| l.to_string()));
+    // 陈志强 and 吴海峰 are gone; 林秀英's row is there but rejected (a bad date): not ended.
+    let subset = write_variant(&t, "citizens", |l| {
+        (!l.contains("陈志强") && !l.contains("吴海峰"))
+            .then(|| l.replace("林秀英,男,汉,1953-02-11", "林秀英,男,汉,1953-02-31"))
+    });
     let spec_text = std::fs::read_to_string(fixture("citizens.toml"))
         .unwrap()
         .replace("encoding = \"utf-8\"", "encoding = \"utf-8\"\nmode = \"snapshot\"");
@@ -145,9 +148,11 @@ fn a_snapshot_ends_what_its_source_no_longer_holds() {
     std::fs::write(&spec, spec_text).unwrap();
     let r = t.load(&spec, &[subset]);
     check_invariants(&r);
-    assert_eq!((r.ended, r.unchanged), (2, 14));
+    assert_eq!((r.ended, r.unchanged, r.rejected), (2, 13, 1));
     let chen = t.store.get(Registry::Citizens, "35020319500110100X").unwrap().unwrap();
     assert!(chen.ended, "ended, not erased");
+    let lin = t.store.get(Registry::Citizens, "350203195302111033").unwrap().unwrap();
+    assert!(!lin.ended, "a rejected row still says its record is in the extract");
     assert_eq!(t.store.count(Registry::Citizens), 23);
     let other = t.store.get(Registry::Citizens, "350213197202034060").unwrap().unwrap();
     assert!(!other.ended);

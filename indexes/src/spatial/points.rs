@@ -156,10 +156,16 @@ impl PointIndex {
         Ok(PointIndex { tree: PackedTree::read(r)? })
     }
 
+    /// Calls `visit(id, [lon, lat])` for every point inside a box (edges included), in tree
+    /// order, holding nothing: a city-wide box costs no memory.
+    pub fn for_each_in_bbox(&self, b: &BBox, mut visit: impl FnMut(u32, [f64; 2])) {
+        self.tree.search(b, |c| visit(self.tree.ids[c], self.tree.leaves[c]));
+    }
+
     /// Points inside a box (edges included), as `(id, [lon, lat])`, ordered by id.
     pub fn within_bbox(&self, b: &BBox) -> Vec<(u32, [f64; 2])> {
         let mut out = Vec::new();
-        self.tree.search(b, |c| out.push((self.tree.ids[c], self.tree.leaves[c])));
+        self.for_each_in_bbox(b, |id, p| out.push((id, p)));
         out.sort_unstable_by_key(|(id, _)| *id);
         out
     }
@@ -185,6 +191,20 @@ mod tests {
                 .map(|(i, (x, y, dup))| if dup == 0 && i > 0 { ([118.1, 24.5], i as u32) } else { ([x, y], i as u32) })
                 .collect()
         })
+    }
+
+    #[test]
+    fn ties_on_the_query_meridian_come_out_by_id() {
+        // Forty points at one address straight north of the query fill several leaves.
+        let mut points: Vec<([f64; 2], u32)> = (0..40).map(|i| ([118.28114, 24.578155], i)).collect();
+        points.extend((40..400).map(|i| ([118.0 + f64::from(i) * 0.001, 24.9 - f64::from(i) * 0.0007], i)));
+        let index = PointIndex::build(points.clone());
+        for k in [1, 5, 17, 39, 40, 41] {
+            assert_eq!(
+                index.nearest(118.28114, 24.400842, k, None),
+                brute(&points, 118.28114, 24.400842)[..k].to_vec()
+            );
+        }
     }
 
     proptest! {
