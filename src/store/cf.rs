@@ -50,6 +50,11 @@ pub fn options(name: &str, cache: &Cache) -> Options {
     o.set_bottommost_compression_options(-14, 1, 0, 0, true);
     o.set_write_buffer_size(64 << 20);
     o.set_target_file_size_base(64 << 20);
+    if name == POINTS {
+        // Coordinates compress poorly: LZ4 takes the shared high bytes cheaply; zstd costs
+        // the bulk path 10% of its speed for a few bytes more.
+        o.set_bottommost_compression_type(DBCompressionType::Lz4);
+    }
     o.set_block_based_table_factory(&table_options(cache, name != META));
     if name != META && name != RELATIONS && name != POINTS {
         o.set_memtable_whole_key_filtering(true);
