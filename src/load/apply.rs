@@ -88,14 +88,6 @@ impl RefCheck {
     }
 }
 
-/// The point of an encoded record's location field, if the registry has one.
-fn point_of(value: &[u8], location: Option<usize>) -> Result<Option<(f64, f64)>> {
-    match location {
-        Some(field) => codec::point_at(codec::split(value)?.1, field),
-        None => Ok(None),
-    }
-}
-
 /// Bulk path (empty registry): records and edges become sorted SST files, ingested edges
 /// first, then records, then the count — with a marker so that a kill in between is repaired
 /// on the next open and a re-run completes the load.
@@ -111,17 +103,19 @@ pub fn bulk(
     let store = writer.store();
     let links: Vec<Link> = registry.schema().links().map(|(_, l)| l).collect();
     let mut files = SstFiles::new(cf::records(registry), tmp, "records", threads);
-    let location = registry.schema().field_index("location");
     let mut point_files = SstFiles::new(cf::POINTS, tmp, "points", 1);
+    let mut point_key = keys::point(registry, b"");
     let mut edge_sorter = Sorter::new(tmp, "edges", budget);
     let mut refs = RefCheck::new(tmp, budget / 4);
     let mut n = 0u64;
     for group in Groups::new(sorted) {
         let Some(e) = resolve(group?, state) else { continue };
-        let (targets, value) = payload::split(&e.payload);
+        let payload::Parts { targets, point, value } = payload::split(&e.payload);
         files.put(&e.key, value)?;
-        if let Some((lon, lat)) = point_of(value, location)? {
-            point_files.put(&keys::point(registry, &e.key), &keys::point_value(lon, lat))?;
+        if let Some((lon, lat)) = point {
+            point_key.truncate(1);
+            point_key.extend_from_slice(&e.key);
+            point_files.put(&point_key, &keys::point_value(lon, lat))?;
         }
         let id = String::from_utf8_lossy(&e.key);
         for (link, target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
@@ -205,7 +199,7 @@ fn apply_chunk(
     let ids: Vec<&str> = chunk.iter().map(|e| std::str::from_utf8(&e.key).unwrap_or_default()).collect();
     let olds = store.get_many_raw(registry, &ids)?;
     for ((e, id), old) in chunk.iter().zip(&ids).zip(olds) {
-        let (targets, value) = payload::split(&e.payload);
+        let payload::Parts { targets, point, value } = payload::split(&e.payload);
         for ((_, link), target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
             refs.push(target_registry(link, target), target)?;
         }
@@ -231,7 +225,7 @@ fn apply_chunk(
         };
         writer.put_record(registry, &e.key, value);
         if location.is_some() {
-            writer.set_point(registry, &e.key, point_of(value, location)?);
+            writer.set_point(registry, &e.key, point);
         }
         for (((_, link), new), old) in links.iter().zip(&targets).zip(&old_targets) {
             if *new == old.as_str() {

@@ -43,10 +43,14 @@ pub fn prepare(schema: &Schema, mapper: &RowMapper, load_id: u32, row: &RawRow) 
     }
     let targets: Vec<&str> =
         schema.links().map(|(i, _)| mapped.values[i].as_ref().and_then(|v| v.as_text()).unwrap_or("")).collect();
+    let point = mapped.values.iter().flatten().find_map(|v| match v {
+        jichu_ingest::Value::Point(p) => Some((p.x(), p.y())),
+        _ => None,
+    });
     let header = Header { load_id, ended: false, needs_review: mapped.needs_review };
     let value = codec::encode(header, &mapped.values, &mapped.extras);
     Outcome::Good(Prepared {
-        payload: payload::join(&targets, &value),
+        payload: payload::join(&targets, point, &value),
         key: mapped.id.into_bytes(),
         line: row.line,
         needs_review: mapped.needs_review,

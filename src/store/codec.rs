@@ -119,60 +119,6 @@ pub fn with_header(bytes: &[u8], header: Header) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Reads one field's point without decoding the record (the spatial index's start-up scan):
-/// walks postcard's wire format — varint lengths, one-byte options, varint enum tags — and
-/// skips the fields before it. `None` when the field is empty or not a point.
-pub fn point_at(body: &[u8], field: usize) -> Result<Option<(f64, f64)>> {
-    let bad = || Error::Codec("truncated value".into());
-    let mut at = 0usize;
-    let varint = |at: &mut usize| -> Result<u64> {
-        let mut v = 0u64;
-        for shift in (0..70).step_by(7) {
-            let b = *body.get(*at).ok_or_else(bad)?;
-            *at += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(bad())
-    };
-    let fields = varint(&mut at)? as usize;
-    for i in 0..fields.min(field + 1) {
-        let present = *body.get(at).ok_or_else(bad)?;
-        at += 1;
-        if present == 0 {
-            if i == field {
-                return Ok(None);
-            }
-            continue;
-        }
-        let tag = varint(&mut at)?;
-        let f64_at = |at: usize| -> Result<f64> {
-            Ok(f64::from_le_bytes(body.get(at..at + 8).ok_or_else(bad)?.try_into().map_err(|_| bad())?))
-        };
-        match tag {
-            0 | 2 => at += varint(&mut at)? as usize, // Text, Decimal: length + bytes
-            1 => drop(varint(&mut at)?),              // Date: zigzag varint
-            3 => at += 8,                             // Number
-            4 if i == field => return Ok(Some((f64_at(at)?, f64_at(at + 8)?))),
-            4 => at += 16, // Point
-            5 => {
-                for _ in 0..varint(&mut at)? {
-                    for _ in 0..varint(&mut at)? {
-                        at += 16 * varint(&mut at)? as usize;
-                    }
-                }
-            }
-            _ => return Err(Error::Codec(format!("unknown value tag {tag}"))),
-        }
-        if i == field {
-            return Ok(None);
-        }
-    }
-    Ok(None)
-}
-
 /// Decodes a stored value into a record.
 pub fn decode(registry: Registry, id: &str, bytes: &[u8]) -> Result<Record> {
     let (header, body) = split(bytes)?;
@@ -216,15 +162,11 @@ mod tests {
             let header = Header { load_id, ended, needs_review: false };
             let bytes = encode(header, &values, &extras);
             let r = decode(Registry::Citizens, "x", &bytes).unwrap();
-            prop_assert_eq!(&r.values, &values);
+            prop_assert_eq!(r.values, values);
             prop_assert_eq!(r.extras, extras);
             prop_assert_eq!((r.load_id, r.ended), (load_id, ended));
             let flipped = with_header(&bytes, Header { ended: !ended, ..header }).unwrap();
             prop_assert_eq!(split(&flipped).unwrap().1, split(&bytes).unwrap().1);
-            for (i, v) in values.iter().enumerate() {
-                let want = match v { Some(Value::Point(p)) => Some((p.x(), p.y())), _ => None };
-                prop_assert_eq!(point_at(split(&bytes).unwrap().1, i).unwrap(), want);
-            }
         }
     }
 
