@@ -151,7 +151,11 @@ impl Sorter {
             run.advance()?;
             runs.push(run);
         }
-        Ok(Sorted::Merge { runs })
+        let mut heap: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].head.is_some()).collect();
+        for i in (0..heap.len() / 2).rev() {
+            sift_down(&runs, &mut heap, i);
+        }
+        Ok(Sorted::Merge { runs, heap })
     }
 }
 
@@ -187,8 +191,15 @@ impl RunReader {
 
 /// The sorted entries of a [`Sorter`].
 pub enum Sorted {
-    Memory { arena: Vec<u8>, items: std::vec::IntoIter<Item> },
-    Merge { runs: Vec<RunReader> },
+    Memory {
+        arena: Vec<u8>,
+        items: std::vec::IntoIter<Item>,
+    },
+    /// A k-way merge: `heap` is a min-heap of the runs that still have a head.
+    Merge {
+        runs: Vec<RunReader>,
+        heap: Vec<usize>,
+    },
 }
 
 impl Iterator for Sorted {
@@ -204,21 +215,48 @@ impl Iterator for Sorted {
                     payload: arena[k..k + it.payload_len as usize].to_vec(),
                 })
             }),
-            Sorted::Merge { runs } => {
-                // Few runs (one per budget's worth of input): a linear scan for the least head.
-                let best = runs
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, r)| r.head.as_ref().map(|h| (i, h)))
-                    .min_by(|(_, a), (_, b)| a.key.cmp(&b.key).then(a.tag.cmp(&b.tag)))
-                    .map(|(i, _)| i)?;
+            Sorted::Merge { runs, heap } => {
+                let best = *heap.first()?;
                 let entry = runs[best].head.take();
                 if let Err(e) = runs[best].advance() {
                     return Some(Err(e));
                 }
+                if runs[best].head.is_none() {
+                    heap.swap_remove(0);
+                }
+                if !heap.is_empty() {
+                    sift_down(runs, heap, 0);
+                }
                 entry.map(Ok)
             }
         }
+    }
+}
+
+/// Whether run `a`'s head sorts before run `b`'s (both have heads).
+fn before(runs: &[RunReader], a: usize, b: usize) -> bool {
+    match (&runs[a].head, &runs[b].head) {
+        (Some(x), Some(y)) => (&x.key, x.tag) < (&y.key, y.tag),
+        _ => false,
+    }
+}
+
+/// Restores the min-heap order below position `i`.
+fn sift_down(runs: &[RunReader], heap: &mut [usize], mut i: usize) {
+    loop {
+        let (l, r) = (2 * i + 1, 2 * i + 2);
+        let mut least = i;
+        if l < heap.len() && before(runs, heap[l], heap[least]) {
+            least = l;
+        }
+        if r < heap.len() && before(runs, heap[r], heap[least]) {
+            least = r;
+        }
+        if least == i {
+            return;
+        }
+        heap.swap(i, least);
+        i = least;
     }
 }
 
