@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# HTTP benchmark: GET /v1/citizens/{id} and POST /v1/citizens/lookup (100 keys) with wrk,
+# HTTP benchmark: GET /v1/citizens/{id}, POST /v1/citizens/near (k = 10) and
+# POST /v1/citizens/lookup (100 keys) with wrk,
 # keep-alive, against `jichu serve` over a store of N generated citizens.
 #
 #   benches/http/run.sh [N=10000000] [WORKDIR=/tmp/jichu-http-bench]
@@ -35,6 +36,8 @@ export JICHU_IDS="$WORK/ids-$N.txt"
 echo "== warm-up"; wrk -t2 -c32 -d10s -s "$HERE/get.lua" "http://127.0.0.1:$PORT" >/dev/null
 echo "== GET /v1/citizens/{id}: 2 threads, 32 connections, 30 s"
 wrk -t2 -c32 -d30s --latency -s "$HERE/get.lua" "http://127.0.0.1:$PORT"
+echo "== POST /v1/citizens/near (k = 10, names): 2 threads, 8 connections, 30 s"
+wrk -t2 -c8 -d30s --latency -s "$HERE/near.lua" "http://127.0.0.1:$PORT"
 for c in 2 8; do
   echo "== POST /v1/citizens/lookup (100 keys): 2 threads, $c connections, 30 s"
   wrk -t2 -c$c -d30s --latency -s "$HERE/lookup.lua" "http://127.0.0.1:$PORT"
