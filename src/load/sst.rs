@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::store::cf;
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use rocksdb::{Cache, SstFileWriter};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -24,6 +24,8 @@ pub struct SstFiles {
     dir: PathBuf,
     name: &'static str,
     tx: Option<Sender<Job>>,
+    /// Buffers the writers are done with: reused, so their pages are not faulted in again.
+    spare: Receiver<Vec<u8>>,
     workers: Vec<JoinHandle<Result<()>>>,
     buf: Vec<u8>,
     paths: Vec<PathBuf>,
@@ -33,14 +35,17 @@ impl SstFiles {
     /// Files named `name-N.sst` in `dir`, with the options of column family `cf_name`.
     pub fn new(cf_name: &'static str, dir: &Path, name: &'static str, threads: usize) -> SstFiles {
         let (tx, rx) = bounded::<Job>(threads.max(1));
+        let (spare_tx, spare) = bounded::<Vec<u8>>(threads.max(1) + 1);
         let workers = (0..threads.max(1))
             .map(|_| {
-                let rx = rx.clone();
+                let (rx, spare_tx) = (rx.clone(), spare_tx.clone());
                 std::thread::spawn(move || -> Result<()> {
                     let cache = Cache::new_lru_cache(8 << 20);
                     let opts = cf::options(cf_name, &cache);
-                    for job in rx {
+                    for mut job in rx {
                         write_file(&opts, &job)?;
+                        job.packed.clear();
+                        let _ = spare_tx.try_send(job.packed);
                     }
                     Ok(())
                 })
@@ -50,6 +55,7 @@ impl SstFiles {
             dir: dir.into(),
             name,
             tx: Some(tx),
+            spare,
             workers,
             buf: Vec::with_capacity(FILE_BYTES + 4096),
             paths: Vec::new(),
@@ -70,7 +76,8 @@ impl SstFiles {
         }
         std::fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir))?;
         let path = self.dir.join(format!("{}-{}.sst", self.name, self.paths.len()));
-        let packed = std::mem::replace(&mut self.buf, Vec::with_capacity(FILE_BYTES + 4096));
+        let next = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(FILE_BYTES + 4096));
+        let packed = std::mem::replace(&mut self.buf, next);
         self.paths.push(path.clone());
         let sent = self.tx.as_ref().is_some_and(|tx| tx.send(Job { path, packed }).is_ok());
         if sent { Ok(()) } else { self.join().map(|_| ()) }
