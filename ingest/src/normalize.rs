@@ -70,11 +70,6 @@ fn iso_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(n(0..4)? as i32, n(5..7)?, n(8..10)?)
 }
 
-/// Parses a date with the first of `formats` that matches the whole cell.
-pub fn parse_date(s: &str, formats: &[String]) -> Option<NaiveDate> {
-    DateFormats::new(formats).parse(s)
-}
-
 /// Parses an exact decimal, tolerating thousands separators and a `万元`/`万` unit suffix.
 pub(crate) fn parse_decimal(s: &str) -> Option<Decimal> {
     let s = s.trim_end_matches("万元").trim_end_matches('万').trim();
@@ -114,10 +109,10 @@ mod tests {
     fn dates_in_every_listed_shape() {
         let want = NaiveDate::from_ymd_opt(2020, 1, 2).unwrap();
         for s in ["2020-01-02", "2020/1/2", "20200102", "2020年1月2日", "2020年01月02日"] {
-            assert_eq!(parse_date(s, &formats()), Some(want), "{s}");
+            assert_eq!(DateFormats::new(&formats()).parse(s), Some(want), "{s}");
         }
         for s in ["2020-02-30", "2020-13-01", "02/01/2020", "", "0020-01-01"] {
-            assert_eq!(parse_date(s, &formats()), None, "{s}");
+            assert_eq!(DateFormats::new(&formats()).parse(s), None, "{s}");
         }
     }
 

@@ -14,11 +14,6 @@ pub struct Hit {
     pub distance_m: f64,
 }
 
-/// Hits in answer order: nearer first, then by id (deterministic ties).
-fn hit_order(a: &Hit, b: &Hit) -> Ordering {
-    a.distance_m.total_cmp(&b.distance_m).then(a.id.cmp(&b.id))
-}
-
 /// An immutable index of points; about 22 bytes per point (see [`PointIndex::memory_bytes`]).
 #[derive(Debug)]
 pub struct PointIndex {
@@ -130,15 +125,6 @@ impl PointIndex {
         }
     }
 
-    /// Points within `radius_m`, nearest first (ties by id), at most `limit`.
-    pub fn within_radius(&self, lon: f64, lat: f64, radius_m: f64, limit: usize) -> Vec<Hit> {
-        let mut hits = Vec::new();
-        self.radius(lon, lat, radius_m, |c, d| hits.push(Hit { id: self.tree.ids[c], distance_m: d }));
-        hits.sort_unstable_by(hit_order);
-        hits.truncate(limit);
-        hits
-    }
-
     /// How many points lie within `radius_m`.
     pub fn count_within_radius(&self, lon: f64, lat: f64, radius_m: f64) -> usize {
         let mut n = 0;
@@ -175,6 +161,11 @@ impl PointIndex {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Hits in answer order: nearer first, then by id (deterministic ties).
+    fn hit_order(a: &Hit, b: &Hit) -> Ordering {
+        a.distance_m.total_cmp(&b.distance_m).then(a.id.cmp(&b.id))
+    }
 
     fn brute(points: &[([f64; 2], u32)], lon: f64, lat: f64) -> Vec<Hit> {
         let mut all: Vec<Hit> =
@@ -215,7 +206,6 @@ mod tests {
             let all = brute(&points, lon, lat);
             prop_assert_eq!(index.nearest(lon, lat, k, None), all.iter().take(k).copied().collect::<Vec<_>>());
             let within: Vec<Hit> = all.iter().filter(|h| h.distance_m <= r).copied().collect();
-            prop_assert_eq!(index.within_radius(lon, lat, r, usize::MAX), within.clone());
             prop_assert_eq!(index.count_within_radius(lon, lat, r), within.len());
             prop_assert_eq!(index.nearest(lon, lat, usize::MAX, Some(r)), within);
             let b = [lon - 0.05, lat - 0.03, lon + 0.05, lat + 0.03];
