@@ -17,6 +17,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Keys per `POST …/lookup` call.
     pub max_lookup_ids: usize,
+    /// Memory of the full-text index writer, shared by its threads.
+    pub text_memory_bytes: usize,
 }
 
 impl Default for Config {
@@ -28,6 +30,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
             max_lookup_ids: 1000,
+            text_memory_bytes: 1 << 30,
         }
     }
 }
@@ -42,6 +45,7 @@ pub struct FileConfig {
     pub request_timeout_secs: Option<u64>,
     pub max_body_bytes: Option<usize>,
     pub max_lookup_ids: Option<usize>,
+    pub text_memory_mb: Option<usize>,
 }
 
 impl FileConfig {
@@ -75,6 +79,9 @@ impl Config {
             if let Some(v) = f.max_lookup_ids {
                 c.max_lookup_ids = v;
             }
+            if let Some(v) = f.text_memory_mb {
+                c.text_memory_bytes = v << 20;
+            }
         }
         Ok(c)
     }
@@ -82,6 +89,11 @@ impl Config {
     /// Where the RocksDB store lives inside the data directory.
     pub fn store_dir(&self) -> PathBuf {
         self.data_dir.join("store")
+    }
+
+    /// Full-text index writer settings (threads: the number of cores).
+    pub fn text_writer(&self) -> jichu_indexes::text::WriterOptions {
+        jichu_indexes::text::WriterOptions { memory_bytes: self.text_memory_bytes, ..Default::default() }
     }
 
     pub fn store_options(&self) -> crate::store::StoreOptions {

@@ -196,6 +196,25 @@ fn name(rng: &mut SmallRng) -> String {
     n
 }
 
+/// A record's own generator: its name is a function of the seed and its index, so other
+/// extracts can name it too (a legal representative, a licence holder).
+fn own_rng(seed: u64, what: u64, i: u64) -> SmallRng {
+    SmallRng::seed_from_u64(seed ^ what.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// The name of generated citizen `i`.
+pub fn citizen_name(seed: u64, i: u64) -> String {
+    name(&mut own_rng(seed, 1, i))
+}
+
+/// The name and enterprise type of generated entity `i`.
+pub fn entity_name(seed: u64, i: u64) -> (String, &'static str) {
+    let rng = &mut own_rng(seed, 2, i);
+    let kind = pick(rng, KINDS);
+    let suffix = if kind.contains("公司") { "有限公司" } else { "经营部" };
+    (format!("厦门{}{}{}{suffix}", pick(rng, WORDS), pick(rng, WORDS), pick(rng, INDUSTRY)), kind)
+}
+
 fn address(rng: &mut SmallRng, district: &str) -> String {
     format!("福建省厦门市{district}{}{}号{}室", pick(rng, ROADS), rng.random_range(1..400), rng.random_range(101..2800))
 }
@@ -208,7 +227,7 @@ fn date(rng: &mut SmallRng, from_year: i32, years: i64) -> NaiveDate {
     NaiveDate::from_ymd_opt(from_year, 1, 1).unwrap_or_default() + Duration::days(rng.random_range(0..years * 365))
 }
 
-fn citizen_row(i: u64, rng: &mut SmallRng, out: &mut String) {
+fn citizen_row(i: u64, seed: u64, rng: &mut SmallRng, out: &mut String) {
     let id = citizen_id(i);
     let district = DISTRICTS.iter().find(|d| id.starts_with(d.0)).map_or("思明区", |d| d.1);
     let birth = NaiveDate::parse_from_str(&id[6..14], "%Y%m%d").unwrap_or_default();
@@ -217,7 +236,7 @@ fn citizen_row(i: u64, rng: &mut SmallRng, out: &mut String) {
     let _ = writeln!(
         out,
         "{id},{},{gender},{},{},{},{},1{}{:09},{lon:.6},{lat:.6}",
-        name(rng),
+        citizen_name(seed, i),
         pick(rng, ETHNICITIES),
         birth.format("%Y-%m-%d"),
         address(rng, district),
@@ -230,20 +249,16 @@ fn citizen_row(i: u64, rng: &mut SmallRng, out: &mut String) {
     );
 }
 
-fn entity_row(i: u64, citizens: u64, rng: &mut SmallRng, out: &mut String) {
-    let rep = rng.random_range(0..citizens);
+fn entity_row(i: u64, o: &GenOptions, rng: &mut SmallRng, out: &mut String) {
+    let rep = rng.random_range(0..o.citizens);
     let district = DISTRICTS[(i % 6) as usize].1;
     let (lon, lat) = point(rng);
-    let kind = pick(rng, KINDS);
+    let (name, kind) = entity_name(o.seed, i);
     let _ = writeln!(
         out,
-        "{},厦门{}{}{}{},{},{},{},{}.{:02},{kind},{}、{}及相关技术咨询,{},{lon:.6},{lat:.6},{}",
+        "{},{name},{},{},{},{}.{:02},{kind},{}、{}及相关技术咨询,{},{lon:.6},{lat:.6},{}",
         entity_id(i),
-        pick(rng, WORDS),
-        pick(rng, WORDS),
-        pick(rng, INDUSTRY),
-        if kind.contains("公司") { "有限公司" } else { "经营部" },
-        name(rng),
+        citizen_name(o.seed, rep),
         citizen_id(rep),
         date(rng, 1990, 35).format("%Y-%m-%d"),
         rng.random_range(1..50_000),
@@ -289,11 +304,14 @@ fn parcel_row(i: u64, total: u64, rng: &mut SmallRng, out: &mut String) {
     );
 }
 
-fn subject(rng: &mut SmallRng, o: &GenOptions) -> String {
+/// A citizen or an entity: its key and its name.
+fn subject(rng: &mut SmallRng, o: &GenOptions) -> (String, String) {
     if rng.random_bool(0.5) {
-        citizen_id(rng.random_range(0..o.citizens))
+        let i = rng.random_range(0..o.citizens);
+        (citizen_id(i), citizen_name(o.seed, i))
     } else {
-        entity_id(rng.random_range(0..o.entities()))
+        let i = rng.random_range(0..o.entities());
+        (entity_id(i), entity_name(o.seed, i).0)
     }
 }
 
@@ -304,7 +322,7 @@ fn credit_row(i: u64, o: &GenOptions, rng: &mut SmallRng, out: &mut String) {
         out,
         "XY{}{i:010},{},{category},{}{},{},{},已公示",
         decided.format("%Y"),
-        subject(rng, o),
+        subject(rng, o).0,
         if category == "行政处罚" { "违反" } else { "依据" },
         pick(
             rng,
@@ -324,12 +342,11 @@ fn credit_row(i: u64, o: &GenOptions, rng: &mut SmallRng, out: &mut String) {
 fn licence_row(i: u64, o: &GenOptions, rng: &mut SmallRng, out: &mut String) {
     let (licence_type, issuer) = LICENCE_TYPES[rng.random_range(0..LICENCE_TYPES.len())];
     let issued = date(rng, 2010, 15);
-    let holder = subject(rng, o);
+    let (holder, holder_name) = subject(rng, o);
     let _ = writeln!(
         out,
-        "ZZ{:02}{i:012},{licence_type},{holder},{},{issuer},{},{},{}",
+        "ZZ{:02}{i:012},{licence_type},{holder},{holder_name},{issuer},{},{},{}",
         i % 97,
-        name(rng),
         issued.format("%Y-%m-%d"),
         (issued + Duration::days(365 * 5)).format("%Y-%m-%d"),
         if rng.random_bool(0.9) { "有效" } else { "注销" },
@@ -402,7 +419,7 @@ pub fn generate(dir: &Path, o: &GenOptions) -> Result<GenCounts> {
         "公民身份号码,姓名,性别,民族,出生日期,户籍地址,现住址,联系电话,经度,纬度",
         c.citizens,
         seed,
-        citizen_row,
+        |i, r, out| citizen_row(i, seed, r, out),
     )?;
     c.bytes += write_csv(
         dir,
@@ -410,7 +427,7 @@ pub fn generate(dir: &Path, o: &GenOptions) -> Result<GenCounts> {
         "统一社会信用代码,企业名称,法定代表人,法定代表人身份证号,成立日期,注册资本,企业类型,经营范围,住所,经度,纬度,登记状态",
         c.entities,
         seed,
-        |i, r, out| entity_row(i, o.citizens, r, out),
+        |i, r, out| entity_row(i, o, r, out),
     )?;
     let parcels = c.parcels;
     c.bytes += write_csv(

@@ -12,5 +12,6 @@ pub mod load;
 pub mod model;
 pub mod spatial;
 pub mod store;
+pub mod text;
 
 pub use error::{Error, Result};

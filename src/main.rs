@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use jichu::config::Config;
 use jichu::load::{LoadOptions, Progress, load};
 use jichu::store::Store;
+use jichu::text::TextLayer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,6 +59,8 @@ enum Command {
         #[arg(long, env = "JICHU_ADDR")]
         addr: Option<SocketAddr>,
     },
+    /// Rebuild the full-text index from the store (the spatial index rebuilds at `serve`).
+    Reindex,
     /// Generate a consistent set of the five extracts with their specs.
     Gen {
         /// Citizens to generate (about 2.2 records in all per citizen).
@@ -105,8 +108,13 @@ fn main() -> anyhow::Result<()> {
             if let Some(t) = threads {
                 opts.threads = t;
             }
-            let r = load(&store, &parsed, &spec, &files, &opts)?;
+            let mut r = load(&store, &parsed, &spec, &files, &opts)?;
+            let text = TextLayer::open(&store)?.sync(&store, config.text_writer())?;
+            r.stage_seconds.insert("text_index".into(), text.seconds);
+            r.seconds += text.seconds;
+            r.rows_per_second = r.read as f64 / r.seconds.max(1e-9);
             eprintln!("{}", r.summary());
+            eprintln!("full-text index: {} documents in {:.1}s ({})", text.indexed, text.seconds, text.mode);
             if let Some(path) = report {
                 std::fs::write(&path, serde_json::to_vec_pretty(&r)?)
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -119,6 +127,16 @@ fn main() -> anyhow::Result<()> {
             }
             let store = Arc::new(open(&config)?);
             serve(store, config, None)
+        }
+        Command::Reindex => {
+            let store = open(&config)?;
+            let (_, r) = TextLayer::rebuild(&store, config.text_writer())?;
+            std::fs::remove_file(jichu::spatial::SpatialIndex::file_of(&store)).ok();
+            eprintln!(
+                "full-text index rebuilt: {} documents in {:.1}s ({:.0}/s)",
+                r.indexed, r.seconds, r.docs_per_second
+            );
+            Ok(())
         }
         Command::Gen { citizens, seed, out, ids_from } => {
             if let Some(from) = ids_from {

@@ -2,9 +2,12 @@
 //!
 //! [`spatial`]: packed, immutable R-trees over points (citizens' and entities' locations) and
 //! polygons (parcels), answering nearest, radius, box and containing queries with true
-//! distances on the Earth. The full-text index comes with its issue.
+//! distances on the Earth. [`text`]: a tantivy full-text index with a Chinese-aware (CJK
+//! bigram) analyzer, exact and date filters.
 //!
-//! The crate takes plain points, boxes and geometries from the service and never sees the
-//! store or HTTP, so an index can always be rebuilt from the store, the source of truth.
+//! The crate takes plain points, geometries, text and payloads from the service and never
+//! sees the store or HTTP, so an index can always be rebuilt from the store, the source of
+//! truth.
 
 pub mod spatial;
+pub mod text;

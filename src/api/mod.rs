@@ -9,6 +9,7 @@ mod extract;
 mod ops;
 mod problem;
 mod records;
+mod search;
 mod spatial;
 
 pub use problem::{ApiError, Problem};
@@ -16,6 +17,7 @@ pub use problem::{ApiError, Problem};
 use crate::config::Config;
 use crate::spatial::SpatialIndex;
 use crate::store::Store;
+use crate::text::TextLayer;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -35,22 +37,26 @@ use utoipa_axum::routes;
 pub struct AppState {
     pub store: Arc<Store>,
     pub spatial: Arc<SpatialIndex>,
+    pub text: Arc<TextLayer>,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
 }
 
 impl AppState {
-    /// Opens the service over a store: opens or builds its spatial index (`crate::spatial`).
+    /// Opens the service over a store: brings its full-text index in step (`crate::text`),
+    /// opens or builds its spatial index (`crate::spatial`).
     pub fn new(store: Arc<Store>, config: Config) -> crate::Result<Self> {
+        let text = TextLayer::open(&store)?;
+        text.sync(&store, config.text_writer())?;
         let spatial = SpatialIndex::open(&store)?;
-        Ok(AppState { store, spatial, config: Arc::new(config), metrics: ops::metrics_handle() })
+        Ok(AppState { store, spatial, text: Arc::new(text), config: Arc::new(config), metrics: ops::metrics_handle() })
     }
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "jichu", description = "Master-data foundation database: the city's base registries of citizens, legal entities, parcels, credit records and licences."),
-    tags((name = "records", description = "records by key and by relation"), (name = "spatial", description = "by location; distances in metres on the Earth"), (name = "catalogue"), (name = "operations")),
+    tags((name = "records", description = "records by key and by relation"), (name = "search", description = "full text, Chinese-aware (CJK bigrams), with filters"), (name = "spatial", description = "by location; distances in metres on the Earth"), (name = "catalogue"), (name = "operations")),
     components(schemas(Problem))
 )]
 struct ApiDoc;
@@ -78,6 +84,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(records::lookup))
         .routes(routes!(records::relations))
         .routes(routes!(records::profile))
+        .routes(routes!(search::search))
+        .routes(routes!(search::search_all))
         .routes(routes!(spatial::near))
         .routes(routes!(spatial::within))
         .routes(routes!(spatial::containing))

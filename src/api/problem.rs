@@ -37,6 +37,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{given} keys in one call; at most {max} are allowed")]
     TooManyIds { given: usize, max: usize },
+    #[error("the cursor belongs to an earlier state of the index; search again from the first page")]
+    StaleCursor,
     #[error("the request body is larger than the server accepts")]
     BodyTooLarge,
     #[error("the request took longer than the server's timeout")]
@@ -56,6 +58,7 @@ impl ApiError {
             }
             ApiError::TooManyIds { .. } | ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::StaleCursor => StatusCode::CONFLICT,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(crate::Error::Invalid(_)) => StatusCode::BAD_REQUEST,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::TooManyIds { .. } => "too_many_ids",
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
+            ApiError::StaleCursor => "stale_cursor",
             ApiError::Overloaded => "overloaded",
             ApiError::Internal(crate::Error::Invalid(_)) => "bad_request",
             ApiError::Internal(_) => "internal",

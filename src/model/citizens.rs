@@ -10,22 +10,22 @@ pub static SCHEMA: Schema = Schema {
     key: Field::new("id", FieldKind::Identifier(check_resident_id), "resident identity number (18 characters)")
         .sensitive(),
     fields: &[
-        Field::new("name", FieldKind::Text, "name (姓名)").required().personal(),
+        Field::new("name", FieldKind::Text, "name (姓名)").required().personal().name(),
         Field::new(
             "gender",
             FieldKind::Code(GENDERS),
             "gender (性别): 男 or 女; derived from the identity number when absent",
         )
         .personal(),
-        Field::new("ethnicity", FieldKind::Text, "ethnicity (民族)").personal(),
+        Field::new("ethnicity", FieldKind::Text, "ethnicity (民族)").personal().keyword(),
         Field::new(
             "birth_date",
             FieldKind::Date,
             "birth date (出生日期); derived from the identity number when absent",
         )
         .personal(),
-        Field::new("household_address", FieldKind::Text, "registered household address (户籍地址)").personal(),
-        Field::new("address", FieldKind::Text, "current address (现住址)").personal(),
+        Field::new("household_address", FieldKind::Text, "registered household address (户籍地址)").personal().text(),
+        Field::new("address", FieldKind::Text, "current address (现住址)").personal().text(),
         Field::new("phone", FieldKind::Text, "phone number").sensitive(),
         Field::new("location", FieldKind::Point, "location of the current address (WGS84)").sensitive(),
     ],

@@ -23,10 +23,10 @@ pub static SCHEMA: Schema = Schema {
         .sensitive()
         .link(Target::Subject, Relation::Subject, Relation::CreditRecords),
         Field::new("category", FieldKind::Code(CATEGORIES), "行政许可, 行政处罚, 守信激励 or 失信惩戒").required(),
-        Field::new("reason", FieldKind::Text, "the facts and grounds of the decision"),
+        Field::new("reason", FieldKind::Text, "the facts and grounds of the decision").text(),
         Field::new("decided_on", FieldKind::Date, "date of the decision"),
-        Field::new("authority", FieldKind::Text, "the deciding authority"),
-        Field::new("status", FieldKind::Text, "publication status"),
+        Field::new("authority", FieldKind::Text, "the deciding authority").text(),
+        Field::new("status", FieldKind::Text, "publication status").keyword(),
     ],
     row_check: None,
     doc: "public credit records about a citizen or an entity",

@@ -7,7 +7,7 @@ pub static SCHEMA: Schema = Schema {
     registry: Registry::Licences,
     key: Field::new("id", FieldKind::Text, "licence number (opaque text)"),
     fields: &[
-        Field::new("licence_type", FieldKind::Text, "licence type (证照类型)").required(),
+        Field::new("licence_type", FieldKind::Text, "licence type (证照类型)").required().text(),
         Field::new(
             "holder_id",
             FieldKind::Identifier(check_subject),
@@ -16,11 +16,11 @@ pub static SCHEMA: Schema = Schema {
         .required()
         .sensitive()
         .link(Target::Subject, Relation::Holder, Relation::Licences),
-        Field::new("holder_name", FieldKind::Text, "the holder's name").personal(),
-        Field::new("issuer", FieldKind::Text, "issuing authority"),
+        Field::new("holder_name", FieldKind::Text, "the holder's name").personal().name(),
+        Field::new("issuer", FieldKind::Text, "issuing authority").text(),
         Field::new("issued_on", FieldKind::Date, "date of issue"),
         Field::new("valid_until", FieldKind::Date, "end of validity"),
-        Field::new("status", FieldKind::Text, "status (有效, 注销…)"),
+        Field::new("status", FieldKind::Text, "status (有效, 注销…)").keyword(),
     ],
     row_check: None,
     doc: "certificates and e-licences held by a citizen or an entity",

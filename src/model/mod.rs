@@ -85,6 +85,21 @@ pub enum Sensitivity {
     Sensitive,
 }
 
+/// How the full-text index holds a field (see `crate::text`). Date fields are always date
+/// filters, and code fields and references always exact filters; text fields say here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Search {
+    /// Not indexed.
+    None,
+    /// Analysed into CJK bigrams: addresses, free text.
+    Text,
+    /// Analysed into characters and bigrams: names, searched by surname too.
+    Name,
+    /// An exact filter (status, kind…).
+    Keyword,
+}
+
 /// A reference from a field to another registry's key: stored as a pair of relation edges.
 #[derive(Clone, Copy, Debug)]
 pub struct Link {
@@ -141,12 +156,17 @@ pub struct Field {
     pub required: bool,
     pub sensitivity: Sensitivity,
     pub link: Option<Link>,
+    pub search: Search,
     pub doc: &'static str,
 }
 
 impl Field {
     pub const fn new(name: &'static str, kind: FieldKind, doc: &'static str) -> Field {
-        Field { name, kind, required: false, sensitivity: Sensitivity::Public, link: None, doc }
+        let search = match kind {
+            FieldKind::Code(_) | FieldKind::Identifier(_) => Search::Keyword,
+            _ => Search::None,
+        };
+        Field { name, kind, required: false, sensitivity: Sensitivity::Public, link: None, search, doc }
     }
     pub const fn required(mut self) -> Field {
         self.required = true;
@@ -158,6 +178,21 @@ impl Field {
     }
     pub const fn sensitive(mut self) -> Field {
         self.sensitivity = Sensitivity::Sensitive;
+        self
+    }
+    /// Searchable text (CJK bigrams).
+    pub const fn text(mut self) -> Field {
+        self.search = Search::Text;
+        self
+    }
+    /// A searchable name (characters and bigrams).
+    pub const fn name(mut self) -> Field {
+        self.search = Search::Name;
+        self
+    }
+    /// An exact filter.
+    pub const fn keyword(mut self) -> Field {
+        self.search = Search::Keyword;
         self
     }
     pub const fn link(mut self, target: Target, forward: Relation, reverse: Relation) -> Field {

@@ -137,3 +137,18 @@ impl Server {
         (status, ct, json)
     }
 }
+
+/// A copy of a fixture extract with each data row edited (or dropped, on `None`).
+pub fn write_variant(t: &TestStore, name: &str, edit: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let text = std::fs::read_to_string(fixture(&format!("{name}.csv"))).unwrap();
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if let Some(l) = if i == 0 { Some(line.to_string()) } else { edit(line) } {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    let path = t.dir.path().join(format!("{name}-variant.csv"));
+    std::fs::write(&path, out).unwrap();
+    path
+}

@@ -1,7 +1,7 @@
 //! Loading the fixtures: every expected reject, every loaded value, idempotence, updates,
 //! snapshots, references and spec errors.
 
-use crate::common::{TestStore, expected_rejects, fixture, reject_lines};
+use crate::common::{TestStore, expected_rejects, fixture, reject_lines, write_variant};
 use jichu::model::Registry;
 use jichu_ingest::{LoadReport, Value};
 use std::path::PathBuf;
@@ -96,20 +96,6 @@ fn loading_the_same_file_twice_changes_nothing() {
     assert_eq!(t.store.count(Registry::Citizens), 16);
     // Only the load's own bookkeeping was written, no record.
     assert!(t.store.sequence() - seq < 5);
-}
-
-fn write_variant(t: &TestStore, name: &str, edit: impl Fn(&str) -> Option<String>) -> PathBuf {
-    let text = std::fs::read_to_string(fixture(&format!("{name}.csv"))).unwrap();
-    let mut out = String::new();
-    for (i, line) in text.lines().enumerate() {
-        if let Some(l) = if i == 0 { Some(line.to_string()) } else { edit(line) } {
-            out.push_str(&l);
-            out.push('\n');
-        }
-    }
-    let path = t.dir.path().join(format!("{name}-variant.csv"));
-    std::fs::write(&path, out).unwrap();
-    path
 }
 
 #[test]

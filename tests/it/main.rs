@@ -4,5 +4,6 @@ mod api;
 mod common;
 mod crash;
 mod load;
+mod search;
 mod spatial;
 mod store;

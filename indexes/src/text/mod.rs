@@ -1,0 +1,294 @@
+//! The full-text index: one tantivy index over every registry's searchable text.
+//!
+//! Documents carry a `uid` (`{registry byte}:{key}`, stored: the only stored value, as the
+//! store holds the records), the registry and an `ended` flag as filter fields, the text
+//! fields the service names (analysed by [`analyzer`], term frequencies without positions)
+//! and keyword and date fields for filters. The service says which fields exist
+//! ([`TextSpec`]); the same name in two registries is one field (`name`, `address`).
+//!
+//! The index never decides what is current: the service feeds it from the store and records
+//! in each commit's payload what it has seen ([`TextWriter::commit`], [`TextIndex::payload`]).
+
+pub mod analyzer;
+mod query;
+
+pub use analyzer::Grams;
+pub use query::{Filter, Hit, Hits, Match, SearchQuery};
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tantivy::directory::MmapDirectory;
+use tantivy::indexer::NoMergePolicy;
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+/// Errors of the full-text index.
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    #[error("full-text index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("full-text index directory: {0}")]
+    Directory(String),
+    #[error("unknown search field `{0}`")]
+    UnknownField(String),
+    #[error("the query has nothing to search for (no letters, digits or CJK characters)")]
+    EmptyQuery,
+}
+
+pub type Result<T> = std::result::Result<T, TextError>;
+
+/// Tokenizer names carry the analyzer's version: a changed analyzer changes the schema, and
+/// an index built with the old one is rebuilt rather than searched with mismatched tokens.
+const TOKENIZER_BI: &str = "cjk_bi_v1";
+const TOKENIZER_NAMES: &str = "cjk_names_v1";
+
+/// The fields an index has, as the service declares them.
+#[derive(Clone, Debug, Default)]
+pub struct TextSpec {
+    /// Analysed text fields; a name's unigrams make a surname searchable.
+    pub text: Vec<(String, Grams)>,
+    /// Exact-match fields: codes, statuses, identifiers of linked records.
+    pub keywords: Vec<String>,
+    /// Dates as days from the common era, for ranges.
+    pub dates: Vec<String>,
+}
+
+/// Memory and threads of an index writer. Defaults in one place.
+#[derive(Clone, Copy, Debug)]
+pub struct WriterOptions {
+    pub threads: usize,
+    /// Shared by the threads; a thread writes a segment when its share fills.
+    pub memory_bytes: usize,
+    /// Leave segments unmerged (bulk builds: merging costs more than it saves at query time).
+    pub no_merge: bool,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+        WriterOptions { threads, memory_bytes: 1 << 30, no_merge: false }
+    }
+}
+
+/// Field handles, resolved once.
+#[derive(Clone, Debug)]
+struct Fields {
+    uid: Field,
+    registry: Field,
+    ended: Field,
+    schema: Schema,
+}
+
+/// A handle to a declared field, for building documents without looking names up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldId(Field);
+
+/// The index and its reader.
+pub struct TextIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    opstamp: AtomicU64,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for TextIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextIndex").field("docs", &self.num_docs()).finish_non_exhaustive()
+    }
+}
+
+fn build_schema(spec: &TextSpec) -> Schema {
+    let mut b = Schema::builder();
+    b.add_text_field("uid", STRING | STORED);
+    b.add_u64_field("registry", INDEXED | FAST);
+    b.add_u64_field("ended", INDEXED);
+    for (name, grams) in &spec.text {
+        let tokenizer = if *grams == Grams::UniAndBi { TOKENIZER_NAMES } else { TOKENIZER_BI };
+        let indexing =
+            TextFieldIndexing::default().set_tokenizer(tokenizer).set_index_option(IndexRecordOption::WithFreqs);
+        b.add_text_field(name, TextOptions::default().set_indexing_options(indexing));
+    }
+    for name in &spec.keywords {
+        b.add_text_field(name, STRING);
+    }
+    for name in &spec.dates {
+        b.add_i64_field(name, INDEXED | FAST);
+    }
+    b.build()
+}
+
+fn register_tokenizers(index: &Index) {
+    let t = index.tokenizers();
+    t.register(TOKENIZER_BI, TextAnalyzer::from(analyzer::CjkTokenizer::new(Grams::Bi)));
+    t.register(TOKENIZER_NAMES, TextAnalyzer::from(analyzer::CjkTokenizer::new(Grams::UniAndBi)));
+}
+
+impl TextIndex {
+    /// Opens the index in `dir`, creating it when absent. An index whose fields or analyzers
+    /// differ from `spec` is discarded and created empty: its payload is then `None`, and the
+    /// service rebuilds it from the store.
+    pub fn open(dir: &Path, spec: &TextSpec) -> Result<TextIndex> {
+        let schema = build_schema(spec);
+        let dir_err = |e: std::io::Error| TextError::Directory(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(dir_err)?;
+        let open = |dir: &Path| -> Result<Index> {
+            let mmap = MmapDirectory::open(dir).map_err(|e| TextError::Directory(e.to_string()))?;
+            Ok(Index::open_or_create(mmap, schema.clone())?)
+        };
+        let index = match open(dir) {
+            Ok(index) => index,
+            Err(TextError::Tantivy(tantivy::TantivyError::SchemaError(_))) => {
+                std::fs::remove_dir_all(dir).map_err(dir_err)?;
+                std::fs::create_dir_all(dir).map_err(dir_err)?;
+                open(dir)?
+            }
+            Err(e) => return Err(e),
+        };
+        register_tokenizers(&index);
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let fields = Fields {
+            uid: schema.get_field("uid")?,
+            registry: schema.get_field("registry")?,
+            ended: schema.get_field("ended")?,
+            schema,
+        };
+        let opstamp = AtomicU64::new(index.load_metas()?.opstamp);
+        Ok(TextIndex { index, reader, fields, opstamp, dir: dir.into() })
+    }
+
+    /// The handle of a declared field.
+    pub fn field(&self, name: &str) -> Result<FieldId> {
+        self.fields.schema.get_field(name).map(FieldId).map_err(|_| TextError::UnknownField(name.into()))
+    }
+
+    /// The payload of the last commit (what the service recorded it had seen).
+    pub fn payload(&self) -> Result<Option<String>> {
+        Ok(self.index.load_metas()?.payload)
+    }
+
+    /// The opstamp of the last commit: it changes with every commit (cursors carry it).
+    pub fn generation(&self) -> u64 {
+        self.opstamp.load(Ordering::Relaxed)
+    }
+
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Documents of one registry (deleted ones excluded).
+    pub fn count_registry(&self, registry: u8) -> Result<u64> {
+        let q = tantivy::query::TermQuery::new(
+            Term::from_field_u64(self.fields.registry, registry as u64),
+            IndexRecordOption::Basic,
+        );
+        Ok(self.reader.searcher().search(&q, &tantivy::collector::Count)? as u64)
+    }
+
+    /// A writer; only one exists at a time (tantivy's lock file).
+    pub fn writer(&self, options: WriterOptions) -> Result<TextWriter> {
+        let threads = options.threads.max(1);
+        let per_thread = (options.memory_bytes / threads).clamp(16 << 20, 4000 << 20);
+        let writer: IndexWriter = self.index.writer_with_num_threads(threads, per_thread * threads)?;
+        if options.no_merge {
+            writer.set_merge_policy(Box::new(NoMergePolicy));
+        }
+        Ok(TextWriter { writer, fields: self.fields.clone() })
+    }
+
+    /// Makes the last commit visible to searches.
+    pub fn reload(&self) -> Result<()> {
+        self.reader.reload()?;
+        self.opstamp.store(self.index.load_metas()?.opstamp, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Bytes of the index's files on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .map(|entries| entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+    }
+
+    /// Runs a query: hits in relevance order (ties in index order) and the exact total.
+    pub fn search(&self, q: &SearchQuery) -> Result<Hits> {
+        query::run(self, q)
+    }
+}
+
+/// A document being built: its uid, registry and ended flag are set; add its fields.
+#[derive(Debug)]
+pub struct TextDoc(TantivyDocument);
+
+impl TextDoc {
+    pub fn text(&mut self, field: FieldId, value: &str) {
+        self.0.add_text(field.0, value);
+    }
+    pub fn keyword(&mut self, field: FieldId, value: &str) {
+        self.0.add_text(field.0, value);
+    }
+    pub fn date(&mut self, field: FieldId, days: i32) {
+        self.0.add_i64(field.0, days as i64);
+    }
+}
+
+/// Adds, replaces and deletes documents; [`TextWriter::commit`] makes them durable together.
+pub struct TextWriter {
+    writer: IndexWriter,
+    fields: Fields,
+}
+
+impl std::fmt::Debug for TextWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextWriter").finish_non_exhaustive()
+    }
+}
+
+/// The unique id of a record in the index.
+pub fn uid(registry: u8, key: &str) -> String {
+    format!("{registry}:{key}")
+}
+
+impl TextWriter {
+    /// A new document for a record.
+    pub fn doc(&self, registry: u8, key: &str, ended: bool) -> TextDoc {
+        let mut d = TantivyDocument::new();
+        d.add_text(self.fields.uid, uid(registry, key));
+        d.add_u64(self.fields.registry, registry as u64);
+        d.add_u64(self.fields.ended, ended as u64);
+        TextDoc(d)
+    }
+
+    /// Queues a document. It is searchable after the next commit.
+    pub fn add(&self, doc: TextDoc) -> Result<()> {
+        self.writer.add_document(doc.0)?;
+        Ok(())
+    }
+
+    /// Deletes a record's document (before adding its new version).
+    pub fn delete(&self, registry: u8, key: &str) {
+        self.writer.delete_term(Term::from_field_text(self.fields.uid, &uid(registry, key)));
+    }
+
+    /// Deletes every document of a registry (before rebuilding it).
+    pub fn delete_registry(&self, registry: u8) {
+        self.writer.delete_term(Term::from_field_u64(self.fields.registry, registry as u64));
+    }
+
+    /// Commits everything queued, with the payload that says what the index has seen.
+    pub fn commit(&mut self, payload: &str) -> Result<()> {
+        let mut prepared = self.writer.prepare_commit()?;
+        prepared.set_payload(payload);
+        prepared.commit()?;
+        Ok(())
+    }
+
+    /// Waits for background merges and releases the writer.
+    pub fn finish(self) -> Result<()> {
+        self.writer.wait_merging_threads()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,254 @@
+//! The full-text layer: `jichu-indexes`' text index, fed from the store and kept in step.
+//!
+//! The model says which fields are searchable ([`crate::model::Search`]); this module turns
+//! records into documents, and keeps the index in step with the store by *load ids*: every
+//! stored value carries the id of the load that last changed it (loads only ever add or
+//! change records — an ending is a change — and ids only grow). Each index commit records in
+//! its payload the store sequence and the highest load id it has seen. [`TextLayer::sync`]
+//! then re-indexes exactly the records whose load id is newer, so a kill between a store
+//! write and an index commit is repaired by the next `sync` (every `jichu load` ends with
+//! one, and `jichu serve` runs one before answering). An index whose payload is missing,
+//! or ahead of the store, is rebuilt.
+
+use crate::error::{Error, Result};
+use crate::model::ids::{self, SubjectKind};
+use crate::model::{Record, Registry, Search};
+use crate::store::{Store, codec};
+use chrono::Datelike;
+use jichu_indexes::text::{FieldId, Grams, TextDoc, TextIndex, TextSpec, TextWriter, WriterOptions};
+use jichu_ingest::{FieldKind, Value};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The keyword every document has: the district (county-level GB/T 2260 code) its record
+/// belongs to, read from its key or its subject's identifier.
+pub const DISTRICT: &str = "district";
+
+/// What a commit has seen of the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub sequence: u64,
+    pub load_id: u32,
+}
+
+/// What a sync did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SyncReport {
+    /// `up_to_date`, `caught_up` or `rebuilt`.
+    pub mode: &'static str,
+    /// Documents written.
+    pub indexed: u64,
+    pub seconds: f64,
+    pub docs_per_second: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Text,
+    Keyword,
+    Date,
+}
+
+/// How one registry's records become documents: (value index, index field, kind).
+#[derive(Debug, Default)]
+struct Plan {
+    fields: Vec<(usize, FieldId, Kind)>,
+}
+
+/// The index and the plans of the five registries.
+#[derive(Debug)]
+pub struct TextLayer {
+    pub index: TextIndex,
+    plans: Vec<Plan>,
+    district: FieldId,
+    dir: PathBuf,
+}
+
+/// The index's fields: the union of every registry's searchable fields. A name held as a
+/// name in one registry and as text in another is indexed as a name.
+pub fn spec() -> TextSpec {
+    let mut spec = TextSpec { keywords: vec![DISTRICT.into()], ..TextSpec::default() };
+    for r in Registry::ALL {
+        for f in r.schema().fields {
+            let name = f.name.to_string();
+            match (f.kind, f.search) {
+                (FieldKind::Date, _) => push_unique(&mut spec.dates, name),
+                (_, Search::Keyword) => push_unique(&mut spec.keywords, name),
+                (_, Search::Text | Search::Name) => {
+                    let grams = if f.search == Search::Name { Grams::UniAndBi } else { Grams::Bi };
+                    match spec.text.iter_mut().find(|(n, _)| *n == name) {
+                        Some(entry) if grams == Grams::UniAndBi => entry.1 = grams,
+                        Some(_) => {}
+                        None => spec.text.push((name, grams)),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    spec
+}
+
+fn push_unique(v: &mut Vec<String>, name: String) {
+    if !v.contains(&name) {
+        v.push(name);
+    }
+}
+
+/// The registry's searchable text fields, for the API's defaults and checks.
+pub fn text_fields(registry: Registry) -> impl Iterator<Item = &'static str> {
+    registry.schema().fields.iter().filter(|f| matches!(f.search, Search::Text | Search::Name)).map(|f| f.name)
+}
+
+/// The registry's filter fields: its keywords and dates, and the district.
+pub fn filter_fields(registry: Registry) -> impl Iterator<Item = (&'static str, bool)> {
+    let fields = registry.schema().fields.iter().filter_map(|f| match (f.kind, f.search) {
+        (FieldKind::Date, _) => Some((f.name, true)),
+        (_, Search::Keyword) => Some((f.name, false)),
+        _ => None,
+    });
+    std::iter::once((DISTRICT, false)).chain(fields)
+}
+
+fn text_err(e: jichu_indexes::text::TextError) -> Error {
+    Error::Invalid(e.to_string())
+}
+
+impl TextLayer {
+    /// The index's folder: `text/` beside the store in the data directory.
+    pub fn dir_of(store: &Store) -> PathBuf {
+        store.path().with_file_name("text")
+    }
+
+    /// Opens (or creates) the index beside the store. It may be behind: call [`Self::sync`].
+    pub fn open(store: &Store) -> Result<TextLayer> {
+        let dir = Self::dir_of(store);
+        let index = TextIndex::open(&dir, &spec()).map_err(text_err)?;
+        let mut plans = Vec::new();
+        for r in Registry::ALL {
+            let mut plan = Plan::default();
+            for (i, f) in r.schema().fields.iter().enumerate() {
+                let kind = match (f.kind, f.search) {
+                    (FieldKind::Date, _) => Kind::Date,
+                    (_, Search::Keyword) => Kind::Keyword,
+                    (_, Search::Text | Search::Name) => Kind::Text,
+                    _ => continue,
+                };
+                plan.fields.push((i, index.field(f.name).map_err(text_err)?, kind));
+            }
+            plans.push(plan);
+        }
+        let district = index.field(DISTRICT).map_err(text_err)?;
+        Ok(TextLayer { index, plans, district, dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What the last commit saw; `None` for a new (or discarded) index.
+    pub fn watermark(&self) -> Result<Option<Watermark>> {
+        Ok(self.index.payload().map_err(text_err)?.and_then(|p| serde_json::from_str(&p).ok()))
+    }
+
+    fn document(&self, w: &TextWriter, record: &Record) -> TextDoc {
+        let mut doc = w.doc(record.registry as u8, &record.id, record.ended);
+        for &(i, field, kind) in &self.plans[record.registry as usize - 1].fields {
+            match (kind, &record.values[i]) {
+                (Kind::Text | Kind::Keyword, Some(Value::Text(s))) => doc.text(field, s),
+                (Kind::Date, Some(Value::Date(d))) => doc.date(field, d.num_days_from_ce()),
+                _ => {}
+            }
+        }
+        if let Some(d) = district(record) {
+            doc.keyword(self.district, d);
+        }
+        doc
+    }
+
+    /// Brings the index in step with the store: re-indexes the records changed by loads it
+    /// has not seen, or everything when it has no (or an impossible) watermark.
+    pub fn sync(&self, store: &Store, options: WriterOptions) -> Result<SyncReport> {
+        let started = Instant::now();
+        let target = Watermark { sequence: store.sequence(), load_id: store.loads().last().map_or(0, |l| l.load_id) };
+        let seen = self.watermark()?;
+        if seen == Some(target) {
+            return Ok(SyncReport { mode: "up_to_date", ..SyncReport::default() });
+        }
+        let rebuild = seen.is_none_or(|s| s.sequence > target.sequence || s.load_id > target.load_id);
+        let since = if rebuild { 0 } else { seen.map_or(0, |s| s.load_id) };
+        let touched: Vec<Registry> = Registry::ALL
+            .into_iter()
+            .filter(|r| rebuild || store.loads().iter().any(|l| l.load_id > since && l.registry == r.as_str()))
+            .collect();
+        let mut writer = self.index.writer(WriterOptions { no_merge: rebuild, ..options }).map_err(text_err)?;
+        let mut indexed = 0;
+        for registry in touched {
+            // Documents are replaced one by one unless the registry has none (first load).
+            let replace = !rebuild && self.index.count_registry(registry as u8).map_err(text_err)? > 0;
+            if rebuild {
+                writer.delete_registry(registry as u8);
+            }
+            indexed += self.feed(store, &writer, registry, since, replace)?;
+        }
+        writer.commit(&serde_json::to_string(&target).unwrap_or_default()).map_err(text_err)?;
+        writer.finish().map_err(text_err)?;
+        self.index.reload().map_err(text_err)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let mode = if rebuild { "rebuilt" } else { "caught_up" };
+        tracing::info!(mode, indexed, seconds, "full-text index in step with the store");
+        Ok(SyncReport { mode, indexed, seconds, docs_per_second: indexed as f64 / seconds.max(1e-9) })
+    }
+
+    /// Indexes a registry's records last changed by a load after `since`.
+    fn feed(&self, store: &Store, writer: &TextWriter, registry: Registry, since: u32, replace: bool) -> Result<u64> {
+        let mut n = 0;
+        for item in store.scan(registry) {
+            let (key, value) = item?;
+            let (header, _) = codec::split(&value)?;
+            if header.load_id <= since {
+                continue;
+            }
+            let key = std::str::from_utf8(&key).map_err(|_| Error::Codec("record key".into()))?;
+            let record = codec::decode(registry, key, &value)?;
+            if replace {
+                writer.delete(registry as u8, key);
+            }
+            writer.add(self.document(writer, &record)).map_err(text_err)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Discards the index and builds it anew from the store (`jichu reindex`).
+    pub fn rebuild(store: &Store, options: WriterOptions) -> Result<(TextLayer, SyncReport)> {
+        let dir = Self::dir_of(store);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
+        }
+        let layer = TextLayer::open(store)?;
+        let report = layer.sync(store, options)?;
+        Ok((layer, report))
+    }
+}
+
+/// The county-level district of a record: the first six digits of an identity number, the
+/// third to eighth characters of a credit code, a parcel code's first six digits.
+fn district(record: &Record) -> Option<&str> {
+    let d = match record.registry {
+        Registry::Citizens => record.id.get(..6),
+        Registry::Entities => record.id.get(2..8),
+        Registry::Parcels => record.id.get(..6),
+        Registry::Credit => record.text("subject_id").and_then(of_subject),
+        Registry::Licences => record.text("holder_id").and_then(of_subject),
+    }?;
+    d.bytes().all(|b| b.is_ascii_digit()).then_some(d)
+}
+
+fn of_subject(id: &str) -> Option<&str> {
+    match ids::subject_kind(id)? {
+        SubjectKind::Citizen => id.get(..6),
+        SubjectKind::Entity => id.get(2..8),
+    }
+}

@@ -1,0 +1,272 @@
+//! Full-text search: quality against brute-force scans of the store, keeping in step with
+//! loads (updates, endings, a kill between store write and index commit), and the HTTP API.
+
+use crate::common::{Server, TestStore, fixture, write_variant};
+use jichu::model::{Record, Registry};
+use jichu::store::codec;
+use jichu::text::TextLayer;
+use jichu_indexes::text::{Filter, Match, SearchQuery, WriterOptions};
+use serde_json::{Value, json};
+
+fn options() -> WriterOptions {
+    WriterOptions { threads: 2, memory_bytes: 64 << 20, no_merge: false }
+}
+
+fn synced(t: &TestStore) -> TextLayer {
+    let layer = TextLayer::open(&t.store).unwrap();
+    layer.sync(&t.store, options()).unwrap();
+    layer
+}
+
+fn records(t: &TestStore, registry: Registry) -> Vec<Record> {
+    t.store
+        .scan(registry)
+        .map(|kv| {
+            let (k, v) = kv.unwrap();
+            codec::decode(registry, std::str::from_utf8(&k).unwrap(), &v).unwrap()
+        })
+        .collect()
+}
+
+fn query(registry: Registry, text: &str, fields: &[&str]) -> SearchQuery {
+    SearchQuery {
+        registries: vec![registry as u8],
+        matches: vec![Match { text: text.into(), fields: fields.iter().map(|f| f.to_string()).collect() }],
+        limit: 100,
+        ..SearchQuery::default()
+    }
+}
+
+fn keys(layer: &TextLayer, q: &SearchQuery) -> Vec<String> {
+    let hits = layer.index.search(q).unwrap();
+    assert_eq!(hits.total as usize, hits.hits.len(), "all hits fit in one page here");
+    let mut k: Vec<String> = hits.hits.into_iter().map(|h| h.key).collect();
+    k.sort();
+    k
+}
+
+/// Keys of the current records whose `field` contains `fragment`, by scanning the store.
+fn brute_force(t: &TestStore, registry: Registry, fields: &[&str], fragment: &str) -> Vec<String> {
+    let mut k: Vec<String> = records(t, registry)
+        .into_iter()
+        .filter(|r| !r.ended && fields.iter().any(|f| r.text(f).is_some_and(|s| s.contains(fragment))))
+        .map(|r| r.id)
+        .collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn a_full_name_finds_that_person_first() {
+    let t = TestStore::loaded();
+    let layer = synced(&t);
+    let people = records(&t, Registry::Citizens);
+    assert!(people.len() > 20);
+    for person in &people {
+        let name = person.text("name").unwrap();
+        let hits = layer.index.search(&query(Registry::Citizens, name, &["name"])).unwrap();
+        let namesakes = people.iter().filter(|p| p.text("name") == Some(name)).count();
+        let top: Vec<&str> = hits.hits[..namesakes].iter().map(|h| h.key.as_str()).collect();
+        assert!(top.contains(&person.id.as_str()), "{name}: {top:?}");
+        // A general query (every text field) finds them too, ahead of anyone else.
+        let all = layer.index.search(&query(Registry::Citizens, name, &["name", "address", "household_address"]));
+        assert_eq!(all.unwrap().hits[0].score, hits.hits[0].score, "{name}");
+    }
+}
+
+#[test]
+fn fragments_and_road_names_find_exactly_the_records_that_contain_them() {
+    let t = TestStore::loaded();
+    let layer = synced(&t);
+    // Two-character fragments of company names, and longer ones.
+    for fragment in ["科技", "贸易", "厦门", "有限公司", "鹭岛"] {
+        let want = brute_force(&t, Registry::Entities, &["name"], fragment);
+        assert!(!want.is_empty(), "{fragment}");
+        assert_eq!(keys(&layer, &query(Registry::Entities, fragment, &["name"])), want, "{fragment}");
+    }
+    // Road names inside addresses, either address of a citizen.
+    for road in ["湖滨南路", "中山路", "厦禾路", "环岛路"] {
+        let fields = ["address", "household_address"];
+        let want = brute_force(&t, Registry::Citizens, &fields, road);
+        assert!(!want.is_empty(), "{road}");
+        assert_eq!(keys(&layer, &query(Registry::Citizens, road, &fields)), want, "{road}");
+    }
+    // A fragment nobody has.
+    assert!(keys(&layer, &query(Registry::Entities, "航天", &["name"])).is_empty());
+}
+
+#[test]
+fn filters_narrow_to_exactly_the_matching_records() {
+    let t = TestStore::loaded();
+    let layer = synced(&t);
+    let people = records(&t, Registry::Citizens);
+    let mut q = query(Registry::Citizens, "福建", &["address", "household_address"]);
+    let everyone = keys(&layer, &q);
+    q.filters = vec![Filter::AnyOf { field: "gender".into(), values: vec!["女".into()] }];
+    let women = keys(&layer, &q);
+    assert!(!women.is_empty() && women.len() < everyone.len());
+    for k in &women {
+        let p = people.iter().find(|p| &p.id == k).unwrap();
+        assert_eq!(p.text("gender"), Some("女"));
+    }
+    // Born in the 1950s: a date range.
+    use chrono::{Datelike, NaiveDate};
+    let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap().num_days_from_ce();
+    q.filters = vec![Filter::Dates { field: "birth_date".into(), from: day(1950, 1, 1), to: day(1959, 12, 31) }];
+    let fifties = keys(&layer, &q);
+    let mut want: Vec<String> = people
+        .iter()
+        .filter(|p| !p.ended && everyone.contains(&p.id))
+        .filter(
+            |p| matches!(p.value("birth_date"), Some(jichu_ingest::Value::Date(d)) if (1950..1960).contains(&d.year())),
+        )
+        .map(|p| p.id.clone())
+        .collect();
+    want.sort();
+    assert!(!want.is_empty());
+    assert_eq!(fifties, want);
+    // The district comes from the key.
+    q.filters = vec![Filter::AnyOf { field: "district".into(), values: vec!["350203".into()] }];
+    assert!(keys(&layer, &q).iter().all(|k| k.starts_with("350203")));
+    // A filter on a field the index does not have is an error, not an empty answer.
+    q.filters = vec![Filter::AnyOf { field: "colour".into(), values: vec!["red".into()] }];
+    assert!(layer.index.search(&q).is_err());
+}
+
+#[test]
+fn updates_and_endings_reach_the_index_and_a_lagging_index_catches_up() {
+    let t = TestStore::new();
+    t.load_fixture("citizens");
+    let layer = synced(&t);
+    let name_q = |name: &str| query(Registry::Citizens, name, &["name"]);
+    assert_eq!(keys(&layer, &name_q("陈志强")), ["35020319500110100X"]);
+    drop(layer);
+    // A load whose process dies before the index commit: the store has it, the index not.
+    let renamed = write_variant(&t, "citizens", |l| Some(l.replace("陈志强", "陈志远")));
+    t.load(&fixture("citizens.toml"), &[renamed]);
+    let layer = TextLayer::open(&t.store).unwrap();
+    assert_eq!(keys(&layer, &name_q("陈志强")).len(), 1, "behind until synced");
+    let report = layer.sync(&t.store, options()).unwrap();
+    assert_eq!((report.mode, report.indexed), ("caught_up", 1), "only the changed record is re-indexed");
+    assert!(keys(&layer, &name_q("陈志强")).is_empty(), "the old name is gone");
+    assert_eq!(keys(&layer, &name_q("陈志远")), ["35020319500110100X"]);
+    assert_eq!(layer.sync(&t.store, options()).unwrap().mode, "up_to_date");
+    // A snapshot without 吴海峰 ends the record: not found unless asked for ended ones.
+    let spec_text = std::fs::read_to_string(fixture("citizens.toml"))
+        .unwrap()
+        .replace("encoding = \"utf-8\"", "encoding = \"utf-8\"\nmode = \"snapshot\"");
+    let spec = t.dir.path().join("snapshot.toml");
+    std::fs::write(&spec, spec_text).unwrap();
+    let subset = write_variant(&t, "citizens", |l| (!l.contains("吴海峰")).then(|| l.replace("陈志强", "陈志远")));
+    t.load(&spec, &[subset]);
+    layer.sync(&t.store, options()).unwrap();
+    assert!(keys(&layer, &name_q("吴海峰")).is_empty());
+    let mut with_ended = name_q("吴海峰");
+    with_ended.include_ended = true;
+    assert_eq!(keys(&layer, &with_ended).len(), 1);
+    // Reopened from disk, the index answers the same and knows it is in step.
+    drop(layer);
+    let t = t.reopen();
+    let layer = TextLayer::open(&t.store).unwrap();
+    assert_eq!(layer.sync(&t.store, options()).unwrap().mode, "up_to_date");
+    assert_eq!(keys(&layer, &name_q("陈志远")), ["35020319500110100X"]);
+}
+
+#[test]
+fn an_index_from_another_store_state_is_rebuilt() {
+    let t = TestStore::loaded();
+    let layer = synced(&t);
+    let docs = layer.index.num_docs();
+    drop(layer);
+    // An index that claims to have seen more than the store holds (a store restored from an
+    // older backup): rebuilt, not trusted.
+    let fresh = TestStore::new();
+    fresh.load_fixture("citizens");
+    std::fs::rename(TextLayer::dir_of(&t.store), TextLayer::dir_of(&fresh.store)).unwrap();
+    let layer = TextLayer::open(&fresh.store).unwrap();
+    assert_eq!(layer.index.num_docs(), docs);
+    assert_eq!(layer.sync(&fresh.store, options()).unwrap().mode, "rebuilt");
+    assert_eq!(layer.index.num_docs(), records(&fresh, Registry::Citizens).len() as u64);
+    // `jichu reindex` builds the same from nothing.
+    drop(layer);
+    let (layer, report) = TextLayer::rebuild(&fresh.store, options()).unwrap();
+    assert_eq!(report.indexed, layer.index.num_docs());
+}
+
+async fn search(s: &Server, path: &str, body: Value) -> Value {
+    let (status, _, json) = s.post(path, &body).await;
+    assert_eq!(status, 200, "{body} → {json}");
+    json
+}
+
+#[tokio::test]
+async fn the_search_api_ranks_pages_filters_and_explains_its_errors() {
+    let t = TestStore::loaded();
+    let s = Server::start(t.store.clone()).await;
+    // Typed: by name, with a birth year and then a full date.
+    let r = search(&s, "/v1/citizens/search", json!({"name": "林秀英", "filters": {"birth_date": "1953"}})).await;
+    assert_eq!(r["hits"][0]["id"], "350203195302111033");
+    assert_eq!(r["hits"][0]["record"]["name"], "林秀英");
+    let r = search(&s, "/v1/citizens/search", json!({"name": "林秀英", "filters": {"birth_date": "1953-02-12"}})).await;
+    assert_eq!(r["total"], 0);
+    // By address; by a fragment of a company name; projection.
+    let r =
+        search(&s, "/v1/citizens/search", json!({"address": "湖滨南路", "fields": ["address", "household_address"]}))
+            .await;
+    assert!(r["total"].as_u64().unwrap() >= 1);
+    for h in r["hits"].as_array().unwrap() {
+        let rec = &h["record"];
+        let text = format!("{}{}", rec["address"], rec["household_address"]);
+        assert!(text.contains("湖滨南路"), "{rec}");
+        assert!(rec.get("name").is_none());
+    }
+    let r = search(&s, "/v1/entities/search", json!({"q": "科技"})).await;
+    assert!(r["hits"].as_array().unwrap().iter().all(|h| h["record"]["name"].as_str().unwrap().contains("科技")));
+    // Licences of a holder, by the holder's name (followed through citizens and entities).
+    let r = search(&s, "/v1/licences/search", json!({"subject_name": "陈志强"})).await;
+    assert!(r["total"].as_u64().unwrap() >= 1);
+    assert!(r["hits"].as_array().unwrap().iter().all(|h| h["record"]["holder_id"] == "35020319500110100X"));
+    // Every registry at once.
+    let r = search(&s, "/v1/search", json!({"q": "鹭岛", "fields": ["name"]})).await;
+    let regs: Vec<&str> = r["hits"].as_array().unwrap().iter().map(|h| h["registry"].as_str().unwrap()).collect();
+    assert!(regs.contains(&"entities"), "{regs:?}");
+    // Pages: disjoint, in order, and together the one-page answer.
+    let all = search(&s, "/v1/citizens/search", json!({"q": "福建", "limit": 100})).await;
+    let total = all["total"].as_u64().unwrap() as usize;
+    assert!(total > 10);
+    let mut paged = Vec::new();
+    let mut body = json!({"q": "福建", "limit": 3});
+    loop {
+        let page = search(&s, "/v1/citizens/search", body.clone()).await;
+        paged.extend(page["hits"].as_array().unwrap().iter().map(|h| h["id"].clone()));
+        match page["next_cursor"].as_str() {
+            Some(c) => body["cursor"] = json!(c),
+            None => break,
+        }
+    }
+    let one: Vec<Value> = all["hits"].as_array().unwrap().iter().map(|h| h["id"].clone()).collect();
+    assert_eq!(paged, one);
+    assert_eq!(paged.len(), total);
+    // Errors: 400 with a problem that says why.
+    let long = "湖".repeat(201);
+    for (body, code, says) in [
+        (json!({"q": ""}), "bad_request", "empty"),
+        (json!({"q": long}), "bad_request", "at most 200"),
+        (json!({"q": "，。"}), "bad_request", "nothing to search"),
+        (json!({"q": "王", "filters": {"colour": "red"}}), "unknown_field", "colour"),
+        (json!({"q": "王", "in": ["phone"]}), "unknown_field", "phone"),
+        (json!({"q": "王", "filters": {"birth_date": "yesterday"}}), "bad_request", "birth_date"),
+        (json!({"q": "王", "limit": 0}), "bad_request", "limit"),
+        (json!({"q": "王", "cursor": "garbage"}), "bad_request", "cursor"),
+        (json!({"filters": {"gender": "女"}}), "bad_request", "filters alone"),
+        (json!({"q": "王", "nonsense": 1}), "bad_request", "nonsense"),
+    ] {
+        let (status, ct, p) = s.post("/v1/citizens/search", &body).await;
+        assert_eq!((status, ct.as_str(), p["code"].as_str()), (400, "application/problem+json", Some(code)), "{body}");
+        assert!(p["detail"].as_str().unwrap().contains(says), "{body} → {p}");
+    }
+    let (status, _, p) = s.post("/v1/citizens/search", &json!({"q": "王", "cursor": "20.ffff"})).await;
+    assert_eq!((status, p["code"].as_str()), (409, Some("stale_cursor")));
+    let (status, _, _) = s.post("/v1/nowhere/search", &json!({"q": "王"})).await;
+    assert_eq!(status, 404);
+}
