@@ -4,9 +4,9 @@
 
 use chrono::Datelike;
 use jichu::model::Registry;
+use jichu::store::{Store, StoreOptions};
 use jichu::text::TextLayer;
 use jichu_indexes::text::{Filter, Match, SearchQuery, WriterOptions};
-use jichu::store::{Store, StoreOptions};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
