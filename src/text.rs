@@ -65,8 +65,15 @@ pub struct TextLayer {
     dir: PathBuf,
 }
 
-/// The index's fields: the union of every registry's searchable fields. A name held as a
-/// name in one registry and as text in another is indexed as a name.
+/// The index field of a registry's text field: `citizens.name`. Text fields are per
+/// registry, so a query on them needs no registry filter — a filter would turn a pure term
+/// intersection, which tantivy prunes with block-max WAND, into a scan of every match.
+/// Keyword and date fields are shared (`status`, `district`): they only ever narrow.
+pub fn field_name(registry: Registry, field: &str) -> String {
+    format!("{registry}.{field}")
+}
+
+/// The index's fields: every registry's text fields, and the union of keywords and dates.
 pub fn spec() -> TextSpec {
     let mut spec = TextSpec { keywords: vec![DISTRICT.into()], ..TextSpec::default() };
     for r in Registry::ALL {
@@ -75,8 +82,9 @@ pub fn spec() -> TextSpec {
             match (f.kind, f.search) {
                 (FieldKind::Date, _) => push_unique(&mut spec.dates, name),
                 (_, Search::Keyword) => push_unique(&mut spec.keywords, name),
-                (_, Search::Text | Search::Name) => {
+                (_, Search::Name | Search::Text) => {
                     let grams = if f.search == Search::Name { Grams::UniAndBi } else { Grams::Bi };
+                    let name = field_name(r, f.search_as);
                     match spec.text.iter_mut().find(|(n, _)| *n == name) {
                         Some(entry) if grams == Grams::UniAndBi => entry.1 = grams,
                         Some(_) => {}
@@ -96,9 +104,13 @@ fn push_unique(v: &mut Vec<String>, name: String) {
     }
 }
 
-/// The registry's searchable text fields, for the API's defaults and checks.
-pub fn text_fields(registry: Registry) -> impl Iterator<Item = &'static str> {
-    registry.schema().fields.iter().filter(|f| matches!(f.search, Search::Text | Search::Name)).map(|f| f.name)
+/// The registry's searchable text fields (groups counted once), for the API.
+pub fn text_fields(registry: Registry) -> impl Iterator<Item = &'static str> + Clone {
+    let fields = registry.schema().fields;
+    fields.iter().enumerate().filter_map(move |(i, f)| {
+        let first = fields[..i].iter().all(|g| g.search_as != f.search_as);
+        (matches!(f.search, Search::Text | Search::Name) && first).then_some(f.search_as)
+    })
 }
 
 /// The registry's filter fields: its keywords and dates, and the district.
@@ -123,19 +135,24 @@ impl TextLayer {
 
     /// Opens (or creates) the index beside the store. It may be behind: call [`Self::sync`].
     pub fn open(store: &Store) -> Result<TextLayer> {
-        let dir = Self::dir_of(store);
+        Self::open_in(&Self::dir_of(store))
+    }
+
+    /// Opens (or creates) an index in `dir` (benchmarks build side indexes this way).
+    pub fn open_in(dir: &Path) -> Result<TextLayer> {
+        let dir = dir.to_path_buf();
         let index = TextIndex::open(&dir, &spec()).map_err(text_err)?;
         let mut plans = Vec::new();
         for r in Registry::ALL {
             let mut plan = Plan::default();
             for (i, f) in r.schema().fields.iter().enumerate() {
-                let kind = match (f.kind, f.search) {
-                    (FieldKind::Date, _) => Kind::Date,
-                    (_, Search::Keyword) => Kind::Keyword,
-                    (_, Search::Text | Search::Name) => Kind::Text,
+                let (kind, name) = match (f.kind, f.search) {
+                    (FieldKind::Date, _) => (Kind::Date, f.name.to_string()),
+                    (_, Search::Keyword) => (Kind::Keyword, f.name.to_string()),
+                    (_, Search::Text | Search::Name) => (Kind::Text, field_name(r, f.search_as)),
                     _ => continue,
                 };
-                plan.fields.push((i, index.field(f.name).map_err(text_err)?, kind));
+                plan.fields.push((i, index.field(&name).map_err(text_err)?, kind));
             }
             plans.push(plan);
         }
@@ -152,7 +169,8 @@ impl TextLayer {
         Ok(self.index.payload().map_err(text_err)?.and_then(|p| serde_json::from_str(&p).ok()))
     }
 
-    fn document(&self, w: &TextWriter, record: &Record) -> TextDoc {
+    /// The document of a record.
+    pub fn document(&self, w: &TextWriter, record: &Record) -> TextDoc {
         let mut doc = w.doc(record.registry as u8, &record.id, record.ended);
         for &(i, field, kind) in &self.plans[record.registry as usize - 1].fields {
             match (kind, &record.values[i]) {

@@ -84,6 +84,14 @@ fn address_fields(r: Registry) -> Vec<&'static str> {
     text::text_fields(r).filter(|f| f.ends_with("address")).collect()
 }
 
+/// The index fields of the text fields `names` in each of `registries` that has them.
+fn qualify<'a>(registries: &[Registry], names: impl Iterator<Item = &'a str> + Clone) -> Vec<String> {
+    registries
+        .iter()
+        .flat_map(|r| names.clone().filter(|n| text::text_fields(*r).any(|f| f == *n)).map(|n| text::field_name(*r, n)))
+        .collect()
+}
+
 fn subject_field(r: Registry) -> Option<&'static str> {
     match r {
         Registry::Licences => Some("holder_id"),
@@ -237,9 +245,9 @@ fn build(state: &AppState, registries: &[Registry], req: &SearchRequest) -> Resu
                         )));
                     }
                 }
-                names.clone()
+                qualify(registries, names.iter().map(String::as_str))
             }
-            None => all_text.iter().map(|s| s.to_string()).collect(),
+            None => qualify(registries, all_text.iter().copied()),
         };
         query.matches.push(Match { text: check_text("q", q)?, fields });
     } else if req.in_fields.is_some() {
@@ -247,8 +255,8 @@ fn build(state: &AppState, registries: &[Registry], req: &SearchRequest) -> Resu
     }
     let typed = |what: &str, fields: Vec<&str>| -> Result<Match, ApiError> {
         match single {
-            Some(_) if !fields.is_empty() => {
-                Ok(Match { text: String::new(), fields: fields.iter().map(|s| s.to_string()).collect() })
+            Some(r) if !fields.is_empty() => {
+                Ok(Match { text: String::new(), fields: qualify(&[r], fields.iter().copied()) })
             }
             Some(r) => Err(ApiError::BadRequest(format!("{r} has no {what} field to search"))),
             None => Err(ApiError::BadRequest(format!("`{what}` is for one registry: POST /v1/{{registry}}/search"))),
@@ -273,8 +281,10 @@ fn build(state: &AppState, registries: &[Registry], req: &SearchRequest) -> Resu
             .and_then(subject_field)
             .ok_or_else(|| ApiError::BadRequest("`subject_name` is for licences and credit records".into()))?;
         let subjects = SearchQuery {
-            registries: vec![Registry::Citizens as u8, Registry::Entities as u8],
-            matches: vec![Match { text: check_text("subject_name", subject_name)?, fields: vec!["name".into()] }],
+            matches: vec![Match {
+                text: check_text("subject_name", subject_name)?,
+                fields: qualify(&[Registry::Citizens, Registry::Entities], ["name"].into_iter()),
+            }],
             limit: MAX_SUBJECTS,
             ..SearchQuery::default()
         };
@@ -290,6 +300,9 @@ fn build(state: &AppState, registries: &[Registry], req: &SearchRequest) -> Resu
         return Err(ApiError::BadRequest(
             "give `q`, `name`, `address` or `subject_name`: filters alone are not a search".into(),
         ));
+    }
+    if !query.matches.is_empty() {
+        query.registries.clear(); // the registries' own text fields say which
     }
     let generation = state.text.index.generation();
     query.offset = req.cursor.as_deref().map(|c| parse_cursor(c, generation)).transpose()?.unwrap_or(0);

@@ -24,7 +24,9 @@ pub static SCHEMA: Schema = Schema {
             "birth date (出生日期); derived from the identity number when absent",
         )
         .personal(),
-        Field::new("household_address", FieldKind::Text, "registered household address (户籍地址)").personal().text(),
+        Field::new("household_address", FieldKind::Text, "registered household address (户籍地址)")
+            .personal()
+            .text_in("address"),
         Field::new("address", FieldKind::Text, "current address (现住址)").personal().text(),
         Field::new("phone", FieldKind::Text, "phone number").sensitive(),
         Field::new("location", FieldKind::Point, "location of the current address (WGS84)").sensitive(),

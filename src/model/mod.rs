@@ -157,6 +157,9 @@ pub struct Field {
     pub sensitivity: Sensitivity,
     pub link: Option<Link>,
     pub search: Search,
+    /// The searchable field this one is indexed in (its own name unless grouped: a citizen's
+    /// two addresses are searched as one `address`).
+    pub search_as: &'static str,
     pub doc: &'static str,
 }
 
@@ -166,7 +169,16 @@ impl Field {
             FieldKind::Code(_) | FieldKind::Identifier(_) => Search::Keyword,
             _ => Search::None,
         };
-        Field { name, kind, required: false, sensitivity: Sensitivity::Public, link: None, search, doc }
+        Field {
+            name,
+            kind,
+            required: false,
+            sensitivity: Sensitivity::Public,
+            link: None,
+            search,
+            search_as: name,
+            doc,
+        }
     }
     pub const fn required(mut self) -> Field {
         self.required = true;
@@ -183,6 +195,12 @@ impl Field {
     /// Searchable text (CJK bigrams).
     pub const fn text(mut self) -> Field {
         self.search = Search::Text;
+        self
+    }
+    /// Searchable text, indexed in the searchable field `group` with others.
+    pub const fn text_in(mut self, group: &'static str) -> Field {
+        self.search = Search::Text;
+        self.search_as = group;
         self
     }
     /// A searchable name (characters and bigrams).

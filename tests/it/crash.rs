@@ -47,7 +47,7 @@ fn assert_consistent(data: &std::path::Path) -> Vec<u64> {
         let day = born.num_days_from_ce();
         let q = SearchQuery {
             registries: vec![Registry::Citizens as u8],
-            matches: vec![Match { text: c.text("name").unwrap().into(), fields: vec!["name".into()] }],
+            matches: vec![Match { text: c.text("name").unwrap().into(), fields: vec!["citizens.name".into()] }],
             filters: vec![Filter::Dates { field: "birth_date".into(), from: day, to: day }],
             limit: 100,
             ..SearchQuery::default()

@@ -8,7 +8,7 @@
 use super::analyzer::{self, Grams};
 use super::{Result, TextError, TextIndex};
 use std::ops::Bound;
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
 use tantivy::schema::{Field, FieldType, IndexRecordOption, Value};
 use tantivy::{TantivyDocument, Term};
@@ -31,7 +31,7 @@ pub enum Filter {
 
 #[derive(Clone, Debug, Default)]
 pub struct SearchQuery {
-    /// Registries (their bytes) to search; empty means all.
+    /// Registries (their bytes) to search; empty means all (or: the fields say which).
     pub registries: Vec<u8>,
     /// Every match must hold; with none, every document passing the filters matches.
     pub matches: Vec<Match>,
@@ -138,7 +138,11 @@ pub(super) fn run(index: &TextIndex, q: &SearchQuery) -> Result<Hits> {
             .push(filter(Box::new(TermSetQuery::new(rs.iter().map(|r| Term::from_field_u64(f.registry, *r as u64)))))),
     }
     if !q.include_ended {
-        clauses.push(filter(Box::new(TermQuery::new(Term::from_field_u64(f.ended, 0), IndexRecordOption::Basic))));
+        // Ended documents are few: excluding them is cheap, requiring the rest is not.
+        clauses.push((
+            Occur::MustNot,
+            Box::new(TermQuery::new(Term::from_field_u64(f.ended, 1), IndexRecordOption::Basic)),
+        ));
     }
     for fl in &q.filters {
         let query: BoxQuery = match fl {
@@ -158,11 +162,14 @@ pub(super) fn run(index: &TextIndex, q: &SearchQuery) -> Result<Hits> {
     }
     let query = BooleanQuery::new(clauses);
     let searcher = index.reader.searcher();
-    let (top, total) = if q.limit == 0 {
-        (Vec::new(), searcher.search(&query, &Count)?)
+    // Two passes: top-k may skip blocks that cannot enter it (block-max WAND), and the count
+    // needs no scores.
+    let top = if q.limit == 0 {
+        Vec::new()
     } else {
-        searcher.search(&query, &(TopDocs::with_limit(q.limit).and_offset(q.offset).order_by_score(), Count))?
+        searcher.search(&query, &TopDocs::with_limit(q.limit).and_offset(q.offset).order_by_score())?
     };
+    let total = query.count(&searcher)?;
     let mut hits = Vec::with_capacity(top.len());
     for (score, address) in top {
         let doc: TantivyDocument = searcher.doc(address)?;
