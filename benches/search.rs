@@ -1,6 +1,8 @@
-//! Full-text benchmark: `cargo bench --bench search -- [--citizens N] [--keep DIR] [--baseline N]`.
+//! Full-text benchmark: `cargo bench --bench search -- [--citizens N] [--keep DIR] [--baseline N]
+//! [--rebuild] [--latency-only]`.
 //!
-//! Loads N citizens and 0.3 N entities (unless DIR already holds them), then measures:
+//! Loads N citizens and 0.3 N entities (unless DIR already holds them; `--rebuild` then
+//! rebuilds the index from the store), then measures (`--latency-only`: the last part only):
 //! - indexing: the sync after the citizens load (citizen documents/s), the catch-up after the
 //!   entities load, and index bytes per document;
 //! - an A/B in the same run over the first `--baseline` citizens (default 1M): jichu's design
@@ -153,8 +155,10 @@ fn main() {
         sync(&store, "after the entities load");
         let _ = std::fs::remove_dir_all(&extracts);
     } else {
-        std::fs::remove_dir_all(TextLayer::dir_of(&store)).ok();
-        sync(&store, "from the store (rebuild)");
+        if std::env::args().any(|a| a == "--rebuild") {
+            std::fs::remove_dir_all(TextLayer::dir_of(&store)).ok();
+        }
+        sync(&store, "from the store");
     }
     let layer = TextLayer::open(&store).expect("open");
     let docs = layer.index.num_docs();
@@ -164,13 +168,14 @@ fn main() {
         layer.index.disk_bytes() as f64 / 1e9
     );
 
+    let quick = std::env::args().any(|a| a == "--latency-only");
     // A/B over the same citizens, same run.
-    let n = baseline.min(citizens as usize);
+    let n = if quick { 0 } else { baseline.min(citizens as usize) };
     let ab = root.join("ab");
     let _ = std::fs::remove_dir_all(&ab);
-    let (plain_rate, plain_bytes) = plain(&store, &ab.join("plain"), n);
-    let (our_rate, our_bytes) = ours(&store, &ab.join("ours"), n);
-    let (plain_rate2, _) = plain(&store, &ab.join("plain2"), n);
+    let (plain_rate, plain_bytes) = if n == 0 { (0.0, 0.0) } else { plain(&store, &ab.join("plain"), n) };
+    let (our_rate, our_bytes) = if n == 0 { (0.0, 0.0) } else { ours(&store, &ab.join("ours"), n) };
+    let (plain_rate2, _) = if n == 0 { (0.0, 0.0) } else { plain(&store, &ab.join("plain2"), n) };
     let _ = std::fs::remove_dir_all(&ab);
     println!(
         "A/B over {n} citizens: jichu {our_rate:.0} docs/s, {our_bytes:.1} B/doc; plain ngram(1,2)+positions \
@@ -191,19 +196,7 @@ fn main() {
         })
         .collect();
 
-    // Recall: name + birth date finds the person.
-    let mut found = 0;
-    for p in people.iter().take(1000) {
-        let Some(jichu_ingest::Value::Date(d)) = p.value("birth_date") else { continue };
-        let day = d.num_days_from_ce();
-        let mut q = query(Registry::Citizens, p.text("name").unwrap_or_default(), &["name"]);
-        q.filters = vec![Filter::Dates { field: "birth_date".into(), from: day, to: day }];
-        q.limit = 100;
-        found += layer.index.search(&q).expect("search").hits.iter().any(|h| h.key == p.id) as u32;
-    }
-    println!("recall, name + birth date: {found} of 1000 sampled citizens found");
-
-    // Precision of road names, and exactness of 2-character fragments, against full scans.
+    let names: Vec<String> = people.iter().filter_map(|p| p.text("name").map(str::to_string)).collect();
     let roads: Vec<String> = {
         let mut r: Vec<String> = people
             .iter()
@@ -226,8 +219,28 @@ fn main() {
             chars[i..i + 2].iter().collect()
         })
         .collect();
+    if !quick {
+        quality(&store, &layer, &people, &roads, &fragments);
+    }
+    latency(&store, &layer, &names, &roads, &fragments);
+}
+
+fn quality(store: &Store, layer: &TextLayer, people: &[Record], roads: &[String], fragments: &[String]) {
+    // Recall: name + birth date finds the person.
+    let mut found = 0;
+    for p in people.iter().take(1000) {
+        let Some(jichu_ingest::Value::Date(d)) = p.value("birth_date") else { continue };
+        let day = d.num_days_from_ce();
+        let mut q = query(Registry::Citizens, p.text("name").unwrap_or_default(), &["name"]);
+        q.filters = vec![Filter::Dates { field: "birth_date".into(), from: day, to: day }];
+        q.limit = 100;
+        found += layer.index.search(&q).expect("search").hits.iter().any(|h| h.key == p.id) as u32;
+    }
+    println!("recall, name + birth date: {found} of 1000 sampled citizens found");
+
+    // Precision of road names, and exactness of 2-character fragments, against full scans.
     let distinct_fragments: Vec<String> = {
-        let mut f = fragments.clone();
+        let mut f = fragments.to_vec();
         f.sort();
         f.dedup();
         f.truncate(200);
@@ -240,7 +253,7 @@ fn main() {
         let r = decode(Registry::Citizens, &k, &v);
         let text =
             format!("{}|{}", r.text("address").unwrap_or_default(), r.text("household_address").unwrap_or_default());
-        for road in &roads {
+        for road in roads {
             if text.contains(road.as_str()) {
                 *road_truth.entry(road).or_default() += 1;
             }
@@ -257,7 +270,7 @@ fn main() {
         }
     }
     let (mut true_hits, mut index_hits, mut worst) = (0u64, 0u64, 1.0f64);
-    for road in &roads {
+    for road in roads {
         let total = layer.index.search(&query(Registry::Citizens, road, &["address"])).expect("q").total;
         let truth = road_truth.get(road.as_str()).copied().unwrap_or(0);
         assert!(total >= truth, "{road}: the index found {total}, the scan {truth}: recall below 100%");
@@ -283,9 +296,11 @@ fn main() {
         distinct_fragments.len(),
         t.elapsed().as_secs_f64()
     );
+}
 
-    // Latency.
-    let names: Vec<String> = people.iter().filter_map(|p| p.text("name").map(str::to_string)).collect();
+fn latency(store: &Store, layer: &TextLayer, names: &[String], roads: &[String], fragments: &[String]) {
+    let names = names.to_vec();
+    let fragments = fragments.to_vec();
     let addresses: Vec<String> = (0..10_000).map(|i| roads[i % roads.len()].clone()).collect();
     let cases: [(&str, Registry, &[&str], &Vec<String>); 3] = [
         ("full names (citizens.name)", Registry::Citizens, &["name"], &names),

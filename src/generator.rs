@@ -183,6 +183,11 @@ pub fn entity_id(i: u64) -> String {
     format!("{body}{check}")
 }
 
+/// The road names addresses are made of (workloads search them).
+pub fn roads() -> &'static [&'static str] {
+    ROADS
+}
+
 fn pick<'a>(rng: &mut SmallRng, items: &[&'a str]) -> &'a str {
     items[rng.random_range(0..items.len())]
 }

@@ -5,6 +5,7 @@
 //! the data generator ([`generator`]). See ARCHITECTURE.md for the map and its invariants.
 
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod generator;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jichu::config::Config;
-use jichu::load::{LoadOptions, Progress, load};
+use jichu::load::{LoadOptions, Progress, load_indexed};
 use jichu::store::Store;
 use jichu::text::TextLayer;
 use std::net::SocketAddr;
@@ -76,6 +76,27 @@ enum Command {
         #[arg(long, value_name = "N")]
         ids_from: Option<u64>,
     },
+    /// The scale benchmark: generate N citizens' extracts, load them with every index, reopen
+    /// cold, run the mixed workload (in process and over HTTP, 1 and 2 clients); print a
+    /// Markdown table, write the JSON report. Works in --data-dir (fresh), else a temporary folder.
+    Bench {
+        #[arg(long, default_value_t = 1_000_000)]
+        citizens: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Write the JSON report here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Scale of the workload (1: 100k id lookups and 10k of every other kind).
+        #[arg(long, default_value_t = 1.0)]
+        query_scale: f64,
+        /// In process only: skip the HTTP half of the workload.
+        #[arg(long)]
+        no_http: bool,
+        /// Keep the generated extracts (deleted after loading otherwise).
+        #[arg(long)]
+        keep_extracts: bool,
+    },
     /// Quickstart: generate extracts, load all five registries, serve, print example requests.
     Demo {
         #[arg(long, default_value_t = 20_000)]
@@ -92,6 +113,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let mut config = Config::from_file(cli.config.as_deref())?;
+    let data_dir_given = cli.data_dir.is_some();
     if let Some(d) = cli.data_dir {
         config.data_dir = d;
     }
@@ -108,11 +130,7 @@ fn main() -> anyhow::Result<()> {
             if let Some(t) = threads {
                 opts.threads = t;
             }
-            let mut r = load(&store, &parsed, &spec, &files, &opts)?;
-            let text = TextLayer::open(&store)?.sync(&store, config.text_writer())?;
-            r.stage_seconds.insert("text_index".into(), text.seconds);
-            r.seconds += text.seconds;
-            r.rows_per_second = r.read as f64 / r.seconds.max(1e-9);
+            let (r, text) = load_indexed(&store, &parsed, &spec, &files, &opts, config.text_writer())?;
             eprintln!("{}", r.summary());
             eprintln!("full-text index: {} documents in {:.1}s ({})", text.indexed, text.seconds, text.mode);
             if let Some(path) = report {
@@ -127,6 +145,28 @@ fn main() -> anyhow::Result<()> {
             }
             let store = Arc::new(open(&config)?);
             serve(store, config, None)
+        }
+        Command::Bench { citizens, seed, out, query_scale, no_http, keep_extracts } => {
+            let tmp = tempfile::tempdir()?;
+            let dir = if data_dir_given { config.data_dir.clone() } else { tmp.path().to_path_buf() };
+            let opts = jichu::bench::BenchOptions {
+                citizens,
+                seed,
+                dir,
+                config,
+                query_scale,
+                clients: vec![1, 2],
+                http: !no_http,
+                keep_extracts,
+                progress: true,
+            };
+            let report = jichu::bench::run(&opts)?;
+            println!("{}", report.markdown());
+            if let Some(path) = out {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
         }
         Command::Reindex => {
             let store = open(&config)?;
@@ -171,7 +211,8 @@ fn main() -> anyhow::Result<()> {
                     let spec = jichu_ingest::Spec::from_path(&spec_path)?;
                     let mut opts = LoadOptions::new(&config.data_dir);
                     opts.progress = Progress::auto();
-                    let r = load(&store, &spec, &spec_path, &[extracts.join(format!("{name}.csv"))], &opts)?;
+                    let csv = [extracts.join(format!("{name}.csv"))];
+                    let (r, _) = load_indexed(&store, &spec, &spec_path, &csv, &opts, config.text_writer())?;
                     eprintln!("{}", r.summary());
                 }
             }

@@ -15,7 +15,7 @@ use crate::model::ids::{self, SubjectKind};
 use crate::model::{Record, Registry, Search};
 use crate::store::{Store, codec};
 use chrono::Datelike;
-use jichu_indexes::text::{FieldId, Grams, TextDoc, TextIndex, TextSpec, TextWriter, WriterOptions};
+use jichu_indexes::text::{FieldId, Grams, TextDoc, TextField, TextIndex, TextSpec, TextWriter, WriterOptions};
 use jichu_ingest::{FieldKind, Value};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -50,10 +50,11 @@ enum Kind {
     Date,
 }
 
-/// How one registry's records become documents: (value index, index field, kind).
+/// How one registry's records become documents: (value index, index field, the field for an
+/// ended record's text, kind).
 #[derive(Debug, Default)]
 struct Plan {
-    fields: Vec<(usize, FieldId, Kind)>,
+    fields: Vec<(usize, FieldId, FieldId, Kind)>,
 }
 
 /// The index and the plans of the five registries.
@@ -73,6 +74,13 @@ pub fn field_name(registry: Registry, field: &str) -> String {
     format!("{registry}.{field}")
 }
 
+/// The index field holding the text of *ended* records: `citizens.ended.name`. Current and
+/// ended text are apart, so a default search needs no clause excluding ended records (an
+/// exclusion would make tantivy score every match instead of pruning).
+pub fn ended_field_name(registry: Registry, field: &str) -> String {
+    format!("{registry}.ended.{field}")
+}
+
 /// The index's fields: every registry's text fields, and the union of keywords and dates.
 pub fn spec() -> TextSpec {
     let mut spec = TextSpec { keywords: vec![DISTRICT.into()], ..TextSpec::default() };
@@ -84,11 +92,14 @@ pub fn spec() -> TextSpec {
                 (_, Search::Keyword) => push_unique(&mut spec.keywords, name),
                 (_, Search::Name | Search::Text) => {
                     let grams = if f.search == Search::Name { Grams::UniAndBi } else { Grams::Bi };
-                    let name = field_name(r, f.search_as);
-                    match spec.text.iter_mut().find(|(n, _)| *n == name) {
-                        Some(entry) if grams == Grams::UniAndBi => entry.1 = grams,
-                        Some(_) => {}
-                        None => spec.text.push((name, grams)),
+                    // Ended records' text is found on request, unranked by length.
+                    for (name, norms) in [(field_name(r, f.search_as), true), (ended_field_name(r, f.search_as), false)]
+                    {
+                        match spec.text.iter_mut().find(|t| t.name == name) {
+                            Some(t) if grams == Grams::UniAndBi => t.grams = grams,
+                            Some(_) => {}
+                            None => spec.text.push(TextField { name, grams, norms }),
+                        }
                     }
                 }
                 _ => {}
@@ -146,13 +157,16 @@ impl TextLayer {
         for r in Registry::ALL {
             let mut plan = Plan::default();
             for (i, f) in r.schema().fields.iter().enumerate() {
-                let (kind, name) = match (f.kind, f.search) {
-                    (FieldKind::Date, _) => (Kind::Date, f.name.to_string()),
-                    (_, Search::Keyword) => (Kind::Keyword, f.name.to_string()),
-                    (_, Search::Text | Search::Name) => (Kind::Text, field_name(r, f.search_as)),
+                let (kind, name, ended) = match (f.kind, f.search) {
+                    (FieldKind::Date, _) => (Kind::Date, f.name.to_string(), f.name.to_string()),
+                    (_, Search::Keyword) => (Kind::Keyword, f.name.to_string(), f.name.to_string()),
+                    (_, Search::Text | Search::Name) => {
+                        (Kind::Text, field_name(r, f.search_as), ended_field_name(r, f.search_as))
+                    }
                     _ => continue,
                 };
-                plan.fields.push((i, index.field(&name).map_err(text_err)?, kind));
+                let field = |n: &str| index.field(n).map_err(text_err);
+                plan.fields.push((i, field(&name)?, field(&ended)?, kind));
             }
             plans.push(plan);
         }
@@ -172,9 +186,10 @@ impl TextLayer {
     /// The document of a record.
     pub fn document(&self, w: &TextWriter, record: &Record) -> TextDoc {
         let mut doc = w.doc(record.registry as u8, &record.id, record.ended);
-        for &(i, field, kind) in &self.plans[record.registry as usize - 1].fields {
+        for &(i, field, ended, kind) in &self.plans[record.registry as usize - 1].fields {
             match (kind, &record.values[i]) {
-                (Kind::Text | Kind::Keyword, Some(Value::Text(s))) => doc.text(field, s),
+                (Kind::Text, Some(Value::Text(s))) => doc.text(if record.ended { ended } else { field }, s),
+                (Kind::Keyword, Some(Value::Text(s))) => doc.keyword(field, s),
                 (Kind::Date, Some(Value::Date(d))) => doc.date(field, d.num_days_from_ce()),
                 _ => {}
             }

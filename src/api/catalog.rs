@@ -6,7 +6,8 @@ use crate::model::Registry;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-/// Each registry with its fields and record count, and each source with its last load.
+/// Each registry with its fields, record count and what search offers (text fields, filters),
+/// and each source with its last load.
 #[utoipa::path(
     get, path = "/v1/catalog", tag = "catalogue",
     responses((status = 200, description = "registries, fields, counts and sources", body = Object), (status = 500, body = Problem))
@@ -32,7 +33,11 @@ pub async fn catalog(State(state): State<AppState>) -> axum::Json<Value> {
                     })
                 })
                 .collect();
-            json!({"name": r, "description": schema.doc, "count": state.store.count(r), "fields": fields})
+            let search = json!({
+                "text": crate::text::text_fields(r).collect::<Vec<_>>(),
+                "filters": crate::text::filter_fields(r).map(|(f, is_date)| json!({"name": f, "type": if is_date { "date" } else { "keyword" }})).collect::<Vec<_>>(),
+            });
+            json!({"name": r, "description": schema.doc, "count": state.store.count(r), "fields": fields, "search": search})
         })
         .collect();
     // The last load of each (registry, source), newest last.

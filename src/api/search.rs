@@ -84,12 +84,23 @@ fn address_fields(r: Registry) -> Vec<&'static str> {
     text::text_fields(r).filter(|f| f.ends_with("address")).collect()
 }
 
-/// The index fields of the text fields `names` in each of `registries` that has them.
-fn qualify<'a>(registries: &[Registry], names: impl Iterator<Item = &'a str> + Clone) -> Vec<String> {
-    registries
-        .iter()
-        .flat_map(|r| names.clone().filter(|n| text::text_fields(*r).any(|f| f == *n)).map(|n| text::field_name(*r, n)))
-        .collect()
+/// The index fields of the text fields `names` in each of `registries` that has them (and
+/// the fields of ended records' text, when they are asked for).
+fn qualify<'a>(
+    registries: &[Registry],
+    names: impl Iterator<Item = &'a str> + Clone,
+    include_ended: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in registries {
+        for n in names.clone().filter(|n| text::text_fields(*r).any(|f| f == *n)) {
+            out.push(text::field_name(*r, n));
+            if include_ended {
+                out.push(text::ended_field_name(*r, n));
+            }
+        }
+    }
+    out
 }
 
 fn subject_field(r: Registry) -> Option<&'static str> {
@@ -245,18 +256,19 @@ fn build(state: &AppState, registries: &[Registry], req: &SearchRequest) -> Resu
                         )));
                     }
                 }
-                qualify(registries, names.iter().map(String::as_str))
+                qualify(registries, names.iter().map(String::as_str), query.include_ended)
             }
-            None => qualify(registries, all_text.iter().copied()),
+            None => qualify(registries, all_text.iter().copied(), query.include_ended),
         };
         query.matches.push(Match { text: check_text("q", q)?, fields });
     } else if req.in_fields.is_some() {
         return Err(ApiError::BadRequest("`in` needs `q`".into()));
     }
+    let include_ended = query.include_ended;
     let typed = |what: &str, fields: Vec<&str>| -> Result<Match, ApiError> {
         match single {
             Some(r) if !fields.is_empty() => {
-                Ok(Match { text: String::new(), fields: qualify(&[r], fields.iter().copied()) })
+                Ok(Match { text: String::new(), fields: qualify(&[r], fields.iter().copied(), include_ended) })
             }
             Some(r) => Err(ApiError::BadRequest(format!("{r} has no {what} field to search"))),
             None => Err(ApiError::BadRequest(format!("`{what}` is for one registry: POST /v1/{{registry}}/search"))),
@@ -283,7 +295,7 @@ fn build(state: &AppState, registries: &[Registry], req: &SearchRequest) -> Resu
         let subjects = SearchQuery {
             matches: vec![Match {
                 text: check_text("subject_name", subject_name)?,
-                fields: qualify(&[Registry::Citizens, Registry::Entities], ["name"].into_iter()),
+                fields: qualify(&[Registry::Citizens, Registry::Entities], ["name"].into_iter(), false),
             }],
             limit: MAX_SUBJECTS,
             ..SearchQuery::default()

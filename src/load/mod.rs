@@ -83,6 +83,24 @@ pub(crate) fn place_of(tag: u64, files: &[String]) -> String {
     }
 }
 
+/// A load as `jichu load` runs it: [`load`] into the store, then the full-text index brought
+/// in step (`text_index` in the report's stages; rows/s counts both).
+pub fn load_indexed(
+    store: &Store,
+    spec: &Spec,
+    spec_path: &Path,
+    files: &[PathBuf],
+    opts: &LoadOptions,
+    text: jichu_indexes::text::WriterOptions,
+) -> Result<(LoadReport, crate::text::SyncReport)> {
+    let mut report = load(store, spec, spec_path, files, opts)?;
+    let synced = crate::text::TextLayer::open(store)?.sync(store, text)?;
+    report.stage_seconds.insert("text_index".into(), synced.seconds);
+    report.seconds += synced.seconds;
+    report.rows_per_second = report.read as f64 / report.seconds.max(1e-9);
+    Ok((report, synced))
+}
+
 /// Loads `files` (all in the shape `spec` describes) into the store.
 pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opts: &LoadOptions) -> Result<LoadReport> {
     let registry: Registry =

@@ -1,6 +1,7 @@
 //! Integration tests: real RocksDB in temporary folders, real HTTP on 127.0.0.1:0.
 
 mod api;
+mod bench;
 mod common;
 mod crash;
 mod load;

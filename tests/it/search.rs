@@ -165,7 +165,7 @@ fn updates_and_endings_reach_the_index_and_a_lagging_index_catches_up() {
     layer.sync(&t.store, options()).unwrap();
     assert!(keys(&layer, &name_q("吴海峰")).is_empty());
     let mut with_ended = name_q("吴海峰");
-    with_ended.include_ended = true;
+    with_ended.matches[0].fields.push(jichu::text::ended_field_name(Registry::Citizens, "name"));
     assert_eq!(keys(&layer, &with_ended).len(), 1);
     // Reopened from disk, the index answers the same and knows it is in step.
     drop(layer);

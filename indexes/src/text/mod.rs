@@ -19,9 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tantivy::directory::MmapDirectory;
 use tantivy::indexer::NoMergePolicy;
-use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
-};
+use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -45,11 +43,20 @@ pub type Result<T> = std::result::Result<T, TextError>;
 const TOKENIZER_BI: &str = "cjk_bi_v1";
 const TOKENIZER_NAMES: &str = "cjk_names_v1";
 
+/// An analysed text field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextField {
+    pub name: String,
+    /// Unigrams too make a surname searchable.
+    pub grams: Grams,
+    /// Length normalisation for BM25 (one byte per document of the whole index).
+    pub norms: bool,
+}
+
 /// The fields an index has, as the service declares them.
 #[derive(Clone, Debug, Default)]
 pub struct TextSpec {
-    /// Analysed text fields; a name's unigrams make a surname searchable.
-    pub text: Vec<(String, Grams)>,
+    pub text: Vec<TextField>,
     /// Exact-match fields: codes, statuses, identifiers of linked records.
     pub keywords: Vec<String>,
     /// Dates as days from the common era, for ranges.
@@ -101,22 +108,33 @@ impl std::fmt::Debug for TextIndex {
     }
 }
 
+/// Field norms (one byte per document *per field*, whether the document has the field or
+/// not) are kept only where BM25 needs them: the scored text fields.
 fn build_schema(spec: &TextSpec) -> Schema {
     let mut b = Schema::builder();
-    b.add_text_field("uid", STRING | STORED);
-    b.add_u64_field("registry", INDEXED | FAST);
-    b.add_u64_field("ended", INDEXED);
-    for (name, grams) in &spec.text {
-        let tokenizer = if *grams == Grams::UniAndBi { TOKENIZER_NAMES } else { TOKENIZER_BI };
-        let indexing =
-            TextFieldIndexing::default().set_tokenizer(tokenizer).set_index_option(IndexRecordOption::WithFreqs);
-        b.add_text_field(name, TextOptions::default().set_indexing_options(indexing));
+    let keyword = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("raw")
+            .set_index_option(IndexRecordOption::Basic)
+            .set_fieldnorms(false),
+    );
+    let number = NumericOptions::default().set_indexed();
+    b.add_text_field("uid", keyword.clone().set_stored());
+    b.add_u64_field("registry", number.clone().set_fast());
+    b.add_u64_field("ended", number.clone());
+    for field in &spec.text {
+        let tokenizer = if field.grams == Grams::UniAndBi { TOKENIZER_NAMES } else { TOKENIZER_BI };
+        let indexing = TextFieldIndexing::default()
+            .set_tokenizer(tokenizer)
+            .set_index_option(IndexRecordOption::WithFreqs)
+            .set_fieldnorms(field.norms);
+        b.add_text_field(&field.name, TextOptions::default().set_indexing_options(indexing));
     }
     for name in &spec.keywords {
-        b.add_text_field(name, STRING);
+        b.add_text_field(name, keyword.clone());
     }
     for name in &spec.dates {
-        b.add_i64_field(name, INDEXED | FAST);
+        b.add_i64_field(name, number.clone().set_fast());
     }
     b.build()
 }

@@ -36,7 +36,9 @@ pub struct SearchQuery {
     /// Every match must hold; with none, every document passing the filters matches.
     pub matches: Vec<Match>,
     pub filters: Vec<Filter>,
-    /// Include records ended by a later snapshot of their source.
+    /// Include documents flagged ended. Applies to queries without text matches only: the
+    /// service keeps ended records' text in fields of their own, so that a text query needs
+    /// no exclusion clause (which would cost tantivy its block-max WAND pruning).
     pub include_ended: bool,
     pub offset: usize,
     pub limit: usize,
@@ -137,8 +139,7 @@ pub(super) fn run(index: &TextIndex, q: &SearchQuery) -> Result<Hits> {
         rs => clauses
             .push(filter(Box::new(TermSetQuery::new(rs.iter().map(|r| Term::from_field_u64(f.registry, *r as u64)))))),
     }
-    if !q.include_ended {
-        // Ended documents are few: excluding them is cheap, requiring the rest is not.
+    if !q.include_ended && q.matches.is_empty() {
         clauses.push((
             Occur::MustNot,
             Box::new(TermQuery::new(Term::from_field_u64(f.ended, 1), IndexRecordOption::Basic)),
@@ -160,14 +161,20 @@ pub(super) fn run(index: &TextIndex, q: &SearchQuery) -> Result<Hits> {
         };
         clauses.push(filter(query));
     }
-    let query = BooleanQuery::new(clauses);
+    // A lone clause is searched as itself: tantivy prunes a term query or a term intersection
+    // with block-max WAND, but scores every match of a boolean query wrapping one.
+    let query: BoxQuery = if clauses.len() == 1 && clauses[0].0 == Occur::Must {
+        clauses.remove(0).1
+    } else {
+        Box::new(BooleanQuery::new(clauses))
+    };
     let searcher = index.reader.searcher();
     // Two passes: top-k may skip blocks that cannot enter it (block-max WAND), and the count
     // needs no scores.
     let top = if q.limit == 0 {
         Vec::new()
     } else {
-        searcher.search(&query, &TopDocs::with_limit(q.limit).and_offset(q.offset).order_by_score())?
+        searcher.search(query.as_ref(), &TopDocs::with_limit(q.limit).and_offset(q.offset).order_by_score())?
     };
     let total = query.count(&searcher)?;
     let mut hits = Vec::with_capacity(top.len());

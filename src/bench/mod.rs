@@ -1,0 +1,195 @@
+//! `jichu bench`: the scale benchmark, one command from nothing to a report.
+//!
+//! 1. Generates the five extracts (`jichu gen`), 2. loads them as `jichu load` does (store,
+//! then full-text index), timed per registry and per stage, then builds the spatial index as
+//! `jichu serve` does, 3. reopens cold (OS caches dropped when permitted) and times the first
+//! answer, 4. runs the mixed workload from a deterministic query file with 1 and 2 clients,
+//! in process and over HTTP, 5. reports disk bytes per record, peak RSS and the machine.
+//! Output: [`BenchReport`] (JSON) and a Markdown table.
+
+mod report;
+pub mod workload;
+
+pub use report::{BenchReport, Cold, Disk, LoadTiming, Machine, QueryTiming, Totals};
+
+use crate::api::AppState;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::generator::{self, GenOptions, LOAD_ORDER};
+use crate::load::{LoadOptions, Progress, load_indexed};
+use crate::model::Registry;
+use crate::spatial::SpatialIndex;
+use crate::store::Store;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use workload::Query;
+
+/// What `jichu bench` is asked to do.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub citizens: u64,
+    pub seed: u64,
+    /// A fresh folder for extracts, store and indexes.
+    pub dir: PathBuf,
+    /// Block cache, text writer memory… (the data directory is `dir/data`).
+    pub config: Config,
+    /// Scale of the workload's query counts (1.0: the counts the issue names).
+    pub query_scale: f64,
+    /// Client thread counts to run the workload with.
+    pub clients: Vec<usize>,
+    /// Also run the workload over HTTP (a server on 127.0.0.1:0 in this process).
+    pub http: bool,
+    /// Keep the generated extracts (otherwise deleted after loading, to save disk).
+    pub keep_extracts: bool,
+    pub progress: bool,
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(m) if m.is_dir() => std::fs::read_dir(path)
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| dir_bytes(&e.path())).sum())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Asks the kernel to drop the page cache (root only); says what happened.
+fn drop_caches() -> String {
+    let _ = std::process::Command::new("sync").status();
+    match std::fs::write("/proc/sys/vm/drop_caches", "3\n") {
+        Ok(()) => "dropped (echo 3 > /proc/sys/vm/drop_caches)".into(),
+        Err(e) => format!("not dropped ({e}): the reopen is warm, not cold"),
+    }
+}
+
+/// Runs the benchmark.
+pub fn run(o: &BenchOptions) -> Result<BenchReport> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&o.dir).map_err(Error::io(&o.dir))?;
+    let extracts = o.dir.join("extracts");
+    let mut config = o.config.clone();
+    config.data_dir = o.dir.join("data");
+    if config.store_dir().exists() {
+        return Err(Error::Invalid(format!("{} already holds a store: bench needs a fresh folder", o.dir.display())));
+    }
+    let mut report = BenchReport::new(o, Machine::detect(&o.dir));
+
+    // 1. Generate.
+    let t = Instant::now();
+    let counts = generator::generate(&extracts, &GenOptions { citizens: o.citizens, seed: o.seed })?;
+    report.generate_seconds = t.elapsed().as_secs_f64();
+    report.csv_bytes = counts.bytes;
+    tracing::info!(seconds = report.generate_seconds, bytes = counts.bytes, "generated the extracts");
+
+    // 2. Load, as `jichu load` does; then the spatial index, as `jichu serve` does.
+    let store = Store::open(&config.store_dir(), &config.store_options())?;
+    for name in LOAD_ORDER {
+        let spec_path = extracts.join(format!("{name}.toml"));
+        let spec = jichu_ingest::Spec::from_path(&spec_path)?;
+        let mut opts = LoadOptions::new(&config.data_dir);
+        if o.progress {
+            opts.progress = Progress::auto();
+        }
+        let csv = [extracts.join(format!("{name}.csv"))];
+        let (r, _) = load_indexed(&store, &spec, &spec_path, &csv, &opts, config.text_writer())?;
+        let stage = |k: &str| r.stage_seconds.get(k).copied().unwrap_or(0.0);
+        let timing = LoadTiming {
+            registry: name.to_string(),
+            rows: r.read,
+            rejected: r.rejected,
+            seconds: r.seconds,
+            rows_per_second: r.rows_per_second,
+            parse_validate_seconds: stage("read"),
+            store_seconds: stage("merge_write") + stage("conflicts"),
+            full_text_seconds: stage("text_index"),
+        };
+        tracing::info!(registry = name, rows = r.read, rows_per_second = r.rows_per_second, "loaded");
+        report.loads.push(timing);
+    }
+    let t = Instant::now();
+    drop(SpatialIndex::open(&store)?);
+    report.spatial_seconds = t.elapsed().as_secs_f64();
+    report.finish_loads();
+    if !o.keep_extracts {
+        std::fs::remove_dir_all(&extracts).map_err(Error::io(&extracts))?;
+    }
+    drop(store);
+    // The spatial index is saved by a background thread: wait so that the reopen reads it.
+    let spatial_file = config.data_dir.join("spatial.idx");
+    for _ in 0..600 {
+        if spatial_file.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // 3. Reopen cold and time the first answer.
+    let caches = drop_caches();
+    let t = Instant::now();
+    let store = Arc::new(Store::open(&config.store_dir(), &config.store_options())?);
+    let state = AppState::new(store.clone(), config.clone())?;
+    let first = generator::citizen_id(0);
+    let answered = state.store.get(Registry::Citizens, &first)?.is_some();
+    report.cold = Cold { caches, seconds_to_first_answer: t.elapsed().as_secs_f64(), first_answer_found: answered };
+
+    // 5 (before the workload fills caches further). Disk.
+    let records: u64 = Registry::ALL.iter().map(|r| store.count(*r)).sum();
+    let store_bytes = dir_bytes(&config.store_dir());
+    let text_bytes = dir_bytes(&config.data_dir.join("text"));
+    let spatial_bytes = dir_bytes(&spatial_file);
+    report.disk = Disk::new(records, store_bytes, text_bytes, spatial_bytes, report.csv_bytes);
+
+    // 4. The workload.
+    let queries_path = o.dir.join("queries.jsonl");
+    workload::write(&queries_path, o.citizens, o.seed, o.query_scale)?;
+    let queries = workload::read(&queries_path)?;
+    report.query_file = queries_path.display().to_string();
+    run_workload(&state, &queries, o, &mut report)?;
+
+    report.peak_rss_bytes = report::peak_rss_bytes();
+    report.total_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Every query kind, with each client count, in process then over HTTP.
+fn run_workload(state: &AppState, queries: &[Query], o: &BenchOptions, report: &mut BenchReport) -> Result<()> {
+    let mut kinds: Vec<&str> = queries.iter().map(Query::kind).collect();
+    kinds.dedup();
+    let by_kind: Vec<(&str, Vec<&Query>)> =
+        kinds.iter().map(|k| (*k, queries.iter().filter(|q| q.kind() == *k).collect())).collect();
+    for &clients in &o.clients {
+        for (kind, qs) in &by_kind {
+            let t = workload::run_in_process(state, qs, clients);
+            report.queries.push(QueryTiming::new(kind, "in process", clients, t));
+        }
+    }
+    if !o.http {
+        return Ok(());
+    }
+    // A server in this process, on its own runtime, as `jichu serve` runs it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Invalid(format!("runtime: {e}")))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| Error::Invalid(format!("binding 127.0.0.1:0: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| Error::Invalid(e.to_string()))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(crate::api::serve(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let base = format!("http://{addr}");
+    for &clients in &o.clients {
+        for (kind, qs) in &by_kind {
+            let t = workload::run_http(&base, qs, clients);
+            report.queries.push(QueryTiming::new(kind, "HTTP", clients, t));
+        }
+    }
+    let _ = stop.send(());
+    let _ = runtime.block_on(server);
+    Ok(())
+}

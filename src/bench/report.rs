@@ -1,0 +1,291 @@
+//! The benchmark's report: JSON for machines, a Markdown table for people.
+
+use super::BenchOptions;
+use super::workload::Timing;
+use serde::Serialize;
+use std::fmt::Write;
+use std::path::Path;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu: String,
+    pub memory_bytes: u64,
+    /// `df` of the benchmark folder: device, size, available.
+    pub disk: String,
+    pub os: String,
+}
+
+fn meminfo_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+impl Machine {
+    pub fn detect(dir: &Path) -> Machine {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            })
+            .unwrap_or_default();
+        let disk = std::process::Command::new("df")
+            .args(["-h", "--output=source,fstype,size,avail"])
+            .arg(dir)
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.lines().nth(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")))
+            .unwrap_or_default();
+        let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| format!("Linux {}", s.trim()))
+            .unwrap_or_default();
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu,
+            memory_bytes: meminfo_total(),
+            disk,
+            os,
+        }
+    }
+}
+
+/// One registry's load, as `jichu load` runs it.
+#[derive(Debug, Default, Serialize)]
+pub struct LoadTiming {
+    pub registry: String,
+    pub rows: u64,
+    pub rejected: u64,
+    /// Store and full-text index together.
+    pub seconds: f64,
+    pub rows_per_second: f64,
+    pub parse_validate_seconds: f64,
+    pub store_seconds: f64,
+    pub full_text_seconds: f64,
+}
+
+/// All loads and the spatial index: the shares of time per stage.
+#[derive(Debug, Default, Serialize)]
+pub struct Totals {
+    pub records: u64,
+    pub seconds: f64,
+    pub records_per_second: f64,
+    pub parse_validate_share: f64,
+    pub store_share: f64,
+    pub full_text_share: f64,
+    pub spatial_share: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Cold {
+    /// Whether the OS page cache was dropped before reopening.
+    pub caches: String,
+    /// Open the store, bring the indexes in step, answer one lookup.
+    pub seconds_to_first_answer: f64,
+    pub first_answer_found: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Disk {
+    pub records: u64,
+    pub store_bytes: u64,
+    pub full_text_bytes: u64,
+    pub spatial_bytes: u64,
+    pub bytes_per_record: f64,
+    /// All of it against the extracts' CSV bytes.
+    pub csv_ratio: f64,
+}
+
+impl Disk {
+    pub fn new(records: u64, store: u64, text: u64, spatial: u64, csv: u64) -> Disk {
+        let total = store + text + spatial;
+        Disk {
+            records,
+            store_bytes: store,
+            full_text_bytes: text,
+            spatial_bytes: spatial,
+            bytes_per_record: total as f64 / records.max(1) as f64,
+            csv_ratio: total as f64 / csv.max(1) as f64,
+        }
+    }
+}
+
+/// One query kind run one way.
+#[derive(Debug, Default, Serialize)]
+pub struct QueryTiming {
+    pub kind: String,
+    pub mode: String,
+    pub clients: usize,
+    pub queries: usize,
+    pub errors: u64,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+}
+
+impl QueryTiming {
+    pub fn new(kind: &str, mode: &str, clients: usize, mut t: Timing) -> QueryTiming {
+        t.latencies_ns.sort_unstable();
+        let n = t.latencies_ns.len();
+        let p = |q: f64| {
+            if n == 0 { 0.0 } else { t.latencies_ns[((n as f64 * q) as usize).min(n - 1)] as f64 / 1e6 }
+        };
+        QueryTiming {
+            kind: kind.into(),
+            mode: mode.into(),
+            clients,
+            queries: n,
+            errors: t.errors,
+            per_second: n as f64 / t.wall_seconds.max(1e-9),
+            p50_ms: p(0.5),
+            p99_ms: p(0.99),
+            p999_ms: p(0.999),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct BenchReport {
+    pub date: String,
+    pub citizens: u64,
+    pub seed: u64,
+    pub machine: Machine,
+    pub generate_seconds: f64,
+    pub csv_bytes: u64,
+    pub loads: Vec<LoadTiming>,
+    /// Building the spatial index from the store, as `jichu serve` does after a load.
+    pub spatial_seconds: f64,
+    pub totals: Totals,
+    pub cold: Cold,
+    pub disk: Disk,
+    pub query_file: String,
+    pub queries: Vec<QueryTiming>,
+    pub peak_rss_bytes: u64,
+    pub total_seconds: f64,
+}
+
+/// The process's peak resident set (VmHWM).
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+impl BenchReport {
+    pub fn new(o: &BenchOptions, machine: Machine) -> BenchReport {
+        BenchReport {
+            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            citizens: o.citizens,
+            seed: o.seed,
+            machine,
+            ..BenchReport::default()
+        }
+    }
+
+    /// Totals and shares once every load and the spatial build are timed.
+    pub fn finish_loads(&mut self) {
+        let sum = |f: fn(&LoadTiming) -> f64| self.loads.iter().map(f).sum::<f64>();
+        let seconds = sum(|l| l.seconds) + self.spatial_seconds;
+        let records = self.loads.iter().map(|l| l.rows).sum();
+        let share = |s: f64| s / seconds.max(1e-9);
+        self.totals = Totals {
+            records,
+            seconds,
+            records_per_second: records as f64 / seconds.max(1e-9),
+            parse_validate_share: share(sum(|l| l.parse_validate_seconds)),
+            store_share: share(sum(|l| l.store_seconds)),
+            full_text_share: share(sum(|l| l.full_text_seconds)),
+            spatial_share: share(self.spatial_seconds),
+        };
+    }
+
+    /// The report as Markdown tables.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        let m = &self.machine;
+        let _ = writeln!(
+            s,
+            "### jichu bench: {} citizens, seed {} ({})\n\nMachine: {} cores ({}), {:.1} GiB memory, disk {}, {}.\n",
+            self.citizens,
+            self.seed,
+            self.date,
+            m.cores,
+            m.cpu,
+            gib(m.memory_bytes),
+            m.disk,
+            m.os
+        );
+        let _ =
+            writeln!(s, "Generated {:.2} GB of CSV in {:.1} s.\n", self.csv_bytes as f64 / 1e9, self.generate_seconds);
+        let _ = writeln!(
+            s,
+            "| load | rows | rejected | seconds | rows/s (all indexes) | parse+validate s | store s | full-text s |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for l in &self.loads {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} |",
+                l.registry,
+                l.rows,
+                l.rejected,
+                l.seconds,
+                l.rows_per_second,
+                l.parse_validate_seconds,
+                l.store_seconds,
+                l.full_text_seconds
+            );
+        }
+        let t = &self.totals;
+        let _ = writeln!(
+            s,
+            "| **all, with the spatial index ({:.1} s)** | {} | | {:.1} | **{:.0}** | {:.0}% | {:.0}% | {:.0}% (spatial {:.0}%) |\n",
+            self.spatial_seconds,
+            t.records,
+            t.seconds,
+            t.records_per_second,
+            t.parse_validate_share * 100.0,
+            t.store_share * 100.0,
+            t.full_text_share * 100.0,
+            t.spatial_share * 100.0
+        );
+        let d = &self.disk;
+        let _ = writeln!(
+            s,
+            "Disk: {:.1} bytes/record ({:.2} GiB store, {:.2} GiB full-text, {:.2} GiB spatial) = {:.2} × the CSV. \
+             Peak RSS {:.2} GiB. Cold start to the first answer: {:.2} s (page cache {}).\n",
+            d.bytes_per_record,
+            gib(d.store_bytes),
+            gib(d.full_text_bytes),
+            gib(d.spatial_bytes),
+            d.csv_ratio,
+            gib(self.peak_rss_bytes),
+            self.cold.seconds_to_first_answer,
+            self.cold.caches
+        );
+        let _ = writeln!(s, "| query | mode | clients | queries | errors | per second | p50 ms | p99 ms | p99.9 ms |");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for q in &self.queries {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} |",
+                q.kind, q.mode, q.clients, q.queries, q.errors, q.per_second, q.p50_ms, q.p99_ms, q.p999_ms
+            );
+        }
+        let _ = writeln!(s, "\nTotal {:.1} s. Workload: {}.", self.total_seconds, self.query_file);
+        s
+    }
+}

@@ -1,0 +1,39 @@
+//! `jichu bench` end to end at a small size: every stage runs, every query answers.
+
+use jichu::bench::{BenchOptions, run};
+use jichu::config::Config;
+
+#[test]
+fn the_scale_benchmark_runs_every_stage_and_every_query_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = BenchOptions {
+        citizens: 3000,
+        seed: 9,
+        dir: dir.path().join("bench"),
+        config: Config { block_cache_bytes: 16 << 20, text_memory_bytes: 64 << 20, ..Config::default() },
+        query_scale: 0.002,
+        clients: vec![1, 2],
+        http: true,
+        keep_extracts: false,
+        progress: false,
+    };
+    let r = run(&opts).unwrap();
+    let registries: Vec<&str> = r.loads.iter().map(|l| l.registry.as_str()).collect();
+    assert_eq!(registries, ["citizens", "entities", "parcels", "credit", "licences"]);
+    assert_eq!(r.loads[0].rows, 3000);
+    assert!(r.loads.iter().all(|l| l.rejected == 0 && l.full_text_seconds > 0.0));
+    assert_eq!(r.totals.records, r.disk.records, "every generated row is a record");
+    assert!(r.totals.records > 6000);
+    assert!(r.cold.first_answer_found);
+    assert!(r.disk.bytes_per_record > 0.0 && r.peak_rss_bytes > 0);
+    // 7 kinds × 2 client counts × 2 modes, none failing.
+    assert_eq!(r.queries.len(), 28);
+    for q in &r.queries {
+        assert_eq!(q.errors, 0, "{} {} {} clients", q.kind, q.mode, q.clients);
+        assert!(q.queries > 0 && q.p50_ms > 0.0, "{q:?}");
+    }
+    let md = r.markdown();
+    assert!(md.contains("| citizens | 3000 |") && md.contains("kNN-10"), "{md}");
+    // A second run in the same folder is refused: the benchmark needs a fresh one.
+    assert!(run(&opts).is_err());
+}
