@@ -159,6 +159,7 @@ fn main() -> anyhow::Result<()> {
                 http: !no_http,
                 keep_extracts,
                 progress: true,
+                drop_caches: true,
             };
             let report = jichu::bench::run(&opts)?;
             println!("{}", report.markdown());

@@ -16,6 +16,7 @@ fn the_scale_benchmark_runs_every_stage_and_every_query_answers() {
         http: true,
         keep_extracts: false,
         progress: false,
+        drop_caches: false,
     };
     let r = run(&opts).unwrap();
     let registries: Vec<&str> = r.loads.iter().map(|l| l.registry.as_str()).collect();
