@@ -157,6 +157,7 @@ fn main() -> anyhow::Result<()> {
                 query_scale,
                 clients: vec![1, 2],
                 http: !no_http,
+                connections: 16,
                 keep_extracts,
                 progress: true,
                 drop_caches: true,

@@ -92,8 +92,12 @@ pub fn spec() -> TextSpec {
                 (_, Search::Keyword) => push_unique(&mut spec.keywords, name),
                 (_, Search::Name | Search::Text) => {
                     let grams = if f.search == Search::Name { Grams::UniAndBi } else { Grams::Bi };
-                    // Ended records' text is found on request, unranked by length.
-                    for (name, norms) in [(field_name(r, f.search_as), true), (ended_field_name(r, f.search_as), false)]
+                    // Length normalisation (a byte per document of the whole index, per field)
+                    // only where it ranks: a full name before longer names holding it. Ended
+                    // records' text is found on request, unranked by length.
+                    let norms = grams == Grams::UniAndBi;
+                    for (name, norms) in
+                        [(field_name(r, f.search_as), norms), (ended_field_name(r, f.search_as), false)]
                     {
                         match spec.text.iter_mut().find(|t| t.name == name) {
                             Some(t) if grams == Grams::UniAndBi => t.grams = grams,

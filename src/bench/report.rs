@@ -167,6 +167,8 @@ pub struct BenchReport {
     pub cold: Cold,
     pub disk: Disk,
     pub query_file: String,
+    /// One untimed pass of the whole workload after the cold start, in process.
+    pub warm_up_seconds: f64,
     pub queries: Vec<QueryTiming>,
     pub peak_rss_bytes: u64,
     pub total_seconds: f64,
@@ -285,7 +287,12 @@ impl BenchReport {
                 q.kind, q.mode, q.clients, q.queries, q.errors, q.per_second, q.p50_ms, q.p99_ms, q.p999_ms
             );
         }
-        let _ = writeln!(s, "\nTotal {:.1} s. Workload: {}.", self.total_seconds, self.query_file);
+        let _ = writeln!(
+            s,
+            "\nLatencies are per query, measured after one untimed pass of the workload ({:.1} s from the cold start). \
+             Total {:.1} s. Workload: {}.",
+            self.warm_up_seconds, self.total_seconds, self.query_file
+        );
         s
     }
 }

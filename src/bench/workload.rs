@@ -217,11 +217,13 @@ fn collect(parts: Vec<(Vec<u64>, u64)>, started: Instant) -> Timing {
     t
 }
 
-/// Runs `queries` over HTTP against `base` (`http://addr`) with `threads` clients, each a
-/// keep-alive connection sending one request at a time. A status other than 200, or 404 for
-/// an absent key, counts as an error.
-pub fn run_http(base: &str, queries: &[&Query], threads: usize) -> Timing {
+/// Runs `queries` over HTTP against `base` (`http://addr`) with `threads` client threads,
+/// each keeping `connections` keep-alive connections busy (one request in flight on each, as
+/// `wrk -t threads -c threads×connections` does). A status other than 200 (or 404 for an
+/// absent key) counts as an error.
+pub fn run_http(base: &str, queries: &[&Query], threads: usize, connections: usize) -> Timing {
     let started = Instant::now();
+    let lanes = threads * connections;
     let parts: Vec<(Vec<u64>, u64)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -229,37 +231,53 @@ pub fn run_http(base: &str, queries: &[&Query], threads: usize) -> Timing {
                     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                         return (Vec::new(), 1);
                     };
-                    rt.block_on(async move {
-                        let client = reqwest::Client::new();
-                        let (mut ns, mut errors) = (Vec::new(), 0);
-                        for q in queries.iter().skip(t).step_by(threads) {
-                            let (method, path, body) = http_request(q);
-                            let url = format!("{base}{path}");
-                            let at = Instant::now();
-                            let request = match (method, body) {
-                                ("GET", _) => client.get(url),
-                                (_, Some(b)) => client.post(url).json(&b),
-                                (_, None) => client.post(url),
-                            };
-                            let ok = match request.send().await {
-                                Ok(r) => {
-                                    let status = r.status().as_u16();
-                                    r.bytes().await.is_ok()
-                                        && (status == 200 || (status == 404 && matches!(q, Query::Get(_))))
-                                }
-                                Err(_) => false,
-                            };
-                            ns.push(at.elapsed().as_nanos() as u64);
-                            errors += (!ok) as u64;
+                    let client = reqwest::Client::new();
+                    let mut out = (Vec::new(), 0);
+                    rt.block_on(async {
+                        let mut lanes_of_thread = tokio::task::JoinSet::new();
+                        for c in 0..connections {
+                            let mine: Vec<Query> =
+                                queries.iter().skip(t * connections + c).step_by(lanes).map(|q| (*q).clone()).collect();
+                            lanes_of_thread.spawn(lane(client.clone(), base.to_string(), mine));
                         }
-                        (ns, errors)
-                    })
+                        while let Some(done) = lanes_of_thread.join_next().await {
+                            let (ns, errors) = done.unwrap_or_default();
+                            out.0.extend(ns);
+                            out.1 += errors;
+                        }
+                    });
+                    out
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
     collect(parts, started)
+}
+
+/// One connection's share of the queries, one request at a time.
+async fn lane(client: reqwest::Client, base: String, queries: Vec<Query>) -> (Vec<u64>, u64) {
+    let (mut ns, mut errors) = (Vec::new(), 0);
+    for q in &queries {
+        let (method, path, body) = http_request(q);
+        let url = format!("{base}{path}");
+        let at = Instant::now();
+        let request = match (method, body) {
+            ("GET", _) => client.get(url),
+            (_, Some(b)) => client.post(url).json(&b),
+            (_, None) => client.post(url),
+        };
+        let ok = match request.send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                r.bytes().await.is_ok() && (status == 200 || (status == 404 && matches!(q, Query::Get(_))))
+            }
+            Err(_) => false,
+        };
+        ns.push(at.elapsed().as_nanos() as u64);
+        errors += (!ok) as u64;
+    }
+    (ns, errors)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ fn the_scale_benchmark_runs_every_stage_and_every_query_answers() {
         query_scale: 0.002,
         clients: vec![1, 2],
         http: true,
+        connections: 4,
         keep_extracts: false,
         progress: false,
         drop_caches: false,
