@@ -16,11 +16,12 @@ pub struct Machine {
     pub os: String,
 }
 
-fn meminfo_total() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
+/// A `Key: N kB` line of a /proc file, in bytes.
+fn proc_kib(file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(file)
         .ok()
-        .and_then(|m| {
-            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with(key))?;
             line.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
         .map_or(0, |kb| kb * 1024)
@@ -50,7 +51,7 @@ impl Machine {
         Machine {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu,
-            memory_bytes: meminfo_total(),
+            memory_bytes: proc_kib("/proc/meminfo", "MemTotal:"),
             disk,
             os,
         }
@@ -176,13 +177,7 @@ pub struct BenchReport {
 
 /// The process's peak resident set (VmHWM).
 pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kb| kb * 1024)
+    proc_kib("/proc/self/status", "VmHWM:")
 }
 
 impl BenchReport {
