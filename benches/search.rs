@@ -70,7 +70,8 @@ fn ours(store: &Store, dir: &Path, n: usize) -> (f64, f64) {
     let mut w = layer.index.writer(writer_options()).expect("writer");
     for kv in store.scan(Registry::Citizens).take(n) {
         let (k, v) = kv.expect("scan");
-        w.add(layer.document(&w, &decode(Registry::Citizens, &k, &v))).expect("add");
+        let doc = layer.document(&w, &decode(Registry::Citizens, &k, &v));
+        w.add(doc).expect("add");
     }
     w.commit("{}").expect("commit");
     w.finish().expect("finish");

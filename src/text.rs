@@ -225,9 +225,9 @@ impl TextLayer {
             // Documents are replaced one by one unless the registry has none (first load).
             let replace = !rebuild && self.index.count_registry(registry as u8).map_err(text_err)? > 0;
             if rebuild {
-                writer.delete_registry(registry as u8);
+                writer.delete_registry(registry as u8).map_err(text_err)?;
             }
-            indexed += self.feed(store, &writer, registry, since, replace)?;
+            indexed += self.feed(store, &mut writer, registry, since, replace)?;
         }
         writer.commit(&serde_json::to_string(&target).unwrap_or_default()).map_err(text_err)?;
         writer.finish().map_err(text_err)?;
@@ -239,7 +239,14 @@ impl TextLayer {
     }
 
     /// Indexes a registry's records last changed by a load after `since`.
-    fn feed(&self, store: &Store, writer: &TextWriter, registry: Registry, since: u32, replace: bool) -> Result<u64> {
+    fn feed(
+        &self,
+        store: &Store,
+        writer: &mut TextWriter,
+        registry: Registry,
+        since: u32,
+        replace: bool,
+    ) -> Result<u64> {
         let mut n = 0;
         for item in store.scan(registry) {
             let (key, value) = item?;
@@ -250,9 +257,10 @@ impl TextLayer {
             let key = std::str::from_utf8(&key).map_err(|_| Error::Codec("record key".into()))?;
             let record = codec::decode(registry, key, &value)?;
             if replace {
-                writer.delete(registry as u8, key);
+                writer.delete(registry as u8, key).map_err(text_err)?;
             }
-            writer.add(self.document(writer, &record)).map_err(text_err)?;
+            let doc = self.document(writer, &record);
+            writer.add(doc).map_err(text_err)?;
             n += 1;
         }
         Ok(n)

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tantivy::directory::MmapDirectory;
 use tantivy::indexer::NoMergePolicy;
+use tantivy::indexer::UserOperation;
 use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -214,7 +215,7 @@ impl TextIndex {
         if options.no_merge {
             writer.set_merge_policy(Box::new(NoMergePolicy));
         }
-        Ok(TextWriter { writer, fields: self.fields.clone() })
+        Ok(TextWriter { writer, fields: self.fields.clone(), batch: Vec::with_capacity(BATCH) })
     }
 
     /// Makes the last commit visible to searches.
@@ -254,10 +255,18 @@ impl TextDoc {
 }
 
 /// Adds, replaces and deletes documents; [`TextWriter::commit`] makes them durable together.
+/// Operations go to tantivy's indexing threads in small batches: with a message a document,
+/// 6% of the CPU went to the channel (perf); batches of 16 rebuild 2.2M documents in 12.2 s
+/// instead of 13.1 s (medians of 4). tantivy's channel holds 10,000 messages, so the batch
+/// size also bounds what waits in memory (160k documents; 1,000 a batch doubled peak RSS).
 pub struct TextWriter {
     writer: IndexWriter,
     fields: Fields,
+    batch: Vec<UserOperation>,
 }
+
+/// Operations per message to the indexing threads.
+const BATCH: usize = 16;
 
 impl std::fmt::Debug for TextWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -280,24 +289,38 @@ impl TextWriter {
         TextDoc(d)
     }
 
-    /// Queues a document. It is searchable after the next commit.
-    pub fn add(&self, doc: TextDoc) -> Result<()> {
-        self.writer.add_document(doc.0)?;
+    fn push(&mut self, op: UserOperation) -> Result<()> {
+        self.batch.push(op);
+        if self.batch.len() >= BATCH {
+            self.flush()?;
+        }
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<()> {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.writer.run(batch)?;
+        Ok(())
+    }
+
+    /// Queues a document. It is searchable after the next commit.
+    pub fn add(&mut self, doc: TextDoc) -> Result<()> {
+        self.push(UserOperation::Add(doc.0))
+    }
+
     /// Deletes a record's document (before adding its new version).
-    pub fn delete(&self, registry: u8, key: &str) {
-        self.writer.delete_term(Term::from_field_text(self.fields.uid, &uid(registry, key)));
+    pub fn delete(&mut self, registry: u8, key: &str) -> Result<()> {
+        self.push(UserOperation::Delete(Term::from_field_text(self.fields.uid, &uid(registry, key))))
     }
 
     /// Deletes every document of a registry (before rebuilding it).
-    pub fn delete_registry(&self, registry: u8) {
-        self.writer.delete_term(Term::from_field_u64(self.fields.registry, registry as u64));
+    pub fn delete_registry(&mut self, registry: u8) -> Result<()> {
+        self.push(UserOperation::Delete(Term::from_field_u64(self.fields.registry, registry as u64)))
     }
 
     /// Commits everything queued, with the payload that says what the index has seen.
     pub fn commit(&mut self, payload: &str) -> Result<()> {
+        self.flush()?;
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(payload);
         prepared.commit()?;
