@@ -16,7 +16,7 @@
 //!   exact total) and search plus fetching the 20 records from the store, as the API does.
 
 use chrono::Datelike;
-use jichu::load::{LoadOptions, load};
+use jichu::load::{LoadOptions, Progress, load};
 use jichu::model::{Record, Registry};
 use jichu::store::{Store, StoreOptions, codec};
 use jichu::text::TextLayer;
@@ -52,7 +52,7 @@ fn load_one(store: &Store, extracts: &Path, data: &Path, name: &str) {
 
 fn sync(store: &Store, what: &str) {
     let layer = TextLayer::open(store).expect("open index");
-    let r = layer.sync(store, writer_options()).expect("sync");
+    let r = layer.sync(store, writer_options(), &Progress::quiet()).expect("sync");
     println!(
         "indexed {what}: {} documents in {:.1} s = {:.0} documents/s ({})",
         r.indexed, r.seconds, r.docs_per_second, r.mode

@@ -172,7 +172,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Reindex => {
             let store = open(&config)?;
-            let (_, r) = TextLayer::rebuild(&store, config.text_writer())?;
+            let (_, r) = TextLayer::rebuild(&store, config.text_writer(), &Progress::auto())?;
             std::fs::remove_file(jichu::spatial::SpatialIndex::file_of(&store)).ok();
             eprintln!(
                 "full-text index rebuilt: {} documents in {:.1}s ({:.0}/s)",

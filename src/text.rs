@@ -11,6 +11,7 @@
 //! or ahead of the store, is rebuilt.
 
 use crate::error::{Error, Result};
+use crate::load::Progress;
 use crate::model::ids::{self, SubjectKind};
 use crate::model::{Record, Registry, Search};
 use crate::store::{Store, codec};
@@ -55,6 +56,15 @@ enum Kind {
 #[derive(Debug, Default)]
 struct Plan {
     fields: Vec<(usize, FieldId, FieldId, Kind)>,
+}
+
+/// One registry's share of a sync: records changed after load `since`, replacing their
+/// documents or (a registry with none yet) only adding.
+#[derive(Clone, Copy, Debug)]
+struct Pass {
+    registry: Registry,
+    since: u32,
+    replace: bool,
 }
 
 /// The index and the plans of the five registries.
@@ -206,7 +216,7 @@ impl TextLayer {
 
     /// Brings the index in step with the store: re-indexes the records changed by loads it
     /// has not seen, or everything when it has no (or an impossible) watermark.
-    pub fn sync(&self, store: &Store, options: WriterOptions) -> Result<SyncReport> {
+    pub fn sync(&self, store: &Store, options: WriterOptions, progress: &Progress) -> Result<SyncReport> {
         let started = Instant::now();
         let target = Watermark { sequence: store.sequence(), load_id: store.loads().last().map_or(0, |l| l.load_id) };
         let seen = self.watermark()?;
@@ -221,14 +231,18 @@ impl TextLayer {
             .collect();
         let mut writer = self.index.writer(WriterOptions { no_merge: rebuild, ..options }).map_err(text_err)?;
         let mut indexed = 0;
+        let mut scanned = 0;
+        progress.start_counting("full-text index", touched.iter().map(|r| store.count(*r)).sum());
         for registry in touched {
             // Documents are replaced one by one unless the registry has none (first load).
             let replace = !rebuild && self.index.count_registry(registry as u8).map_err(text_err)? > 0;
             if rebuild {
                 writer.delete_registry(registry as u8).map_err(text_err)?;
             }
-            indexed += self.feed(store, &mut writer, registry, since, replace)?;
+            let pass = Pass { registry, since, replace };
+            indexed += self.feed(store, &mut writer, pass, &mut scanned, progress)?;
         }
+        progress.finish_counting();
         writer.commit(&serde_json::to_string(&target).unwrap_or_default()).map_err(text_err)?;
         writer.finish().map_err(text_err)?;
         self.index.reload().map_err(text_err)?;
@@ -243,12 +257,16 @@ impl TextLayer {
         &self,
         store: &Store,
         writer: &mut TextWriter,
-        registry: Registry,
-        since: u32,
-        replace: bool,
+        Pass { registry, since, replace }: Pass,
+        scanned: &mut u64,
+        progress: &Progress,
     ) -> Result<u64> {
         let mut n = 0;
         for item in store.scan(registry) {
+            *scanned += 1;
+            if scanned.is_multiple_of(65_536) {
+                progress.set_counted(*scanned);
+            }
             let (key, value) = item?;
             let (header, _) = codec::split(&value)?;
             if header.load_id <= since {
@@ -267,13 +285,13 @@ impl TextLayer {
     }
 
     /// Discards the index and builds it anew from the store (`jichu reindex`).
-    pub fn rebuild(store: &Store, options: WriterOptions) -> Result<(TextLayer, SyncReport)> {
+    pub fn rebuild(store: &Store, options: WriterOptions, progress: &Progress) -> Result<(TextLayer, SyncReport)> {
         let dir = Self::dir_of(store);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
         }
         let layer = TextLayer::open(store)?;
-        let report = layer.sync(store, options)?;
+        let report = layer.sync(store, options, progress)?;
         Ok((layer, report))
     }
 }

@@ -47,7 +47,7 @@ impl AppState {
     /// opens or builds its spatial index (`crate::spatial`).
     pub fn new(store: Arc<Store>, config: Config) -> crate::Result<Self> {
         let text = TextLayer::open(&store)?;
-        text.sync(&store, config.text_writer())?;
+        text.sync(&store, config.text_writer(), &crate::load::Progress::auto())?;
         let spatial = SpatialIndex::open(&store)?;
         Ok(AppState { store, spatial, text: Arc::new(text), config: Arc::new(config), metrics: ops::metrics_handle() })
     }

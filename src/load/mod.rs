@@ -94,7 +94,7 @@ pub fn load_indexed(
     text: jichu_indexes::text::WriterOptions,
 ) -> Result<(LoadReport, crate::text::SyncReport)> {
     let mut report = load(store, spec, spec_path, files, opts)?;
-    let synced = crate::text::TextLayer::open(store)?.sync(store, text)?;
+    let synced = crate::text::TextLayer::open(store)?.sync(store, text, &opts.progress)?;
     report.stage_seconds.insert("text_index".into(), synced.seconds);
     report.seconds += synced.seconds;
     report.rows_per_second = report.read as f64 / report.seconds.max(1e-9);

@@ -14,6 +14,8 @@ pub struct Progress {
 #[derive(Debug)]
 struct Inner {
     bar: Option<ProgressBar>,
+    /// A counted stage after the load (documents indexed): its bar, name and total.
+    counting: Mutex<(Option<ProgressBar>, String, u64)>,
     files: Mutex<Vec<(u64, Arc<AtomicU64>)>>,
     last_line: Mutex<Instant>,
     applied: AtomicU64,
@@ -39,6 +41,7 @@ impl Progress {
         Progress {
             inner: Some(Arc::new(Inner {
                 bar,
+                counting: Mutex::new((None, String::new(), 0)),
                 files: Mutex::new(Vec::new()),
                 last_line: Mutex::new(Instant::now()),
                 applied: AtomicU64::new(0),
@@ -88,6 +91,47 @@ impl Progress {
                 Some(bar) => bar.set_message(format!("writing: {applied} records")),
                 None => tracing::info!(applied, "writing"),
             }
+        }
+    }
+
+    /// Starts a counted stage (`what`: up to `total` items): a bar on a terminal, a log line
+    /// every few seconds otherwise.
+    pub fn start_counting(&self, what: &str, total: u64) {
+        let Some(inner) = &self.inner else { return };
+        let bar = inner.bar.as_ref().map(|_| {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {human_pos}/{human_len} {per_sec} ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(what.to_string());
+            bar
+        });
+        *inner.counting.lock().unwrap_or_else(|e| e.into_inner()) = (bar, what.to_string(), total);
+    }
+
+    /// Items done so far in the counted stage.
+    pub fn set_counted(&self, done: u64) {
+        let Some(inner) = &self.inner else { return };
+        let counting = inner.counting.lock().unwrap_or_else(|e| e.into_inner());
+        match &counting.0 {
+            Some(bar) => bar.set_position(done),
+            None => {
+                let mut last = inner.last_line.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() >= Duration::from_secs(5) {
+                    *last = Instant::now();
+                    tracing::info!(stage = counting.1, done, of = counting.2, "in progress");
+                }
+            }
+        }
+    }
+
+    /// Ends the counted stage.
+    pub fn finish_counting(&self) {
+        let Some(inner) = &self.inner else { return };
+        if let Some(bar) = inner.counting.lock().unwrap_or_else(|e| e.into_inner()).0.take() {
+            bar.finish_and_clear();
         }
     }
 

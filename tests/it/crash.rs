@@ -3,6 +3,7 @@
 //! running the same load again completes it with nothing lost and nothing doubled.
 
 use chrono::Datelike;
+use jichu::load::Progress;
 use jichu::model::Registry;
 use jichu::store::{Store, StoreOptions};
 use jichu::text::TextLayer;
@@ -37,7 +38,8 @@ fn assert_consistent(data: &std::path::Path) -> Vec<u64> {
         assert!(back.iter().any(|edge| edge.id == e.id), "reverse edge of {} present", e.id);
     }
     let text = TextLayer::open(&store).expect("the index opens after a kill");
-    text.sync(&store, WriterOptions { threads: 2, memory_bytes: 64 << 20, no_merge: false }).unwrap();
+    text.sync(&store, WriterOptions { threads: 2, memory_bytes: 64 << 20, no_merge: false }, &Progress::quiet())
+        .unwrap();
     for r in Registry::ALL {
         assert_eq!(text.index.count_registry(r as u8).unwrap(), store.count(r), "{r}: one document per record");
     }

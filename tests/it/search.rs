@@ -2,6 +2,7 @@
 //! loads (updates, endings, a kill between store write and index commit), and the HTTP API.
 
 use crate::common::{Server, TestStore, fixture, write_variant};
+use jichu::load::Progress;
 use jichu::model::{Record, Registry};
 use jichu::store::codec;
 use jichu::text::TextLayer;
@@ -14,7 +15,7 @@ fn options() -> WriterOptions {
 
 fn synced(t: &TestStore) -> TextLayer {
     let layer = TextLayer::open(&t.store).unwrap();
-    layer.sync(&t.store, options()).unwrap();
+    layer.sync(&t.store, options(), &Progress::quiet()).unwrap();
     layer
 }
 
@@ -149,11 +150,11 @@ fn updates_and_endings_reach_the_index_and_a_lagging_index_catches_up() {
     t.load(&fixture("citizens.toml"), &[renamed]);
     let layer = TextLayer::open(&t.store).unwrap();
     assert_eq!(keys(&layer, &name_q("陈志强")).len(), 1, "behind until synced");
-    let report = layer.sync(&t.store, options()).unwrap();
+    let report = layer.sync(&t.store, options(), &Progress::quiet()).unwrap();
     assert_eq!((report.mode, report.indexed), ("caught_up", 1), "only the changed record is re-indexed");
     assert!(keys(&layer, &name_q("陈志强")).is_empty(), "the old name is gone");
     assert_eq!(keys(&layer, &name_q("陈志远")), ["35020319500110100X"]);
-    assert_eq!(layer.sync(&t.store, options()).unwrap().mode, "up_to_date");
+    assert_eq!(layer.sync(&t.store, options(), &Progress::quiet()).unwrap().mode, "up_to_date");
     // A snapshot without 吴海峰 ends the record: not found unless asked for ended ones.
     let spec_text = std::fs::read_to_string(fixture("citizens.toml"))
         .unwrap()
@@ -162,7 +163,7 @@ fn updates_and_endings_reach_the_index_and_a_lagging_index_catches_up() {
     std::fs::write(&spec, spec_text).unwrap();
     let subset = write_variant(&t, "citizens", |l| (!l.contains("吴海峰")).then(|| l.replace("陈志强", "陈志远")));
     t.load(&spec, &[subset]);
-    layer.sync(&t.store, options()).unwrap();
+    layer.sync(&t.store, options(), &Progress::quiet()).unwrap();
     assert!(keys(&layer, &name_q("吴海峰")).is_empty());
     let mut with_ended = name_q("吴海峰");
     with_ended.matches[0].fields.push(jichu::text::ended_field_name(Registry::Citizens, "name"));
@@ -171,7 +172,7 @@ fn updates_and_endings_reach_the_index_and_a_lagging_index_catches_up() {
     drop(layer);
     let t = t.reopen();
     let layer = TextLayer::open(&t.store).unwrap();
-    assert_eq!(layer.sync(&t.store, options()).unwrap().mode, "up_to_date");
+    assert_eq!(layer.sync(&t.store, options(), &Progress::quiet()).unwrap().mode, "up_to_date");
     assert_eq!(keys(&layer, &name_q("陈志远")), ["35020319500110100X"]);
 }
 
@@ -188,11 +189,11 @@ fn an_index_from_another_store_state_is_rebuilt() {
     std::fs::rename(TextLayer::dir_of(&t.store), TextLayer::dir_of(&fresh.store)).unwrap();
     let layer = TextLayer::open(&fresh.store).unwrap();
     assert_eq!(layer.index.num_docs(), docs);
-    assert_eq!(layer.sync(&fresh.store, options()).unwrap().mode, "rebuilt");
+    assert_eq!(layer.sync(&fresh.store, options(), &Progress::quiet()).unwrap().mode, "rebuilt");
     assert_eq!(layer.index.num_docs(), records(&fresh, Registry::Citizens).len() as u64);
     // `jichu reindex` builds the same from nothing.
     drop(layer);
-    let (layer, report) = TextLayer::rebuild(&fresh.store, options()).unwrap();
+    let (layer, report) = TextLayer::rebuild(&fresh.store, options(), &Progress::quiet()).unwrap();
     assert_eq!(report.indexed, layer.index.num_docs());
 }
 
