@@ -218,8 +218,12 @@ fn main() -> anyhow::Result<()> {
                     eprintln!("{}", r.summary());
                 }
             }
-            let sample = |file: &str| first_key(&extracts.join(file)).unwrap_or_default();
-            let examples = (sample("citizens.csv"), sample("entities.csv"));
+            let sample = |file: &str, column| first_row_cell(&extracts.join(file), column).unwrap_or_default();
+            let examples = Examples {
+                citizen: sample("citizens.csv", 0),
+                name: sample("citizens.csv", 1),
+                entity: sample("entities.csv", 0),
+            };
             serve(store, config, Some(examples))
         }
     }
@@ -230,24 +234,34 @@ fn open(config: &Config) -> anyhow::Result<Store> {
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))
 }
 
-fn first_key(csv: &Path) -> Option<String> {
+/// A cell of a generated extract's first data row (generated cells hold no commas).
+fn first_row_cell(csv: &Path, column: usize) -> Option<String> {
     let text = std::fs::read_to_string(csv).ok()?;
-    text.lines().nth(1)?.split(',').next().map(str::to_string)
+    text.lines().nth(1)?.split(',').nth(column).map(str::to_string)
 }
 
-fn serve(store: Arc<Store>, config: Config, examples: Option<(String, String)>) -> anyhow::Result<()> {
+/// Keys and a name from the demo's extracts, for the example requests it prints.
+struct Examples {
+    citizen: String,
+    name: String,
+    entity: String,
+}
+
+fn serve(store: Arc<Store>, config: Config, examples: Option<Examples>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
-        if let Some((citizen, entity)) = examples {
+        if let Some(Examples { citizen, name, entity }) = examples {
             eprintln!("\njichu is serving on http://{addr}. Try:\n");
             eprintln!("  curl -s http://{addr}/v1/catalog");
             eprintln!("  curl -s http://{addr}/v1/citizens/{citizen}");
             eprintln!("  curl -s http://{addr}/v1/citizens/{citizen}/profile");
             eprintln!("  curl -s http://{addr}/v1/entities/{entity}/profile");
             eprintln!("  curl -s -X POST http://{addr}/v1/citizens/lookup -H 'content-type: application/json' -d '{{\"ids\":[\"{citizen}\"],\"fields\":[\"name\",\"address\"]}}'");
+            eprintln!("  curl -s -X POST http://{addr}/v1/citizens/search -H 'content-type: application/json' -d '{{\"name\":\"{name}\",\"fields\":[\"name\",\"address\"]}}'");
+            eprintln!("  curl -s -X POST http://{addr}/v1/entities/search -H 'content-type: application/json' -d '{{\"q\":\"科技\",\"limit\":3,\"fields\":[\"name\"]}}'");
             eprintln!("  curl -s -X POST http://{addr}/v1/citizens/near -H 'content-type: application/json' -d '{{\"lon\":118.09,\"lat\":24.48,\"k\":5}}'");
             eprintln!("  curl -s 'http://{addr}/v1/parcels/containing?lon=118.09&lat=24.48' -H 'accept: application/geo+json'");
             eprintln!("  curl -s http://{addr}/openapi.json\n");

@@ -234,6 +234,17 @@ async fn the_search_api_ranks_pages_filters_and_explains_its_errors() {
     let r = search(&s, "/v1/search", json!({"q": "鹭岛", "fields": ["name"]})).await;
     let regs: Vec<&str> = r["hits"].as_array().unwrap().iter().map(|h| h["registry"].as_str().unwrap()).collect();
     assert!(regs.contains(&"entities"), "{regs:?}");
+    // Across registries, narrowed to a district (from a citizen's or a company's key).
+    let r = search(&s, "/v1/search", json!({"q": "厦门", "filters": {"district": "350203"}, "limit": 100})).await;
+    assert!(r["total"].as_u64().unwrap() > 0);
+    for h in r["hits"].as_array().unwrap() {
+        let id = h["id"].as_str().unwrap();
+        match h["registry"].as_str().unwrap() {
+            "citizens" => assert!(id.starts_with("350203"), "{id}"),
+            "entities" => assert_eq!(&id[2..8], "350203", "{id}"),
+            _ => {}
+        }
+    }
     // Pages: disjoint, in order, and together the one-page answer.
     let all = search(&s, "/v1/citizens/search", json!({"q": "福建", "limit": 100})).await;
     let total = all["total"].as_u64().unwrap() as usize;
