@@ -29,7 +29,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { block_cache_bytes: 512 << 20 }
+        StoreOptions { block_cache_bytes: crate::config::default_block_cache() }
     }
 }
 
