@@ -239,8 +239,16 @@ impl TextLayer {
             if rebuild {
                 writer.delete_registry(registry as u8).map_err(text_err)?;
             }
-            let pass = Pass { registry, since, replace };
-            indexed += self.feed(store, &mut writer, pass, &mut scanned, progress)?;
+            // Documents to replace: from the change log; a first load of the registry (often
+            // a bulk load, which logs nothing): by a scan.
+            let logged = if replace { self.feed_logged(store, &mut writer, registry, since)? } else { None };
+            indexed += match logged {
+                Some(n) => n,
+                None => {
+                    let pass = Pass { registry, since, replace };
+                    self.feed(store, &mut writer, pass, &mut scanned, progress)?
+                }
+            };
         }
         progress.finish_counting();
         writer.commit(&serde_json::to_string(&target).unwrap_or_default()).map_err(text_err)?;
@@ -252,7 +260,44 @@ impl TextLayer {
         Ok(SyncReport { mode, indexed, seconds, docs_per_second: indexed as f64 / seconds.max(1e-9) })
     }
 
-    /// Indexes a registry's records last changed by a load after `since`.
+    /// Replaces the documents of the records that loads after `since` wrote, as the change
+    /// log lists them (each record once, as it is now). `None` when a load of the registry
+    /// has no log (a bulk load): the caller scans instead.
+    fn feed_logged(
+        &self,
+        store: &Store,
+        writer: &mut TextWriter,
+        registry: Registry,
+        since: u32,
+    ) -> Result<Option<u64>> {
+        let loads: Vec<_> =
+            store.loads().into_iter().filter(|l| l.load_id > since && l.registry == registry.as_str()).collect();
+        if loads.iter().any(|l| l.report.as_ref().and_then(|r| r.get("path")).and_then(|p| p.as_str()) == Some("bulk"))
+        {
+            return Ok(None);
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        for l in &loads {
+            for key in store.changed_keys(l.load_id, registry) {
+                keys.insert(key?);
+            }
+        }
+        let keys: Vec<&str> = keys.iter().filter_map(|k| std::str::from_utf8(k).ok()).collect();
+        let mut n = 0;
+        for chunk in keys.chunks(1024) {
+            for (key, value) in chunk.iter().zip(store.get_many_raw(registry, chunk)?) {
+                writer.delete(registry as u8, key).map_err(text_err)?;
+                if let Some(value) = value {
+                    let doc = self.document(writer, &codec::decode(registry, key, &value)?);
+                    writer.add(doc).map_err(text_err)?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(Some(n))
+    }
+
+    /// Indexes a registry's records last changed by a load after `since`, by a scan.
     fn feed(
         &self,
         store: &Store,

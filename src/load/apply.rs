@@ -223,7 +223,7 @@ fn apply_chunk(
                     .collect()
             }
         };
-        writer.put_record(registry, &e.key, value);
+        writer.put_record(registry, &e.key, value)?;
         if location.is_some() {
             writer.set_point(registry, &e.key, point);
         }
@@ -275,7 +275,7 @@ where
         let same_source = store.lineage(header.load_id).is_some_and(|l| l.source == source);
         if !header.ended && same_source && !state.rejected_keys.contains(&*key) {
             let ended = Header { load_id: state.report.load_id as u32, ended: true, needs_review: header.needs_review };
-            writer.put_record(registry, &key, &codec::with_header(&value, ended)?);
+            writer.put_record(registry, &key, &codec::with_header(&value, ended)?)?;
             writer.set_point(registry, &key, None); // ended records are not located
             state.report.ended += 1;
             if writer.pending() >= CHUNK {

@@ -10,6 +10,10 @@ pub const RELATIONS: &str = "relations";
 pub const POINTS: &str = "points";
 /// Counts, the load table, the load-id sequence and bulk-load markers.
 pub const META: &str = "meta";
+/// The change log: `[load id][registry][key]` for every record a batch-path load wrote
+/// (inserted, updated or ended), in the same batch as the record. What the full-text index
+/// catches up from without scanning a registry; a feed of what each load changed.
+pub const CHANGES: &str = "changes";
 
 /// The column family holding a registry's records (its name is the registry's name).
 pub fn records(r: Registry) -> &'static str {
@@ -18,7 +22,7 @@ pub fn records(r: Registry) -> &'static str {
 
 /// Every column family of the store.
 pub fn all() -> impl Iterator<Item = &'static str> {
-    Registry::ALL.into_iter().map(records).chain([RELATIONS, POINTS, META])
+    Registry::ALL.into_iter().map(records).chain([RELATIONS, POINTS, META, CHANGES])
 }
 
 /// Table options shared by every column family: one explicitly sized block cache holding
@@ -55,8 +59,8 @@ pub fn options(name: &str, cache: &Cache) -> Options {
         // the bulk path 10% of its speed for a few bytes more.
         o.set_bottommost_compression_type(DBCompressionType::Lz4);
     }
-    o.set_block_based_table_factory(&table_options(cache, name != META));
-    if name != META && name != RELATIONS && name != POINTS {
+    o.set_block_based_table_factory(&table_options(cache, name != META && name != CHANGES));
+    if name != META && name != RELATIONS && name != POINTS && name != CHANGES {
         o.set_memtable_whole_key_filtering(true);
         o.set_memtable_prefix_bloom_ratio(0.02);
     }

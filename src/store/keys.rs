@@ -72,6 +72,17 @@ pub fn load(id: u32) -> Vec<u8> {
     [LOAD_PREFIX, &id.to_be_bytes()].concat()
 }
 
+/// A change-log entry: `[load id, big-endian][registry][key]`, so a load's changes to one
+/// registry are one key range.
+pub fn change(load_id: u32, registry: Registry, id: &[u8]) -> Vec<u8> {
+    [&load_id.to_be_bytes()[..], &[registry as u8], id].concat()
+}
+
+pub fn change_prefix(load_id: u32, registry: Registry) -> [u8; 5] {
+    let b = load_id.to_be_bytes();
+    [b[0], b[1], b[2], b[3], registry as u8]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

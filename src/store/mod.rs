@@ -266,6 +266,16 @@ impl Store {
         })
     }
 
+    /// Keys of `registry`'s records that load `load_id` wrote on its batch path, in key order
+    /// (the change log; a bulk load into an empty registry logs nothing).
+    pub fn changed_keys(&self, load_id: u32, registry: Registry) -> impl Iterator<Item = Result<Box<[u8]>>> + '_ {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_range(PrefixRange(keys::change_prefix(load_id, registry)));
+        self.db
+            .iterator_cf_opt(self.cf(cf::CHANGES), opts, IteratorMode::Start)
+            .map(|item| item.map(|(k, _)| k[5..].into()).map_err(Error::Store))
+    }
+
     /// Counts a registry's keys by a full scan (checks, repairs; `count` is the fast path).
     pub fn count_keys(&self, registry: Registry) -> Result<u64> {
         let mut n = 0;

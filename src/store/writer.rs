@@ -32,8 +32,12 @@ impl<'s> Writer<'s> {
         self.store
     }
 
-    pub fn put_record(&mut self, registry: Registry, id: &[u8], value: &[u8]) {
+    /// Writes a record and its change-log entry (under the load id in its header).
+    pub fn put_record(&mut self, registry: Registry, id: &[u8], value: &[u8]) -> Result<()> {
+        let (header, _) = super::codec::split(value)?;
         self.batch.put_cf(self.store.cf(cf::records(registry)), id, value);
+        self.batch.put_cf(self.store.cf(cf::CHANGES), keys::change(header.load_id, registry, id), []);
+        Ok(())
     }
 
     pub fn put_edge(&mut self, key: &[u8]) {

@@ -147,7 +147,11 @@ fn updates_and_endings_reach_the_index_and_a_lagging_index_catches_up() {
     drop(layer);
     // A load whose process dies before the index commit: the store has it, the index not.
     let renamed = write_variant(&t, "citizens", |l| Some(l.replace("陈志强", "陈志远")));
-    t.load(&fixture("citizens.toml"), &[renamed]);
+    let r = t.load(&fixture("citizens.toml"), &[renamed]);
+    // The change log lists what the load wrote: the one renamed record.
+    let logged: Vec<Box<[u8]>> =
+        t.store.changed_keys(r.load_id as u32, Registry::Citizens).map(Result::unwrap).collect();
+    assert_eq!(logged, [Box::from(&b"35020319500110100X"[..])]);
     let layer = TextLayer::open(&t.store).unwrap();
     assert_eq!(keys(&layer, &name_q("陈志强")).len(), 1, "behind until synced");
     let report = layer.sync(&t.store, options(), &Progress::quiet()).unwrap();
