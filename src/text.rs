@@ -218,6 +218,8 @@ impl TextLayer {
     /// has not seen, or everything when it has no (or an impossible) watermark.
     pub fn sync(&self, store: &Store, options: WriterOptions, progress: &Progress) -> Result<SyncReport> {
         let started = Instant::now();
+        // What the index commits to having seen must survive a power loss in the store too.
+        store.sync_wal()?;
         let target = Watermark { sequence: store.sequence(), load_id: store.loads().last().map_or(0, |l| l.load_id) };
         let seen = self.watermark()?;
         if seen == Some(target) {

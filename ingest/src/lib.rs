@@ -20,7 +20,7 @@ pub use coords::{Crs, gcj02_to_wgs84, wgs84_to_gcj02};
 pub use error::{Error, Result};
 pub use geometry::parse_geometry;
 pub use mapper::{FieldDef, MappedRow, RowMapper};
-pub use normalize::normalize_text;
+pub use normalize::{normalize_text, parse_code};
 pub use reject::{Reason, Reject, RejectWriter};
 pub use report::LoadReport;
 pub use source::{RawRow, Source};

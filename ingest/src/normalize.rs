@@ -83,7 +83,7 @@ pub(crate) fn parse_number(s: &str) -> Option<f64> {
 }
 
 /// Maps a label or one of its aliases to the canonical label.
-pub(crate) fn parse_code(s: &str, codes: &[(&'static str, &'static [&'static str])]) -> Option<&'static str> {
+pub fn parse_code(s: &str, codes: &[(&'static str, &'static [&'static str])]) -> Option<&'static str> {
     codes
         .iter()
         .find(|(canonical, aliases)| *canonical == s || aliases.iter().any(|a| a.eq_ignore_ascii_case(s)))

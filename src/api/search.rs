@@ -15,6 +15,7 @@ use crate::model::{Record, RecordJson, Registry};
 use crate::text;
 use chrono::{Datelike, NaiveDate};
 use jichu_indexes::text::{Filter, Hit, Match, SearchQuery, TextError};
+use jichu_ingest::FieldKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -174,10 +175,26 @@ fn date_filter(field: &str, v: &Value) -> Result<Filter, ApiError> {
     Ok(Filter::Dates { field: field.into(), from: days(from), to: days(to) })
 }
 
-fn keyword_filter(field: &str, v: &Value) -> Result<Filter, ApiError> {
+/// An exact filter. Values are made canonical as loads store them: identifiers by their check
+/// (a 15-digit number upgraded, `x` upper-cased), codes by their synonyms (`M` → `男`).
+fn keyword_filter(registries: &[Registry], field: &str, v: &Value) -> Result<Filter, ApiError> {
+    let kind = registries.iter().find_map(|r| r.schema().fields.iter().find(|f| f.name == field)).map(|f| f.kind);
+    let canonical = |s: &str| -> Result<String, ApiError> {
+        let s = jichu_ingest::normalize_text(s);
+        match kind {
+            Some(FieldKind::Identifier(check)) => check(&s)
+                .map(|c| c.id)
+                .map_err(|m| ApiError::BadRequest(format!("filter `{field}`: `{s}` is not a valid identifier: {m}"))),
+            Some(FieldKind::Code(codes)) => jichu_ingest::parse_code(&s, codes).map(str::to_string).ok_or_else(|| {
+                let allowed: Vec<&str> = codes.iter().map(|(c, _)| *c).collect();
+                ApiError::BadRequest(format!("filter `{field}`: `{s}` is not one of {}", allowed.join(", ")))
+            }),
+            _ => Ok(s.into_owned()),
+        }
+    };
     let value = |v: &Value| match v {
-        Value::String(s) => Ok(jichu_ingest::normalize_text(s).into_owned()),
-        Value::Number(n) => Ok(n.to_string()),
+        Value::String(s) => canonical(s),
+        Value::Number(n) => canonical(&n.to_string()),
         _ => Err(ApiError::BadRequest(format!("filter `{field}`: give a string or a list of strings"))),
     };
     let values = match v {
@@ -208,7 +225,7 @@ fn filters(registries: &[Registry], given: &Map<String, Value>) -> Result<Vec<Fi
                 }
             )));
         };
-        out.push(if is_date { date_filter(name, v)? } else { keyword_filter(name, v)? });
+        out.push(if is_date { date_filter(name, v)? } else { keyword_filter(registries, name, v)? });
     }
     Ok(out)
 }
@@ -295,7 +312,7 @@ fn build(state: &AppState, registries: &[Registry], req: &SearchRequest) -> Resu
         let subjects = SearchQuery {
             matches: vec![Match {
                 text: check_text("subject_name", subject_name)?,
-                fields: qualify(&[Registry::Citizens, Registry::Entities], ["name"].into_iter(), false),
+                fields: qualify(&[Registry::Citizens, Registry::Entities], ["name"].into_iter(), include_ended),
             }],
             limit: MAX_SUBJECTS,
             ..SearchQuery::default()
@@ -318,9 +335,11 @@ fn build(state: &AppState, registries: &[Registry], req: &SearchRequest) -> Resu
     }
     let generation = state.text.index.generation();
     query.offset = req.cursor.as_deref().map(|c| parse_cursor(c, generation)).transpose()?.unwrap_or(0);
-    if query.offset + query.limit > MAX_WINDOW {
+    if query.offset >= MAX_WINDOW {
         return Err(ApiError::BadRequest(format!("results are paged up to {MAX_WINDOW}; narrow the search")));
     }
+    // The last page stops at the window, so every cursor this service gives is followed.
+    query.limit = query.limit.min(MAX_WINDOW - query.offset);
     Ok((query, exact))
 }
 

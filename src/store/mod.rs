@@ -230,6 +230,12 @@ impl Store {
         self.loads.read().unwrap_or_else(|e| e.into_inner()).get(&load_id).cloned()
     }
 
+    /// Makes every write so far durable (syncs the write-ahead log): a derived index that is
+    /// about to commit durably what it saw must not be ahead of the store after a power loss.
+    pub fn sync_wal(&self) -> Result<()> {
+        Ok(self.db.flush_wal(true)?)
+    }
+
     /// RocksDB's sequence number: it grows with every write (indexes record what they saw).
     pub fn sequence(&self) -> u64 {
         self.db.latest_sequence_number()

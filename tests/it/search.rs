@@ -238,6 +238,14 @@ async fn the_search_api_ranks_pages_filters_and_explains_its_errors() {
     let r = search(&s, "/v1/search", json!({"q": "鹭岛", "fields": ["name"]})).await;
     let regs: Vec<&str> = r["hits"].as_array().unwrap().iter().map(|h| h["registry"].as_str().unwrap()).collect();
     assert!(regs.contains(&"entities"), "{regs:?}");
+    // Filter values are made canonical as loads store them: code synonyms, identifier forms.
+    let women = search(&s, "/v1/citizens/search", json!({"q": "福建", "filters": {"gender": "女"}})).await;
+    let f = search(&s, "/v1/citizens/search", json!({"q": "福建", "filters": {"gender": ["F"]}})).await;
+    assert_eq!(f["total"], women["total"]);
+    let r = search(&s, "/v1/entities/search", json!({"q": "厦门", "filters": {"legal_rep_id": "35020319500110100x"}}))
+        .await;
+    assert!(r["total"].as_u64().unwrap() >= 1);
+    assert!(r["hits"].as_array().unwrap().iter().all(|h| h["record"]["legal_rep_id"] == "35020319500110100X"));
     // Across registries, narrowed to a district (from a citizen's or a company's key).
     let r = search(&s, "/v1/search", json!({"q": "厦门", "filters": {"district": "350203"}, "limit": 100})).await;
     assert!(r["total"].as_u64().unwrap() > 0);
@@ -279,11 +287,21 @@ async fn the_search_api_ranks_pages_filters_and_explains_its_errors() {
         (json!({"q": "王", "cursor": "garbage"}), "bad_request", "cursor"),
         (json!({"filters": {"gender": "女"}}), "bad_request", "filters alone"),
         (json!({"q": "王", "nonsense": 1}), "bad_request", "nonsense"),
+        (json!({"q": "王", "filters": {"gender": "X"}}), "bad_request", "gender"),
     ] {
         let (status, ct, p) = s.post("/v1/citizens/search", &body).await;
         assert_eq!((status, ct.as_str(), p["code"].as_str()), (400, "application/problem+json", Some(code)), "{body}");
         assert!(p["detail"].as_str().unwrap().contains(says), "{body} → {p}");
     }
+    // Cursors: beyond the window a 400, never an overflow; the last page stops at the window.
+    let first = search(&s, "/v1/citizens/search", json!({"q": "福建", "limit": 1})).await;
+    let generation = first["next_cursor"].as_str().unwrap().split_once('.').unwrap().1.to_string();
+    let huge = json!({"q": "福建", "cursor": format!("18446744073709551610.{generation}")});
+    let (status, _, p) = s.post("/v1/citizens/search", &huge).await;
+    assert_eq!((status, p["code"].as_str()), (400, Some("bad_request")), "{p}");
+    let last = json!({"q": "福建", "limit": 30, "cursor": format!("9990.{generation}")});
+    let r = search(&s, "/v1/citizens/search", last).await;
+    assert!(r["next_cursor"].is_null());
     let (status, _, p) = s.post("/v1/citizens/search", &json!({"q": "王", "cursor": "20.ffff"})).await;
     assert_eq!((status, p["code"].as_str()), (409, Some("stale_cursor")));
     let (status, _, _) = s.post("/v1/nowhere/search", &json!({"q": "王"})).await;

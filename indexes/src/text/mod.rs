@@ -99,7 +99,7 @@ pub struct TextIndex {
     index: Index,
     reader: IndexReader,
     fields: Fields,
-    opstamp: AtomicU64,
+    state: AtomicU64,
     dir: PathBuf,
 }
 
@@ -175,8 +175,9 @@ impl TextIndex {
             ended: schema.get_field("ended")?,
             schema,
         };
-        let opstamp = AtomicU64::new(index.load_metas()?.opstamp);
-        Ok(TextIndex { index, reader, fields, opstamp, dir: dir.into() })
+        let mut text = TextIndex { index, reader, fields, state: AtomicU64::new(0), dir: dir.into() };
+        text.state = AtomicU64::new(text.state_id()?);
+        Ok(text)
     }
 
     /// The handle of a declared field.
@@ -189,9 +190,22 @@ impl TextIndex {
         Ok(self.index.load_metas()?.payload)
     }
 
-    /// The opstamp of the last commit: it changes with every commit (cursors carry it).
+    /// Identifies the state being searched (cursors carry it): the last commit's opstamp and
+    /// the identities of the segments and their deletes. A rebuilt index can reach the same
+    /// opstamp with documents in other segments, so the opstamp alone is not enough.
     pub fn generation(&self) -> u64 {
-        self.opstamp.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed)
+    }
+
+    fn state_id(&self) -> Result<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.index.load_metas()?.opstamp.hash(&mut h);
+        for r in self.reader.searcher().segment_readers() {
+            r.segment_id().uuid_string().hash(&mut h);
+            r.num_deleted_docs().hash(&mut h);
+        }
+        Ok(h.finish())
     }
 
     pub fn num_docs(&self) -> u64 {
@@ -221,7 +235,7 @@ impl TextIndex {
     /// Makes the last commit visible to searches.
     pub fn reload(&self) -> Result<()> {
         self.reader.reload()?;
-        self.opstamp.store(self.index.load_metas()?.opstamp, Ordering::Relaxed);
+        self.state.store(self.state_id()?, Ordering::Relaxed);
         Ok(())
     }
 
