@@ -95,6 +95,12 @@ fn fragments_and_road_names_find_exactly_the_records_that_contain_them() {
         assert!(!want.is_empty(), "{road}");
         assert_eq!(keys(&layer, &query(Registry::Citizens, road, &["address"])), want, "{road}");
     }
+    // A fragment that starts inside a road name and runs into the house number.
+    for fragment in ["路2号", "南路2号"] {
+        let want = brute_force(&t, Registry::Citizens, &["address", "household_address"], fragment);
+        let got = keys(&layer, &query(Registry::Citizens, fragment, &["address"]));
+        assert!(!want.is_empty() && want.iter().all(|k| got.contains(k)), "{fragment}: {got:?} ⊉ {want:?}");
+    }
     // A fragment nobody has.
     assert!(keys(&layer, &query(Registry::Entities, "航天", &["name"])).is_empty());
 }

@@ -5,8 +5,10 @@
 //! letters to lower case first, so `ＡＢＣ１２` and `abc12` are the same token.
 //!
 //! - A CJK run gives its overlapping character bigrams (`湖滨南路` → `湖滨 滨南 南路`); a
-//!   one-character run gives that character. With [`Grams::UniAndBi`] (names) every character
-//!   is also a token, so a surname alone finds its bearers.
+//!   one-character run gives that character. Indexed text ([`Grams::BiEdges`]) also keeps each
+//!   run's first and last characters, so a query's lone character at a script boundary (`路`
+//!   of `路88号`) matches. With [`Grams::UniAndBi`] (names) every character is also a token,
+//!   so a surname alone finds its bearers.
 //! - A letter/digit run is one token (`88`, `b2`).
 //!
 //! Why bigrams: a dictionary segmenter (jieba) cuts `湖滨南路` into `湖滨/南路` and then cannot
@@ -21,8 +23,12 @@ use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 /// Which n-grams a CJK run gives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Grams {
-    /// Bigrams; a lone character stands for itself. For addresses, free text and queries.
+    /// Bigrams; a lone character stands for itself. For queries (and the kind of text fields).
     Bi,
+    /// Bigrams, and each run's first and last characters: how text fields are indexed, so
+    /// that a query's lone character at a script boundary (`路` of `路88号`) finds the end of
+    /// a longer run (`湖滨南路88号`).
+    BiEdges,
     /// Every character and every bigram. For names: 2–4 characters, searched by surname too.
     UniAndBi,
 }
@@ -98,6 +104,10 @@ impl Tokenizer for CjkTokenizer {
                 Class::Word => self.spans.push((i, end)),
                 Class::Cjk if end - i == 1 => self.spans.push((i, end)),
                 Class::Cjk => {
+                    if self.grams == Grams::BiEdges {
+                        self.spans.push((i, i + 1));
+                        self.spans.push((end - 1, end));
+                    }
                     for j in i..end {
                         if self.grams == Grams::UniAndBi {
                             self.spans.push((j, j + 1));
@@ -165,6 +175,16 @@ mod tests {
         assert_eq!(tokens("厦门ＡＢＣ科技（有限）", Grams::Bi), ["厦门", "abc", "科技", "有限"]);
         assert_eq!(tokens("王", Grams::Bi), ["王"]);
         assert_eq!(tokens("", Grams::Bi), Vec::<String>::new());
+    }
+
+    #[test]
+    fn indexed_text_keeps_the_ends_of_each_run() {
+        assert_eq!(tokens("湖滨南路88号", Grams::BiEdges), ["湖", "路", "湖滨", "滨南", "南路", "88", "号"]);
+        // A query's lone characters at a script boundary are among the text's tokens.
+        let text = tokens("福建省厦门市湖滨南路88号大厦A座", Grams::BiEdges);
+        for q in ["路88号", "南路88号", "厦A座", "湖滨南路"] {
+            assert!(tokens(q, Grams::Bi).iter().all(|t| text.contains(t)), "{q}");
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub type Result<T> = std::result::Result<T, TextError>;
 
 /// Tokenizer names carry the analyzer's version: a changed analyzer changes the schema, and
 /// an index built with the old one is rebuilt rather than searched with mismatched tokens.
-const TOKENIZER_BI: &str = "cjk_bi_v1";
+const TOKENIZER_BI: &str = "cjk_bi_v2";
 const TOKENIZER_NAMES: &str = "cjk_names_v1";
 
 /// An analysed text field.
@@ -142,7 +142,7 @@ fn build_schema(spec: &TextSpec) -> Schema {
 
 fn register_tokenizers(index: &Index) {
     let t = index.tokenizers();
-    t.register(TOKENIZER_BI, TextAnalyzer::from(analyzer::CjkTokenizer::new(Grams::Bi)));
+    t.register(TOKENIZER_BI, TextAnalyzer::from(analyzer::CjkTokenizer::new(Grams::BiEdges)));
     t.register(TOKENIZER_NAMES, TextAnalyzer::from(analyzer::CjkTokenizer::new(Grams::UniAndBi)));
 }
 
