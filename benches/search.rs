@@ -27,10 +27,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
-}
+mod common;
+use common::arg;
 
 fn percentiles(mut ns: Vec<u64>) -> String {
     ns.sort_unstable();

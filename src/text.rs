@@ -73,7 +73,6 @@ pub struct TextLayer {
     pub index: TextIndex,
     plans: Vec<Plan>,
     district: FieldId,
-    dir: PathBuf,
 }
 
 /// The index field of a registry's text field: `citizens.name`. Text fields are per
@@ -165,8 +164,7 @@ impl TextLayer {
 
     /// Opens (or creates) an index in `dir` (benchmarks build side indexes this way).
     pub fn open_in(dir: &Path) -> Result<TextLayer> {
-        let dir = dir.to_path_buf();
-        let index = TextIndex::open(&dir, &spec()).map_err(text_err)?;
+        let index = TextIndex::open(dir, &spec()).map_err(text_err)?;
         let mut plans = Vec::new();
         for r in Registry::ALL {
             let mut plan = Plan::default();
@@ -185,11 +183,7 @@ impl TextLayer {
             plans.push(plan);
         }
         let district = index.field(DISTRICT).map_err(text_err)?;
-        Ok(TextLayer { index, plans, district, dir })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
+        Ok(TextLayer { index, plans, district })
     }
 
     /// What the last commit saw; `None` for a new (or discarded) index.
