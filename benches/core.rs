@@ -36,7 +36,7 @@ fn validators(c: &mut Criterion) {
 }
 
 fn codec_bench(c: &mut Criterion, store: &Store) {
-    let raw = store.get_raw(Registry::Citizens, &citizen_id(7)).unwrap().unwrap();
+    let raw = store.reader().get_raw(Registry::Citizens, &citizen_id(7)).unwrap().unwrap();
     let record = codec::decode(Registry::Citizens, "x", &raw).unwrap();
     println!("encoded citizen value: {} bytes", raw.len());
     c.bench_function("codec_decode_citizen", |b| {

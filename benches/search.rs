@@ -50,7 +50,7 @@ fn load_one(store: &Store, extracts: &Path, data: &Path, name: &str) {
 
 fn sync(store: &Store, what: &str) {
     let layer = TextLayer::open(store).expect("open index");
-    let r = layer.sync(store, writer_options(), &Progress::quiet()).expect("sync");
+    let r = layer.sync(store.reader(), writer_options(), &Progress::quiet()).expect("sync");
     println!(
         "indexed {what}: {} documents in {:.1} s = {:.0} documents/s ({})",
         r.indexed, r.seconds, r.docs_per_second, r.mode

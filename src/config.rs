@@ -19,6 +19,17 @@ pub struct Config {
     pub max_lookup_ids: usize,
     /// Memory of the full-text index writer, shared by its threads.
     pub text_memory_bytes: usize,
+    /// Allow-list of genuine Fujian pilot credit codes (one a line); default
+    /// `DATA_DIR/pilot_codes.txt` when that file exists.
+    pub pilot_codes_file: Option<PathBuf>,
+    /// Files a load submitted by path may name; default `DATA_DIR/import`.
+    pub import_dir: Option<PathBuf>,
+    /// Largest upload of one `POST /v1/loads`.
+    pub max_upload_bytes: u64,
+    /// How long a superseded view stays available to search cursors.
+    pub cursor_retention: Duration,
+    /// Threads a load inside a running server maps rows with (the rest answer requests).
+    pub live_load_threads: usize,
 }
 
 impl Default for Config {
@@ -31,6 +42,11 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             max_lookup_ids: 1000,
             text_memory_bytes: 1 << 30,
+            pilot_codes_file: None,
+            import_dir: None,
+            max_upload_bytes: 20 << 30,
+            cursor_retention: Duration::from_secs(600),
+            live_load_threads: (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1),
         }
     }
 }
@@ -57,6 +73,11 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub max_lookup_ids: Option<usize>,
     pub text_memory_mb: Option<usize>,
+    pub pilot_codes_file: Option<PathBuf>,
+    pub import_dir: Option<PathBuf>,
+    pub max_upload_bytes: Option<u64>,
+    pub cursor_retention_secs: Option<u64>,
+    pub live_load_threads: Option<usize>,
 }
 
 impl FileConfig {
@@ -93,8 +114,28 @@ impl Config {
             if let Some(v) = f.text_memory_mb {
                 c.text_memory_bytes = v << 20;
             }
+            if let Some(v) = f.pilot_codes_file {
+                c.pilot_codes_file = Some(v);
+            }
+            if let Some(v) = f.import_dir {
+                c.import_dir = Some(v);
+            }
+            if let Some(v) = f.max_upload_bytes {
+                c.max_upload_bytes = v;
+            }
+            if let Some(v) = f.cursor_retention_secs {
+                c.cursor_retention = Duration::from_secs(v);
+            }
+            if let Some(v) = f.live_load_threads {
+                c.live_load_threads = v.max(1);
+            }
         }
         Ok(c)
+    }
+
+    /// The folder whose files a load may be submitted by path.
+    pub fn import_dir(&self) -> PathBuf {
+        self.import_dir.clone().unwrap_or_else(|| self.data_dir.join("import"))
     }
 
     /// Where the RocksDB store lives inside the data directory.
@@ -105,6 +146,37 @@ impl Config {
     /// Full-text index writer settings (threads: the number of cores).
     pub fn text_writer(&self) -> jichu_indexes::text::WriterOptions {
         jichu_indexes::text::WriterOptions { memory_bytes: self.text_memory_bytes, ..Default::default() }
+    }
+
+    /// Load settings: scratch space in the data directory, the pilot-code allow-list.
+    pub fn load_options(&self) -> Result<crate::load::LoadOptions> {
+        let mut opts = crate::load::LoadOptions::new(&self.data_dir);
+        opts.pilot_codes = std::sync::Arc::new(self.pilot_codes()?);
+        Ok(opts)
+    }
+
+    /// The allow-listed pilot codes, canonical. Lines are trimmed; blank lines and `#`
+    /// comments are skipped; a line that is not a well-formed credit code is an error.
+    pub fn pilot_codes(&self) -> Result<std::collections::HashSet<String>> {
+        let default = self.data_dir.join("pilot_codes.txt");
+        let path = match &self.pilot_codes_file {
+            Some(p) => p.clone(),
+            None if default.exists() => default,
+            None => return Ok(Default::default()),
+        };
+        let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
+        let mut codes = std::collections::HashSet::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let code = crate::model::ids::read_credit_code(line).map_err(|e| {
+                Error::Invalid(format!("pilot codes file {} line {}: {line:?} {e}", path.display(), i + 1))
+            })?;
+            codes.insert(code.id);
+        }
+        Ok(codes)
     }
 
     pub fn store_options(&self) -> crate::store::StoreOptions {

@@ -8,6 +8,8 @@ pub enum Error {
     Store(#[from] rocksdb::Error),
     #[error(transparent)]
     Ingest(#[from] jichu_ingest::Error),
+    #[error(transparent)]
+    Text(#[from] jichu_indexes::text::TextError),
     #[error("a stored value does not decode: {0}")]
     Codec(String),
     #[error("{path}: {source}")]
@@ -19,6 +21,12 @@ pub enum Error {
     /// A request or argument that cannot be served as given.
     #[error("{0}")]
     Invalid(String),
+    /// Another process (a running `jichu serve`, or another load) holds the store.
+    #[error("the store at {} is in use by another jichu process", .0.display())]
+    StoreInUse(PathBuf),
+    /// A load was cancelled while it ran; it was undone.
+    #[error("the load was cancelled")]
+    Cancelled,
 }
 
 impl Error {

@@ -1,16 +1,22 @@
 //! jichu (基础): a master-data foundation database for a city's base registries.
 //!
 //! The service crate: the registries' [`model`], the RocksDB [`store`], bulk [`load`]ing of
-//! department extracts (reading and validation live in `jichu-ingest`), the HTTP [`api`], and
-//! the data generator ([`generator`]). See ARCHITECTURE.md for the map and its invariants.
+//! department extracts (reading and validation live in `jichu-ingest`), the running
+//! [`service`] with its published views, the [`query`] layer every read goes through, the
+//! queue of [`loads`] inside a running server, the HTTP [`api`], and the data generator
+//! ([`generator`]). See ARCHITECTURE.md for the map and its invariants.
 
 pub mod api;
 pub mod bench;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod generator;
 pub mod load;
+pub mod loads;
 pub mod model;
+pub mod query;
+pub mod service;
 pub mod spatial;
 pub mod store;
 pub mod text;

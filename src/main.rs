@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jichu::config::Config;
-use jichu::load::{LoadOptions, Progress, load_indexed};
+use jichu::load::{Progress, load_indexed};
 use jichu::store::Store;
 use jichu::text::TextLayer;
 use std::net::SocketAddr;
@@ -35,7 +35,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Load department extracts into a registry, as a mapping spec describes them.
+    /// Load department extracts into a registry, as a mapping spec describes them: into the
+    /// store directly (the server stopped; the fastest way to fill an empty store), or with
+    /// --server into a running server, which publishes the load all at once.
     Load {
         /// The mapping spec (TOML) of the extract.
         #[arg(long)]
@@ -52,6 +54,13 @@ enum Command {
         /// Worker threads validating rows [default: the number of cores].
         #[arg(long)]
         threads: Option<usize>,
+        /// Submit to the running server at this URL (e.g. http://127.0.0.1:8080) and follow
+        /// the load until it is published.
+        #[arg(long, env = "JICHU_SERVER")]
+        server: Option<String>,
+        /// The API key for --server.
+        #[arg(long, env = "JICHU_KEY", hide_env_values = true)]
+        key: Option<String>,
     },
     /// Serve the HTTP query API.
     Serve {
@@ -121,10 +130,16 @@ fn main() -> anyhow::Result<()> {
         config.block_cache_bytes = mb << 20;
     }
     match cli.command {
-        Command::Load { spec, files, report, rejects, threads } => {
+        Command::Load { spec, files, report, rejects, server: Some(server), key, .. } => {
+            let submission = jichu::client::Submission { server, key, spec, files, report, rejects };
+            let r = jichu::client::submit(&submission)?;
+            eprintln!("{}", r.summary());
+            Ok(())
+        }
+        Command::Load { spec, files, report, rejects, threads, server: None, .. } => {
             let store = open(&config)?;
             let parsed = jichu_ingest::Spec::from_path(&spec)?;
-            let mut opts = LoadOptions::new(&config.data_dir);
+            let mut opts = config.load_options()?;
             opts.rejects = rejects;
             opts.progress = Progress::auto();
             if let Some(t) = threads {
@@ -211,7 +226,7 @@ fn main() -> anyhow::Result<()> {
                 for name in jichu::generator::LOAD_ORDER {
                     let spec_path = extracts.join(format!("{name}.toml"));
                     let spec = jichu_ingest::Spec::from_path(&spec_path)?;
-                    let mut opts = LoadOptions::new(&config.data_dir);
+                    let mut opts = config.load_options()?;
                     opts.progress = Progress::auto();
                     let csv = [extracts.join(format!("{name}.csv"))];
                     let (r, _) = load_indexed(&store, &spec, &spec_path, &csv, &opts, config.text_writer())?;
@@ -230,9 +245,23 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn open(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.store_dir(), &config.store_options())
-        .with_context(|| format!("opening the store in {}", config.data_dir.display()))
+    match Store::open(&config.store_dir(), &config.store_options()) {
+        Err(jichu::Error::StoreInUse(_)) => {
+            // One line, not an error chain: the user needs the way, not a trace.
+            let addr = std::fs::read_to_string(config.data_dir.join(SERVER_FILE)).ok();
+            let url = addr.as_deref().map(str::trim).filter(|a| !a.is_empty()).unwrap_or("127.0.0.1:8080");
+            eprintln!(
+                "the store in {} is held by a running jichu (serve): submit loads to it with `jichu load --server http://{url} …`",
+                config.data_dir.display()
+            );
+            std::process::exit(1)
+        }
+        r => r.with_context(|| format!("opening the store in {}", config.data_dir.display())),
+    }
 }
+
+/// Where a serving process writes its address, for the hint `jichu load` gives.
+const SERVER_FILE: &str = "serve.addr";
 
 /// A cell of a generated extract's first data row (generated cells hold no commas).
 fn first_row_cell(csv: &Path, column: usize) -> Option<String> {
@@ -253,6 +282,8 @@ fn serve(store: Arc<Store>, config: Config, examples: Option<Examples>) -> anyho
         let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+        let server_file = config.data_dir.join(SERVER_FILE);
+        let _ = std::fs::write(&server_file, addr.to_string());
         if let Some(Examples { citizen, name, entity }) = examples {
             eprintln!("\njichu is serving on http://{addr}. Try:\n");
             eprintln!("  curl -s http://{addr}/v1/catalog");
@@ -268,6 +299,7 @@ fn serve(store: Arc<Store>, config: Config, examples: Option<Examples>) -> anyho
         }
         let state = jichu::api::AppState::new(store, config)?;
         jichu::api::serve(listener, state, jichu::api::shutdown_signal()).await?;
+        let _ = std::fs::remove_file(&server_file);
         Ok(())
     })
 }

@@ -1,23 +1,32 @@
-//! The spatial layer: `jichu-indexes`' point and polygon indexes, built from the store.
+//! The spatial layer: `jichu-indexes`' point and polygon indexes over the store's current
+//! records (ended ones are left out), kept in step with published loads.
 //!
-//! Kept in step by construction: a serving process owns its store (RocksDB's lock), so loads
-//! run while it is stopped, and the index is built from the store when the process opens it.
-//! Ended records are left out. Points come from the store's `points` column family (written
-//! with each record, 16 bytes a point), so no record is read; the three layers build in
-//! parallel. The built index is saved beside the store
-//! (`spatial.idx`) with the store's sequence number; a later start whose store has not
-//! changed since reads the file instead of rebuilding.
+//! Built from a snapshot of the store: points from its `points` column family (written with
+//! each record, 16 bytes a point, so no record is read), parcels by decoding their records;
+//! the three layers build in parallel. Ids are positions in key order, so a key finds its id
+//! by binary search. A finished load's changes are applied without a rebuild
+//! ([`SpatialIndex::apply`]): the keys it wrote (its change log) are masked in the packed base
+//! and their new positions added to a small rstar layer ([`LayeredPoints`]); a layer whose
+//! changes pass [`FOLD_FRACTION`] of its base is rebuilt instead. A built index is saved
+//! beside the store (`spatial.idx`) with the last load it reflects; a start with the same
+//! last load reads the file instead of rebuilding.
 
 use crate::error::Result;
-use crate::model::Registry;
-use crate::store::{Store, codec};
-use jichu_indexes::spatial::{PointIndex, PolygonIndex, persist};
+use crate::model::{Lineage, Registry};
+use crate::store::{Reader, Store, codec};
+use jichu_indexes::spatial::{LayeredPoints, LayeredPolygons, PointIndex, PolygonIndex, persist};
 use jichu_ingest::Value;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// A layer whose changed part passes this fraction of its base (and [`FOLD_MIN`] entries) is
+/// rebuilt from the store rather than layered further.
+pub const FOLD_FRACTION: f64 = 0.05;
+pub const FOLD_MIN: usize = 50_000;
 
 /// Record keys by dense position: one byte arena and 32-bit end offsets (22 bytes for an
 /// identity number). Up to 4 GiB of keys per registry: about 200M identity numbers.
@@ -48,64 +57,189 @@ impl Keys {
         std::str::from_utf8(&self.bytes[start..self.ends[i] as usize]).unwrap_or_default()
     }
 
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The position of a key (keys are pushed in key order).
+    pub fn find(&self, key: &str) -> Option<u32> {
+        let (mut lo, mut hi) = (0usize, self.ends.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.get(mid as u32).cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid as u32),
+            }
+        }
+        None
+    }
+
     fn memory_bytes(&self) -> usize {
         self.bytes.capacity() + self.ends.capacity() * 4
     }
 }
 
+/// Keys of entries added after a base was built: ids from the base's length on.
+#[derive(Clone, Debug, Default)]
+struct Added<P> {
+    keys: Vec<Box<str>>,
+    /// The current added entry of a key: its id and what was added.
+    by_key: HashMap<Box<str>, (u32, P)>,
+}
+
 /// Points of one registry and the keys of their records.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PointLayer {
-    pub index: PointIndex,
-    pub keys: Keys,
+    pub index: LayeredPoints,
+    keys: Arc<Keys>,
+    added: Arc<Added<[f64; 2]>>,
+}
+
+impl PointLayer {
+    fn new(index: PointIndex, keys: Keys) -> PointLayer {
+        PointLayer { index: LayeredPoints::new(index), keys: Arc::new(keys), added: Arc::default() }
+    }
+
+    /// The key of a hit's id.
+    pub fn key(&self, id: u32) -> &str {
+        match (id as usize).checked_sub(self.keys.len()) {
+            None => self.keys.get(id),
+            Some(i) => self.added.keys.get(i).map_or("", |k| k),
+        }
+    }
+
+    /// A new layer with each key moved to its new point (None: no longer located).
+    fn changed(&self, changes: Vec<(String, Option<[f64; 2]>)>) -> PointLayer {
+        let mut added = Added::clone(&self.added);
+        let (mut mask, mut remove, mut add) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, point) in changes {
+            if let Some(id) = self.keys.find(&key) {
+                mask.push(id);
+            }
+            if let Some((id, p)) = added.by_key.remove(key.as_str()) {
+                remove.push((p, id));
+            }
+            if let Some(p) = point {
+                let id = (self.keys.len() + added.keys.len()) as u32;
+                added.keys.push(key.clone().into());
+                added.by_key.insert(key.into(), (id, p));
+                add.push((p, id));
+            }
+        }
+        PointLayer { index: self.index.changed(&mask, &remove, &add), keys: self.keys.clone(), added: Arc::new(added) }
+    }
+
+    fn due_for_rebuild(&self) -> bool {
+        let delta = self.index.delta_len();
+        delta >= FOLD_MIN && delta as f64 > FOLD_FRACTION * self.index.base().len() as f64
+    }
 }
 
 /// Parcels' polygons and their keys.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PolygonLayer {
-    pub index: PolygonIndex,
-    pub keys: Keys,
+    pub index: LayeredPolygons,
+    keys: Arc<Keys>,
+    added: Arc<Added<()>>,
 }
 
-#[derive(Debug)]
+impl PolygonLayer {
+    fn new(index: PolygonIndex, keys: Keys) -> PolygonLayer {
+        PolygonLayer { index: LayeredPolygons::new(index), keys: Arc::new(keys), added: Arc::default() }
+    }
+
+    pub fn key(&self, id: u32) -> &str {
+        match (id as usize).checked_sub(self.keys.len()) {
+            None => self.keys.get(id),
+            Some(i) => self.added.keys.get(i).map_or("", |k| k),
+        }
+    }
+
+    fn changed(&self, changes: Vec<(String, Option<geo::MultiPolygon<f64>>)>) -> PolygonLayer {
+        let mut added = Added::clone(&self.added);
+        let (mut mask, mut remove, mut add) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, shape) in changes {
+            if let Some(id) = self.keys.find(&key) {
+                mask.push(id);
+            }
+            if let Some((id, ())) = added.by_key.remove(key.as_str()) {
+                remove.push(id);
+            }
+            if let Some(g) = shape {
+                let id = (self.keys.len() + added.keys.len()) as u32;
+                added.keys.push(key.clone().into());
+                added.by_key.insert(key.into(), (id, ()));
+                add.push((g, id));
+            }
+        }
+        PolygonLayer { index: self.index.changed(&mask, &remove, add), keys: self.keys.clone(), added: Arc::new(added) }
+    }
+
+    fn due_for_rebuild(&self) -> bool {
+        let delta = self.index.delta_len();
+        delta >= FOLD_MIN && delta as f64 > FOLD_FRACTION * self.index.base().len() as f64
+    }
+}
+
+#[derive(Clone, Debug)]
 pub struct SpatialIndex {
     pub citizens: PointLayer,
     pub entities: PointLayer,
     pub parcels: PolygonLayer,
+    /// The last finished load it reflects.
+    pub load_id: u32,
     /// Seconds spent building (or reading) the index.
     pub build_seconds: f64,
     /// Read from the saved file rather than built from the store.
     pub from_file: bool,
 }
 
-fn point_layer(store: &Store, registry: Registry) -> Result<PointLayer> {
+fn point_layer(at: Reader<'_>, registry: Registry) -> Result<PointLayer> {
     let mut keys = Keys::default();
     let mut points = Vec::new();
-    for item in store.points(registry) {
+    for item in at.points(registry) {
         let (k, lon, lat) = item?;
         points.push(([lon, lat], keys.push(&k)?));
     }
-    Ok(PointLayer { index: PointIndex::build(points), keys: keys.shrink() })
+    Ok(PointLayer::new(PointIndex::build(points), keys.shrink()))
 }
 
-fn polygon_layer(store: &Store) -> Result<PolygonLayer> {
+/// A parcel's current geometry (None when ended or without one).
+fn parcel_shape(value: &[u8]) -> Result<Option<geo::MultiPolygon<f64>>> {
     let field = Registry::Parcels.schema().field_index("geometry").unwrap_or(usize::MAX);
+    let record = codec::decode(Registry::Parcels, "", value)?;
+    if record.ended {
+        return Ok(None);
+    }
+    Ok(match record.values.into_iter().nth(field) {
+        Some(Some(Value::Geometry(g))) => Some(g),
+        _ => None,
+    })
+}
+
+fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
     let mut keys = Keys::default();
     let mut shapes = Vec::new();
-    for item in store.scan(Registry::Parcels) {
+    for item in at.scan(Registry::Parcels) {
         let (k, v) = item?;
-        let record = codec::decode(Registry::Parcels, "", &v)?;
-        if record.ended {
-            continue;
-        }
-        if let Some(Some(Value::Geometry(g))) = record.values.into_iter().nth(field) {
+        if let Some(g) = parcel_shape(&v)? {
             shapes.push((g, keys.push(&k)?));
         }
     }
-    Ok(PolygonLayer { index: PolygonIndex::build(shapes), keys: keys.shrink() })
+    Ok(PolygonLayer::new(PolygonIndex::build(shapes), keys.shrink()))
 }
 
-const MAGIC: &[u8; 8] = b"JICHUSP1";
+/// The last finished load a store state holds.
+pub fn last_finished_load(at: Reader<'_>) -> Result<u32> {
+    Ok(at.stored_loads()?.iter().filter(|l| l.finished_at.is_some()).map(|l| l.load_id).max().unwrap_or(0))
+}
+
+const MAGIC: &[u8; 8] = b"JICHUSP2";
 
 impl Keys {
     fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
@@ -128,13 +262,19 @@ impl SpatialIndex {
         store.path().with_file_name("spatial.idx")
     }
 
-    /// Reads the saved index if it was built from the store as it is now; otherwise builds
-    /// it and saves it from a background thread (serving does not wait for the disk; a
-    /// failure to save is logged, and the next start rebuilds).
+    /// The index of the store's latest state (tools, benchmarks, tests).
     pub fn open(store: &Store) -> Result<Arc<SpatialIndex>> {
-        let path = Self::file_of(store);
+        Self::open_at(store.reader()).map(Arc::new)
+    }
+
+    /// Reads the saved index if it reflects the same last load as `at`; otherwise builds it
+    /// and saves it from a background thread (serving does not wait for the disk; a failure
+    /// to save is logged, and the next start rebuilds).
+    pub fn open_at(at: Reader<'_>) -> Result<SpatialIndex> {
+        let path = Self::file_of(at.store());
+        let load_id = last_finished_load(at)?;
         let started = Instant::now();
-        match Self::read(&path, store.sequence()) {
+        match Self::read(&path, load_id) {
             Ok(Some(mut index)) => {
                 index.build_seconds = started.elapsed().as_secs_f64();
                 tracing::info!(
@@ -142,38 +282,136 @@ impl SpatialIndex {
                     "spatial index read from {}",
                     path.display()
                 );
-                return Ok(Arc::new(index));
+                return Ok(index);
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "spatial index file unreadable: rebuilding"),
         }
-        let index = Arc::new(Self::build(store)?);
-        let (saved, sequence) = (index.clone(), store.sequence());
-        std::thread::spawn(move || {
-            if let Err(e) = saved.save(&path, sequence) {
-                tracing::warn!(error = %e, "could not save the spatial index to {}", path.display());
-            }
-        });
+        let index = Self::build(at, load_id)?;
+        index.save_in_background(path);
         Ok(index)
     }
 
-    fn save(&self, path: &Path, sequence: u64) -> std::io::Result<()> {
+    fn save_in_background(&self, path: PathBuf) {
+        let saved = self.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = saved.save(&path) {
+                tracing::warn!(error = %e, "could not save the spatial index to {}", path.display());
+            }
+        });
+    }
+
+    /// The index after the finished loads in `loads` newer than the one it reflects, as `at`
+    /// holds them: each changed key moved in the layered index, or a layer rebuilt (a bulk
+    /// load, or changes past [`FOLD_FRACTION`]). Layers no load touched are shared.
+    pub fn apply(&self, at: Reader<'_>, loads: &[Lineage]) -> Result<SpatialIndex> {
+        let newer: Vec<&Lineage> =
+            loads.iter().filter(|l| l.finished_at.is_some() && l.load_id > self.load_id).collect();
+        let Some(last) = newer.iter().map(|l| l.load_id).max() else { return Ok(self.clone()) };
+        let started = Instant::now();
+        let of =
+            |r: Registry| -> Vec<&Lineage> { newer.iter().copied().filter(|l| l.registry == r.as_str()).collect() };
+        let bulk = |ls: &[&Lineage]| {
+            ls.iter().any(|l| l.report.as_ref().and_then(|r| r.get("path")).and_then(|p| p.as_str()) == Some("bulk"))
+        };
+        let changed_keys = |ls: &[&Lineage], r: Registry| -> Result<Vec<String>> {
+            let mut keys = std::collections::BTreeSet::new();
+            for l in ls {
+                for k in at.changed_keys(l.load_id, r) {
+                    keys.insert(String::from_utf8_lossy(&k?).into_owned());
+                }
+            }
+            Ok(keys.into_iter().collect())
+        };
+        let mut rebuilt = false;
+        let mut points = |layer: &PointLayer, r: Registry| -> Result<PointLayer> {
+            let ls = of(r);
+            if ls.is_empty() {
+                return Ok(layer.clone());
+            }
+            if bulk(&ls) || layer.due_for_rebuild() {
+                rebuilt = true;
+                return point_layer(at, r);
+            }
+            let mut changes = Vec::new();
+            for key in changed_keys(&ls, r)? {
+                let p = at.point(r, key.as_bytes())?.map(|(x, y)| [x, y]);
+                changes.push((key, p));
+            }
+            let next = layer.changed(changes);
+            if next.due_for_rebuild() {
+                rebuilt = true;
+                return point_layer(at, r);
+            }
+            Ok(next)
+        };
+        let citizens = points(&self.citizens, Registry::Citizens)?;
+        let entities = points(&self.entities, Registry::Entities)?;
+        let ls = of(Registry::Parcels);
+        let parcels = if ls.is_empty() {
+            self.parcels.clone()
+        } else if bulk(&ls) || self.parcels.due_for_rebuild() {
+            rebuilt = true;
+            polygon_layer(at)?
+        } else {
+            let mut changes = Vec::new();
+            for key in changed_keys(&ls, Registry::Parcels)? {
+                let shape = match at.get_raw(Registry::Parcels, &key)? {
+                    Some(v) => parcel_shape(&v)?,
+                    None => None,
+                };
+                changes.push((key, shape));
+            }
+            self.parcels.changed(changes)
+        };
+        let index = SpatialIndex {
+            citizens,
+            entities,
+            parcels,
+            load_id: last,
+            build_seconds: started.elapsed().as_secs_f64(),
+            from_file: false,
+        };
+        tracing::info!(
+            load_id = last,
+            rebuilt,
+            seconds = format!("{:.3}", index.build_seconds),
+            changed =
+                index.citizens.index.delta_len() + index.entities.index.delta_len() + index.parcels.index.delta_len(),
+            "spatial index in step"
+        );
+        if rebuilt && index.delta_len() == 0 {
+            index.save_in_background(Self::file_of(at.store()));
+        }
+        Ok(index)
+    }
+
+    /// Entries of the changed parts of every layer.
+    fn delta_len(&self) -> usize {
+        self.citizens.index.delta_len() + self.entities.index.delta_len() + self.parcels.index.delta_len()
+    }
+
+    /// Saves the packed bases (only an index without changed parts is saved).
+    fn save(&self, path: &Path) -> std::io::Result<()> {
+        if self.delta_len() > 0 {
+            return Ok(());
+        }
         let tmp = path.with_extension("idx.tmp");
         let mut w = BufWriter::with_capacity(8 << 20, File::create(&tmp)?);
         w.write_all(MAGIC)?;
-        persist::put_u64(&mut w, sequence)?;
+        persist::put_u64(&mut w, u64::from(self.load_id))?;
         for layer in [&self.citizens, &self.entities] {
-            layer.index.write(&mut w)?;
+            layer.index.base().write(&mut w)?;
             layer.keys.write(&mut w)?;
         }
-        self.parcels.index.write(&mut w)?;
+        self.parcels.index.base().write(&mut w)?;
         self.parcels.keys.write(&mut w)?;
         w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, path)
     }
 
-    /// The saved index, if there is one for this exact store sequence.
-    fn read(path: &Path, sequence: u64) -> std::io::Result<Option<SpatialIndex>> {
+    /// The saved index, if there is one reflecting this exact last load.
+    fn read(path: &Path, load_id: u32) -> std::io::Result<Option<SpatialIndex>> {
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -182,25 +420,27 @@ impl SpatialIndex {
         let mut r = BufReader::with_capacity(8 << 20, file);
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
-        if &magic != MAGIC || persist::get_u64(&mut r)? != sequence {
+        if &magic != MAGIC || persist::get_u64(&mut r)? != u64::from(load_id) {
             return Ok(None);
         }
         let point_layer = |r: &mut BufReader<File>| -> std::io::Result<PointLayer> {
-            Ok(PointLayer { index: PointIndex::read(r)?, keys: Keys::read(r)? })
+            let index = PointIndex::read(r)?;
+            Ok(PointLayer::new(index, Keys::read(r)?))
         };
         let citizens = point_layer(&mut r)?;
         let entities = point_layer(&mut r)?;
-        let parcels = PolygonLayer { index: PolygonIndex::read(&mut r)?, keys: Keys::read(&mut r)? };
-        Ok(Some(SpatialIndex { citizens, entities, parcels, build_seconds: 0.0, from_file: true }))
+        let index = PolygonIndex::read(&mut r)?;
+        let parcels = PolygonLayer::new(index, Keys::read(&mut r)?);
+        Ok(Some(SpatialIndex { citizens, entities, parcels, load_id, build_seconds: 0.0, from_file: true }))
     }
 
-    /// Builds every layer from the store, in parallel.
-    pub fn build(store: &Store) -> Result<SpatialIndex> {
+    /// Builds every layer from the store as `at` reads it, in parallel.
+    pub fn build(at: Reader<'_>, load_id: u32) -> Result<SpatialIndex> {
         let started = Instant::now();
         let (citizens, entities, parcels) = std::thread::scope(|s| {
-            let c = s.spawn(|| point_layer(store, Registry::Citizens));
-            let e = s.spawn(|| point_layer(store, Registry::Entities));
-            let p = polygon_layer(store);
+            let c = s.spawn(|| point_layer(at, Registry::Citizens));
+            let e = s.spawn(|| point_layer(at, Registry::Entities));
+            let p = polygon_layer(at);
             let join = |h: std::thread::ScopedJoinHandle<'_, Result<PointLayer>>| {
                 h.join().unwrap_or_else(|_| Err(crate::Error::Invalid("spatial index build panicked".into())))
             };
@@ -210,6 +450,7 @@ impl SpatialIndex {
             citizens: citizens?,
             entities: entities?,
             parcels: parcels?,
+            load_id,
             build_seconds: started.elapsed().as_secs_f64(),
             from_file: false,
         };

@@ -13,11 +13,11 @@
 use crate::error::{Error, Result};
 use crate::load::Progress;
 use crate::model::ids::{self, SubjectKind};
-use crate::model::{Record, Registry, Search};
-use crate::store::{Store, codec};
+use crate::model::{Lineage, Record, Registry, Search};
+use crate::store::{Reader, Store, codec};
 use chrono::Datelike;
 use jichu_indexes::text::{FieldId, Grams, TextDoc, TextField, TextIndex, TextSpec, TextWriter, WriterOptions};
-use jichu_ingest::{FieldKind, Value};
+use jichu_ingest::Value;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -97,7 +97,7 @@ pub fn spec() -> TextSpec {
         for f in r.schema().fields {
             let name = f.name.to_string();
             match (f.kind, f.search) {
-                (FieldKind::Date, _) => push_unique(&mut spec.dates, name),
+                (k, _) if k.is_date() => push_unique(&mut spec.dates, name),
                 (_, Search::Keyword) => push_unique(&mut spec.keywords, name),
                 (_, Search::Name | Search::Text) => {
                     let grams = if f.search == Search::Name { Grams::UniAndBi } else { Grams::Bi };
@@ -140,7 +140,7 @@ pub fn text_fields(registry: Registry) -> impl Iterator<Item = &'static str> + C
 /// The registry's filter fields: its keywords and dates, and the district.
 pub fn filter_fields(registry: Registry) -> impl Iterator<Item = (&'static str, bool)> {
     let fields = registry.schema().fields.iter().filter_map(|f| match (f.kind, f.search) {
-        (FieldKind::Date, _) => Some((f.name, true)),
+        (k, _) if k.is_date() => Some((f.name, true)),
         (_, Search::Keyword) => Some((f.name, false)),
         _ => None,
     });
@@ -148,7 +148,7 @@ pub fn filter_fields(registry: Registry) -> impl Iterator<Item = (&'static str, 
 }
 
 fn text_err(e: jichu_indexes::text::TextError) -> Error {
-    Error::Invalid(e.to_string())
+    Error::Text(e)
 }
 
 impl TextLayer {
@@ -170,7 +170,7 @@ impl TextLayer {
             let mut plan = Plan::default();
             for (i, f) in r.schema().fields.iter().enumerate() {
                 let (kind, name, ended) = match (f.kind, f.search) {
-                    (FieldKind::Date, _) => (Kind::Date, f.name.to_string(), f.name.to_string()),
+                    (k, _) if k.is_date() => (Kind::Date, f.name.to_string(), f.name.to_string()),
                     (_, Search::Keyword) => (Kind::Keyword, f.name.to_string(), f.name.to_string()),
                     (_, Search::Text | Search::Name) => {
                         (Kind::Text, field_name(r, f.search_as), ended_field_name(r, f.search_as))
@@ -208,27 +208,29 @@ impl TextLayer {
         doc
     }
 
-    /// Brings the index in step with the store: re-indexes the records changed by loads it
-    /// has not seen, or everything when it has no (or an impossible) watermark.
-    pub fn sync(&self, store: &Store, options: WriterOptions, progress: &Progress) -> Result<SyncReport> {
+    /// Brings the index in step with the store as `at` reads it: re-indexes the records
+    /// changed by finished loads it has not seen, or everything when it has no (or an
+    /// impossible) watermark. The commit is made visible to later searchers.
+    pub fn sync(&self, at: Reader<'_>, options: WriterOptions, progress: &Progress) -> Result<SyncReport> {
         let started = Instant::now();
         // What the index commits to having seen must survive a power loss in the store too.
-        store.sync_wal()?;
-        let target = Watermark { sequence: store.sequence(), load_id: store.loads().last().map_or(0, |l| l.load_id) };
+        at.store().sync_wal()?;
+        let loads: Vec<Lineage> = at.stored_loads()?.into_iter().filter(|l| l.finished_at.is_some()).collect();
+        let target = Watermark { sequence: at.sequence(), load_id: loads.last().map_or(0, |l| l.load_id) };
         let seen = self.watermark()?;
-        if seen == Some(target) {
+        if seen.is_some_and(|s| s.load_id == target.load_id && s.sequence <= target.sequence) {
             return Ok(SyncReport { mode: "up_to_date", ..SyncReport::default() });
         }
         let rebuild = seen.is_none_or(|s| s.sequence > target.sequence || s.load_id > target.load_id);
         let since = if rebuild { 0 } else { seen.map_or(0, |s| s.load_id) };
-        let touched: Vec<Registry> = Registry::ALL
-            .into_iter()
-            .filter(|r| rebuild || store.loads().iter().any(|l| l.load_id > since && l.registry == r.as_str()))
-            .collect();
+        let newer: Vec<&Lineage> = loads.iter().filter(|l| l.load_id > since).collect();
+        let touched: Vec<Registry> =
+            Registry::ALL.into_iter().filter(|r| rebuild || newer.iter().any(|l| l.registry == r.as_str())).collect();
         let mut writer = self.index.writer(WriterOptions { no_merge: rebuild, ..options }).map_err(text_err)?;
         let mut indexed = 0;
         let mut scanned = 0;
-        progress.start_counting("full-text index", touched.iter().map(|r| store.count(*r)).sum());
+        let total = touched.iter().map(|r| at.stored_count(*r)).sum::<Result<u64>>()?;
+        progress.start_counting("full-text index", total);
         for registry in touched {
             // Documents are replaced one by one unless the registry has none (first load).
             let replace = !rebuild && self.index.count_registry(registry as u8).map_err(text_err)? > 0;
@@ -237,12 +239,13 @@ impl TextLayer {
             }
             // Documents to replace: from the change log; a first load of the registry (often
             // a bulk load, which logs nothing): by a scan.
-            let logged = if replace { self.feed_logged(store, &mut writer, registry, since)? } else { None };
+            let mine: Vec<&Lineage> = newer.iter().copied().filter(|l| l.registry == registry.as_str()).collect();
+            let logged = if replace { self.feed_logged(at, &mut writer, registry, &mine)? } else { None };
             indexed += match logged {
                 Some(n) => n,
                 None => {
                     let pass = Pass { registry, since, replace };
-                    self.feed(store, &mut writer, pass, &mut scanned, progress)?
+                    self.feed(at, &mut writer, pass, &mut scanned, progress)?
                 }
             };
         }
@@ -256,32 +259,30 @@ impl TextLayer {
         Ok(SyncReport { mode, indexed, seconds, docs_per_second: indexed as f64 / seconds.max(1e-9) })
     }
 
-    /// Replaces the documents of the records that loads after `since` wrote, as the change
-    /// log lists them (each record once, as it is now). `None` when a load of the registry
-    /// has no log (a bulk load): the caller scans instead.
+    /// Replaces the documents of the records that `loads` wrote, as the change log lists them
+    /// (each record once, as it is now). `None` when one of them has no log (a bulk load): the
+    /// caller scans instead.
     fn feed_logged(
         &self,
-        store: &Store,
+        at: Reader<'_>,
         writer: &mut TextWriter,
         registry: Registry,
-        since: u32,
+        loads: &[&Lineage],
     ) -> Result<Option<u64>> {
-        let loads: Vec<_> =
-            store.loads().into_iter().filter(|l| l.load_id > since && l.registry == registry.as_str()).collect();
         if loads.iter().any(|l| l.report.as_ref().and_then(|r| r.get("path")).and_then(|p| p.as_str()) == Some("bulk"))
         {
             return Ok(None);
         }
         let mut keys = std::collections::BTreeSet::new();
-        for l in &loads {
-            for key in store.changed_keys(l.load_id, registry) {
+        for l in loads {
+            for key in at.changed_keys(l.load_id, registry) {
                 keys.insert(key?);
             }
         }
         let keys: Vec<&str> = keys.iter().filter_map(|k| std::str::from_utf8(k).ok()).collect();
         let mut n = 0;
         for chunk in keys.chunks(1024) {
-            for (key, value) in chunk.iter().zip(store.get_many_raw(registry, chunk)?) {
+            for (key, value) in chunk.iter().zip(at.get_many_raw(registry, chunk)?) {
                 writer.delete(registry as u8, key).map_err(text_err)?;
                 if let Some(value) = value {
                     let doc = self.document(writer, &codec::decode(registry, key, &value)?);
@@ -296,14 +297,14 @@ impl TextLayer {
     /// Indexes a registry's records last changed by a load after `since`, by a scan.
     fn feed(
         &self,
-        store: &Store,
+        at: Reader<'_>,
         writer: &mut TextWriter,
         Pass { registry, since, replace }: Pass,
         scanned: &mut u64,
         progress: &Progress,
     ) -> Result<u64> {
         let mut n = 0;
-        for item in store.scan(registry) {
+        for item in at.scan(registry) {
             *scanned += 1;
             if scanned.is_multiple_of(65_536) {
                 progress.set_counted(*scanned);
@@ -332,7 +333,7 @@ impl TextLayer {
             std::fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
         }
         let layer = TextLayer::open(store)?;
-        let report = layer.sync(store, options, progress)?;
+        let report = layer.sync(store.reader(), options, progress)?;
         Ok((layer, report))
     }
 }

@@ -4,14 +4,18 @@
 use crate::coords::Crs;
 use crate::error::{Error, Result};
 use crate::geometry::parse_geometry;
-use crate::normalize::{DateFormats, normalize_text, parse_code, parse_decimal, parse_number};
+use crate::normalize::{
+    DateError, DateFormats, identifier_cell, normalize_name, normalize_text, parse_code, parse_decimal, parse_number,
+};
 use crate::reject::{Reason, Reject};
 use crate::source::RawRow;
-use crate::spec::Spec;
-use crate::value::{FieldKind, Value};
+use crate::spec::{OPEN_ENDED_VALUES, Spec};
+use crate::value::{FieldKind, OPEN_END, Value};
 use csv::ByteRecord;
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 /// One canonical field of a registry, as the service's model declares it.
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +55,12 @@ pub struct RowMapper {
     crs: Crs,
     extent: Option<[f64; 4]>,
     delimiter: u8,
+    /// Words (normalised) meaning "no end" in an end-of-validity field.
+    open_ended: Vec<String>,
+    /// Identifiers that fail their check but are known to be genuine (canonical forms).
+    allowed_ids: Arc<HashSet<String>>,
+    /// Accept other such identifiers, flagged for review (`accept_fujian_pilot_codes`).
+    accept_flagged: bool,
 }
 
 type CellResult<T> = std::result::Result<T, (Reason, String)>;
@@ -144,7 +154,22 @@ impl RowMapper {
             crs: spec.crs,
             extent: spec.extent,
             delimiter: spec.delimiter_byte(),
+            open_ended: OPEN_ENDED_VALUES
+                .iter()
+                .copied()
+                .chain(spec.open_ended_values.iter().map(String::as_str))
+                .map(|v| normalize_text(v).into_owned())
+                .collect(),
+            allowed_ids: Arc::default(),
+            accept_flagged: spec.accept_fujian_pilot_codes,
         })
+    }
+
+    /// Identifiers to accept although they fail their check (the pilot-code allow-list), in
+    /// canonical form.
+    pub fn with_allowed_ids(mut self, ids: Arc<HashSet<String>>) -> RowMapper {
+        self.allowed_ids = ids;
+        self
     }
 
     /// Maps one record, or says why it is rejected.
@@ -226,15 +251,31 @@ impl RowMapper {
         let invalid = |reason: Reason, what: &str| (reason, format!("`{}`: {s:?} {what}", field.name));
         Ok(match field.kind {
             FieldKind::Text => Value::Text(s.to_string()),
+            FieldKind::Name => Value::Text(normalize_name(s).into_owned()),
             FieldKind::Identifier(check) => {
-                let checked = check(s).map_err(|why| (Reason::InvalidId, format!("`{}`: {s:?} {why}", field.name)))?;
-                *needs_review |= checked.needs_review;
-                Value::Text(checked.id)
+                let cell = identifier_cell(s).map_err(|why| invalid(Reason::InvalidId, &why))?;
+                match check(cell) {
+                    Ok(checked) => {
+                        *needs_review |= checked.needs_review;
+                        Value::Text(checked.id)
+                    }
+                    Err(rejection) => match rejection.allowable {
+                        Some(id) if self.allowed_ids.contains(&id) => Value::Text(id),
+                        Some(id) if self.accept_flagged => {
+                            *needs_review = true;
+                            Value::Text(id)
+                        }
+                        _ => return Err(invalid(Reason::InvalidId, &rejection.message)),
+                    },
+                }
             }
-            FieldKind::Date => {
-                Value::Date(self.date_formats.parse(s).ok_or_else(|| {
-                    invalid(Reason::InvalidDate, "is not a real date in any of the spec's date_formats")
-                })?)
+            FieldKind::Date => Value::Date(self.date(field, s)?),
+            FieldKind::EndOfValidity => {
+                if self.open_ended.iter().any(|w| w == s) || self.date_formats.is_far_future(s) {
+                    Value::Date(OPEN_END)
+                } else {
+                    Value::Date(self.date(field, s)?)
+                }
             }
             FieldKind::Decimal => Value::Decimal(
                 parse_decimal(s).ok_or_else(|| invalid(Reason::InvalidValue, "is not a decimal number"))?,
@@ -242,18 +283,36 @@ impl RowMapper {
             FieldKind::Number => Value::Number(
                 parse_number(s).ok_or_else(|| invalid(Reason::InvalidValue, "is not a non-negative number"))?,
             ),
-            FieldKind::Code(codes) => Value::Text(
-                parse_code(s, codes)
+            FieldKind::Code(list) => Value::Text(
+                parse_code(s, list)
                     .ok_or_else(|| {
-                        let allowed: Vec<&str> = codes.iter().map(|(c, _)| *c).collect();
-                        invalid(Reason::InvalidValue, &format!("is not one of {}", allowed.join(", ")))
+                        let values: Vec<&str> = list.values().collect();
+                        let shown = if values.len() <= 12 {
+                            values.join(", ")
+                        } else {
+                            format!("{}, … ({} values)", values[..8].join(", "), values.len())
+                        };
+                        invalid(Reason::InvalidValue, &format!("is not a code of {} ({shown})", list.standard))
                     })?
-                    .to_string(),
+                    .into_owned(),
             ),
             FieldKind::Geometry => {
                 Value::Geometry(self.geometry(s).map_err(|why| invalid(Reason::InvalidGeometry, &why))?)
             }
             FieldKind::Point => unreachable!("points are read from lon/lat"),
+        })
+    }
+
+    fn date(&self, field: &FieldDef, s: &str) -> CellResult<chrono::NaiveDate> {
+        self.date_formats.parse_cell(s).map_err(|e| {
+            let why = match e {
+                DateError::Invalid if self.open_ended.iter().any(|w| w == s) => {
+                    "means \"no end\", which only an end of validity may say"
+                }
+                DateError::Invalid => "is not a real date in any of the spec's date_formats",
+                DateError::TimeOfDay => "is a date-time whose time is not midnight; the extract should give the date",
+            };
+            (Reason::InvalidDate, format!("`{}`: {s:?} {why}", field.name))
         })
     }
 

@@ -1,13 +1,14 @@
 //! The load report: what happened to every row.
 
 use crate::reject::Reason;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Counts of one load. Invariant: `read == accepted + rejected`; every accepted row is one of
 /// `inserted`, `updated`, `unchanged` or `duplicates` (an identical repeat of a key in the
 /// same extract, counted once).
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct LoadReport {
     pub load_id: u64,
     pub registry: String,

@@ -3,11 +3,12 @@
 use crate::error::{Error, Result};
 use crate::spec::{Spec, TextEncoding};
 use csv::ByteRecord;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Counts the bytes read from the file, for progress reporting.
 struct Counting<R> {
@@ -19,6 +20,79 @@ impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Where the physical lines of the decoded text start, as the CSV reader reads it: every line
+/// break (`\n`, `\r\n` or a lone `\r`, inside quoted fields too) is noted by its offset, and a
+/// record's line is one more than the breaks before its first byte. The csv crate's own line
+/// count is one short on CRLF files; an editor counts lines this way. Breaks the reader has
+/// passed are dropped, so memory is bounded by the reader's buffer.
+#[derive(Debug, Default)]
+struct LineBreaks {
+    /// Offsets and lengths (1, or 2 for CRLF) of the breaks not yet passed by a query.
+    pending: VecDeque<(u64, u8)>,
+    /// Breaks before the last queried offset.
+    passed: u64,
+    /// Bytes seen so far.
+    offset: u64,
+    /// The previous chunk ended with `\r` (a following `\n` belongs to it).
+    after_cr: bool,
+}
+
+impl LineBreaks {
+    fn scan(&mut self, chunk: &[u8]) {
+        for i in memchr::memchr2_iter(b'\n', b'\r', chunk) {
+            let crlf_tail = chunk[i] == b'\n' && if i == 0 { self.after_cr } else { chunk[i - 1] == b'\r' };
+            if crlf_tail {
+                if let Some(last) = self.pending.back_mut() {
+                    last.1 = 2;
+                }
+            } else {
+                self.pending.push_back((self.offset + i as u64, 1));
+            }
+        }
+        if let Some(&last) = chunk.last() {
+            self.after_cr = last == b'\r';
+        }
+        self.offset += chunk.len() as u64;
+    }
+
+    /// The 1-based line of a record the CSV reader says starts at `offset` (records asked in
+    /// order). The reader's position is where it began reading, before the blank lines it
+    /// skips: a break right there is a blank line, and the record starts after it.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        let mut at = offset;
+        while let Some(&(b, len)) = self.pending.front()
+            && b < offset
+        {
+            self.pending.pop_front();
+            self.passed += 1;
+            // The reader may stand on the `\n` of a CRLF it has passed.
+            at = at.max(b + u64::from(len));
+        }
+        while let Some(&(b, len)) = self.pending.front()
+            && b == at
+        {
+            self.pending.pop_front();
+            self.passed += 1;
+            at += u64::from(len);
+        }
+        self.passed + 1
+    }
+}
+
+/// Notes line breaks as the decoded text goes by (see [`LineBreaks`]).
+struct Lines<R> {
+    inner: R,
+    breaks: Arc<Mutex<LineBreaks>>,
+}
+
+impl<R: Read> Read for Lines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.breaks.lock().unwrap_or_else(|e| e.into_inner()).scan(&buf[..n]);
         Ok(n)
     }
 }
@@ -38,6 +112,7 @@ pub struct Source {
     headers: Vec<String>,
     bytes_read: Arc<AtomicU64>,
     size: u64,
+    breaks: Arc<Mutex<LineBreaks>>,
 }
 
 impl std::fmt::Debug for Source {
@@ -69,6 +144,8 @@ impl Source {
                     .build(file),
             ),
         };
+        let breaks = Arc::new(Mutex::new(LineBreaks::default()));
+        let decoded: Box<dyn Read + Send> = Box::new(Lines { inner: decoded, breaks: breaks.clone() });
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(spec.delimiter_byte())
             .flexible(true)
@@ -84,7 +161,7 @@ impl Source {
         if headers.iter().all(|h| h.is_empty()) {
             return Err(Error::Header { path: path.into(), message: "the file has no header row".into() });
         }
-        Ok(Source { path: path.into(), reader, headers, bytes_read, size })
+        Ok(Source { path: path.into(), reader, headers, bytes_read, size, breaks })
     }
 
     pub fn path(&self) -> &Path {
@@ -116,10 +193,57 @@ impl Source {
             if !more {
                 break;
             }
-            row.line = row.record.position().map_or(0, |p| p.line());
+            let start = row.record.position().map_or(0, |p| p.byte());
+            row.line = self.breaks.lock().unwrap_or_else(|e| e.into_inner()).line_at(start);
             n += 1;
         }
         out.truncate(n);
         Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The line each record of `text` starts on, as [`Source`] reports it.
+    fn lines_of(text: &str) -> Vec<u64> {
+        let dir = std::env::temp_dir().join(format!("jichu-lines-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{:x}.csv", text.len() * 31 + text.bytes().map(usize::from).sum::<usize>()));
+        std::fs::write(&path, text).unwrap();
+        let spec = Spec::parse("registry = \"x\"\nsource = \"y\"\n[columns]\nid = \"a\"\n").unwrap();
+        let mut source = Source::open(&path, &spec).unwrap();
+        let mut rows = Vec::new();
+        let mut out = Vec::new();
+        while source.next_batch(2, &mut rows).unwrap() {
+            out.extend(rows.iter().map(|r| r.line));
+        }
+        std::fs::remove_file(&path).ok();
+        out
+    }
+
+    #[test]
+    fn lines_are_physical_for_every_line_end() {
+        for end in ["\n", "\r\n", "\r"] {
+            let body = ["a,b", "1,x", "2,y", "3,z"].join(end);
+            assert_eq!(lines_of(&body), [2, 3, 4], "{end:?} without a final line end");
+            assert_eq!(lines_of(&format!("{body}{end}")), [2, 3, 4], "{end:?} with one");
+            let quoted = ["a,b", "1,\"two", "lines\"", "2,y", "3,\"x", "", "z\""].join(end);
+            assert_eq!(lines_of(&format!("{quoted}{end}")), [2, 4, 5], "{end:?} with quoted line breaks");
+            let blank = ["a,b", "", "1,x", "", "", "2,y"].join(end);
+            assert_eq!(lines_of(&blank), [3, 6], "{end:?} with blank lines");
+        }
+    }
+
+    #[test]
+    fn a_crlf_split_across_reads_is_one_break() {
+        let mut b = LineBreaks::default();
+        b.scan(b"a\r");
+        b.scan(b"\nb\r");
+        b.scan(b"c\n");
+        assert_eq!(b.line_at(3), 2);
+        assert_eq!(b.line_at(5), 3);
+        assert_eq!(b.line_at(7), 4);
     }
 }

@@ -32,9 +32,21 @@ pub struct Spec {
     pub null_values: Vec<String>,
     /// `[min_lon, min_lat, max_lon, max_lat]`: the jurisdiction; points outside are invalid.
     pub extent: Option<[f64; 4]>,
+    /// Words this extract writes for a validity without end, beyond [`OPEN_ENDED_VALUES`].
+    #[serde(default)]
+    pub open_ended_values: Vec<String>,
+    /// Load credit codes that fail their check but may be early Fujian pilot codes, flagged
+    /// `needs_review`, instead of rejecting them (`invalid_id`). Off by default: a mistyped code
+    /// is far more common than a pilot code, and known pilot codes go in the allow-list file.
+    #[serde(default)]
+    pub accept_fujian_pilot_codes: bool,
     /// Canonical field name → header in the extract.
     pub columns: BTreeMap<String, String>,
 }
+
+/// What every extract may write for a validity without end (an [`crate::FieldKind::EndOfValidity`]
+/// field); a year-9999 date (`9999-12-31`) in one of the spec's formats means the same.
+pub const OPEN_ENDED_VALUES: &[&str] = &["长期", "长期有效", "永久", "永久有效", "无固定期限", "无期限"];
 
 /// The character encoding of an extract.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

@@ -2,68 +2,15 @@
 
 use super::AppState;
 use super::problem::Problem;
-use crate::model::Registry;
 use axum::extract::State;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Each registry with its fields, record count and what search offers (text fields, filters),
-/// and each source with its last load.
+/// each source with its last published load, and the published state's generation.
 #[utoipa::path(
     get, path = "/v1/catalog", tag = "catalogue",
     responses((status = 200, description = "registries, fields, counts and sources", body = Object), (status = 500, body = Problem))
 )]
 pub async fn catalog(State(state): State<AppState>) -> axum::Json<Value> {
-    let registries: Vec<Value> = Registry::ALL
-        .into_iter()
-        .map(|r| {
-            let schema = r.schema();
-            let fields: Vec<Value> = std::iter::once(&schema.key)
-                .chain(schema.fields)
-                .map(|f| {
-                    json!({
-                        "name": f.name,
-                        "type": f.type_name(),
-                        "required": f.required || f.name == "id",
-                        "sensitivity": f.sensitivity,
-                        "description": f.doc,
-                        "references": f.link.map(|l| json!({"relation": l.forward.as_str(), "reverse": l.reverse.as_str(), "target": match l.target {
-                            crate::model::Target::Citizens => "citizens",
-                            crate::model::Target::Subject => "citizens or entities",
-                        }})),
-                    })
-                })
-                .collect();
-            let search = json!({
-                "text": crate::text::text_fields(r).collect::<Vec<_>>(),
-                "filters": crate::text::filter_fields(r).map(|(f, is_date)| json!({"name": f, "type": if is_date { "date" } else { "keyword" }})).collect::<Vec<_>>(),
-            });
-            json!({"name": r, "description": schema.doc, "count": state.store.count(r), "fields": fields, "search": search})
-        })
-        .collect();
-    // The last load of each (registry, source), newest last.
-    let mut last = std::collections::BTreeMap::new();
-    for l in state.store.loads() {
-        last.insert((l.registry.clone(), l.source.clone()), l);
-    }
-    let sources: Vec<Value> = last
-        .into_values()
-        .map(|l| {
-            let report = l.report.as_ref();
-            let n = |k: &str| report.and_then(|r| r.get(k)).cloned().unwrap_or(Value::Null);
-            json!({
-                "source": l.source,
-                "registry": l.registry,
-                "last_load": {
-                    "load_id": l.load_id,
-                    "started_at": l.started_at,
-                    "finished_at": l.finished_at,
-                    "completed": l.finished_at.is_some(),
-                    "read": n("read"),
-                    "accepted": n("accepted"),
-                    "rejected": n("rejected"),
-                },
-            })
-        })
-        .collect();
-    axum::Json(json!({"registries": registries, "sources": sources}))
+    axum::Json(crate::query::catalog::catalog(&state.view()))
 }

@@ -6,6 +6,7 @@
 
 mod catalog;
 mod extract;
+mod loads;
 mod ops;
 mod problem;
 mod records;
@@ -15,9 +16,10 @@ mod spatial;
 pub use problem::{ApiError, Problem};
 
 use crate::config::Config;
-use crate::spatial::SpatialIndex;
+use crate::loads::{LoadQueue, QueueSettings};
+use crate::query::{QueryResult, View};
+use crate::service::Service;
 use crate::store::Store;
-use crate::text::TextLayer;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -32,48 +34,55 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// What every handler shares.
+/// What every handler shares: the service (store, indexes, published views), the load queue,
+/// the configuration.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub store: Arc<Store>,
-    pub spatial: Arc<SpatialIndex>,
-    pub text: Arc<TextLayer>,
+    pub service: Arc<Service>,
+    pub loads: Arc<LoadQueue>,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
 }
 
 impl AppState {
-    /// Opens the service over a store: brings its full-text index in step (`crate::text`),
-    /// opens or builds its spatial index (`crate::spatial`).
-    pub fn new(store: Arc<Store>, config: Config) -> crate::Result<Self> {
-        let text = TextLayer::open(&store)?;
-        text.sync(&store, config.text_writer(), &crate::load::Progress::auto())?;
-        let spatial = SpatialIndex::open(&store)?;
-        Ok(AppState { store, spatial, text: Arc::new(text), config: Arc::new(config), metrics: ops::metrics_handle() })
+    /// Opens the service over a store (`crate::service`: indexes brought in step, the first
+    /// view published) and resumes its load queue. The data directory is the store's parent.
+    pub fn new(store: Arc<Store>, mut config: Config) -> crate::Result<Self> {
+        if let Some(dir) = store.path().parent() {
+            config.data_dir = dir.to_path_buf();
+        }
+        let service = Arc::new(Service::open(store, &config)?);
+        let loads = LoadQueue::start(service.clone(), QueueSettings::from_config(&config)?)?;
+        Ok(AppState { service, loads, config: Arc::new(config), metrics: ops::metrics_handle() })
+    }
+
+    /// The view a new request answers from.
+    pub fn view(&self) -> Arc<View> {
+        self.service.view()
     }
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "jichu", description = "Master-data foundation database: the city's base registries of citizens, legal entities, parcels, credit records and licences."),
-    tags((name = "records", description = "records by key and by relation"), (name = "search", description = "full text, Chinese-aware (CJK bigrams), with filters"), (name = "spatial", description = "by location; distances in metres on the Earth"), (name = "catalogue"), (name = "operations")),
+    tags((name = "records", description = "records by key and by relation"), (name = "search", description = "full text, Chinese-aware (CJK bigrams), with filters"), (name = "spatial", description = "by location; distances in metres on the Earth"), (name = "catalogue"), (name = "loads", description = "department extracts loaded into the running service, each published all at once"), (name = "operations")),
     components(schemas(Problem))
 )]
 struct ApiDoc;
 
 /// A JSON response serialised straight from borrowed data.
 pub(crate) fn json_body(value: &impl serde::Serialize) -> Result<axum::response::Response, ApiError> {
-    let body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(crate::Error::Codec(e.to_string())))?;
+    let body = serde_json::to_vec(value).map_err(|e| crate::Error::Codec(e.to_string()))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Runs a store call on the blocking pool.
+/// Runs a query on the blocking pool (it reads the store and the indexes).
 pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+    f: impl FnOnce() -> QueryResult<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(ApiError::Internal(crate::Error::Invalid(format!("request task failed: {e}")))),
+        Err(e) => Err(crate::Error::Invalid(format!("request task failed: {e}")).into()),
     }
 }
 
@@ -90,6 +99,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(spatial::within))
         .routes(routes!(spatial::containing))
         .routes(routes!(catalog::catalog))
+        .routes(loads::submit_routes())
+        .routes(routes!(loads::get_load, loads::cancel))
+        .routes(routes!(loads::rejects))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))
         .split_for_parts()
@@ -140,7 +152,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let loads = state.loads.clone();
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    // A running load is stopped and undone; it stays queued for the next start.
+    let _ = tokio::task::spawn_blocking(move || loads.shutdown()).await;
+    served
 }
 
 /// Resolves on SIGINT (ctrl-c) or SIGTERM.

@@ -43,15 +43,18 @@ pub async fn track(request: Request, next: Next) -> Response {
 /// Liveness: the process serves and the store is open.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "ok", body = Object)))]
 pub async fn healthz(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok", "sequence": state.store.sequence()}))
+    let view = state.view();
+    axum::Json(serde_json::json!({"status": "ok", "generation": view.generation, "sequence": view.snapshot.sequence()}))
 }
 
 /// Prometheus text exposition: request counts and latency histograms per route and status,
 /// records per registry.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    let view = state.view();
     for r in Registry::ALL {
-        metrics::gauge!("jichu_records", "registry" => r.as_str()).set(state.store.count(r) as f64);
+        metrics::gauge!("jichu_records", "registry" => r.as_str()).set(view.count(r) as f64);
     }
+    metrics::gauge!("jichu_published_generation").set(view.generation as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

@@ -1,6 +1,8 @@
 //! Errors on the wire: RFC 9457 `application/problem+json`, each with a stable `code`.
 //! Every error a handler can meet is mapped here, in one place.
 
+use crate::loads::Refusal;
+use crate::query::QueryError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,66 +22,88 @@ pub struct Problem {
     pub code: &'static str,
 }
 
-/// Everything that can go wrong serving a request.
+/// Everything that can go wrong serving a request: a query's failure, or the HTTP layer's.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{0}")]
-    UnknownRegistry(String),
-    #[error("the {registry} key is malformed: it {message}")]
-    MalformedId { registry: &'static str, message: String },
-    #[error("no {0} record has this key")]
-    NotFound(&'static str),
+    #[error(transparent)]
+    Query(#[from] QueryError),
     #[error("no such route; /openapi.json lists them")]
     UnknownRoute,
     #[error("{0}")]
-    UnknownField(String),
-    #[error("{0}")]
     BadRequest(String),
-    #[error("{given} keys in one call; at most {max} are allowed")]
-    TooManyIds { given: usize, max: usize },
-    #[error("the cursor belongs to an earlier state of the index; search again from the first page")]
-    StaleCursor,
     #[error("the request body is larger than the server accepts")]
     BodyTooLarge,
     #[error("the request took longer than the server's timeout")]
     Timeout,
     #[error("the server is at capacity; retry shortly")]
     Overloaded,
-    #[error("internal error")]
-    Internal(#[from] crate::Error),
+    #[error("{0}")]
+    LoadNotFound(String),
+    #[error("{0}")]
+    LoadEnded(String),
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        ApiError::Query(QueryError::Internal(e))
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Invalid(m) => ApiError::BadRequest(m),
+            e @ Refusal::NotFound(_) => ApiError::LoadNotFound(e.to_string()),
+            e @ Refusal::Ended(..) => ApiError::LoadEnded(e.to_string()),
+            Refusal::Internal(e) => e.into(),
+        }
+    }
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::UnknownRegistry(_) | ApiError::NotFound(_) | ApiError::UnknownRoute => StatusCode::NOT_FOUND,
-            ApiError::MalformedId { .. } | ApiError::UnknownField(_) | ApiError::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::TooManyIds { .. } | ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Query(q) => match q {
+                QueryError::UnknownRegistry(_) | QueryError::NotFound(_) => StatusCode::NOT_FOUND,
+                QueryError::MalformedId { .. } | QueryError::UnknownField(_) | QueryError::BadRequest(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                QueryError::TooManyIds { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                QueryError::StaleCursor => StatusCode::CONFLICT,
+                QueryError::Internal(crate::Error::Invalid(_)) => StatusCode::BAD_REQUEST,
+                QueryError::Internal(crate::Error::StoreInUse(_)) => StatusCode::SERVICE_UNAVAILABLE,
+                QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::UnknownRoute | ApiError::LoadNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::StaleCursor => StatusCode::CONFLICT,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Internal(crate::Error::Invalid(_)) => StatusCode::BAD_REQUEST,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::LoadEnded(_) => StatusCode::CONFLICT,
         }
     }
 
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::UnknownRegistry(_) => "unknown_registry",
-            ApiError::MalformedId { .. } => "malformed_id",
-            ApiError::NotFound(_) => "not_found",
+            ApiError::Query(q) => match q {
+                QueryError::UnknownRegistry(_) => "unknown_registry",
+                QueryError::MalformedId { .. } => "malformed_id",
+                QueryError::NotFound(_) => "not_found",
+                QueryError::UnknownField(_) => "unknown_field",
+                QueryError::BadRequest(_) => "bad_request",
+                QueryError::TooManyIds { .. } => "too_many_ids",
+                QueryError::StaleCursor => "stale_cursor",
+                QueryError::Internal(crate::Error::Invalid(_)) => "bad_request",
+                QueryError::Internal(crate::Error::StoreInUse(_)) => "unavailable",
+                QueryError::Internal(_) => "internal",
+            },
             ApiError::UnknownRoute => "unknown_route",
-            ApiError::UnknownField(_) => "unknown_field",
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::TooManyIds { .. } => "too_many_ids",
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
-            ApiError::StaleCursor => "stale_cursor",
             ApiError::Overloaded => "overloaded",
-            ApiError::Internal(crate::Error::Invalid(_)) => "bad_request",
-            ApiError::Internal(_) => "internal",
+            ApiError::LoadNotFound(_) => "not_found",
+            ApiError::LoadEnded(_) => "load_ended",
         }
     }
 }
@@ -88,8 +112,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let detail = match &self {
-            ApiError::Internal(crate::Error::Invalid(m)) => m.clone(),
-            ApiError::Internal(e) => {
+            ApiError::Query(QueryError::Internal(crate::Error::Invalid(m))) => m.clone(),
+            ApiError::Query(QueryError::Internal(e)) => {
                 tracing::error!(error = %e, "internal error");
                 "internal error; the server log has the details".to_string()
             }

@@ -3,14 +3,13 @@
 use super::extract::{Json, Path, Query};
 use super::problem::{ApiError, Problem};
 use super::{AppState, blocking, json_body};
-use crate::model::{Lineage, Record, RecordJson, Registry, Relation, Schema};
-use crate::store::Store;
+use crate::model::RecordJson;
+use crate::query::QueryError;
+use crate::query::records::{self, key, projection, record_json, registry};
 use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 /// `?fields=a,b`: project the answer to these fields.
@@ -34,45 +33,8 @@ pub struct LookupRequest {
 #[derive(Serialize)]
 struct LookupResponse<'a> {
     records: Vec<Option<RecordJson<'a>>>,
-    not_found: Vec<&'a str>,
-    invalid: Vec<Value>,
-}
-
-pub(super) fn registry(name: &str) -> Result<Registry, ApiError> {
-    name.parse().map_err(ApiError::UnknownRegistry)
-}
-
-pub(super) fn key(schema: &Schema, raw: &str) -> Result<String, ApiError> {
-    schema.parse_key(raw).map_err(|message| ApiError::MalformedId { registry: schema.registry.as_str(), message })
-}
-
-/// Resolves a `fields` list to schema indices (None: every field); an unknown name is a 400
-/// that names it.
-pub(super) fn projection<'a>(
-    schema: &Schema,
-    names: Option<impl IntoIterator<Item = &'a str>>,
-) -> Result<Option<Vec<usize>>, ApiError> {
-    let Some(names) = names else { return Ok(None) };
-    let mut out = Vec::new();
-    for name in names.into_iter().map(str::trim).filter(|n| !n.is_empty()) {
-        if name == "id" {
-            continue;
-        }
-        let i = schema.field_index(name).ok_or_else(|| {
-            let known: Vec<&str> = schema.fields.iter().map(|f| f.name).collect();
-            ApiError::UnknownField(format!(
-                "unknown field `{name}` for {}; its fields are: id, {}",
-                schema.registry,
-                known.join(", ")
-            ))
-        })?;
-        out.push(i);
-    }
-    Ok(Some(out))
-}
-
-pub(super) fn render(store: &Store, record: &Record, only: Option<&[usize]>) -> Value {
-    record.to_json(only, store.lineage(record.load_id).as_deref())
+    not_found: &'a [String],
+    invalid: &'a [Value],
 }
 
 /// One record by key.
@@ -94,17 +56,17 @@ pub async fn get_record(
     let schema = registry.schema();
     let id = key(schema, &raw_id)?;
     let only = projection(schema, q.fields.as_ref().map(|f| f.split(',')))?;
+    let view = state.view();
     // In memory: answered here; otherwise read on the blocking pool.
-    let record = match state.store.get_cached(registry, &id)? {
+    let record = match view.reader().get_cached(registry, &id)? {
         Some(found) => found,
         None => {
-            let store = state.store.clone();
-            blocking(move || store.get(registry, &id)).await?
+            let v = view.clone();
+            blocking(move || Ok(v.reader().get(registry, &id)?)).await?
         }
     };
-    let record = record.ok_or(ApiError::NotFound(registry.as_str()))?;
-    let lineage = state.store.lineage(record.load_id);
-    json_body(&RecordJson { record: &record, only: only.as_deref(), lineage: lineage.as_deref() })
+    let record = record.ok_or(QueryError::NotFound(registry.as_str()))?;
+    json_body(&record_json(&view, &record, only.as_deref()))
 }
 
 /// Many records by key in one call (RocksDB batched multi-get).
@@ -124,52 +86,16 @@ pub async fn lookup(
     Json(req): Json<LookupRequest>,
 ) -> Result<Response, ApiError> {
     let registry = registry(&registry_name)?;
-    let schema = registry.schema();
     let max = state.config.max_lookup_ids;
     if req.ids.len() > max {
-        return Err(ApiError::TooManyIds { given: req.ids.len(), max });
+        return Err(QueryError::TooManyIds { given: req.ids.len(), max }.into());
     }
-    let only = projection(schema, req.fields.as_ref().map(|f| f.iter().map(String::as_str)))?;
-    let mut invalid = Vec::new();
-    let mut keys = Vec::with_capacity(req.ids.len());
-    for raw in &req.ids {
-        match schema.parse_key(raw) {
-            Ok(k) => keys.push(Some(k)),
-            Err(message) => {
-                invalid.push(json!({"id": raw, "message": message}));
-                keys.push(None);
-            }
-        }
-    }
-    let valid: Vec<String> = keys.iter().flatten().cloned().collect();
-    let store = state.store.clone();
-    let found = blocking(move || store.get_many(registry, &valid)).await?;
-    // Align the answers with the request; lineage entries are looked up once per load.
-    let mut found = found.into_iter();
-    let aligned: Vec<Option<Record>> = keys.iter().map(|k| k.as_ref().and_then(|_| found.next().flatten())).collect();
-    let not_found: Vec<&str> = req
-        .ids
-        .iter()
-        .zip(&keys)
-        .zip(&aligned)
-        .filter(|((_, k), r)| k.is_some() && r.is_none())
-        .map(|((id, _), _)| id.as_str())
-        .collect();
-    let mut lineages: HashMap<u32, Option<Arc<Lineage>>> = HashMap::new();
-    for r in aligned.iter().flatten() {
-        lineages.entry(r.load_id).or_insert_with(|| state.store.lineage(r.load_id));
-    }
-    let records: Vec<Option<RecordJson<'_>>> = aligned
-        .iter()
-        .map(|r| {
-            r.as_ref().map(|record| RecordJson {
-                record,
-                only: only.as_deref(),
-                lineage: lineages[&record.load_id].as_deref(),
-            })
-        })
-        .collect();
-    json_body(&LookupResponse { records, not_found, invalid })
+    let only = projection(registry.schema(), req.fields.as_ref().map(|f| f.iter().map(String::as_str)))?;
+    let view = state.view();
+    let v = view.clone();
+    let found = blocking(move || records::lookup(&v, registry, &req.ids)).await?;
+    let records = found.records.iter().map(|r| r.as_ref().map(|r| record_json(&view, r, only.as_deref()))).collect();
+    json_body(&LookupResponse { records, not_found: &found.not_found, invalid: &found.invalid })
 }
 
 /// The records linked to this one, both directions, grouped by relation.
@@ -188,25 +114,9 @@ pub async fn relations(
 ) -> Result<axum::Json<Value>, ApiError> {
     let registry = registry(&registry_name)?;
     let id = key(registry.schema(), &raw_id)?;
-    let store = state.store.clone();
-    let out = blocking(move || -> crate::Result<Option<Value>> {
-        let exists = store.get_raw(registry, &id)?.is_some();
-        let edges = store.relations(registry, &id)?;
-        if !exists && edges.is_empty() {
-            return Ok(None);
-        }
-        let mut groups: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
-        for e in edges {
-            let loaded = store.get_raw(e.registry, &e.id)?.is_some();
-            groups
-                .entry(e.relation.as_str())
-                .or_default()
-                .push(json!({"registry": e.registry, "id": e.id, "loaded": loaded}));
-        }
-        Ok(Some(json!({"registry": registry, "id": id, "loaded": exists, "relations": groups})))
-    })
-    .await?;
-    out.map(axum::Json).ok_or(ApiError::NotFound(registry.as_str()))
+    let view = state.view();
+    let out = blocking(move || records::relations(&view, registry, &id)).await?;
+    Ok(axum::Json(out.ok_or(QueryError::NotFound(registry.as_str()))?))
 }
 
 /// The whole picture of a citizen or an entity in one call.
@@ -224,52 +134,8 @@ pub async fn profile(
     Path((registry_name, raw_id)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let registry = registry(&registry_name)?;
-    if !matches!(registry, Registry::Citizens | Registry::Entities) {
-        return Err(ApiError::UnknownRegistry(format!("profiles exist for citizens and entities, not {registry}")));
-    }
     let id = key(registry.schema(), &raw_id)?;
-    let (store, spatial) = (state.store.clone(), state.spatial.clone());
-    let out = blocking(move || -> crate::Result<Option<Value>> {
-        let Some(record) = store.get(registry, &id)? else { return Ok(None) };
-        let mut profile = Map::new();
-        profile.insert("record".into(), render(&store, &record, None));
-        let edges = store.relations(registry, &id)?;
-        let sections: &[(Relation, bool)] = match registry {
-            Registry::Citizens => {
-                &[(Relation::Represents, false), (Relation::Licences, false), (Relation::CreditRecords, false)]
-            }
-            _ => &[(Relation::LegalRep, true), (Relation::Licences, false), (Relation::CreditRecords, false)],
-        };
-        for &(relation, single) in sections {
-            let mut records = Vec::new();
-            for target in Registry::ALL {
-                let ids: Vec<String> = edges
-                    .iter()
-                    .filter(|e| e.relation == relation && e.registry == target)
-                    .map(|e| e.id.clone())
-                    .collect();
-                if !ids.is_empty() {
-                    records
-                        .extend(store.get_many(target, &ids)?.into_iter().flatten().map(|r| render(&store, &r, None)));
-                }
-            }
-            let value = if single { records.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(records) };
-            profile.insert(relation.as_str().into(), value);
-        }
-        if let Some(jichu_ingest::Value::Point(p)) = record.value("location") {
-            let keys = super::spatial::parcels_at(&spatial, p.x(), p.y());
-            let parcels: Vec<Value> = store
-                .get_many(Registry::Parcels, &keys)?
-                .into_iter()
-                .flatten()
-                .map(|r| render(&store, &r, None))
-                .collect();
-            profile.insert("parcels".into(), Value::Array(parcels));
-        } else {
-            profile.insert("parcels".into(), json!([]));
-        }
-        Ok(Some(Value::Object(profile)))
-    })
-    .await?;
-    out.map(axum::Json).ok_or(ApiError::NotFound(registry.as_str()))
+    let view = state.view();
+    let out = blocking(move || records::profile(&view, registry, &id)).await?;
+    Ok(axum::Json(out.ok_or(QueryError::NotFound(registry.as_str()))?))
 }

@@ -16,7 +16,7 @@ use crate::api::AppState;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::generator::{self, GenOptions, LOAD_ORDER};
-use crate::load::{LoadOptions, Progress, load_indexed};
+use crate::load::{Progress, load_indexed};
 use crate::model::Registry;
 use crate::spatial::SpatialIndex;
 use crate::store::Store;
@@ -92,7 +92,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     for name in LOAD_ORDER {
         let spec_path = extracts.join(format!("{name}.toml"));
         let spec = jichu_ingest::Spec::from_path(&spec_path)?;
-        let mut opts = LoadOptions::new(&config.data_dir);
+        let mut opts = config.load_options()?;
         if o.progress {
             opts.progress = Progress::auto();
         }
@@ -135,7 +135,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     let store = Arc::new(Store::open(&config.store_dir(), &config.store_options())?);
     let state = AppState::new(store.clone(), config.clone())?;
     let first = generator::citizen_id(0);
-    let answered = state.store.get(Registry::Citizens, &first)?.is_some();
+    let answered = state.view().reader().get(Registry::Citizens, &first)?.is_some();
     report.cold = Cold { caches, seconds_to_first_answer: t.elapsed().as_secs_f64(), first_answer_found: answered };
 
     // 5 (before the workload fills caches further). Disk.

@@ -128,34 +128,36 @@ fn text_query(field: &str, text: &str) -> SearchQuery {
     }
 }
 
-/// Runs one query in process, through the same library calls the API handlers make (keys
-/// parsed, records fetched and decoded). Returns how many things it found.
+/// Runs one query in process, as a request would: from the current view, through the same
+/// library calls the API handlers make (keys parsed, records fetched and decoded). Returns how
+/// many things it found.
 pub fn in_process(state: &AppState, q: &Query) -> Result<usize> {
     let schema = Registry::Citizens.schema();
-    let store = &state.store;
+    let view = state.view();
+    let at = view.reader();
     Ok(match q {
         Query::Get(id) => {
             let key = schema.parse_key(id).map_err(Error::Invalid)?;
-            store.get(Registry::Citizens, &key)?.is_some() as usize
+            at.get(Registry::Citizens, &key)?.is_some() as usize
         }
         Query::Lookup(ids) => {
             let keys: Vec<String> = ids.iter().filter_map(|id| schema.parse_key(id).ok()).collect();
-            store.get_many(Registry::Citizens, &keys)?.iter().flatten().count()
+            at.get_many(Registry::Citizens, &keys)?.iter().flatten().count()
         }
         Query::Name(text) | Query::Address(text) => {
             let field = if matches!(q, Query::Name(_)) { "name" } else { "address" };
-            let hits = state.text.index.search(&text_query(field, text)).map_err(|e| Error::Invalid(e.to_string()))?;
+            let hits = view.text.search(&text_query(field, text))?;
             let keys: Vec<String> = hits.hits.into_iter().map(|h| h.key).collect();
-            store.get_many(Registry::Citizens, &keys)?.iter().flatten().count()
+            at.get_many(Registry::Citizens, &keys)?.iter().flatten().count()
         }
         Query::Knn([lon, lat]) => {
-            let layer = &state.spatial.citizens;
+            let layer = &view.spatial.citizens;
             let hits = layer.index.nearest(*lon, *lat, 10, None);
-            let keys: Vec<String> = hits.iter().map(|h| layer.keys.get(h.id).to_string()).collect();
+            let keys: Vec<String> = hits.iter().map(|h| layer.key(h.id).to_string()).collect();
             std::hint::black_box(keys).len()
         }
-        Query::Radius([lon, lat]) => state.spatial.citizens.index.count_within_radius(*lon, *lat, 500.0),
-        Query::Containing([lon, lat]) => state.spatial.parcels.index.containing(*lon, *lat).len(),
+        Query::Radius([lon, lat]) => view.spatial.citizens.index.count_within_radius(*lon, *lat, 500.0),
+        Query::Containing([lon, lat]) => view.spatial.parcels.index.containing(*lon, *lat).len(),
     })
 }
 

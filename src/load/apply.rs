@@ -6,9 +6,9 @@ use super::payload;
 use super::sort::{Entry, Groups, Sorted, Sorter};
 use super::sst::SstFiles;
 use crate::error::Result;
-use crate::model::ids::{SubjectKind, subject_kind};
-use crate::model::{Link, Registry, Target};
+use crate::model::{Link, Registry};
 use crate::store::codec::{self, Header};
+use crate::store::keys::{link_edges as edges, target_registry};
 use crate::store::{Store, Writer, cf, keys};
 use std::path::{Path, PathBuf};
 
@@ -33,22 +33,6 @@ fn resolve(mut group: Vec<Entry>, state: &mut LoadState) -> Option<Entry> {
         state.conflicts.push((e.tag, message));
     }
     None
-}
-
-fn target_registry(link: &Link, id: &str) -> Registry {
-    match link.target {
-        Target::Citizens => Registry::Citizens,
-        Target::Subject => match subject_kind(id) {
-            Some(SubjectKind::Entity) => Registry::Entities,
-            _ => Registry::Citizens,
-        },
-    }
-}
-
-/// The two edges of one reference: owner → target and target → owner.
-fn edges(registry: Registry, id: &str, link: &Link, target: &str) -> [Vec<u8>; 2] {
-    let t = target_registry(link, target);
-    [keys::edge(registry, id, link.forward, t, target), keys::edge(t, target, link.reverse, registry, id)]
 }
 
 /// Counts references whose target is not in the store (they resolve when it arrives).
@@ -88,9 +72,10 @@ impl RefCheck {
     }
 }
 
-/// Bulk path (empty registry): records and edges become sorted SST files, ingested edges
-/// first, then records, then the count — with a marker so that a kill in between is repaired
-/// on the next open and a re-run completes the load.
+/// Bulk path (empty registry): records and edges become sorted SST files, ingested records
+/// first (undoing a killed load finds the edges and points to remove from them), then edges,
+/// points and the count — after a marker, so that a load killed before it finishes is undone
+/// on the next open.
 pub fn bulk(
     writer: &mut Writer<'_>,
     registry: Registry,
@@ -110,6 +95,9 @@ pub fn bulk(
     let mut n = 0u64;
     for group in Groups::new(sorted) {
         let Some(e) = resolve(group?, state) else { continue };
+        if n.is_multiple_of(4096) {
+            state.check_cancelled()?;
+        }
         let payload::Parts { targets, point, value } = payload::split(&e.payload);
         files.put(&e.key, value)?;
         if let Some((lon, lat)) = point {
@@ -140,11 +128,12 @@ pub fn bulk(
         }
     }
     let edge_files = edge_files.finish()?;
+    state.check_cancelled()?;
     let t = std::time::Instant::now();
-    writer.bulk_marker(registry, true)?;
+    writer.bulk_marker(registry, state.report.load_id as u32)?;
+    writer.ingest(cf::records(registry), record_files)?;
     writer.ingest(cf::RELATIONS, edge_files)?;
     writer.ingest(cf::POINTS, point_files)?;
-    writer.ingest(cf::records(registry), record_files)?;
     writer.set_count(registry, n)?;
     state.report.stage("ingest", t);
     state.report.inserted = n;
@@ -173,6 +162,7 @@ pub fn batch(
         let Some(e) = resolve(group, state) else { continue };
         chunk.push(e);
         if chunk.len() == CHUNK {
+            state.check_cancelled()?;
             apply_chunk(writer, registry, &chunk, &mut refs, state)?;
             chunk.clear();
         }
@@ -197,13 +187,13 @@ fn apply_chunk(
     let links: Vec<(usize, Link)> = schema.links().collect();
     let location = schema.field_index("location");
     let ids: Vec<&str> = chunk.iter().map(|e| std::str::from_utf8(&e.key).unwrap_or_default()).collect();
-    let olds = store.get_many_raw(registry, &ids)?;
+    let olds = store.reader().get_many_raw(registry, &ids)?;
     for ((e, id), old) in chunk.iter().zip(&ids).zip(olds) {
         let payload::Parts { targets, point, value } = payload::split(&e.payload);
         for ((_, link), target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
             refs.push(target_registry(link, target), target)?;
         }
-        let old_targets: Vec<String> = match &old {
+        let old_targets: Vec<String> = match old.as_deref() {
             None => {
                 state.report.inserted += 1;
                 writer.add_count(registry, 1);
@@ -223,7 +213,7 @@ fn apply_chunk(
                     .collect()
             }
         };
-        writer.put_record(registry, &e.key, value)?;
+        writer.put_record(registry, &e.key, value, old.as_deref())?;
         if location.is_some() {
             writer.set_point(registry, &e.key, point);
         }
@@ -275,10 +265,11 @@ where
         let same_source = store.lineage(header.load_id).is_some_and(|l| l.source == source);
         if !header.ended && same_source && !state.rejected_keys.contains(&*key) {
             let ended = Header { load_id: state.report.load_id as u32, ended: true, needs_review: header.needs_review };
-            writer.put_record(registry, &key, &codec::with_header(&value, ended)?)?;
+            writer.put_record(registry, &key, &codec::with_header(&value, ended)?, Some(&value))?;
             writer.set_point(registry, &key, None); // ended records are not located
             state.report.ended += 1;
             if writer.pending() >= CHUNK {
+                state.check_cancelled()?;
                 writer.commit()?;
             }
         }

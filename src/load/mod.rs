@@ -14,16 +14,17 @@ mod read;
 mod sort;
 mod sst;
 
-pub use progress::Progress;
+pub use progress::{Progress, ProgressStatus};
 
 use crate::error::{Error, Result};
 use crate::model::Registry;
 use crate::store::Store;
 use jichu_ingest::{LoadReport, Mode, Reason, Reject, RejectWriter, RowMapper, Source, Spec};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// How a load runs; defaults in one place.
@@ -38,6 +39,13 @@ pub struct LoadOptions {
     /// Worker threads mapping and validating rows.
     pub threads: usize,
     pub progress: Progress,
+    /// Credit codes that fail their check but are known genuine pilot codes (canonical).
+    pub pilot_codes: Arc<HashSet<String>>,
+    /// The load id reserved when the load was queued (a running server's loads); a new one
+    /// otherwise.
+    pub load_id: Option<u32>,
+    /// Set to stop the load: it is undone and returns [`Error::Cancelled`].
+    pub cancel: Arc<AtomicBool>,
 }
 
 impl LoadOptions {
@@ -48,6 +56,9 @@ impl LoadOptions {
             sort_budget: 512 << 20,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             progress: Progress::quiet(),
+            pilot_codes: Arc::default(),
+            load_id: None,
+            cancel: Arc::default(),
         }
     }
 }
@@ -63,6 +74,14 @@ pub(crate) struct LoadState {
     /// (memory grows with rejected rows only).
     pub rejected_keys: BTreeSet<Vec<u8>>,
     pub progress: Progress,
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl LoadState {
+    /// Stops the load if it was cancelled (checked between batches).
+    pub fn check_cancelled(&self) -> Result<()> {
+        if self.cancel.load(Ordering::Relaxed) { Err(Error::Cancelled) } else { Ok(()) }
+    }
 }
 
 /// A sort tag: file index and line, so that equal keys keep input order.
@@ -94,36 +113,80 @@ pub fn load_indexed(
     text: jichu_indexes::text::WriterOptions,
 ) -> Result<(LoadReport, crate::text::SyncReport)> {
     let mut report = load(store, spec, spec_path, files, opts)?;
-    let synced = crate::text::TextLayer::open(store)?.sync(store, text, &opts.progress)?;
+    let synced = crate::text::TextLayer::open(store)?.sync(store.reader(), text, &opts.progress)?;
     report.stage_seconds.insert("text_index".into(), synced.seconds);
     report.seconds += synced.seconds;
     report.rows_per_second = report.read as f64 / report.seconds.max(1e-9);
     Ok((report, synced))
 }
 
-/// Loads `files` (all in the shape `spec` describes) into the store.
-pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opts: &LoadOptions) -> Result<LoadReport> {
+/// The registry a spec names, and a source and row mapper per file: everything `jichu load`
+/// checks before it reads a row (registry, fields, headers). A running server makes the same
+/// checks when a load is submitted, before queueing it.
+pub fn check(spec: &Spec, spec_path: &Path, files: &[PathBuf], opts: &LoadOptions) -> Result<Checked> {
     let registry: Registry =
         spec.registry.parse().map_err(|m| Error::Invalid(format!("mapping spec {}: {m}", spec_path.display())))?;
     let schema = registry.schema();
     let defs = schema.defs();
-    // Every file's header is checked against the spec before any row is loaded.
     let mut sources = Vec::with_capacity(files.len());
     for f in files {
         let source = Source::open(f, spec)?;
-        let mapper = RowMapper::new(spec, schema.key.def(), &defs, source.headers(), spec_path)?;
+        let mapper = RowMapper::new(spec, schema.key.def(), &defs, source.headers(), spec_path)?
+            .with_allowed_ids(opts.pilot_codes.clone());
         sources.push((source, Arc::new(mapper)));
     }
-    let started = Instant::now();
+    Ok(Checked { registry, sources })
+}
+
+/// A spec and its files, checked ([`check`]).
+#[derive(Debug)]
+pub struct Checked {
+    pub registry: Registry,
+    sources: Vec<(Source, Arc<RowMapper>)>,
+}
+
+/// Loads `files` (all in the shape `spec` describes) into the store. A load that fails or is
+/// cancelled part-way is undone before this returns: the store is as it was before.
+pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opts: &LoadOptions) -> Result<LoadReport> {
+    // Every file's header is checked against the spec before any row is loaded.
+    let Checked { registry, sources } = check(spec, spec_path, files, opts)?;
     let mut writer = store.writer();
-    let file_names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     // Lineage names the files, not the loader's folders.
     let base_names = files
         .iter()
         .map(|f| f.file_name().map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned()))
         .collect();
-    let load_id = writer.begin_load(registry, &spec.source, base_names, spec.mode.as_str())?;
+    let load_id = writer.begin_load(opts.load_id, registry, &spec.source, base_names, spec.mode.as_str())?;
     let tmp = opts.work_dir.join("tmp").join(format!("load-{load_id}"));
+    let result = run(&mut writer, registry, sources, spec, files, load_id, &tmp, opts);
+    let _ = std::fs::remove_dir_all(&tmp);
+    if let Err(e) = &result {
+        let reason = match e {
+            Error::Cancelled => "cancelled".to_string(),
+            e => format!("failed: {e}"),
+        };
+        if let Err(undo) = writer.undo(load_id, &reason) {
+            tracing::error!(load_id, error = %undo, "could not undo the load; the next open will");
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    writer: &mut crate::store::Writer<'_>,
+    registry: Registry,
+    sources: Vec<(Source, Arc<RowMapper>)>,
+    spec: &Spec,
+    files: &[PathBuf],
+    load_id: u32,
+    tmp: &Path,
+    opts: &LoadOptions,
+) -> Result<LoadReport> {
+    let store = writer.store();
+    let schema = registry.schema();
+    let started = Instant::now();
+    let file_names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     let rejects_path =
         opts.rejects.clone().unwrap_or_else(|| opts.work_dir.join("rejects").join(format!("load-{load_id}.csv")));
     if let Some(dir) = rejects_path.parent() {
@@ -147,11 +210,13 @@ pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opt
         snapshot_source: (spec.mode == Mode::Snapshot).then(|| spec.source.clone()),
         rejected_keys: BTreeSet::new(),
         progress: progress.clone(),
+        cancel: opts.cancel.clone(),
     };
     let multi_file = files.len() > 1;
-    let mut sorter = sort::Sorter::new(&tmp, "records", opts.sort_budget);
+    let mut sorter = sort::Sorter::new(tmp, "records", opts.sort_budget);
     let mappers: Vec<Arc<RowMapper>> = sources.iter().map(|(_, m)| m.clone()).collect();
     read::read_all(sources, schema, load_id, opts.threads, |file, outcomes| {
+        state.check_cancelled()?;
         state.report.read += outcomes.len() as u64;
         for outcome in outcomes {
             match outcome {
@@ -176,12 +241,13 @@ pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opt
     })?;
     let sorted = sorter.finish()?;
     let mut t = state.report.stage("read", started);
+    state.progress.stage("writing");
     if store.count(registry) == 0 {
         state.report.path = "bulk".into();
-        apply::bulk(&mut writer, registry, sorted, &tmp, opts.sort_budget / 2, opts.threads, &mut state)?;
+        apply::bulk(writer, registry, sorted, tmp, opts.sort_budget / 2, opts.threads, &mut state)?;
     } else {
         state.report.path = "batch".into();
-        apply::batch(&mut writer, registry, sorted, &tmp, opts.sort_budget / 2, &mut state)?;
+        apply::batch(writer, registry, sorted, tmp, opts.sort_budget / 2, &mut state)?;
     }
     t = state.report.stage("merge_write", t);
     let ingest = state.report.stage_seconds.get("ingest").copied().unwrap_or(0.0);
@@ -196,6 +262,7 @@ pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opt
     )?;
     rejects.finish().map_err(Error::io(&rejects_path))?;
     state.report.stage("conflicts", t);
+    state.check_cancelled()?;
     let report = &mut state.report;
     report.accepted = report.read - report.rejected;
     report.seconds = started.elapsed().as_secs_f64();
@@ -206,7 +273,6 @@ pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opt
     json["rejects_file"] = serde_json::Value::String(rejects_path.display().to_string());
     writer.finish_load(load_id, json)?;
     progress.finish();
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(report)
 }
 

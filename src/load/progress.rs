@@ -1,4 +1,5 @@
-//! Load progress: a bar (rows, rows/s, ETA by bytes) on a terminal, plain log lines otherwise.
+//! Load progress: a bar (rows, rows/s, ETA by bytes) on a terminal, plain log lines otherwise,
+//! or (a running server's loads) nothing shown but a [`ProgressStatus`] to ask for.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -19,12 +20,32 @@ struct Inner {
     files: Mutex<Vec<(u64, Arc<AtomicU64>)>>,
     last_line: Mutex<Instant>,
     applied: AtomicU64,
+    /// Log lines every few seconds when there is no bar.
+    log: bool,
+    rows: AtomicU64,
+    stage: Mutex<&'static str>,
+}
+
+/// Where a load is: rows read, bytes read of the files' total, the stage.
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq)]
+pub struct ProgressStatus {
+    pub stage: &'static str,
+    pub rows_read: u64,
+    pub bytes_read: u64,
+    pub bytes_total: u64,
+    /// Bytes read of the total, 0 to 1.
+    pub fraction: f64,
 }
 
 impl Progress {
     /// No progress output (tests, benchmarks).
     pub fn quiet() -> Progress {
         Progress { inner: None }
+    }
+
+    /// Nothing shown; [`Progress::status`] tells where the load is.
+    pub fn tracked() -> Progress {
+        Progress::with(None, false)
     }
 
     /// A bar on a terminal, log lines every few seconds otherwise.
@@ -38,6 +59,10 @@ impl Progress {
             );
             bar
         });
+        Progress::with(bar, true)
+    }
+
+    fn with(bar: Option<ProgressBar>, log: bool) -> Progress {
         Progress {
             inner: Some(Arc::new(Inner {
                 bar,
@@ -45,7 +70,33 @@ impl Progress {
                 files: Mutex::new(Vec::new()),
                 last_line: Mutex::new(Instant::now()),
                 applied: AtomicU64::new(0),
+                log,
+                rows: AtomicU64::new(0),
+                stage: Mutex::new("queued"),
             })),
+        }
+    }
+
+    /// Where the load is (all zero for [`Progress::quiet`]).
+    pub fn status(&self) -> ProgressStatus {
+        let Some(inner) = &self.inner else { return ProgressStatus::default() };
+        let files = inner.files.lock().unwrap_or_else(|e| e.into_inner());
+        let (bytes_total, bytes_read): (u64, u64) =
+            files.iter().fold((0, 0), |(t, d), (n, c)| (t + n, d + c.load(Ordering::Relaxed)));
+        let bytes_read = bytes_read.min(bytes_total);
+        ProgressStatus {
+            stage: *inner.stage.lock().unwrap_or_else(|e| e.into_inner()),
+            rows_read: inner.rows.load(Ordering::Relaxed),
+            bytes_read,
+            bytes_total,
+            fraction: if bytes_total == 0 { 0.0 } else { bytes_read as f64 / bytes_total as f64 },
+        }
+    }
+
+    /// Names the stage the load is in (`reading`, `writing`, `indexing`…).
+    pub fn stage(&self, stage: &'static str) {
+        if let Some(inner) = &self.inner {
+            *inner.stage.lock().unwrap_or_else(|e| e.into_inner()) = stage;
         }
     }
 
@@ -56,10 +107,12 @@ impl Progress {
             bar.set_prefix(what.to_string());
         }
         *inner.files.lock().unwrap_or_else(|e| e.into_inner()) = files;
+        *inner.stage.lock().unwrap_or_else(|e| e.into_inner()) = "reading";
     }
 
     pub(crate) fn set_read(&self, rows: u64) {
         let Some(inner) = &self.inner else { return };
+        inner.rows.store(rows, Ordering::Relaxed);
         let files = inner.files.lock().unwrap_or_else(|e| e.into_inner());
         let (total, done): (u64, u64) =
             files.iter().fold((0, 0), |(t, d), (n, c)| (t + n, d + c.load(Ordering::Relaxed)));
@@ -69,7 +122,7 @@ impl Progress {
                 let secs = bar.elapsed().as_secs_f64().max(1e-3);
                 bar.set_message(format!("{rows} rows, {:.0} rows/s", rows as f64 / secs));
             }
-            None => {
+            None if inner.log => {
                 let mut last = inner.last_line.lock().unwrap_or_else(|e| e.into_inner());
                 if last.elapsed() >= Duration::from_secs(5) {
                     *last = Instant::now();
@@ -80,6 +133,7 @@ impl Progress {
                     );
                 }
             }
+            None => {}
         }
     }
 
@@ -89,7 +143,8 @@ impl Progress {
         if applied % 1_000_000 < n {
             match &inner.bar {
                 Some(bar) => bar.set_message(format!("writing: {applied} records")),
-                None => tracing::info!(applied, "writing"),
+                None if inner.log => tracing::info!(applied, "writing"),
+                None => {}
             }
         }
     }
@@ -117,13 +172,14 @@ impl Progress {
         let counting = inner.counting.lock().unwrap_or_else(|e| e.into_inner());
         match &counting.0 {
             Some(bar) => bar.set_position(done),
-            None => {
+            None if inner.log => {
                 let mut last = inner.last_line.lock().unwrap_or_else(|e| e.into_inner());
                 if last.elapsed() >= Duration::from_secs(5) {
                     *last = Instant::now();
                     tracing::info!(stage = counting.1, done, of = counting.2, "in progress");
                 }
             }
+            None => {}
         }
     }
 

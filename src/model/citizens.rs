@@ -1,23 +1,22 @@
 //! Citizens: natural persons, keyed by the resident identity number (GB 11643-1999).
 
-use super::{Field, Registry, Schema, check_resident_id, ids};
+use super::{Field, Registry, Schema, check_resident_id, codes, ids};
 use jichu_ingest::{FieldKind, MappedRow, Reason, Value};
-
-pub const GENDERS: &[(&str, &[&str])] = &[("男", &["1", "M", "male", "男性"]), ("女", &["2", "F", "female", "女性"])];
 
 pub static SCHEMA: Schema = Schema {
     registry: Registry::Citizens,
     key: Field::new("id", FieldKind::Identifier(check_resident_id), "resident identity number (18 characters)")
         .sensitive(),
     fields: &[
-        Field::new("name", FieldKind::Text, "name (姓名)").required().personal().name(),
+        Field::new("name", FieldKind::Name, "name (姓名)").required().personal().name(),
         Field::new(
             "gender",
-            FieldKind::Code(GENDERS),
-            "gender (性别): 男 or 女; derived from the identity number when absent",
+            FieldKind::Code(&codes::GENDER),
+            "gender (性别, GB/T 2261.1: 男 or 女; codes 1, 2 accepted); derived from the identity number when absent or unknown",
         )
         .personal(),
-        Field::new("ethnicity", FieldKind::Text, "ethnicity (民族)").personal().keyword(),
+        Field::new("ethnicity", FieldKind::Code(&codes::ETHNICITY), "ethnicity (民族, GB 3304: 汉族…; codes 01–56 accepted)")
+            .personal(),
         Field::new(
             "birth_date",
             FieldKind::Date,
@@ -54,6 +53,9 @@ fn check_row(row: &mut MappedRow) -> Result<(), (Reason, String)> {
     }
     let gender = if id.male { "男" } else { "女" };
     match &row.values[GENDER] {
+        Some(Value::Text(g)) if g == "未知的性别" || g == "未说明的性别" => {
+            row.values[GENDER] = Some(Value::Text(gender.into()))
+        }
         Some(Value::Text(g)) if g != gender => {
             return Err((Reason::InvalidValue, format!("`gender` {g} contradicts the identity number ({gender})")));
         }

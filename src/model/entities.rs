@@ -1,14 +1,14 @@
 //! Legal entities: companies and organisations, keyed by the unified social credit code.
 
-use super::{Field, Registry, Relation, Schema, Target, check_credit_code, check_resident_id};
+use super::{Field, Registry, Relation, Schema, Target, check_credit_code, check_resident_id, codes};
 use jichu_ingest::FieldKind;
 
 pub static SCHEMA: Schema = Schema {
     registry: Registry::Entities,
     key: Field::new("id", FieldKind::Identifier(check_credit_code), "unified social credit code (18 characters)"),
     fields: &[
-        Field::new("name", FieldKind::Text, "registered name").required().name(),
-        Field::new("legal_rep_name", FieldKind::Text, "legal representative's name").personal().name(),
+        Field::new("name", FieldKind::Name, "registered name").required().name(),
+        Field::new("legal_rep_name", FieldKind::Name, "legal representative's name").personal().name(),
         Field::new(
             "legal_rep_id",
             FieldKind::Identifier(check_resident_id),
@@ -22,7 +22,11 @@ pub static SCHEMA: Schema = Schema {
         Field::new("business_scope", FieldKind::Text, "business scope").text(),
         Field::new("address", FieldKind::Text, "registered address").text(),
         Field::new("location", FieldKind::Point, "location of the registered address (WGS84)"),
-        Field::new("status", FieldKind::Text, "registration status (存续, 注销, 吊销…)").keyword(),
+        Field::new(
+            "status",
+            FieldKind::Code(&codes::ENTITY_STATUS),
+            "registration status (存续, 吊销, 注销, 撤销, 迁出…)",
+        ),
     ],
     row_check: None,
     doc: "companies and organisations, keyed by the unified social credit code",

@@ -120,12 +120,21 @@ const USCC_ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 const USCC_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
 const ORG_WEIGHTS: [u32; 8] = [3, 7, 9, 10, 5, 8, 4, 2];
 
-/// A valid (or flagged) unified social credit code.
+/// A well-formed unified social credit code: canonical, in the code's alphabet, with digits
+/// where the region code is. Its check characters may still fail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreditCode {
     pub id: String,
-    /// Fails a check character but is a Fujian pilot code (region 35): legal, to be reviewed.
-    pub needs_review: bool,
+    /// Why a check character fails; None for a valid code.
+    pub check_failure: Option<IdError>,
+}
+
+impl CreditCode {
+    /// Fails its check and is registered in Fujian (positions 3–4 `35`): a mistyped code, or
+    /// one of the early Fujian pilot codes, which are legal although they fail the check.
+    pub fn may_be_fujian_pilot(&self) -> bool {
+        self.check_failure.is_some() && &self.id[2..4] == "35"
+    }
 }
 
 fn uscc_value(b: u8) -> Option<u32> {
@@ -149,10 +158,9 @@ pub fn org_check_char(first8: &[u8]) -> char {
     }
 }
 
-/// Normalises and validates a unified social credit code. A code whose check characters
-/// fail but whose region is Fujian (positions 3–4 = `35`) is accepted with `needs_review`:
-/// early pilot codes there are legal although they fail the check.
-pub fn parse_credit_code(s: &str) -> Result<CreditCode, IdError> {
+/// Normalises a unified social credit code and checks its form; the check characters are
+/// tested but a failure is returned in [`CreditCode::check_failure`], not as an error.
+pub fn read_credit_code(s: &str) -> Result<CreditCode, IdError> {
     let s = canonical(s);
     let b = s.as_bytes();
     if b.len() != 18 || !s.is_ascii() {
@@ -166,16 +174,22 @@ pub fn parse_credit_code(s: &str) -> Result<CreditCode, IdError> {
     }
     let expected = credit_check_char(&b[..17]);
     let org_expected = org_check_char(&b[8..16]);
-    let failure = if b[17] as char != expected {
+    let check_failure = if b[17] as char != expected {
         Some(IdError::Check { found: b[17] as char, expected })
     } else if b[16] as char != org_expected {
         Some(IdError::OrgCheck { found: b[16] as char, expected: org_expected })
     } else {
         None
     };
-    match failure {
-        None => Ok(CreditCode { id: s.into_owned(), needs_review: false }),
-        Some(_) if &b[2..4] == b"35" => Ok(CreditCode { id: s.into_owned(), needs_review: true }),
+    Ok(CreditCode { id: s.into_owned(), check_failure })
+}
+
+/// Normalises and validates a unified social credit code: both check characters must hold.
+/// (Early Fujian pilot codes that fail them are let in by the loader's allow-list, not here.)
+pub fn parse_credit_code(s: &str) -> Result<String, IdError> {
+    let code = read_credit_code(s)?;
+    match code.check_failure {
+        None => Ok(code.id),
         Some(e) => Err(e),
     }
 }
@@ -189,20 +203,25 @@ pub enum SubjectKind {
     Entity,
 }
 
-/// A resident identity number or a credit code, told apart by which check it passes.
-pub fn parse_subject(s: &str) -> Result<(SubjectKind, String, bool), IdError> {
+/// A resident identity number or a valid credit code, told apart by which check it passes.
+pub fn parse_subject(s: &str) -> Result<(SubjectKind, String), IdError> {
     if let Ok(r) = parse_resident_id(s) {
-        return Ok((SubjectKind::Citizen, r.id, false));
+        return Ok((SubjectKind::Citizen, r.id));
     }
     match parse_credit_code(s) {
-        Ok(c) => Ok((SubjectKind::Entity, c.id, c.needs_review)),
+        Ok(id) => Ok((SubjectKind::Entity, id)),
         Err(_) => Err(IdError::NotASubject),
     }
 }
 
-/// The kind of an identifier already in canonical form (as stored).
+/// The kind of an identifier already in canonical form (as stored): by its form, so that an
+/// allow-listed pilot code is still an entity's.
 pub fn subject_kind(canonical_id: &str) -> Option<SubjectKind> {
-    parse_subject(canonical_id).ok().map(|(k, _, _)| k)
+    if parse_resident_id(canonical_id).is_ok() {
+        Some(SubjectKind::Citizen)
+    } else {
+        read_credit_code(canonical_id).ok().map(|_| SubjectKind::Entity)
+    }
 }
 
 #[cfg(test)]
@@ -216,10 +235,7 @@ mod tests {
         assert_eq!(r.birth_date, NaiveDate::from_ymd_opt(1949, 12, 31).unwrap());
         assert!(!r.male);
         assert!(parse_resident_id("440524188001010014").unwrap().male);
-        assert_eq!(
-            parse_credit_code("91350100M000100Y43").unwrap(),
-            CreditCode { id: "91350100M000100Y43".into(), needs_review: false }
-        );
+        assert_eq!(parse_credit_code("91350100M000100Y43").unwrap(), "91350100M000100Y43");
     }
 
     #[test]
@@ -228,7 +244,7 @@ mod tests {
         {
             assert_eq!(parse_resident_id(dirty).unwrap().id, "11010519491231002X", "{dirty}");
         }
-        assert_eq!(parse_credit_code("91350100m000100y43").unwrap().id, "91350100M000100Y43");
+        assert_eq!(parse_credit_code("91350100m000100y43").unwrap(), "91350100M000100Y43");
     }
 
     #[test]
@@ -248,9 +264,15 @@ mod tests {
     }
 
     #[test]
-    fn fujian_pilot_codes_are_flagged_not_dropped() {
-        let c = parse_credit_code("91350211M0000XUF46").unwrap();
-        assert!(c.needs_review);
+    fn fujian_codes_that_fail_their_check_are_refused_but_known_as_possible_pilots() {
+        assert!(matches!(parse_credit_code("91350211M0000XUF46"), Err(IdError::Check { .. })));
+        let c = read_credit_code("91350211M0000XUF46").unwrap();
+        assert!(c.may_be_fujian_pilot());
+        // A valid Fujian code with one character changed is refused too.
+        assert!(parse_credit_code("91350100M000100Y44").is_err());
+        assert!(read_credit_code("91350100M000100Y44").unwrap().may_be_fujian_pilot());
+        assert!(!read_credit_code("91110100M000100Y44").unwrap().may_be_fujian_pilot());
+        assert_eq!(subject_kind("91350211M0000XUF46"), Some(SubjectKind::Entity));
     }
 
     #[test]
@@ -285,7 +307,6 @@ mod tests {
             110000u32..660000,
             prop::collection::vec(0usize..31, 8),
         )
-            .prop_filter("not Fujian (whose failures are flagged)", |(_, _, region, _)| region / 10000 != 35)
             .prop_map(|(authority, category, region, org)| {
                 let org8: Vec<u8> = org.iter().map(|&i| USCC_ALPHABET[i]).collect();
                 let mut body = vec![authority, b'0' + category];
@@ -316,7 +337,7 @@ mod tests {
 
         #[test]
         fn generated_credit_codes_validate(code in credit_code()) {
-            prop_assert_eq!(parse_credit_code(&code).unwrap(), CreditCode { id: code.clone(), needs_review: false });
+            prop_assert_eq!(parse_credit_code(&code).unwrap(), code.clone());
         }
 
         #[test]
@@ -325,11 +346,7 @@ mod tests {
             prop_assume!(b[pos] != USCC_ALPHABET[i]);
             b[pos] = USCC_ALPHABET[i];
             let changed = String::from_utf8(b).unwrap();
-            // Caught means refused, or (for a change that makes the region Fujian) flagged.
-            match parse_credit_code(&changed) {
-                Err(_) => {}
-                Ok(c) => prop_assert!(c.needs_review, "{} accepted unflagged", changed),
-            }
+            prop_assert!(parse_credit_code(&changed).is_err(), "{} accepted", changed);
         }
     }
 }

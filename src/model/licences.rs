@@ -1,6 +1,6 @@
 //! Licences: certificates and e-licences (GB/T 36901-36905) held by a citizen or an entity.
 
-use super::{Field, Registry, Relation, Schema, Target, check_subject};
+use super::{Field, Registry, Relation, Schema, Target, check_subject, codes};
 use jichu_ingest::FieldKind;
 
 pub static SCHEMA: Schema = Schema {
@@ -16,11 +16,15 @@ pub static SCHEMA: Schema = Schema {
         .required()
         .sensitive()
         .link(Target::Subject, Relation::Holder, Relation::Licences),
-        Field::new("holder_name", FieldKind::Text, "the holder's name").personal().name(),
+        Field::new("holder_name", FieldKind::Name, "the holder's name").personal().name(),
         Field::new("issuer", FieldKind::Text, "issuing authority").text(),
         Field::new("issued_on", FieldKind::Date, "date of issue"),
-        Field::new("valid_until", FieldKind::Date, "end of validity"),
-        Field::new("status", FieldKind::Text, "status (有效, 注销…)").keyword(),
+        Field::new(
+            "valid_until",
+            FieldKind::EndOfValidity,
+            "end of validity; null with `open_ended: true` when it has none (长期, 永久, 9999-12-31…)",
+        ),
+        Field::new("status", FieldKind::Code(&codes::LICENCE_STATUS), "status (有效, 注销, 吊销, 过期…)"),
     ],
     row_check: None,
     doc: "certificates and e-licences held by a citizen or an entity",

@@ -5,6 +5,7 @@
 //! that mapping specs and the API use.
 
 pub mod citizens;
+pub mod codes;
 pub mod credit;
 pub mod entities;
 pub mod ids;
@@ -14,7 +15,7 @@ mod record;
 
 pub use record::{Lineage, Record, RecordJson};
 
-use jichu_ingest::{CheckedId, FieldDef, FieldKind, MappedRow, Reason};
+use jichu_ingest::{CheckedId, FieldDef, FieldKind, IdRejection, MappedRow, Reason};
 use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
@@ -223,8 +224,8 @@ impl Field {
     /// The JSON type name the catalogue and the OpenAPI document show.
     pub fn type_name(&self) -> &'static str {
         match self.kind {
-            FieldKind::Text | FieldKind::Code(_) | FieldKind::Identifier(_) => "string",
-            FieldKind::Date => "date",
+            FieldKind::Text | FieldKind::Name | FieldKind::Code(_) | FieldKind::Identifier(_) => "string",
+            FieldKind::Date | FieldKind::EndOfValidity => "date",
             FieldKind::Decimal => "decimal",
             FieldKind::Number => "number",
             FieldKind::Point => "point",
@@ -257,10 +258,11 @@ impl Schema {
     pub fn links(&self) -> impl Iterator<Item = (usize, Link)> + '_ {
         self.fields.iter().enumerate().filter_map(|(i, f)| f.link.map(|l| (i, l)))
     }
-    /// Canonicalises and checks a key given by a client (400 on a malformed one).
+    /// Canonicalises and checks a key given by a client (400 on a malformed one). A code that
+    /// may be a genuine pilot code is looked up (it is absent unless a load allowed it).
     pub fn parse_key(&self, raw: &str) -> Result<String, String> {
         match self.key.kind {
-            FieldKind::Identifier(check) => check(raw).map(|c| c.id),
+            FieldKind::Identifier(check) => canonical_id(check, raw),
             _ => {
                 let key = jichu_ingest::normalize_text(raw);
                 if key.is_empty() || key.len() > 255 {
@@ -273,13 +275,63 @@ impl Schema {
     }
 }
 
+/// The canonical form of an identifier a client gives (a key, a filter value): valid, or well
+/// formed and possibly a genuine pilot code (which the store holds only if a load allowed it).
+pub fn canonical_id(check: jichu_ingest::IdCheck, raw: &str) -> Result<String, String> {
+    match check(raw) {
+        Ok(c) => Ok(c.id),
+        Err(IdRejection { allowable: Some(id), .. }) => Ok(id),
+        Err(r) => Err(r.message),
+    }
+}
+
 // Identifier checks in the form ingest calls them.
-pub(crate) fn check_resident_id(s: &str) -> Result<CheckedId, String> {
-    ids::parse_resident_id(s).map(|r| CheckedId { id: r.id, needs_review: false }).map_err(|e| e.to_string())
+pub(crate) fn check_resident_id(s: &str) -> Result<CheckedId, IdRejection> {
+    ids::parse_resident_id(s)
+        .map(|r| CheckedId { id: r.id, needs_review: false })
+        .map_err(|e| IdRejection::new(e.to_string()))
 }
-pub(crate) fn check_credit_code(s: &str) -> Result<CheckedId, String> {
-    ids::parse_credit_code(s).map(|c| CheckedId { id: c.id, needs_review: c.needs_review }).map_err(|e| e.to_string())
+
+pub(crate) fn check_credit_code(s: &str) -> Result<CheckedId, IdRejection> {
+    credit_checked(ids::read_credit_code(s).map_err(|e| IdRejection::new(e.to_string()))?)
 }
-pub(crate) fn check_subject(s: &str) -> Result<CheckedId, String> {
-    ids::parse_subject(s).map(|(_, id, needs_review)| CheckedId { id, needs_review }).map_err(|e| e.to_string())
+
+/// A well-formed credit code: valid, or refused — with the way to allow it when it may be a
+/// genuine Fujian pilot code.
+fn credit_checked(code: ids::CreditCode) -> Result<CheckedId, IdRejection> {
+    match code.check_failure {
+        None => Ok(CheckedId { id: code.id, needs_review: false }),
+        Some(e) if code.may_be_fujian_pilot() => Err(IdRejection {
+            message: format!(
+                "{e}: a mistyped code, or one of the early Fujian pilot codes that fail their check; a genuine \
+                 pilot code is allowed by listing it in the pilot_codes_file, or by \
+                 accept_fujian_pilot_codes = true in the spec (loaded flagged for review)"
+            ),
+            allowable: Some(code.id),
+        }),
+        Some(e) => Err(IdRejection::new(e.to_string())),
+    }
+}
+
+/// A subject: a resident identity number or a credit code. A refusal names the check that
+/// failed for the kind of number it looks like.
+pub(crate) fn check_subject(s: &str) -> Result<CheckedId, IdRejection> {
+    let resident = match ids::parse_resident_id(s) {
+        Ok(r) => return Ok(CheckedId { id: r.id, needs_review: false }),
+        Err(e) => e,
+    };
+    match ids::read_credit_code(s) {
+        Ok(code) if code.check_failure.is_none() || code.may_be_fujian_pilot() || !looks_resident(s) => {
+            credit_checked(code)
+        }
+        _ if looks_resident(s) => Err(IdRejection::new(format!("(an identity number) {resident}"))),
+        _ => Err(IdRejection::new(ids::IdError::NotASubject.to_string())),
+    }
+}
+
+/// 15 or 18 characters, all digits but an 18th `X`: what an identity number looks like.
+fn looks_resident(s: &str) -> bool {
+    let s: String = jichu_ingest::normalize_text(s).chars().filter(|c| !c.is_whitespace()).collect();
+    let b = s.as_bytes();
+    matches!(b.len(), 15 | 18) && b[..b.len() - 1].iter().all(u8::is_ascii_digit)
 }

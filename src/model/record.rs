@@ -36,6 +36,12 @@ pub struct Lineage {
     pub finished_at: Option<DateTime<Utc>>,
     /// The load report, once the load has finished.
     pub report: Option<Json>,
+    /// Set when the load was undone before it finished (killed, cancelled, failed): none of
+    /// its changes remain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undone_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_reason: Option<String>,
 }
 
 impl Record {
@@ -55,7 +61,8 @@ impl Record {
 }
 
 /// A record on the wire, serialised straight from the record (no intermediate JSON tree):
-/// `id`, then the fields (all, or the indices in `only`, in schema order); for whole records
+/// `id`, then the fields (all, or the indices in `only`, in schema order); `open_ended: true`
+/// when a returned end of validity has no end (its value is then null); for whole records
 /// also `extras`, `ended`, `needs_review` (when set) and the lineage.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordJson<'a> {
@@ -69,10 +76,16 @@ impl Serialize for RecordJson<'_> {
         let r = self.record;
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("id", &r.id)?;
+        let mut open_ended = false;
         for (i, field) in r.registry.schema().fields.iter().enumerate() {
             if self.only.is_none_or(|o| o.contains(&i)) {
-                m.serialize_entry(field.name, &ValueJson(r.values[i].as_ref()))?;
+                let value = r.values[i].as_ref();
+                open_ended |= value.is_some_and(Value::is_open_end);
+                m.serialize_entry(field.name, &ValueJson(value))?;
             }
+        }
+        if open_ended {
+            m.serialize_entry("open_ended", &true)?;
         }
         if self.only.is_none() {
             m.serialize_entry("extras", &Extras(&r.extras))?;
@@ -100,14 +113,15 @@ impl Serialize for Extras<'_> {
     }
 }
 
-/// A value on the wire: dates as `YYYY-MM-DD`, decimals as exact strings, points as
-/// `{lon, lat}`, geometries as GeoJSON geometry objects.
+/// A value on the wire: dates as `YYYY-MM-DD` (an open end as null), decimals as exact
+/// strings, points as `{lon, lat}`, geometries as GeoJSON geometry objects.
 struct ValueJson<'a>(Option<&'a Value>);
 
 impl Serialize for ValueJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             None => s.serialize_none(),
+            Some(v) if v.is_open_end() => s.serialize_none(),
             Some(Value::Text(t)) => s.serialize_str(t),
             Some(Value::Date(d)) => s.collect_str(&format_args!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())),
             Some(Value::Decimal(d)) => s.collect_str(d),

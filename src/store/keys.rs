@@ -5,7 +5,8 @@
 //!   so that one prefix scan lists every relation of a record, grouped by relation;
 //! - meta: ASCII tags followed by a registry byte or a big-endian load id.
 
-use crate::model::{Registry, Relation};
+use crate::model::ids::{SubjectKind, subject_kind};
+use crate::model::{Link, Registry, Relation, Target};
 
 /// The prefix shared by every edge that starts at `(registry, id)`.
 pub fn edge_prefix(registry: Registry, id: &str) -> Vec<u8> {
@@ -23,6 +24,24 @@ pub fn edge(owner: Registry, owner_id: &str, relation: Relation, other: Registry
     k.push(other as u8);
     k.extend_from_slice(other_id.as_bytes());
     k
+}
+
+/// The registry a reference points into: citizens, or for a subject the registry its
+/// identifier's form says.
+pub fn target_registry(link: &Link, id: &str) -> Registry {
+    match link.target {
+        Target::Citizens => Registry::Citizens,
+        Target::Subject => match subject_kind(id) {
+            Some(SubjectKind::Entity) => Registry::Entities,
+            _ => Registry::Citizens,
+        },
+    }
+}
+
+/// The two edges of one reference: owner → target and target → owner.
+pub fn link_edges(registry: Registry, id: &str, link: &Link, target: &str) -> [Vec<u8>; 2] {
+    let t = target_registry(link, target);
+    [edge(registry, id, link.forward, t, target), edge(t, target, link.reverse, registry, id)]
 }
 
 /// Decodes an edge key into `(relation, other registry, other key)`.
@@ -66,6 +85,12 @@ pub fn bulk_marker(registry: Registry) -> [u8; 6] {
 }
 
 pub const LOAD_PREFIX: &[u8] = b"load/";
+/// A load submitted to a running server: its task (status, spec, files), by load id.
+pub const TASK_PREFIX: &[u8] = b"task/";
+
+pub fn task(id: u32) -> Vec<u8> {
+    [TASK_PREFIX, &id.to_be_bytes()].concat()
+}
 pub const NEXT_LOAD: &[u8] = b"next_load";
 
 pub fn load(id: u32) -> Vec<u8> {
@@ -76,6 +101,28 @@ pub fn load(id: u32) -> Vec<u8> {
 /// registry are one key range.
 pub fn change(load_id: u32, registry: Registry, id: &[u8]) -> Vec<u8> {
     [&load_id.to_be_bytes()[..], &[registry as u8], id].concat()
+}
+
+/// Every change-log entry of one load.
+pub fn load_changes_prefix(load_id: u32) -> [u8; 4] {
+    load_id.to_be_bytes()
+}
+
+/// A history entry: the value a load replaced, `[registry][key length][key][load id, big-endian]`,
+/// so a record's versions are one key range, in load order.
+pub fn history(registry: Registry, id: &[u8], load_id: u32) -> Vec<u8> {
+    let mut k = history_prefix(registry, id);
+    k.extend_from_slice(&load_id.to_be_bytes());
+    k
+}
+
+pub fn history_prefix(registry: Registry, id: &[u8]) -> Vec<u8> {
+    let len = id.len().min(255);
+    let mut k = Vec::with_capacity(len + 6);
+    k.push(registry as u8);
+    k.push(len as u8);
+    k.extend_from_slice(&id[..len]);
+    k
 }
 
 pub fn change_prefix(load_id: u32, registry: Registry) -> [u8; 5] {

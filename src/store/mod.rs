@@ -8,13 +8,16 @@
 pub mod cf;
 pub mod codec;
 pub mod keys;
+mod read;
+mod rollback;
 mod writer;
 
+pub use read::{Reader, Snapshot};
 pub use writer::Writer;
 
 use crate::error::{Error, Result};
 use crate::model::{Lineage, Record, Registry, Relation};
-use rocksdb::{Cache, ColumnFamily, DB, IteratorMode, Options, PrefixRange, ReadOptions};
+use rocksdb::{Cache, ColumnFamily, DB, IteratorMode, Options, ReadOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,10 +49,14 @@ pub struct Edge {
 
 pub struct Store {
     db: DB,
+    /// Held for the store's life: one process owns a store (see [`Store::open`]).
+    _lock: std::fs::File,
     path: PathBuf,
     counts: [AtomicU64; 6],
     loads: RwLock<BTreeMap<u32, Arc<Lineage>>>,
     write_lock: Mutex<()>,
+    /// Serialises load-id reservations (which must not wait for a running load's writer).
+    id_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -59,10 +66,23 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`. A bulk load that was interrupted after
-    /// its files were ingested but before its counts were written is repaired here.
+    /// Opens (creating if needed) the store in `dir`. Loads that did not finish (killed,
+    /// cancelled, failed) are undone here, so the store is as the last finished load left it.
+    /// Fails with [`Error::StoreInUse`] while another process holds the store.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        let lock_path = dir.join("jichu.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(Error::io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::StoreInUse(dir.into())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path)(e)),
+        }
         let cache = Cache::new_lru_cache(options.block_cache_bytes);
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
@@ -71,52 +91,42 @@ impl Store {
         db_opts.set_max_background_jobs(2);
         db_opts.set_bytes_per_sync(1 << 20);
         db_opts.set_keep_log_file_num(3);
-        let db = DB::open_cf_descriptors(&db_opts, dir, cf::descriptors(&cache)).map_err(|e| {
-            if e.to_string().contains("lock") {
-                Error::Invalid(format!("the store at {} is in use by another jichu process: {e}", dir.display()))
-            } else {
-                Error::Store(e)
-            }
-        })?;
+        let db = DB::open_cf_descriptors(&db_opts, dir, cf::descriptors(&cache))?;
         let store = Store {
             db,
+            _lock: lock,
             path: dir.into(),
             counts: Default::default(),
             loads: RwLock::new(BTreeMap::new()),
             write_lock: Mutex::new(()),
+            id_lock: Mutex::new(()),
         };
         store.recover()?;
         Ok(store)
     }
 
     fn recover(&self) -> Result<()> {
-        let meta = self.cf(cf::META);
+        self.read_meta()?;
+        let unfinished: Vec<u32> = self
+            .loads()
+            .iter()
+            .filter(|l| l.finished_at.is_none() && l.undone_at.is_none())
+            .map(|l| l.load_id)
+            .collect();
+        for load_id in unfinished.into_iter().rev() {
+            tracing::warn!(load_id, "a load did not finish: undoing it");
+            self.writer().undo(load_id, "did not finish (the process stopped)")?;
+        }
+        Ok(())
+    }
+
+    /// Counts and the load table, from `meta`.
+    fn read_meta(&self) -> Result<()> {
         for r in Registry::ALL {
-            if self.db.get_pinned_cf(meta, keys::bulk_marker(r))?.is_some() {
-                tracing::warn!(registry = %r, "an interrupted bulk load left its marker: recounting");
-                let n = self.db.iterator_cf(self.cf(cf::records(r)), IteratorMode::Start).count() as u64;
-                let mut batch = rocksdb::WriteBatch::default();
-                if n == 0 {
-                    // Killed after the points were ingested but before the records: drop them.
-                    // (Edges stay: a registry's prefix also holds edges other loads wrote.)
-                    batch.delete_range_cf(self.cf(cf::POINTS), [r as u8], [r as u8 + 1]);
-                }
-                batch.put_cf(meta, keys::count(r), n.to_le_bytes());
-                batch.delete_cf(meta, keys::bulk_marker(r));
-                self.db.write(batch)?;
-            }
-            let n = match self.db.get_pinned_cf(meta, keys::count(r))? {
-                Some(v) => u64::from_le_bytes(v.as_ref().try_into().map_err(|_| Error::Codec("count".into()))?),
-                None => 0,
-            };
-            self.counts[r as usize].store(n, Ordering::Relaxed);
+            self.counts[r as usize].store(self.reader().stored_count(r)?, Ordering::Relaxed);
         }
         let mut loads = self.loads.write().unwrap_or_else(|e| e.into_inner());
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_range(PrefixRange(keys::LOAD_PREFIX));
-        for item in self.db.iterator_cf_opt(meta, opts, IteratorMode::Start) {
-            let (_, v) = item?;
-            let l: Lineage = serde_json::from_slice(&v).map_err(|e| Error::Codec(e.to_string()))?;
+        for l in self.reader().stored_loads()? {
             loads.insert(l.load_id, Arc::new(l));
         }
         Ok(())
@@ -135,54 +145,39 @@ impl Store {
         self.db.cf_handle(name).expect("column family created at open")
     }
 
-    /// The raw stored value of a key.
-    pub fn get_raw(&self, registry: Registry, id: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_pinned_cf(self.cf(cf::records(registry)), id)?.map(|v| v.to_vec()))
+    /// Reads of the latest state (loads, tools and tests; a served view reads a [`Snapshot`]).
+    pub fn reader(&self) -> Reader<'_> {
+        Reader::latest(self)
     }
 
-    /// One record by its canonical key.
+    /// Pins the current state for a published view.
+    pub fn snapshot(self: &Arc<Self>) -> Result<Snapshot> {
+        Snapshot::new(self.clone())
+    }
+
+    /// One record by its canonical key (latest state).
     pub fn get(&self, registry: Registry, id: &str) -> Result<Option<Record>> {
-        match self.db.get_pinned_cf(self.cf(cf::records(registry)), id)? {
-            Some(v) => Ok(Some(codec::decode(registry, id, &v)?)),
-            None => Ok(None),
-        }
+        self.reader().get(registry, id)
     }
 
-    /// One record if the answer is in memory (memtable or block cache): `None` when it would
-    /// need a file read. Lets the async API answer hot keys without a thread hand-off.
-    pub fn get_cached(&self, registry: Registry, id: &str) -> Result<Option<Option<Record>>> {
-        let mut opts = ReadOptions::default();
-        opts.set_read_tier(rocksdb::ReadTier::BlockCache);
-        match self.db.get_pinned_cf_opt(self.cf(cf::records(registry)), id, &opts) {
-            Ok(Some(v)) => Ok(Some(Some(codec::decode(registry, id, &v)?))),
-            Ok(None) => Ok(Some(None)),
-            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Many records by key, in the order asked (RocksDB's batched multi-get).
+    /// Many records by key, in the order asked (latest state).
     pub fn get_many(&self, registry: Registry, ids: &[String]) -> Result<Vec<Option<Record>>> {
-        let cf = self.cf(cf::records(registry));
-        self.db
-            .batched_multi_get_cf(cf, ids.iter().map(String::as_str), false)
-            .into_iter()
-            .zip(ids)
-            .map(|(v, id)| match v? {
-                Some(v) => codec::decode(registry, id, &v).map(Some),
-                None => Ok(None),
-            })
-            .collect()
+        self.reader().get_many(registry, ids)
     }
 
-    /// Raw stored values of keys given in sorted order (the batch path's read-before-write).
-    pub fn get_many_raw(&self, registry: Registry, sorted_ids: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        let cf = self.cf(cf::records(registry));
-        self.db
-            .batched_multi_get_cf(cf, sorted_ids.iter().copied(), true)
-            .into_iter()
-            .map(|v| Ok(v?.map(|v| v.to_vec())))
-            .collect()
+    /// Every edge that starts at `(registry, id)` (latest state).
+    pub fn relations(&self, registry: Registry, id: &str) -> Result<Vec<Edge>> {
+        self.reader().relations(registry, id)
+    }
+
+    /// A registry's stored values in key order (latest state).
+    pub fn scan(&self, registry: Registry) -> impl Iterator<Item = Result<KeyValue>> + '_ {
+        self.reader().scan(registry)
+    }
+
+    /// Every current point of a registry (latest state).
+    pub fn points(&self, registry: Registry) -> impl Iterator<Item = Result<(Box<[u8]>, f64, f64)>> + '_ {
+        self.reader().points(registry)
     }
 
     /// How many of `sorted_keys` (ascending, repeats allowed) are not in `registry`: forward
@@ -201,19 +196,6 @@ impl Store {
             }
         }
         Ok(absent)
-    }
-
-    /// Every edge that starts at `(registry, id)`, grouped by relation.
-    pub fn relations(&self, registry: Registry, id: &str) -> Result<Vec<Edge>> {
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_range(PrefixRange(keys::edge_prefix(registry, id)));
-        let mut edges = Vec::new();
-        for item in self.db.iterator_cf_opt(self.cf(cf::RELATIONS), opts, IteratorMode::Start) {
-            let (k, _) = item?;
-            let (relation, registry, id) = keys::decode_edge(&k).ok_or_else(|| Error::Codec("relation key".into()))?;
-            edges.push(Edge { relation, registry, id: id.to_string() });
-        }
-        Ok(edges)
     }
 
     /// Records stored in a registry (ended ones included).
@@ -255,33 +237,6 @@ impl Store {
             .sum()
     }
 
-    /// Iterates a registry's stored values in key order (snapshot loads, index builds).
-    pub fn scan(&self, registry: Registry) -> impl Iterator<Item = Result<KeyValue>> + '_ {
-        self.db.iterator_cf(self.cf(cf::records(registry)), IteratorMode::Start).map(|r| r.map_err(Error::Store))
-    }
-
-    /// Every current point of a registry, as `(key, lon, lat)`, in key order.
-    pub fn points(&self, registry: Registry) -> impl Iterator<Item = Result<(Box<[u8]>, f64, f64)>> + '_ {
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_range(PrefixRange([registry as u8]));
-        opts.fill_cache(false);
-        self.db.iterator_cf_opt(self.cf(cf::POINTS), opts, IteratorMode::Start).map(|item| {
-            let (k, v) = item?;
-            let (lon, lat) = keys::decode_point(&v).ok_or_else(|| Error::Codec("point".into()))?;
-            Ok((k[1..].into(), lon, lat))
-        })
-    }
-
-    /// Keys of `registry`'s records that load `load_id` wrote on its batch path, in key order
-    /// (the change log; a bulk load into an empty registry logs nothing).
-    pub fn changed_keys(&self, load_id: u32, registry: Registry) -> impl Iterator<Item = Result<Box<[u8]>>> + '_ {
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_range(PrefixRange(keys::change_prefix(load_id, registry)));
-        self.db
-            .iterator_cf_opt(self.cf(cf::CHANGES), opts, IteratorMode::Start)
-            .map(|item| item.map(|(k, _)| k[5..].into()).map_err(Error::Store))
-    }
-
     /// Counts a registry's keys by a full scan (checks, repairs; `count` is the fast path).
     pub fn count_keys(&self, registry: Registry) -> Result<u64> {
         let mut n = 0;
@@ -290,6 +245,34 @@ impl Store {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// The next load id, taken: ids grow, so loads are numbered in the order they were
+    /// accepted (a running server numbers a load when it queues it, while another runs).
+    pub fn reserve_load_id(&self) -> Result<u32> {
+        let _one = self.id_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let meta = self.cf(cf::META);
+        let next = match self.db.get_pinned_cf(meta, keys::NEXT_LOAD)? {
+            Some(v) => u32::from_le_bytes(v.as_ref().try_into().map_err(|_| Error::Codec("next_load".into()))?),
+            None => 1,
+        };
+        self.db.put_cf(meta, keys::NEXT_LOAD, (next + 1).to_le_bytes())?;
+        Ok(next)
+    }
+
+    /// Writes a record of the service's own bookkeeping (a queued load's task) to `meta`.
+    pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        Ok(self.db.put_cf(self.cf(cf::META), key, value)?)
+    }
+
+    /// Every `meta` entry under a prefix, in key order.
+    pub fn meta_under(&self, prefix: &[u8]) -> Result<Vec<KeyValue>> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_range(rocksdb::PrefixRange(prefix));
+        self.db
+            .iterator_cf_opt(self.cf(cf::META), opts, IteratorMode::Start)
+            .map(|item| item.map_err(Error::Store))
+            .collect()
     }
 
     pub(crate) fn set_count(&self, registry: Registry, n: u64) {

@@ -32,12 +32,23 @@ impl<'s> Writer<'s> {
         self.store
     }
 
-    /// Writes a record and its change-log entry (under the load id in its header).
-    pub fn put_record(&mut self, registry: Registry, id: &[u8], value: &[u8]) -> Result<()> {
+    /// Writes a record, its change-log entry (under the load id in its header) and the value
+    /// it replaces (`old`; None: the record is new) in the history, so the load can be undone.
+    pub fn put_record(&mut self, registry: Registry, id: &[u8], value: &[u8], old: Option<&[u8]>) -> Result<()> {
         let (header, _) = super::codec::split(value)?;
         self.batch.put_cf(self.store.cf(cf::records(registry)), id, value);
         self.batch.put_cf(self.store.cf(cf::CHANGES), keys::change(header.load_id, registry, id), []);
+        self.batch.put_cf(self.store.cf(cf::HISTORY), keys::history(registry, id, header.load_id), old.unwrap_or(&[]));
         Ok(())
+    }
+
+    /// Puts a raw value, unlogged (undoing a load restores values this way).
+    pub(super) fn put_raw(&mut self, cf_name: &str, key: &[u8], value: &[u8]) {
+        self.batch.put_cf(self.store.cf(cf_name), key, value);
+    }
+
+    pub(super) fn delete_raw(&mut self, cf_name: &str, key: &[u8]) {
+        self.batch.delete_cf(self.store.cf(cf_name), key);
     }
 
     pub fn put_edge(&mut self, key: &[u8]) {
@@ -89,15 +100,21 @@ impl<'s> Writer<'s> {
         Ok(())
     }
 
-    /// Allocates a load id and records the load as started.
-    pub fn begin_load(&mut self, registry: Registry, source: &str, files: Vec<String>, mode: &str) -> Result<u32> {
-        let meta = self.store.cf(cf::META);
-        let next = match self.store.db().get_pinned_cf(meta, keys::NEXT_LOAD)? {
-            Some(v) => u32::from_le_bytes(v.as_ref().try_into().map_err(|_| Error::Codec("next_load".into()))?),
-            None => 1,
+    /// Records a load as started, under a reserved id or a new one.
+    pub fn begin_load(
+        &mut self,
+        reserved: Option<u32>,
+        registry: Registry,
+        source: &str,
+        files: Vec<String>,
+        mode: &str,
+    ) -> Result<u32> {
+        let load_id = match reserved {
+            Some(id) => id,
+            None => self.store.reserve_load_id()?,
         };
         let lineage = Lineage {
-            load_id: next,
+            load_id,
             registry: registry.to_string(),
             source: source.to_string(),
             files,
@@ -105,23 +122,37 @@ impl<'s> Writer<'s> {
             started_at: chrono::Utc::now(),
             finished_at: None,
             report: None,
+            undone_at: None,
+            undo_reason: None,
         };
-        let mut batch = WriteBatch::default();
-        batch.put_cf(meta, keys::NEXT_LOAD, (next + 1).to_le_bytes());
-        batch.put_cf(meta, keys::load(next), serde_json::to_vec(&lineage).map_err(|e| Error::Codec(e.to_string()))?);
-        self.store.db().write(batch)?;
-        self.store.remember_load(lineage);
-        Ok(next)
+        self.put_lineage(lineage)?;
+        Ok(load_id)
     }
 
-    /// Records the load's report; the load is finished.
+    pub(super) fn put_lineage(&mut self, lineage: Lineage) -> Result<()> {
+        let bytes = serde_json::to_vec(&lineage).map_err(|e| Error::Codec(e.to_string()))?;
+        self.store.db().put_cf(self.store.cf(cf::META), keys::load(lineage.load_id), bytes)?;
+        self.store.remember_load(lineage);
+        Ok(())
+    }
+
+    /// Records the load's report; the load is finished (its changes stay through any kill).
+    /// Its bulk marker, if any, goes in the same write.
     pub fn finish_load(&mut self, load_id: u32, report: serde_json::Value) -> Result<()> {
         let known = self.store.lineage(load_id).ok_or_else(|| Error::Invalid(format!("no load {load_id}")))?;
         let mut lineage = Lineage::clone(&known);
         lineage.finished_at = Some(chrono::Utc::now());
         lineage.report = Some(report);
-        let bytes = serde_json::to_vec(&lineage).map_err(|e| Error::Codec(e.to_string()))?;
-        self.store.db().put_cf(self.store.cf(cf::META), keys::load(load_id), bytes)?;
+        let registry: Registry = lineage.registry.parse().map_err(Error::Invalid)?;
+        let meta = self.store.cf(cf::META);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, keys::load(load_id), serde_json::to_vec(&lineage).map_err(|e| Error::Codec(e.to_string()))?);
+        if self.store.db().get_pinned_cf(meta, keys::bulk_marker(registry))?.as_deref()
+            == Some(&load_id.to_le_bytes()[..])
+        {
+            batch.delete_cf(meta, keys::bulk_marker(registry));
+        }
+        self.store.db().write(batch)?;
         self.store.remember_load(lineage);
         Ok(())
     }
@@ -137,25 +168,16 @@ impl<'s> Writer<'s> {
         Ok(())
     }
 
-    /// Marks (or clears) a bulk load in progress: if the process dies between ingesting the
-    /// files and writing the count, the next open recounts the registry.
-    pub fn bulk_marker(&mut self, registry: Registry, on: bool) -> Result<()> {
-        let meta = self.store.cf(cf::META);
-        if on {
-            self.store.db().put_cf(meta, keys::bulk_marker(registry), [])?;
-        } else {
-            self.store.db().delete_cf(meta, keys::bulk_marker(registry))?;
-        }
+    /// Marks a bulk load of `registry` by load `load_id` in progress: if it does not finish,
+    /// undoing it empties the registry again (it was empty when the load began).
+    pub fn bulk_marker(&mut self, registry: Registry, load_id: u32) -> Result<()> {
+        self.store.db().put_cf(self.store.cf(cf::META), keys::bulk_marker(registry), load_id.to_le_bytes())?;
         Ok(())
     }
 
-    /// Sets a registry's count (after a bulk load) and clears its bulk marker, atomically.
+    /// Sets a registry's count (after a bulk load).
     pub fn set_count(&mut self, registry: Registry, n: u64) -> Result<()> {
-        let meta = self.store.cf(cf::META);
-        let mut batch = WriteBatch::default();
-        batch.put_cf(meta, keys::count(registry), n.to_le_bytes());
-        batch.delete_cf(meta, keys::bulk_marker(registry));
-        self.store.db().write(batch)?;
+        self.store.db().put_cf(self.store.cf(cf::META), keys::count(registry), n.to_le_bytes())?;
         self.store.set_count(registry, n);
         Ok(())
     }

@@ -96,10 +96,11 @@ fn reject_lines_plain(path: &Path) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// A server on 127.0.0.1:0 over `store`; stops when the returned sender is dropped.
+/// A server on 127.0.0.1:0 over `store`; stops when dropped (or, waiting, by [`Server::stop`]).
 pub struct Server {
     pub addr: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     pub client: reqwest::Client,
 }
 
@@ -109,10 +110,19 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = jichu::api::AppState::new(store, Config::default()).unwrap();
-        tokio::spawn(jichu::api::serve(listener, state, async move {
+        let task = tokio::spawn(jichu::api::serve(listener, state, async move {
             let _ = stopped.await;
         }));
-        Server { addr, _stop: stop, client: reqwest::Client::new() }
+        Server { addr, stop: Some(stop), task: Some(task), client: reqwest::Client::new() }
+    }
+
+    /// Stops the server as a SIGTERM would (a running load is undone and stays queued) and
+    /// waits until it has let go of its store.
+    pub async fn stop(mut self) {
+        drop(self.stop.take());
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -38,8 +38,12 @@ fn assert_consistent(data: &std::path::Path) -> Vec<u64> {
         assert!(back.iter().any(|edge| edge.id == e.id), "reverse edge of {} present", e.id);
     }
     let text = TextLayer::open(&store).expect("the index opens after a kill");
-    text.sync(&store, WriterOptions { threads: 2, memory_bytes: 64 << 20, no_merge: false }, &Progress::quiet())
-        .unwrap();
+    text.sync(
+        store.reader(),
+        WriterOptions { threads: 2, memory_bytes: 64 << 20, no_merge: false },
+        &Progress::quiet(),
+    )
+    .unwrap();
     for r in Registry::ALL {
         assert_eq!(text.index.count_registry(r as u8).unwrap(), store.count(r), "{r}: one document per record");
     }
@@ -94,4 +98,95 @@ fn killed_loads_leave_a_consistent_store_and_complete_on_rerun() {
     let r = jichu::load::load(&store, &spec, &extracts.join("citizens.toml"), &[extracts.join("citizens.csv")], &opts)
         .unwrap();
     assert_eq!((r.unchanged, r.inserted, r.updated), (200_000, 0, 0));
+}
+
+/// A running `jichu serve` killed (`kill -9`) while it loads an extract: at the next start
+/// readers see the last published state, the interrupted load runs again from its spooled
+/// file and is published once. Kills land at points taken from the load's own progress.
+#[test]
+fn a_server_killed_during_a_load_restarts_consistent_and_publishes_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let extracts = dir.path().join("extracts");
+    assert!(
+        jichu(dir.path()).args(["gen", "--citizens", "150000", "--out"]).arg(&extracts).status().unwrap().success()
+    );
+    let data = dir.path().join("data");
+    // A first load, offline: the served load then takes the batch path (undo by history).
+    let first = extracts.join("first.csv");
+    let text = std::fs::read_to_string(extracts.join("citizens.csv")).unwrap();
+    std::fs::write(&first, text.lines().take(5001).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let spec = extracts.join("citizens.toml");
+    assert!(jichu(&data).args(["load", "--spec"]).arg(&spec).arg(&first).status().unwrap().success());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::new();
+    let serve = || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = jichu(&data).args(["serve", "--addr", &format!("127.0.0.1:{port}")]).spawn().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        runtime.block_on(async {
+            for _ in 0..600 {
+                if client.get(format!("{base}/healthz")).send().await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("jichu serve did not start");
+        });
+        (child, base)
+    };
+    let get = |url: String| {
+        runtime.block_on(async { client.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap() })
+    };
+    let count = |base: &str| get(format!("{base}/v1/catalog"))["registries"][0]["count"].as_u64().unwrap();
+    let mut load_id = None;
+    // Kill while reading rows, then while writing them.
+    for stage in ["reading", "writing"] {
+        let (mut child, base) = serve();
+        assert_eq!(count(&base), 5000, "the last published state");
+        if load_id.is_none() {
+            let form = reqwest::multipart::Form::new().text("spec", std::fs::read_to_string(&spec).unwrap()).part(
+                "file",
+                reqwest::multipart::Part::bytes(std::fs::read(extracts.join("citizens.csv")).unwrap())
+                    .file_name("citizens.csv"),
+            );
+            let r = runtime.block_on(client.post(format!("{base}/v1/loads")).multipart(form).send()).unwrap();
+            assert_eq!(r.status(), 202);
+            load_id = Some(runtime.block_on(r.json::<serde_json::Value>()).unwrap()["load_id"].as_u64().unwrap());
+        }
+        let id = load_id.unwrap();
+        let mut reached = false;
+        for _ in 0..2000 {
+            let s = get(format!("{base}/v1/loads/{id}"));
+            if s["status"] == "running"
+                && s["progress"]["stage"] == stage
+                && s["progress"]["rows_read"].as_u64() > Some(0)
+            {
+                reached = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(reached, "the load reached its {stage} stage");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let counts = assert_consistent(&data);
+        assert_eq!(counts[0], 5000, "killed while {stage}: nothing of the load remains");
+    }
+    // The next start runs it again and publishes it once.
+    let (mut child, base) = serve();
+    let id = load_id.unwrap();
+    let mut status = serde_json::Value::Null;
+    for _ in 0..2400 {
+        status = get(format!("{base}/v1/loads/{id}"));
+        if status["status"] == "published" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status["status"], "published", "{status}");
+    assert_eq!(count(&base), 150_000);
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    child.wait().unwrap();
+    let counts = assert_consistent(&data);
+    assert_eq!(counts[0], 150_000, "every citizen, once");
 }

@@ -4,6 +4,8 @@ mod api;
 mod bench;
 mod common;
 mod crash;
+mod extracts;
+mod live;
 mod load;
 mod search;
 mod spatial;

@@ -1,12 +1,15 @@
 //! Spatial indexes: a packed R-tree ([`tree`]) with great-circle geometry ([`sphere`]),
-//! specialised for points ([`PointIndex`]) and polygons ([`PolygonIndex`]).
+//! specialised for points ([`PointIndex`]) and polygons ([`PolygonIndex`]), and layered
+//! versions of both that take changes without a rebuild ([`LayeredPoints`], [`LayeredPolygons`]).
 
+mod layered;
 pub mod persist;
 mod points;
 mod polygons;
 pub mod sphere;
 mod tree;
 
+pub use layered::{LayeredPoints, LayeredPolygons};
 pub use points::{Hit, PointIndex};
 pub use polygons::PolygonIndex;
 

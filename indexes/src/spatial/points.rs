@@ -65,6 +65,18 @@ impl PointIndex {
     /// The `k` points nearest to `(lon, lat)`, nearest first (ties by id), optionally no
     /// farther than `max_m`.
     pub fn nearest(&self, lon: f64, lat: f64, k: usize, max_m: Option<f64>) -> Vec<Hit> {
+        self.nearest_where(lon, lat, k, max_m, |_| true)
+    }
+
+    /// [`PointIndex::nearest`] among the points whose id `keep` accepts.
+    pub fn nearest_where(
+        &self,
+        lon: f64,
+        lat: f64,
+        k: usize,
+        max_m: Option<f64>,
+        keep: impl Fn(u32) -> bool,
+    ) -> Vec<Hit> {
         let mut out = Vec::with_capacity(k.min(1024));
         let Some(root) = self.tree.root() else { return out };
         let limit = max_m.unwrap_or(f64::INFINITY);
@@ -87,6 +99,9 @@ impl PointIndex {
             }
             for c in self.tree.children(e.node) {
                 if e.node.level == 0 {
+                    if !keep(self.tree.ids[c]) {
+                        continue;
+                    }
                     let [x, y] = self.tree.leaves[c];
                     let d = haversine_m(lon, lat, x, y);
                     if d <= limit {
@@ -103,8 +118,8 @@ impl PointIndex {
         out
     }
 
-    /// Calls `visit(position, distance)` for every point within `radius_m`.
-    fn radius(&self, lon: f64, lat: f64, radius_m: f64, mut visit: impl FnMut(usize, f64)) {
+    /// Calls `visit(id, distance)` for every point within `radius_m`.
+    pub fn for_each_within_radius(&self, lon: f64, lat: f64, radius_m: f64, mut visit: impl FnMut(u32, f64)) {
         let Some(root) = self.tree.root() else { return };
         let mut stack = vec![root];
         while let Some(n) = stack.pop() {
@@ -116,7 +131,7 @@ impl PointIndex {
                     let [x, y] = self.tree.leaves[c];
                     let d = haversine_m(lon, lat, x, y);
                     if d <= radius_m {
-                        visit(c, d);
+                        visit(self.tree.ids[c], d);
                     }
                 } else {
                     stack.push(NodeRef { level: n.level - 1, index: c });
@@ -128,7 +143,7 @@ impl PointIndex {
     /// How many points lie within `radius_m`.
     pub fn count_within_radius(&self, lon: f64, lat: f64, radius_m: f64) -> usize {
         let mut n = 0;
-        self.radius(lon, lat, radius_m, |_, _| n += 1);
+        self.for_each_within_radius(lon, lat, radius_m, |_, _| n += 1);
         n
     }
 

@@ -16,10 +16,10 @@ pub use analyzer::Grams;
 pub use query::{Filter, Hit, Hits, Match, SearchQuery};
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tantivy::directory::MmapDirectory;
-use tantivy::indexer::NoMergePolicy;
 use tantivy::indexer::UserOperation;
+use tantivy::indexer::{LogMergePolicy, NoMergePolicy};
 use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -83,7 +83,7 @@ impl Default for WriterOptions {
 
 /// Field handles, resolved once.
 #[derive(Clone, Debug)]
-struct Fields {
+pub(crate) struct Fields {
     uid: Field,
     registry: Field,
     ended: Field,
@@ -94,13 +94,54 @@ struct Fields {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FieldId(Field);
 
-/// The index and its reader.
+/// The index and its reader. Searches go through a [`TextSearcher`], one state of the index
+/// that stays as it is whatever is committed later: what a published view holds.
 pub struct TextIndex {
     index: Index,
     reader: IndexReader,
-    fields: Fields,
-    state: AtomicU64,
+    fields: Arc<Fields>,
     dir: PathBuf,
+}
+
+/// The index as of one commit: searches through it see that commit, however many commits
+/// follow (its segments stay readable while it is held).
+#[derive(Clone)]
+pub struct TextSearcher {
+    searcher: tantivy::Searcher,
+    fields: Arc<Fields>,
+    state: u64,
+}
+
+impl std::fmt::Debug for TextSearcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextSearcher").field("docs", &self.num_docs()).field("state", &self.state).finish()
+    }
+}
+
+impl TextSearcher {
+    /// Runs a query: hits in relevance order (ties in index order) and the exact total.
+    pub fn search(&self, q: &SearchQuery) -> Result<Hits> {
+        query::run(self, q)
+    }
+
+    /// Identifies the state searched: the commit's opstamp and the identities of its segments
+    /// and their deletes (a rebuilt index can reach the same opstamp with other segments).
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
+    pub fn num_docs(&self) -> u64 {
+        self.searcher.num_docs()
+    }
+
+    /// Documents of one registry (deleted ones excluded).
+    pub fn count_registry(&self, registry: u8) -> Result<u64> {
+        let q = tantivy::query::TermQuery::new(
+            Term::from_field_u64(self.fields.registry, registry as u64),
+            IndexRecordOption::Basic,
+        );
+        Ok(self.searcher.search(&q, &tantivy::collector::Count)? as u64)
+    }
 }
 
 impl std::fmt::Debug for TextIndex {
@@ -169,15 +210,13 @@ impl TextIndex {
         };
         register_tokenizers(&index);
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        let fields = Fields {
+        let fields = Arc::new(Fields {
             uid: schema.get_field("uid")?,
             registry: schema.get_field("registry")?,
             ended: schema.get_field("ended")?,
             schema,
-        };
-        let mut text = TextIndex { index, reader, fields, state: AtomicU64::new(0), dir: dir.into() };
-        text.state = AtomicU64::new(text.state_id()?);
-        Ok(text)
+        });
+        Ok(TextIndex { index, reader, fields, dir: dir.into() })
     }
 
     /// The handle of a declared field.
@@ -190,35 +229,26 @@ impl TextIndex {
         Ok(self.index.load_metas()?.payload)
     }
 
-    /// Identifies the state being searched (cursors carry it): the last commit's opstamp and
-    /// the identities of the segments and their deletes. A rebuilt index can reach the same
-    /// opstamp with documents in other segments, so the opstamp alone is not enough.
-    pub fn generation(&self) -> u64 {
-        self.state.load(Ordering::Relaxed)
-    }
-
-    fn state_id(&self) -> Result<u64> {
+    /// The last commit made visible ([`TextIndex::reload`]), as a searcher to hold.
+    pub fn searcher(&self) -> Result<TextSearcher> {
         use std::hash::{Hash, Hasher};
+        let searcher = self.reader.searcher();
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.index.load_metas()?.opstamp.hash(&mut h);
-        for r in self.reader.searcher().segment_readers() {
+        for r in searcher.segment_readers() {
             r.segment_id().uuid_string().hash(&mut h);
             r.num_deleted_docs().hash(&mut h);
         }
-        Ok(h.finish())
+        Ok(TextSearcher { searcher, fields: self.fields.clone(), state: h.finish() })
     }
 
     pub fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()
     }
 
-    /// Documents of one registry (deleted ones excluded).
+    /// Documents of one registry in the last commit made visible.
     pub fn count_registry(&self, registry: u8) -> Result<u64> {
-        let q = tantivy::query::TermQuery::new(
-            Term::from_field_u64(self.fields.registry, registry as u64),
-            IndexRecordOption::Basic,
-        );
-        Ok(self.reader.searcher().search(&q, &tantivy::collector::Count)? as u64)
+        self.searcher()?.count_registry(registry)
     }
 
     /// A writer; only one exists at a time (tantivy's lock file).
@@ -228,14 +258,19 @@ impl TextIndex {
         let writer: IndexWriter = self.index.writer_with_num_threads(threads, per_thread * threads)?;
         if options.no_merge {
             writer.set_merge_policy(Box::new(NoMergePolicy));
+        } else {
+            // Small commits (a delta's documents) are merged among themselves, never into the
+            // large segments of a bulk build: a commit must not wait for a merge of millions.
+            let mut policy = LogMergePolicy::default();
+            policy.set_max_docs_before_merge(MAX_MERGED_DOCS);
+            writer.set_merge_policy(Box::new(policy));
         }
-        Ok(TextWriter { writer, fields: self.fields.clone(), batch: Vec::with_capacity(BATCH) })
+        Ok(TextWriter { writer, fields: Fields::clone(&self.fields), batch: Vec::with_capacity(BATCH) })
     }
 
-    /// Makes the last commit visible to searches.
+    /// Makes the last commit visible to later [`TextIndex::searcher`]s (held ones keep theirs).
     pub fn reload(&self) -> Result<()> {
         self.reader.reload()?;
-        self.state.store(self.state_id()?, Ordering::Relaxed);
         Ok(())
     }
 
@@ -246,9 +281,10 @@ impl TextIndex {
             .unwrap_or(0)
     }
 
-    /// Runs a query: hits in relevance order (ties in index order) and the exact total.
+    /// Runs a query on the last commit made visible (tools and tests; a service searches
+    /// through the searcher its view holds).
     pub fn search(&self, q: &SearchQuery) -> Result<Hits> {
-        query::run(self, q)
+        self.searcher()?.search(q)
     }
 }
 
@@ -278,6 +314,9 @@ pub struct TextWriter {
     fields: Fields,
     batch: Vec<UserOperation>,
 }
+
+/// Segments with more documents than this are not merged by incremental commits.
+const MAX_MERGED_DOCS: usize = 500_000;
 
 /// Operations per message to the indexing threads.
 const BATCH: usize = 16;

@@ -6,7 +6,7 @@
 //! the bigrams of one part are never gathered from two different fields.
 
 use super::analyzer::{self, Grams};
-use super::{Result, TextError, TextIndex};
+use super::{Fields, Result, TextError, TextSearcher};
 use std::ops::Bound;
 use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
@@ -69,10 +69,10 @@ fn term_query(field: Field, text: &str) -> BoxQuery {
     Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::WithFreqs))
 }
 
-impl TextIndex {
+impl Fields {
     fn typed_field(&self, name: &str, want: fn(&FieldType) -> bool) -> Result<Field> {
-        let field = self.fields.schema.get_field(name).map_err(|_| TextError::UnknownField(name.into()))?;
-        if want(self.fields.schema.get_field_entry(field).field_type()) {
+        let field = self.schema.get_field(name).map_err(|_| TextError::UnknownField(name.into()))?;
+        if want(self.schema.get_field_entry(field).field_type()) {
             Ok(field)
         } else {
             Err(TextError::UnknownField(name.into()))
@@ -108,10 +108,11 @@ fn part_query(fields: &[Field], tokens: &[String]) -> BoxQuery {
     if per_field.len() == 1 { per_field.remove(0) } else { Box::new(BooleanQuery::union(per_field)) }
 }
 
-pub(super) fn run(index: &TextIndex, q: &SearchQuery) -> Result<Hits> {
+pub(super) fn run(s: &TextSearcher, q: &SearchQuery) -> Result<Hits> {
+    let f = &*s.fields;
     let mut clauses: Vec<(Occur, BoxQuery)> = Vec::new();
     for m in &q.matches {
-        let fields = m.fields.iter().map(|f| index.typed_field(f, is_text)).collect::<Result<Vec<_>>>()?;
+        let fields = m.fields.iter().map(|name| f.typed_field(name, is_text)).collect::<Result<Vec<_>>>()?;
         let before = clauses.len();
         for part in m.text.split(|c: char| analyzer::fold(c).is_whitespace()) {
             let mut tokens = analyzer::tokens(part, Grams::Bi);
@@ -129,7 +130,6 @@ pub(super) fn run(index: &TextIndex, q: &SearchQuery) -> Result<Hits> {
         // Filters alone (the service decides whether it allows that).
         clauses.push((Occur::Must, Box::new(AllQuery)));
     }
-    let f = &index.fields;
     match q.registries.as_slice() {
         [] => {}
         [r] => clauses.push(filter(Box::new(TermQuery::new(
@@ -148,11 +148,11 @@ pub(super) fn run(index: &TextIndex, q: &SearchQuery) -> Result<Hits> {
     for fl in &q.filters {
         let query: BoxQuery = match fl {
             Filter::AnyOf { field, values } => {
-                let field = index.typed_field(field, is_keyword)?;
+                let field = f.typed_field(field, is_keyword)?;
                 Box::new(TermSetQuery::new(values.iter().map(|v| Term::from_field_text(field, v))))
             }
             Filter::Dates { field, from, to } => {
-                let field = index.typed_field(field, is_date)?;
+                let field = f.typed_field(field, is_date)?;
                 Box::new(RangeQuery::new(
                     Bound::Included(Term::from_field_i64(field, *from as i64)),
                     Bound::Included(Term::from_field_i64(field, *to as i64)),
@@ -168,7 +168,7 @@ pub(super) fn run(index: &TextIndex, q: &SearchQuery) -> Result<Hits> {
     } else {
         Box::new(BooleanQuery::new(clauses))
     };
-    let searcher = index.reader.searcher();
+    let searcher = &s.searcher;
     // Two passes: top-k may skip blocks that cannot enter it (block-max WAND), and the count
     // needs no scores.
     let top = if q.limit == 0 {
@@ -176,7 +176,7 @@ pub(super) fn run(index: &TextIndex, q: &SearchQuery) -> Result<Hits> {
     } else {
         searcher.search(query.as_ref(), &TopDocs::with_limit(q.limit).and_offset(q.offset).order_by_score())?
     };
-    let total = query.count(&searcher)?;
+    let total = query.count(searcher)?;
     let mut hits = Vec::with_capacity(top.len());
     for (score, address) in top {
         let doc: TantivyDocument = searcher.doc(address)?;

@@ -1,0 +1,36 @@
+//! Why a query cannot be answered as asked. The API gives each a status and a problem body
+//! in one place (`api::problem`); this layer knows no HTTP.
+
+/// A query's failure: the asker's mistake, or (`Internal`) the service's.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    UnknownRegistry(String),
+    #[error("the {registry} key is malformed: it {message}")]
+    MalformedId { registry: &'static str, message: String },
+    #[error("no {0} record has this key")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    UnknownField(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{given} keys in one call; at most {max} are allowed")]
+    TooManyIds { given: usize, max: usize },
+    #[error("the cursor belongs to a state of the registries that is no longer kept; search again from the first page")]
+    StaleCursor,
+    #[error("internal error")]
+    Internal(#[from] crate::Error),
+}
+
+impl From<jichu_indexes::text::TextError> for QueryError {
+    fn from(e: jichu_indexes::text::TextError) -> Self {
+        use jichu_indexes::text::TextError;
+        match e {
+            TextError::UnknownField(f) => QueryError::UnknownField(format!("`{f}` is not a field of this search")),
+            TextError::EmptyQuery => QueryError::BadRequest(e.to_string()),
+            e => QueryError::Internal(crate::Error::Text(e)),
+        }
+    }
+}
+
+pub type QueryResult<T> = std::result::Result<T, QueryError>;

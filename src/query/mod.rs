@@ -1,0 +1,13 @@
+//! The query layer: every read the service answers, from one published [`View`], between the
+//! HTTP handlers (which parse requests and render answers) and the engine (store and indexes).
+//! The API, the scale benchmark and the tests all read through it.
+
+pub mod catalog;
+mod error;
+pub mod records;
+pub mod search;
+pub mod spatial;
+mod view;
+
+pub use error::{QueryError, QueryResult};
+pub use view::{View, Views};

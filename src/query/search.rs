@@ -1,0 +1,422 @@
+//! Full-text search over a view: one registry or all of them.
+//!
+//! `q` searches the registry's text fields (or those named in `in`); the typed criteria
+//! registry users rely on are fields of the same body: `name`, `address`, and for licences
+//! and credit records `subject_name` (the holder's or subject's name, matched against
+//! citizens' and entities' names and followed through the relations). Filters are exact
+//! (keywords, `district`) or date ranges (`"1985"`, `"1985-03"`, `"1985-03-02"`, or
+//! `{"from": …, "to": …}`). Pagination is by an opaque cursor naming the view the search
+//! started on: later pages come from the same state while it is kept.
+
+use super::error::{QueryError as ApiError, QueryResult};
+use super::records::projection;
+use super::view::View;
+use crate::model::{Record, RecordJson, Registry};
+use crate::text;
+use chrono::{Datelike, NaiveDate};
+use jichu_indexes::text::{Filter, Hit, Match, SearchQuery};
+use jichu_ingest::FieldKind;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use utoipa::ToSchema;
+
+/// Characters a query text may have.
+pub const MAX_QUERY_CHARS: usize = 200;
+pub const MAX_LIMIT: usize = 100;
+/// How deep pagination goes (offset + limit), as search engines bound it.
+pub const MAX_WINDOW: usize = 10_000;
+/// Subjects a `subject_name` is resolved to, most relevant first.
+pub const MAX_SUBJECTS: usize = 1000;
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// Text to find, in Chinese or not; parts separated by spaces must each match.
+    pub q: Option<String>,
+    /// The text fields `q` searches; all of the registry's when absent.
+    #[serde(rename = "in")]
+    pub in_fields: Option<Vec<String>>,
+    /// A name: the registry's name field (citizens, entities: `name`; licences: `holder_name`).
+    pub name: Option<String>,
+    /// An address: every address field of the registry.
+    pub address: Option<String>,
+    /// Licences and credit records: their holder's or subject's name.
+    pub subject_name: Option<String>,
+    /// Field → value, list of values, or (dates) a period or `{"from", "to"}`.
+    #[schema(value_type = Object)]
+    pub filters: Option<Map<String, Value>>,
+    /// Include records ended by a later snapshot of their source (default false).
+    pub include_ended: Option<bool>,
+    /// Hits per page: 1 to 100, default 20.
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Fields of each hit's record to return; all when absent.
+    pub fields: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+struct SearchHit<'a> {
+    registry: Registry,
+    id: &'a str,
+    score: f32,
+    record: Option<RecordJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct SearchResponse<'a> {
+    total: u64,
+    /// False when `subject_name` matched more subjects than are followed.
+    total_exact: bool,
+    hits: Vec<SearchHit<'a>>,
+    next_cursor: Option<String>,
+}
+
+fn name_fields(r: Registry) -> &'static [&'static str] {
+    match r {
+        Registry::Citizens | Registry::Entities => &["name"],
+        Registry::Licences => &["holder_name"],
+        Registry::Parcels | Registry::Credit => &[],
+    }
+}
+
+fn address_fields(r: Registry) -> Vec<&'static str> {
+    text::text_fields(r).filter(|f| f.ends_with("address")).collect()
+}
+
+/// The index fields of the text fields `names` in each of `registries` that has them (and
+/// the fields of ended records' text, when they are asked for).
+fn qualify<'a>(
+    registries: &[Registry],
+    names: impl Iterator<Item = &'a str> + Clone,
+    include_ended: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in registries {
+        for n in names.clone().filter(|n| text::text_fields(*r).any(|f| f == *n)) {
+            out.push(text::field_name(*r, n));
+            if include_ended {
+                out.push(text::ended_field_name(*r, n));
+            }
+        }
+    }
+    out
+}
+
+fn subject_field(r: Registry) -> Option<&'static str> {
+    match r {
+        Registry::Licences => Some("holder_id"),
+        Registry::Credit => Some("subject_id"),
+        _ => None,
+    }
+}
+
+fn check_text(what: &str, s: &str) -> Result<String, ApiError> {
+    let n = s.chars().count();
+    if s.trim().is_empty() {
+        return Err(ApiError::BadRequest(format!("`{what}` is empty")));
+    }
+    if n > MAX_QUERY_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "`{what}` has {n} characters; at most {MAX_QUERY_CHARS} are allowed"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+/// A date or the first/last day of a year or month.
+fn period(s: &str, end: bool) -> Option<NaiveDate> {
+    let parts: Vec<&str> = s.trim().split('-').collect();
+    let num = |i: usize| parts.get(i).and_then(|p| p.parse::<u32>().ok());
+    let year = parts.first()?.parse::<i32>().ok()?;
+    match parts.len() {
+        1 if end => NaiveDate::from_ymd_opt(year, 12, 31),
+        1 => NaiveDate::from_ymd_opt(year, 1, 1),
+        2 if end => {
+            let first = NaiveDate::from_ymd_opt(year, num(1)?, 1)?;
+            first.checked_add_months(chrono::Months::new(1))?.pred_opt()
+        }
+        2 => NaiveDate::from_ymd_opt(year, num(1)?, 1),
+        3 => NaiveDate::from_ymd_opt(year, num(1)?, num(2)?),
+        _ => None,
+    }
+}
+
+fn date_filter(field: &str, v: &Value) -> Result<Filter, ApiError> {
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "filter `{field}`: give a date (`1985-03-02`), a month (`1985-03`), a year (`1985`) or {{\"from\": …, \"to\": …}}"
+        ))
+    };
+    let days = |d: NaiveDate| d.num_days_from_ce();
+    let (from, to) = match v {
+        Value::String(s) => (period(s, false).ok_or_else(bad)?, period(s, true).ok_or_else(bad)?),
+        Value::Number(n) => {
+            let s = n.to_string();
+            (period(&s, false).ok_or_else(bad)?, period(&s, true).ok_or_else(bad)?)
+        }
+        Value::Object(o) => {
+            let bound = |k: &str, end: bool| match o.get(k) {
+                None => Ok(None),
+                Some(Value::String(s)) => period(s, end).map(Some).ok_or_else(bad),
+                Some(Value::Number(n)) => period(&n.to_string(), end).map(Some).ok_or_else(bad),
+                Some(_) => Err(bad()),
+            };
+            if o.keys().any(|k| k != "from" && k != "to") {
+                return Err(bad());
+            }
+            let from = bound("from", false)?.unwrap_or(NaiveDate::MIN);
+            let to = bound("to", true)?.unwrap_or(NaiveDate::MAX);
+            (from, to)
+        }
+        _ => return Err(bad()),
+    };
+    Ok(Filter::Dates { field: field.into(), from: days(from), to: days(to) })
+}
+
+/// An exact filter. Values are made canonical as loads store them: identifiers by their check
+/// (a 15-digit number upgraded, `x` upper-cased), codes by their synonyms (`M` → `男`).
+fn keyword_filter(registries: &[Registry], field: &str, v: &Value) -> Result<Filter, ApiError> {
+    let kind = registries.iter().find_map(|r| r.schema().fields.iter().find(|f| f.name == field)).map(|f| f.kind);
+    let canonical = |s: &str| -> Result<String, ApiError> {
+        let s = jichu_ingest::normalize_text(s);
+        match kind {
+            Some(FieldKind::Identifier(check)) => crate::model::canonical_id(check, &s)
+                .map_err(|m| ApiError::BadRequest(format!("filter `{field}`: `{s}` is not a valid identifier: {m}"))),
+            Some(FieldKind::Code(list)) => {
+                jichu_ingest::parse_code(&s, list).map(|c| c.into_owned()).ok_or_else(|| {
+                    let allowed: Vec<&str> = list.values().collect();
+                    ApiError::BadRequest(format!("filter `{field}`: `{s}` is not one of {}", allowed.join(", ")))
+                })
+            }
+            _ => Ok(s.into_owned()),
+        }
+    };
+    let value = |v: &Value| match v {
+        Value::String(s) => canonical(s),
+        Value::Number(n) => canonical(&n.to_string()),
+        _ => Err(ApiError::BadRequest(format!("filter `{field}`: give a string or a list of strings"))),
+    };
+    let values = match v {
+        Value::Array(a) if !a.is_empty() => a.iter().map(value).collect::<Result<Vec<_>, _>>()?,
+        Value::Array(_) => return Err(ApiError::BadRequest(format!("filter `{field}`: the list is empty"))),
+        v => vec![value(v)?],
+    };
+    Ok(Filter::AnyOf { field: field.into(), values })
+}
+
+/// Filters of a request, checked against the fields every searched registry has.
+fn filters(registries: &[Registry], given: &Map<String, Value>) -> Result<Vec<Filter>, ApiError> {
+    let mut out = Vec::new();
+    for (name, v) in given {
+        let kinds: Vec<Option<bool>> = registries
+            .iter()
+            .map(|r| text::filter_fields(*r).find(|(f, _)| f == name).map(|(_, is_date)| is_date))
+            .collect();
+        let Some(Some(is_date)) = kinds.first().copied().filter(|_| kinds.iter().all(Option::is_some)) else {
+            let known: Vec<&str> =
+                registries.first().map(|r| text::filter_fields(*r).map(|(f, _)| f).collect()).unwrap_or_default();
+            return Err(ApiError::UnknownField(format!(
+                "no filter `{name}` here; the filters are: {}",
+                if registries.len() == 1 {
+                    known.join(", ")
+                } else {
+                    "district, and a registry's own with its path".into()
+                }
+            )));
+        };
+        out.push(if is_date { date_filter(name, v)? } else { keyword_filter(registries, name, v)? });
+    }
+    Ok(out)
+}
+
+/// A cursor: the offset of the next page and the view (process epoch and generation) the
+/// search started on.
+fn cursor(offset: usize, view: &View) -> String {
+    format!("{offset}.{:x}.{:x}", view.epoch, view.generation)
+}
+
+/// A cursor's offset and view generation. A cursor from another process (before a restart)
+/// is stale.
+pub fn parse_cursor(s: &str, epoch: u64) -> QueryResult<(usize, u64)> {
+    let bad = || ApiError::BadRequest("`cursor` is not one this service gave".into());
+    let mut parts = s.split('.');
+    let (Some(offset), Some(e), Some(g), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let offset: usize = offset.parse().map_err(|_| bad())?;
+    let e = u64::from_str_radix(e, 16).map_err(|_| bad())?;
+    let g = u64::from_str_radix(g, 16).map_err(|_| bad())?;
+    if e != epoch {
+        return Err(ApiError::StaleCursor);
+    }
+    Ok((offset, g))
+}
+
+/// Turns a request into an index query over `registries` (one, or all for `/v1/search`).
+fn build(view: &View, registries: &[Registry], req: &SearchRequest) -> Result<(SearchQuery, bool), ApiError> {
+    let single = (registries.len() == 1).then(|| registries[0]);
+    let mut query = SearchQuery {
+        registries: registries.iter().map(|r| *r as u8).collect(),
+        include_ended: req.include_ended.unwrap_or(false),
+        limit: req.limit.unwrap_or(20),
+        ..SearchQuery::default()
+    };
+    if !(1..=MAX_LIMIT).contains(&query.limit) {
+        return Err(ApiError::BadRequest(format!("`limit` must be 1 to {MAX_LIMIT}")));
+    }
+    let all_text: Vec<&str> = {
+        let mut v: Vec<&str> = registries.iter().flat_map(|r| text::text_fields(*r)).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    if let Some(q) = &req.q {
+        let fields: Vec<String> = match &req.in_fields {
+            Some(names) => {
+                for n in names {
+                    if !all_text.contains(&n.as_str()) {
+                        return Err(ApiError::UnknownField(format!(
+                            "`{n}` is not a searchable text field here; they are: {}",
+                            all_text.join(", ")
+                        )));
+                    }
+                }
+                qualify(registries, names.iter().map(String::as_str), query.include_ended)
+            }
+            None => qualify(registries, all_text.iter().copied(), query.include_ended),
+        };
+        query.matches.push(Match { text: check_text("q", q)?, fields });
+    } else if req.in_fields.is_some() {
+        return Err(ApiError::BadRequest("`in` needs `q`".into()));
+    }
+    let include_ended = query.include_ended;
+    let typed = |what: &str, fields: Vec<&str>| -> Result<Match, ApiError> {
+        match single {
+            Some(r) if !fields.is_empty() => {
+                Ok(Match { text: String::new(), fields: qualify(&[r], fields.iter().copied(), include_ended) })
+            }
+            Some(r) => Err(ApiError::BadRequest(format!("{r} has no {what} field to search"))),
+            None => Err(ApiError::BadRequest(format!("`{what}` is for one registry: POST /v1/{{registry}}/search"))),
+        }
+    };
+    if let Some(name) = &req.name {
+        let mut m = typed("name", single.map(|r| name_fields(r).to_vec()).unwrap_or_default())?;
+        m.text = check_text("name", name)?;
+        query.matches.push(m);
+    }
+    if let Some(address) = &req.address {
+        let mut m = typed("address", single.map(address_fields).unwrap_or_default())?;
+        m.text = check_text("address", address)?;
+        query.matches.push(m);
+    }
+    if let Some(f) = &req.filters {
+        query.filters = filters(registries, f)?;
+    }
+    let mut exact = true;
+    if let Some(subject_name) = &req.subject_name {
+        let field = single
+            .and_then(subject_field)
+            .ok_or_else(|| ApiError::BadRequest("`subject_name` is for licences and credit records".into()))?;
+        let subjects = SearchQuery {
+            matches: vec![Match {
+                text: check_text("subject_name", subject_name)?,
+                fields: qualify(&[Registry::Citizens, Registry::Entities], ["name"].into_iter(), include_ended),
+            }],
+            limit: MAX_SUBJECTS,
+            ..SearchQuery::default()
+        };
+        let found = view.text.search(&subjects)?;
+        exact = found.total as usize <= MAX_SUBJECTS;
+        let values: Vec<String> = found.hits.into_iter().map(|h| h.key).collect();
+        if values.is_empty() {
+            query.limit = 0; // nothing can match; still answer with the total 0
+        }
+        query.filters.push(Filter::AnyOf { field: field.into(), values });
+    }
+    if query.matches.is_empty() && req.subject_name.is_none() {
+        return Err(ApiError::BadRequest(
+            "give `q`, `name`, `address` or `subject_name`: filters alone are not a search".into(),
+        ));
+    }
+    if !query.matches.is_empty() {
+        query.registries.clear(); // the registries' own text fields say which
+    }
+    query.offset = match req.cursor.as_deref() {
+        Some(c) => parse_cursor(c, view.epoch)?.0,
+        None => 0,
+    };
+    if query.offset >= MAX_WINDOW {
+        return Err(ApiError::BadRequest(format!("results are paged up to {MAX_WINDOW}; narrow the search")));
+    }
+    // The last page stops at the window, so every cursor this service gives is followed.
+    query.limit = query.limit.min(MAX_WINDOW - query.offset);
+    Ok((query, exact))
+}
+
+/// Runs a search of `registries` on `view` (the view a cursor names, or the current one) and
+/// renders the answer.
+pub fn run(view: &View, registries: &[Registry], req: &SearchRequest) -> QueryResult<Vec<u8>> {
+    let projections: HashMap<Registry, Option<Vec<usize>>> = registries
+        .iter()
+        .map(|r| {
+            let only = match &req.fields {
+                // Across registries a field need only exist in one of them.
+                Some(f) if registries.len() > 1 => {
+                    if let Some(unknown) = f.iter().find(|n| {
+                        n.as_str() != "id" && Registry::ALL.iter().all(|r| r.schema().field_index(n).is_none())
+                    }) {
+                        return Err(ApiError::UnknownField(format!("no registry has a field `{unknown}`")));
+                    }
+                    Some(f.iter().filter_map(|n| r.schema().field_index(n)).collect())
+                }
+                Some(f) => projection(r.schema(), Some(f.iter().map(String::as_str)))?,
+                None => Some((0..r.schema().fields.len()).collect()),
+            };
+            Ok((*r, only))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    let (query, exact) = build(view, registries, req)?;
+    let found = view.text.search(&query)?;
+    let records = fetch(view, &found.hits)?;
+    let end = query.offset + found.hits.len();
+    let next_cursor = (found.total as usize > end && end < MAX_WINDOW).then(|| cursor(end, view));
+    let hits = found
+        .hits
+        .iter()
+        .zip(&records)
+        .filter_map(|(h, r)| {
+            let registry = Registry::from_byte(h.registry)?;
+            Some(SearchHit {
+                registry,
+                id: &h.key,
+                score: h.score,
+                record: r.as_ref().map(|record| RecordJson {
+                    record,
+                    only: projections[&registry].as_deref(),
+                    lineage: None,
+                }),
+            })
+        })
+        .collect();
+    let answer = SearchResponse { total: found.total, total_exact: exact, hits, next_cursor };
+    serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(crate::Error::Codec(e.to_string())))
+}
+
+/// The records of the hits, from the view's store snapshot (the source of truth), one
+/// multi-get a registry.
+fn fetch(view: &View, hits: &[Hit]) -> crate::Result<Vec<Option<Record>>> {
+    let mut out: Vec<Option<Record>> = vec![None; hits.len()];
+    for r in Registry::ALL {
+        let (positions, keys): (Vec<usize>, Vec<String>) =
+            hits.iter().enumerate().filter(|(_, h)| h.registry == r as u8).map(|(i, h)| (i, h.key.clone())).unzip();
+        if keys.is_empty() {
+            continue;
+        }
+        for (i, record) in positions.into_iter().zip(view.reader().get_many(r, &keys)?) {
+            out[i] = record;
+        }
+    }
+    Ok(out)
+}

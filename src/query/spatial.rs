@@ -1,0 +1,235 @@
+//! Spatial queries over a view: nearest, within an area, containing a point. Answers render as
+//! JSON or as a GeoJSON FeatureCollection.
+
+use super::error::{QueryError, QueryResult};
+use super::records::record_json;
+use super::view::View;
+use crate::model::{Record, Registry};
+use jichu_indexes::spatial::Hit;
+use jichu_ingest::Value;
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, json};
+use std::collections::BinaryHeap;
+use utoipa::ToSchema;
+
+/// Largest radius a query may ask for, and most hits it may return.
+pub const MAX_RADIUS_M: f64 = 50_000.0;
+pub const MAX_HITS: usize = 1000;
+
+/// `{"lon", "lat", "k"}` for the k nearest, or `{"lon", "lat", "radius_m", "limit"}` for all
+/// within a radius (nearest first); `count_only` answers just the count.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NearRequest {
+    pub lon: f64,
+    pub lat: f64,
+    pub k: Option<usize>,
+    pub radius_m: Option<f64>,
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub count_only: bool,
+    pub fields: Option<Vec<String>>,
+}
+
+/// `{"bbox": [min_lon, min_lat, max_lon, max_lat]}` or `{"polygon": <GeoJSON Polygon>}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithinRequest {
+    pub bbox: Option<[f64; 4]>,
+    #[schema(value_type = Object)]
+    pub polygon: Option<Json>,
+    pub limit: Option<usize>,
+    pub fields: Option<Vec<String>>,
+}
+
+/// Records found, in answer order, with their distances for nearest queries, and how many
+/// matched in all.
+#[derive(Debug)]
+pub struct Found {
+    pub records: Vec<Option<Record>>,
+    pub distances: Option<Vec<f64>>,
+    pub count: usize,
+    /// Only the count was asked for.
+    pub count_only: bool,
+}
+
+pub fn check_point(lon: f64, lat: f64) -> QueryResult<()> {
+    if !(lon.is_finite() && lat.is_finite() && (-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat)) {
+        return Err(QueryError::BadRequest(format!("({lon}, {lat}) is not a longitude/latitude on Earth")));
+    }
+    Ok(())
+}
+
+/// The nearest points first, each with its great-circle distance in metres.
+pub fn near(view: &View, registry: Registry, req: &NearRequest) -> QueryResult<Found> {
+    let layer = view.spatial.points(registry).ok_or_else(|| {
+        QueryError::BadRequest(format!("{registry} has no point locations; near works on citizens and entities"))
+    })?;
+    check_point(req.lon, req.lat)?;
+    let hits: Vec<Hit> = match (req.k, req.radius_m) {
+        (Some(k), None) if (1..=MAX_HITS).contains(&k) => layer.index.nearest(req.lon, req.lat, k, None),
+        (Some(k), None) => return Err(QueryError::BadRequest(format!("k must be 1 to {MAX_HITS}, got {k}"))),
+        (None, Some(r)) if r.is_finite() && r > 0.0 && r <= MAX_RADIUS_M => {
+            if req.count_only {
+                let count = layer.index.count_within_radius(req.lon, req.lat, r);
+                return Ok(Found { records: vec![], distances: None, count, count_only: true });
+            }
+            // Nearest-first with a distance cap: work bounded by `limit`, not by the area.
+            layer.index.nearest(req.lon, req.lat, req.limit.unwrap_or(100).min(MAX_HITS), Some(r))
+        }
+        (None, Some(r)) => {
+            return Err(QueryError::BadRequest(format!(
+                "radius_m must be more than 0 and at most {MAX_RADIUS_M}, got {r}"
+            )));
+        }
+        _ => return Err(QueryError::BadRequest("give exactly one of `k` or `radius_m`".into())),
+    };
+    if req.count_only {
+        return Ok(Found { records: vec![], distances: None, count: hits.len(), count_only: true });
+    }
+    let keys: Vec<String> = hits.iter().map(|h| layer.key(h.id).to_string()).collect();
+    let distances: Vec<f64> = hits.iter().map(|h| (h.distance_m * 100.0).round() / 100.0).collect();
+    let records = view.reader().get_many(registry, &keys)?;
+    Ok(Found { records, distances: Some(distances), count: hits.len(), count_only: false })
+}
+
+fn polygon_of(v: &Json) -> QueryResult<geo::Polygon<f64>> {
+    let gj: geojson::Geometry = serde_json::from_value(v.clone())
+        .map_err(|e| QueryError::BadRequest(format!("polygon: not a GeoJSON geometry: {e}")))?;
+    let g = geo::Geometry::<f64>::try_from(gj).map_err(|e| QueryError::BadRequest(format!("polygon: {e}")))?;
+    let geo::Geometry::Polygon(p) = g else {
+        return Err(QueryError::BadRequest("polygon must be a GeoJSON Polygon".into()));
+    };
+    use geo::Validation;
+    if let Some(problem) = p.validation_errors().into_iter().next() {
+        return Err(QueryError::BadRequest(format!("polygon is not valid: {problem}")));
+    }
+    Ok(p)
+}
+
+/// What lies in an area: points inside it (edges included), or parcels intersecting it. The
+/// count is of every match; the records are the `limit` smallest keys.
+pub fn within(view: &View, registry: Registry, req: &WithinRequest) -> QueryResult<Found> {
+    let area = match (&req.bbox, &req.polygon) {
+        (Some(b), None) => {
+            check_point(b[0], b[1])?;
+            check_point(b[2], b[3])?;
+            if b[0] > b[2] || b[1] > b[3] {
+                return Err(QueryError::BadRequest("bbox must be [min_lon, min_lat, max_lon, max_lat]".into()));
+            }
+            None
+        }
+        (None, Some(p)) => Some(polygon_of(p)?),
+        _ => return Err(QueryError::BadRequest("give exactly one of `bbox` or `polygon`".into())),
+    };
+    let limit = req.limit.unwrap_or(100).min(MAX_HITS);
+    // Count every match but keep only the `limit` smallest keys (a bounded max-heap): a
+    // city-wide area costs no memory.
+    let spatial = &view.spatial;
+    let mut top = TopKeys { count: 0, limit, heap: BinaryHeap::with_capacity(limit + 1) };
+    if registry == Registry::Parcels {
+        let layer = &spatial.parcels;
+        let ids = match (&area, req.bbox) {
+            (Some(p), _) => layer.index.intersecting(p),
+            (None, Some(b)) => layer.index.intersecting_bbox(&b),
+            _ => vec![],
+        };
+        ids.iter().for_each(|&i| top.offer(layer.key(i)));
+    } else {
+        let layer =
+            spatial.points(registry).ok_or_else(|| QueryError::BadRequest(format!("{registry} has no locations")))?;
+        let b = match (&area, req.bbox) {
+            (Some(p), _) => {
+                let r = geo::BoundingRect::bounding_rect(p)
+                    .ok_or_else(|| QueryError::BadRequest("empty polygon".into()))?;
+                [r.min().x, r.min().y, r.max().x, r.max().y]
+            }
+            (None, Some(b)) => b,
+            _ => unreachable!("checked above"),
+        };
+        layer.index.for_each_in_bbox(&b, |i, pt| {
+            let inside = area.as_ref().is_none_or(|p| {
+                use geo::{CoordinatePosition, coordinate_position::CoordPos};
+                p.coordinate_position(&geo::Coord { x: pt[0], y: pt[1] }) != CoordPos::Outside
+            });
+            if inside {
+                top.offer(layer.key(i));
+            }
+        });
+    }
+    let count = top.count;
+    let keys: Vec<String> = top.heap.into_sorted_vec().into_iter().map(str::to_string).collect();
+    let records = view.reader().get_many(registry, &keys)?;
+    Ok(Found { records, distances: None, count, count_only: false })
+}
+
+/// The `limit` smallest keys offered, and how many were offered.
+struct TopKeys<'a> {
+    count: usize,
+    limit: usize,
+    heap: BinaryHeap<&'a str>,
+}
+
+impl<'a> TopKeys<'a> {
+    fn offer(&mut self, key: &'a str) {
+        self.count += 1;
+        self.heap.push(key);
+        if self.heap.len() > self.limit {
+            self.heap.pop();
+        }
+    }
+}
+
+/// The parcels whose polygon contains the point (boundary included, holes excluded).
+pub fn containing(view: &View, lon: f64, lat: f64) -> QueryResult<Found> {
+    check_point(lon, lat)?;
+    let keys = parcels_at(view, lon, lat);
+    let count = keys.len();
+    let records = view.reader().get_many(Registry::Parcels, &keys)?;
+    Ok(Found { records, distances: None, count, count_only: false })
+}
+
+/// Keys of the parcels containing a point.
+pub fn parcels_at(view: &View, lon: f64, lat: f64) -> Vec<String> {
+    let layer = &view.spatial.parcels;
+    layer.index.containing(lon, lat).iter().map(|&i| layer.key(i).to_string()).collect()
+}
+
+fn geometry_of(record: &Record) -> Option<geojson::Geometry> {
+    record.values.iter().flatten().find_map(|v| match v {
+        Value::Point(p) => Some(geojson::Geometry::from(p)),
+        Value::Geometry(g) => Some(geojson::Geometry::from(g)),
+        _ => None,
+    })
+}
+
+/// Renders an answer as `{"count", "hits": [{"id", "distance_m"?, "record"}]}`, or as a GeoJSON
+/// FeatureCollection.
+pub fn render(view: &View, found: &Found, only: Option<&[usize]>, geojson: bool) -> Json {
+    if found.count_only {
+        return json!({"count": found.count});
+    }
+    let hits = found.records.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|r| (i, r)));
+    if geojson {
+        let features: Vec<Json> = hits
+            .map(|(i, r)| {
+                let mut props = match serde_json::to_value(record_json(view, r, only)) {
+                    Ok(Json::Object(m)) => m,
+                    _ => Map::new(),
+                };
+                if let Some(d) = &found.distances {
+                    props.insert("distance_m".into(), json!(d[i]));
+                }
+                json!({"type": "Feature", "id": r.id, "geometry": geometry_of(r), "properties": props})
+            })
+            .collect();
+        return json!({"type": "FeatureCollection", "features": features});
+    }
+    let hits: Vec<Json> = hits
+        .map(|(i, r)| match &found.distances {
+            Some(d) => json!({"id": r.id, "distance_m": d[i], "record": record_json(view, r, only)}),
+            None => json!({"id": r.id, "record": record_json(view, r, only)}),
+        })
+        .collect();
+    json!({"count": found.count, "hits": hits})
+}

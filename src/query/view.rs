@@ -1,0 +1,129 @@
+//! Published views: one state of the store and of every index, switched all at once.
+//!
+//! A [`View`] pins a store snapshot, a full-text searcher and a spatial index that all reflect
+//! the same finished loads. A request takes the current view when it starts and answers from it
+//! alone, so it sees one state throughout, and a load becomes visible to every kind of read at
+//! the moment its view is published ([`Views::publish`]). Superseded views are kept for
+//! [`Views::retention`] so that search cursors keep paging over the state they started on.
+
+use crate::error::Result;
+use crate::model::{Lineage, Registry};
+use crate::spatial::SpatialIndex;
+use crate::store::{Reader, Snapshot};
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use jichu_indexes::text::TextSearcher;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One published state.
+#[derive(Debug)]
+pub struct View {
+    /// Random per process: a cursor from before a restart names another epoch.
+    pub epoch: u64,
+    /// Grows by one with every publication; cursors name it.
+    pub generation: u64,
+    pub published_at: DateTime<Utc>,
+    pub snapshot: Snapshot,
+    pub text: TextSearcher,
+    pub spatial: Arc<SpatialIndex>,
+    /// The loads this state holds (finished), by id.
+    pub loads: BTreeMap<u32, Arc<Lineage>>,
+}
+
+impl View {
+    pub fn new(
+        epoch: u64,
+        generation: u64,
+        snapshot: Snapshot,
+        text: TextSearcher,
+        spatial: Arc<SpatialIndex>,
+    ) -> Result<View> {
+        let loads = snapshot
+            .reader()
+            .stored_loads()?
+            .into_iter()
+            .filter(|l| l.finished_at.is_some())
+            .map(|l| (l.load_id, Arc::new(l)))
+            .collect();
+        Ok(View { epoch, generation, published_at: Utc::now(), snapshot, text, spatial, loads })
+    }
+
+    /// Reads of the store at this view's state.
+    pub fn reader(&self) -> Reader<'_> {
+        self.snapshot.reader()
+    }
+
+    pub fn count(&self, registry: Registry) -> u64 {
+        self.snapshot.count(registry)
+    }
+
+    /// The load that wrote a value this view holds.
+    pub fn lineage(&self, load_id: u32) -> Option<&Lineage> {
+        self.loads.get(&load_id).map(|l| &**l)
+    }
+
+    /// The last finished load this view holds.
+    pub fn last_load(&self) -> u32 {
+        self.loads.keys().next_back().copied().unwrap_or(0)
+    }
+}
+
+/// The current view and the recently superseded ones.
+pub struct Views {
+    current: ArcSwap<View>,
+    /// Superseded views and when they were superseded, oldest first.
+    retired: Mutex<VecDeque<(Arc<View>, Instant)>>,
+    retention: Duration,
+}
+
+impl std::fmt::Debug for Views {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Views").field("generation", &self.current().generation).finish_non_exhaustive()
+    }
+}
+
+impl Views {
+    pub fn new(first: View, retention: Duration) -> Views {
+        Views { current: ArcSwap::from_pointee(first), retired: Mutex::new(VecDeque::new()), retention }
+    }
+
+    /// The view new requests answer from.
+    pub fn current(&self) -> Arc<View> {
+        self.current.load_full()
+    }
+
+    /// How long a superseded view stays available to cursors.
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    /// The view of a generation, if it is current or was superseded less than
+    /// [`Views::retention`] ago.
+    pub fn at(&self, generation: u64) -> Option<Arc<View>> {
+        let current = self.current();
+        if current.generation == generation {
+            return Some(current);
+        }
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        self.prune(&mut retired);
+        retired.iter().find(|(v, _)| v.generation == generation).map(|(v, _)| v.clone())
+    }
+
+    /// Makes `view` the current one; the one it replaces is retired.
+    pub fn publish(&self, view: View) -> Arc<View> {
+        let view = Arc::new(view);
+        let old = self.current.swap(view.clone());
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired.push_back((old, Instant::now()));
+        self.prune(&mut retired);
+        view
+    }
+
+    fn prune(&self, retired: &mut VecDeque<(Arc<View>, Instant)>) {
+        while retired.front().is_some_and(|(_, at)| at.elapsed() > self.retention) {
+            retired.pop_front();
+        }
+    }
+}

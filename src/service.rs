@@ -1,0 +1,90 @@
+//! The running service's engine: the store, the full-text and spatial indexes, and the
+//! published views readers answer from. Loads write to the store while readers keep answering
+//! from the current view; [`Service::publish`] then brings every index in step with a new
+//! snapshot and switches all readers to it at once.
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::load::Progress;
+use crate::query::{View, Views};
+use crate::spatial::SpatialIndex;
+use crate::store::Store;
+use crate::text::TextLayer;
+use jichu_indexes::text::WriterOptions;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Service {
+    pub store: Arc<Store>,
+    pub text: TextLayer,
+    pub views: Views,
+    text_options: WriterOptions,
+    /// One publication at a time.
+    publishing: Mutex<()>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("store", &self.store).field("views", &self.views).finish_non_exhaustive()
+    }
+}
+
+/// What a publication did.
+#[derive(Clone, Copy, Debug)]
+pub struct Published {
+    pub generation: u64,
+    pub text_seconds: f64,
+    pub spatial_seconds: f64,
+    pub seconds: f64,
+}
+
+impl Service {
+    /// Opens the service over a store: brings the full-text index in step (a load interrupted
+    /// after it finished is indexed here), opens or builds the spatial index, and publishes the
+    /// first view.
+    pub fn open(store: Arc<Store>, config: &Config) -> Result<Service> {
+        let text = TextLayer::open(&store)?;
+        let snapshot = store.snapshot()?;
+        text.sync(snapshot.reader(), config.text_writer(), &Progress::auto())?;
+        let spatial = SpatialIndex::open_at(snapshot.reader())?;
+        let view = View::new(rand::random(), 1, snapshot, text.index.searcher()?, Arc::new(spatial))?;
+        Ok(Service {
+            store,
+            text,
+            views: Views::new(view, config.cursor_retention),
+            text_options: config.text_writer(),
+            publishing: Mutex::new(()),
+        })
+    }
+
+    /// The view new requests answer from.
+    pub fn view(&self) -> Arc<View> {
+        self.views.current()
+    }
+
+    /// Publishes the store's current state: pins a snapshot, brings the full-text index
+    /// (the records finished loads changed) and the spatial index (the same, layered) in step
+    /// with it, and makes the view current. Readers switch at that one moment.
+    pub fn publish(&self) -> Result<Published> {
+        let _one = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let current = self.views.current();
+        let snapshot = self.store.snapshot()?;
+        self.text.sync(snapshot.reader(), self.text_options, &Progress::quiet())?;
+        let text_seconds = started.elapsed().as_secs_f64();
+        let loads = snapshot.reader().stored_loads()?;
+        let spatial = current.spatial.apply(snapshot.reader(), &loads)?;
+        let spatial_seconds = started.elapsed().as_secs_f64() - text_seconds;
+        let searcher = self.text.index.searcher()?;
+        let view = View::new(current.epoch, current.generation + 1, snapshot, searcher, Arc::new(spatial))?;
+        let generation = self.views.publish(view).generation;
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(generation, text_seconds, spatial_seconds, seconds, "published");
+        Ok(Published { generation, text_seconds, spatial_seconds, seconds })
+    }
+
+    /// How long superseded views stay available (search cursors).
+    pub fn retention(&self) -> Duration {
+        self.views.retention()
+    }
+}

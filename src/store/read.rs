@@ -1,0 +1,244 @@
+//! Reads at one state of the store: the latest ([`Store::reader`]) or a pinned snapshot
+//! ([`Snapshot`]). A snapshot is what a published view answers from: loads keep writing while
+//! every reader of the view sees the store as it was when the view was published.
+
+use super::{Edge, KeyValue, Store, cf, codec, keys};
+use crate::error::{Error, Result};
+use crate::model::{Lineage, Record, Registry};
+use rocksdb::{IteratorMode, PrefixRange, ReadOptions};
+use std::sync::Arc;
+
+type DbSnapshot<'a> = rocksdb::Snapshot<'a>;
+
+self_cell::self_cell!(
+    /// A RocksDB snapshot that owns a handle to its store, so that it can live in a published
+    /// view for as long as a request or a search cursor needs it.
+    struct Pinned {
+        owner: Arc<Store>,
+        #[covariant]
+        dependent: DbSnapshot,
+    }
+);
+
+/// The store as it was at one moment: every read through it sees that moment, whatever has
+/// been written since. Cheap to keep (RocksDB retains the overwritten values it needs).
+pub struct Snapshot {
+    pinned: Pinned,
+    sequence: u64,
+    counts: [u64; 6],
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("sequence", &self.sequence).finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    /// Pins the store's current state.
+    pub fn new(store: Arc<Store>) -> Result<Snapshot> {
+        let pinned = Pinned::new(store, |s| s.db().snapshot());
+        // Writes racing the snapshot may be counted in the sequence, never missed by it.
+        let sequence = pinned.borrow_owner().sequence();
+        let mut snapshot = Snapshot { pinned, sequence, counts: [0; 6] };
+        for r in Registry::ALL {
+            snapshot.counts[r as usize] = snapshot.reader().stored_count(r)?;
+        }
+        Ok(snapshot)
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        self.pinned.borrow_owner()
+    }
+
+    /// Reads at this snapshot.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader {
+            store: self.pinned.borrow_owner(),
+            snapshot: Some(self.pinned.borrow_dependent()),
+            sequence: self.sequence,
+        }
+    }
+
+    /// The store's sequence number when the snapshot was taken (at least; writes racing the
+    /// snapshot may be counted, never missed by a later snapshot).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Records stored in a registry at this snapshot (ended ones included).
+    pub fn count(&self, registry: Registry) -> u64 {
+        self.counts[registry as usize]
+    }
+}
+
+/// Reads at one state. Every read of the store goes through one of these, so that a view and
+/// a load use the same code.
+#[derive(Clone, Copy)]
+pub struct Reader<'a> {
+    store: &'a Store,
+    snapshot: Option<&'a DbSnapshot<'a>>,
+    sequence: u64,
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("pinned", &self.snapshot.is_some()).finish()
+    }
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn latest(store: &'a Store) -> Reader<'a> {
+        Reader { store, snapshot: None, sequence: store.sequence() }
+    }
+
+    pub fn store(&self) -> &'a Store {
+        self.store
+    }
+
+    /// The store's sequence number at this state (indexes record what they have seen).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    fn opts(self) -> ReadOptions {
+        let mut o = ReadOptions::default();
+        if let Some(s) = self.snapshot {
+            o.set_snapshot(s);
+        }
+        o
+    }
+
+    fn records(self, registry: Registry) -> &'a rocksdb::ColumnFamily {
+        self.store.cf(cf::records(registry))
+    }
+
+    /// The raw stored value of a key.
+    pub fn get_raw(&self, registry: Registry, id: &str) -> Result<Option<Vec<u8>>> {
+        let v = self.store.db().get_pinned_cf_opt(self.records(registry), id, &self.opts())?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
+    /// Whether a record is stored under a key.
+    pub fn exists(&self, registry: Registry, id: &str) -> Result<bool> {
+        Ok(self.store.db().get_pinned_cf_opt(self.records(registry), id, &self.opts())?.is_some())
+    }
+
+    /// One record by its canonical key.
+    pub fn get(&self, registry: Registry, id: &str) -> Result<Option<Record>> {
+        match self.store.db().get_pinned_cf_opt(self.records(registry), id, &self.opts())? {
+            Some(v) => Ok(Some(codec::decode(registry, id, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One record if the answer is in memory (memtable or block cache): `None` when it would
+    /// need a file read. Lets the async API answer hot keys without a thread hand-off.
+    pub fn get_cached(&self, registry: Registry, id: &str) -> Result<Option<Option<Record>>> {
+        let mut opts = self.opts();
+        opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+        match self.store.db().get_pinned_cf_opt(self.records(registry), id, &opts) {
+            Ok(Some(v)) => Ok(Some(Some(codec::decode(registry, id, &v)?))),
+            Ok(None) => Ok(Some(None)),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Many records by key, in the order asked (RocksDB's batched multi-get).
+    pub fn get_many(&self, registry: Registry, ids: &[String]) -> Result<Vec<Option<Record>>> {
+        self.store
+            .db()
+            .batched_multi_get_cf_opt(self.records(registry), ids.iter().map(String::as_str), false, &self.opts())
+            .into_iter()
+            .zip(ids)
+            .map(|(v, id)| match v? {
+                Some(v) => codec::decode(registry, id, &v).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Raw stored values of keys given in sorted order (a load's read-before-write).
+    pub fn get_many_raw(&self, registry: Registry, sorted_ids: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.store
+            .db()
+            .batched_multi_get_cf_opt(self.records(registry), sorted_ids.iter().copied(), true, &self.opts())
+            .into_iter()
+            .map(|v| Ok(v?.map(|v| v.to_vec())))
+            .collect()
+    }
+
+    /// Every edge that starts at `(registry, id)`, grouped by relation.
+    pub fn relations(&self, registry: Registry, id: &str) -> Result<Vec<Edge>> {
+        let mut opts = self.opts();
+        opts.set_iterate_range(PrefixRange(keys::edge_prefix(registry, id)));
+        let mut edges = Vec::new();
+        for item in self.store.db().iterator_cf_opt(self.store.cf(cf::RELATIONS), opts, IteratorMode::Start) {
+            let (k, _) = item?;
+            let (relation, registry, id) = keys::decode_edge(&k).ok_or_else(|| Error::Codec("relation key".into()))?;
+            edges.push(Edge { relation, registry, id: id.to_string() });
+        }
+        Ok(edges)
+    }
+
+    /// Iterates a registry's stored values in key order.
+    pub fn scan(self, registry: Registry) -> impl Iterator<Item = Result<KeyValue>> + 'a {
+        let mut opts = self.opts();
+        opts.fill_cache(false);
+        self.store
+            .db()
+            .iterator_cf_opt(self.records(registry), opts, IteratorMode::Start)
+            .map(|r| r.map_err(Error::Store))
+    }
+
+    /// Every current point of a registry, as `(key, lon, lat)`, in key order.
+    pub fn points(self, registry: Registry) -> impl Iterator<Item = Result<(Box<[u8]>, f64, f64)>> + 'a {
+        let mut opts = self.opts();
+        opts.set_iterate_range(PrefixRange([registry as u8]));
+        opts.fill_cache(false);
+        self.store.db().iterator_cf_opt(self.store.cf(cf::POINTS), opts, IteratorMode::Start).map(|item| {
+            let (k, v) = item?;
+            let (lon, lat) = keys::decode_point(&v).ok_or_else(|| Error::Codec("point".into()))?;
+            Ok((k[1..].into(), lon, lat))
+        })
+    }
+
+    /// The point of one record, if it has a current one.
+    pub fn point(&self, registry: Registry, id: &[u8]) -> Result<Option<(f64, f64)>> {
+        let v =
+            self.store.db().get_pinned_cf_opt(self.store.cf(cf::POINTS), keys::point(registry, id), &self.opts())?;
+        Ok(v.and_then(|v| keys::decode_point(&v)))
+    }
+
+    /// Keys of `registry`'s records that load `load_id` wrote on its batch path, in key order.
+    pub fn changed_keys(self, load_id: u32, registry: Registry) -> impl Iterator<Item = Result<Box<[u8]>>> + 'a {
+        let mut opts = self.opts();
+        opts.set_iterate_range(PrefixRange(keys::change_prefix(load_id, registry)));
+        self.store
+            .db()
+            .iterator_cf_opt(self.store.cf(cf::CHANGES), opts, IteratorMode::Start)
+            .map(|item| item.map(|(k, _)| k[5..].into()).map_err(Error::Store))
+    }
+
+    /// The count of a registry as stored in `meta` (written in the same batch as its records).
+    pub fn stored_count(&self, registry: Registry) -> Result<u64> {
+        let meta = self.store.cf(cf::META);
+        match self.store.db().get_pinned_cf_opt(meta, keys::count(registry), &self.opts())? {
+            Some(v) => Ok(u64::from_le_bytes(v.as_ref().try_into().map_err(|_| Error::Codec("count".into()))?)),
+            None => Ok(0),
+        }
+    }
+
+    /// The load table as stored: every load begun, oldest first.
+    pub fn stored_loads(&self) -> Result<Vec<Lineage>> {
+        let mut opts = self.opts();
+        opts.set_iterate_range(PrefixRange(keys::LOAD_PREFIX));
+        let mut out = Vec::new();
+        for item in self.store.db().iterator_cf_opt(self.store.cf(cf::META), opts, IteratorMode::Start) {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(&v).map_err(|e| Error::Codec(e.to_string()))?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,170 @@
+//! Undoing a load that did not finish — killed, cancelled or failed — so that nothing of it
+//! remains and the store is as the last finished load left it.
+//!
+//! A batch-path load logs every record it writes (`changes`) with the value it replaced
+//! (`history`, empty for a new record) in the same batch as the record: undoing restores those
+//! values, with their edges, points and counts, batch by batch. A bulk load (into an empty
+//! registry, by SST ingestion) marks the registry first: undoing it empties the registry again.
+//! Both are idempotent, so a kill during an undo is finished by the next open.
+
+use super::{Writer, cf, codec, keys};
+use crate::error::{Error, Result};
+use crate::model::{Lineage, Registry};
+use jichu_ingest::Value;
+use rocksdb::{IteratorMode, PrefixRange, ReadOptions};
+
+/// Changes undone per atomic batch.
+const CHUNK: usize = 1024;
+
+/// What a stored value says about a record's edges and point.
+struct Shape {
+    targets: Vec<String>,
+    point: Option<(f64, f64)>,
+}
+
+fn shape(registry: Registry, id: &str, value: &[u8]) -> Result<Shape> {
+    let record = codec::decode(registry, id, value)?;
+    let targets = registry
+        .schema()
+        .links()
+        .map(|(i, _)| record.values[i].as_ref().and_then(Value::as_text).unwrap_or("").to_string())
+        .collect();
+    let point = if record.ended {
+        None
+    } else {
+        record.values.iter().flatten().find_map(|v| match v {
+            Value::Point(p) => Some((p.x(), p.y())),
+            _ => None,
+        })
+    };
+    Ok(Shape { targets, point })
+}
+
+impl Writer<'_> {
+    /// Undoes load `load_id` and marks it undone in the load table, with `reason`.
+    pub fn undo(&mut self, load_id: u32, reason: &str) -> Result<u64> {
+        let store = self.store();
+        let known = store.lineage(load_id).ok_or_else(|| Error::Invalid(format!("no load {load_id}")))?;
+        let registry: Registry = known.registry.parse().map_err(Error::Invalid)?;
+        let meta = store.cf(cf::META);
+        let bulk = store.db().get_pinned_cf(meta, keys::bulk_marker(registry))?.map(|v| v.to_vec());
+        let mut undone = 0;
+        if bulk.as_deref() == Some(&load_id.to_le_bytes()[..]) {
+            undone += self.undo_bulk(registry)?;
+        }
+        undone += self.undo_logged(load_id)?;
+        let mut lineage = Lineage::clone(&known);
+        lineage.finished_at = None;
+        lineage.report = None;
+        lineage.undone_at = Some(chrono::Utc::now());
+        lineage.undo_reason = Some(reason.to_string());
+        self.put_lineage(lineage)?;
+        tracing::info!(load_id, undone, reason, "load undone");
+        Ok(undone)
+    }
+
+    /// Restores what a batch-path load replaced, change by change.
+    fn undo_logged(&mut self, load_id: u32) -> Result<u64> {
+        let store = self.store();
+        let mut undone = 0;
+        loop {
+            // Each pass takes the first chunk still logged: undone entries are deleted with
+            // their restore, so a kill in between resumes where it stopped.
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_range(PrefixRange(keys::load_changes_prefix(load_id)));
+            let entries: Vec<Box<[u8]>> = store
+                .db()
+                .iterator_cf_opt(store.cf(cf::CHANGES), opts, IteratorMode::Start)
+                .take(CHUNK)
+                .map(|item| item.map(|(k, _)| k))
+                .collect::<std::result::Result<_, _>>()?;
+            if entries.is_empty() {
+                return Ok(undone);
+            }
+            for entry in &entries {
+                let registry = Registry::from_byte(entry[4]).ok_or_else(|| Error::Codec("change key".into()))?;
+                self.restore(registry, &entry[5..], load_id)?;
+                self.delete_raw(cf::CHANGES, entry);
+                undone += 1;
+            }
+            self.commit()?;
+        }
+    }
+
+    /// Puts back the value load `load_id` replaced for one record, with its edges and point.
+    fn restore(&mut self, registry: Registry, id: &[u8], load_id: u32) -> Result<()> {
+        let store = self.store();
+        let key = std::str::from_utf8(id).map_err(|_| Error::Codec("record key".into()))?;
+        let history_key = keys::history(registry, id, load_id);
+        let Some(old) = store.db().get_pinned_cf(store.cf(cf::HISTORY), &history_key)?.map(|v| v.to_vec()) else {
+            tracing::warn!(load_id, %registry, "a logged change has no history entry: left as it is");
+            return Ok(());
+        };
+        let current = store.reader().get_raw(registry, key)?;
+        let now = current.as_deref().map(|v| shape(registry, key, v)).transpose()?;
+        let before = if old.is_empty() { None } else { Some(shape(registry, key, &old)?) };
+        let links: Vec<_> = registry.schema().links().map(|(_, l)| l).collect();
+        for (i, link) in links.iter().enumerate() {
+            let now_target = now.as_ref().map_or("", |s| s.targets[i].as_str());
+            let old_target = before.as_ref().map_or("", |s| s.targets[i].as_str());
+            if now_target == old_target {
+                continue;
+            }
+            if !now_target.is_empty() {
+                keys::link_edges(registry, key, link, now_target).iter().for_each(|k| self.delete_edge(k));
+            }
+            if !old_target.is_empty() {
+                keys::link_edges(registry, key, link, old_target).iter().for_each(|k| self.put_edge(k));
+            }
+        }
+        if registry.schema().field_index("location").is_some() {
+            self.set_point(registry, id, before.as_ref().and_then(|s| s.point));
+        }
+        match (old.is_empty(), current.is_some()) {
+            (true, true) => {
+                self.delete_raw(cf::records(registry), id);
+                self.add_count(registry, -1);
+            }
+            (true, false) => {}
+            (false, exists) => {
+                self.put_raw(cf::records(registry), id, &old);
+                if !exists {
+                    self.add_count(registry, 1);
+                }
+            }
+        }
+        self.delete_raw(cf::HISTORY, &history_key);
+        Ok(())
+    }
+
+    /// Empties a registry a bulk load filled: its records, their edges and points, its count.
+    fn undo_bulk(&mut self, registry: Registry) -> Result<u64> {
+        let store = self.store();
+        let links: Vec<_> = registry.schema().links().map(|(_, l)| l).collect();
+        let mut n = 0;
+        if !links.is_empty() {
+            for item in store.reader().scan(registry) {
+                let (k, v) = item?;
+                let key = std::str::from_utf8(&k).map_err(|_| Error::Codec("record key".into()))?;
+                let s = shape(registry, key, &v)?;
+                for (link, target) in links.iter().zip(&s.targets).filter(|(_, t)| !t.is_empty()) {
+                    keys::link_edges(registry, key, link, target).iter().for_each(|e| self.delete_edge(e));
+                }
+                if self.pending() >= CHUNK * 4 {
+                    self.commit()?;
+                }
+                n += 1;
+            }
+        }
+        let meta = store.cf(cf::META);
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_range_cf(store.cf(cf::records(registry)), &[][..], &[0xff][..]);
+        batch.delete_range_cf(store.cf(cf::POINTS), &[registry as u8][..], &[registry as u8 + 1][..]);
+        batch.put_cf(meta, keys::count(registry), 0u64.to_le_bytes());
+        batch.delete_cf(meta, keys::bulk_marker(registry));
+        self.commit()?;
+        store.db().write(batch)?;
+        store.set_count(registry, 0);
+        Ok(n)
+    }
+}

@@ -1,0 +1,372 @@
+//! Loads inside a running server: submitted by upload or by path, queued, cancelled, resumed
+//! after a restart, and published all at once while readers keep answering.
+
+use crate::common::{Server, TestStore, fixture, reject_lines};
+use jichu::model::Registry;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Generated citizens' extract and spec (the generator's, deterministic).
+fn generated(dir: &Path, citizens: u64) -> (PathBuf, PathBuf) {
+    jichu::generator::generate(dir, &jichu::generator::GenOptions { citizens, seed: 7 }).unwrap();
+    (dir.join("citizens.toml"), dir.join("citizens.csv"))
+}
+
+/// The first `n` data rows of a CSV (with its header), each passed through `edit`.
+fn rows(csv: &Path, n: usize, edit: impl Fn(usize, &str) -> String) -> String {
+    let text = std::fs::read_to_string(csv).unwrap();
+    let mut lines = text.lines();
+    let mut out = format!("{}\n", lines.next().unwrap());
+    for (i, l) in lines.take(n).enumerate() {
+        out.push_str(&edit(i, l));
+        out.push('\n');
+    }
+    out
+}
+
+async fn upload(s: &Server, spec: &str, files: &[(&str, Vec<u8>)]) -> (u16, Value) {
+    let mut form = reqwest::multipart::Form::new().text("spec", spec.to_string());
+    for (name, bytes) in files {
+        form = form.part("file", reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()));
+    }
+    let r = s.client.post(s.url("/v1/loads")).multipart(form).send().await.unwrap();
+    let status = r.status().as_u16();
+    if status == 202 {
+        let location = r.headers().get("location").unwrap().to_str().unwrap().to_string();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(location, format!("/v1/loads/{}", body["load_id"]));
+        return (status, body);
+    }
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls a load until it has ended; its last status.
+async fn wait_for(s: &Server, load_id: &Value) -> Value {
+    for _ in 0..1200 {
+        let (code, _, body) = s.get(&format!("/v1/loads/{load_id}")).await;
+        assert_eq!(code, 200, "{body}");
+        if matches!(body["status"].as_str(), Some("published" | "failed" | "cancelled")) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("load {load_id} did not end");
+}
+
+/// What readers are asked, answered from one view: the names and ended flags of fixed keys,
+/// the total of a name search, the keys of the ten nearest to a point, the count of citizens
+/// within a box.
+#[derive(Clone, Debug, PartialEq)]
+struct Answers {
+    records: Vec<(String, bool)>,
+    search_total: u64,
+    nearest: Vec<String>,
+    in_box: u64,
+}
+
+const POINT: (f64, f64) = (118.10, 24.50);
+const SURNAME: &str = "陈";
+
+async fn ask(s: &Server, keys: &[String]) -> Answers {
+    let (code, _, body) = s.post("/v1/citizens/lookup", &json!({"ids": keys})).await;
+    assert_eq!(code, 200, "{body}");
+    let records = body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap_or("").to_string(), r["ended"].as_bool().unwrap_or(false)))
+        .collect();
+    let (code, _, body) = s.post("/v1/citizens/search", &json!({"name": SURNAME, "limit": 1})).await;
+    assert_eq!(code, 200, "{body}");
+    let search_total = body["total"].as_u64().unwrap();
+    let (code, _, body) =
+        s.post("/v1/citizens/near", &json!({"lon": POINT.0, "lat": POINT.1, "k": 10, "fields": ["name"]})).await;
+    assert_eq!(code, 200, "{body}");
+    let nearest = body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_string()).collect();
+    let (code, _, body) = s.post("/v1/citizens/within", &json!({"bbox": [118.0, 24.4, 118.2, 24.6], "limit": 1})).await;
+    assert_eq!(code, 200, "{body}");
+    Answers { records, search_total, nearest, in_box: body["count"].as_u64().unwrap() }
+}
+
+/// Readers hammer a served store while a snapshot load ends a third of the citizens and a
+/// delta renames and moves others: every answer is one of the three published states, never a
+/// mix, readers never go back, and the last state is visible in every index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_each_load_all_at_once() {
+    let work = tempfile::tempdir().unwrap();
+    let (spec, csv) = generated(work.path(), 3000);
+    let snapshot_csv = rows(&csv, 2000, |_, l| l.to_string());
+    let delta_csv = rows(&csv, 300, |i, l| {
+        let mut cells: Vec<String> = l.split(',').map(String::from).collect();
+        cells[1] = format!("{}{}", cells[1], if i % 2 == 0 { "新" } else { "改" });
+        let lon: f64 = cells[8].parse().unwrap();
+        cells[8] = format!("{:.6}", lon + 0.01);
+        cells.join(",")
+    });
+    let spec_text = std::fs::read_to_string(&spec).unwrap();
+    let snapshot_spec = spec_text.replace("mode = \"delta\"", "mode = \"snapshot\"");
+    let keys: Vec<String> = (0..40)
+        .map(|i| jichu::generator::citizen_id(i * 7))
+        .chain((0..40).map(|i| jichu::generator::citizen_id(2000 + i * 20)))
+        .collect();
+
+    // The oracle: the same loads, offline, with a view published after each.
+    let oracle = TestStore::new();
+    oracle.load(&spec, std::slice::from_ref(&csv));
+    let oracle_server = Server::start(oracle.store.clone()).await;
+    let mut states = vec![ask(&oracle_server, &keys).await];
+    for (spec, body) in [(&snapshot_spec, &snapshot_csv), (&spec_text, &delta_csv)] {
+        let (code, accepted) = upload(&oracle_server, spec, &[("x.csv", body.clone().into_bytes())]).await;
+        assert_eq!(code, 202, "{accepted}");
+        assert_eq!(wait_for(&oracle_server, &accepted["load_id"]).await["status"], "published");
+        states.push(ask(&oracle_server, &keys).await);
+    }
+    assert_ne!(states[0], states[1], "the snapshot changes the answers");
+    assert_ne!(states[1], states[2], "the delta changes the answers");
+    assert!(states[1].search_total < states[0].search_total, "ended citizens are not found");
+
+    // The live server, with readers running through both loads.
+    let live = TestStore::new();
+    live.load(&spec, std::slice::from_ref(&csv));
+    let s = std::sync::Arc::new(Server::start(live.store.clone()).await);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let (s, done, keys, states) = (s.clone(), done.clone(), keys.clone(), states.clone());
+        readers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let a = ask(&s, &keys).await;
+                // One request sees one state: each answer is a whole state's.
+                let lookups = states.iter().position(|st| st.records == a.records);
+                let search = states.iter().position(|st| st.search_total == a.search_total);
+                let near = states.iter().position(|st| st.nearest == a.nearest);
+                let count = states.iter().position(|st| st.in_box == a.in_box);
+                assert!(
+                    lookups.is_some() && search.is_some() && near.is_some() && count.is_some(),
+                    "an answer from no published state: {a:?}"
+                );
+                seen.push(lookups.unwrap());
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (spec, body) in [(&snapshot_spec, &snapshot_csv), (&spec_text, &delta_csv)] {
+        let (code, accepted) = upload(&s, spec, &[("x.csv", body.clone().into_bytes())]).await;
+        assert_eq!(code, 202, "{accepted}");
+        let status = wait_for(&s, &accepted["load_id"]).await;
+        assert_eq!(status["status"], "published", "{status}");
+        assert!(status["report"]["read"].as_u64().unwrap() > 0);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut saw = std::collections::BTreeSet::new();
+    for r in readers {
+        let seen = r.await.unwrap();
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "a reader went back to an older state: {seen:?}");
+        saw.extend(seen);
+    }
+    assert!(saw.contains(&0) && saw.contains(&2), "readers ran before and after: {saw:?}");
+    assert_eq!(ask(&s, &keys).await, states[2], "after publication every index shows the last state");
+    let (_, _, catalog) = s.get("/v1/catalog").await;
+    assert_eq!(catalog["registries"][0]["count"], 3000);
+}
+
+#[tokio::test]
+async fn loads_are_submitted_by_upload_or_by_path_and_checked_first() {
+    let t = TestStore::new();
+    let s = Server::start(t.store.clone()).await;
+    let spec = std::fs::read_to_string(fixture("citizens_crlf.toml")).unwrap();
+    let data = std::fs::read(fixture("citizens_crlf.csv")).unwrap();
+
+    // By upload: queued, run, published; the report and rejects as `jichu load` gives them.
+    let (code, accepted) = upload(&s, &spec, &[("citizens_crlf.csv", data.clone())]).await;
+    assert_eq!(code, 202, "{accepted}");
+    let status = wait_for(&s, &accepted["load_id"]).await;
+    assert_eq!(status["status"], "published", "{status}");
+    assert_eq!((status["report"]["read"].as_u64(), status["report"]["rejected"].as_u64()), (Some(9), Some(4)));
+    let r = s.client.get(s.url(&format!("/v1/loads/{}/rejects", accepted["load_id"]))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let rejects = t.dir.path().join("got-rejects.csv");
+    std::fs::write(&rejects, r.bytes().await.unwrap()).unwrap();
+    assert_eq!(reject_lines(&rejects), crate::common::expected_rejects("citizens_crlf"));
+    let (_, _, body) = s.get("/v1/citizens/350203198508111112").await;
+    assert_eq!(body["name"], "王磊");
+
+    // By path in the import folder.
+    let import = t.dir.path().join("import");
+    std::fs::create_dir_all(import.join("dept")).unwrap();
+    std::fs::write(import.join("dept/licences.csv"), std::fs::read(fixture("licences_crlf.csv")).unwrap()).unwrap();
+    let lic_spec = std::fs::read_to_string(fixture("licences_crlf.toml")).unwrap();
+    let (code, _, accepted) = s.post("/v1/loads", &json!({"spec": lic_spec, "files": ["dept/licences.csv"]})).await;
+    assert_eq!(code, 202, "{accepted}");
+    assert_eq!(wait_for(&s, &accepted["load_id"]).await["status"], "published");
+    let (code, _, _) = s.get("/v1/licences/LC0000000002").await;
+    assert_eq!(code, 200);
+
+    // Paths that leave the import folder are refused, and so is a bad spec or header: nothing queued.
+    std::os::unix::fs::symlink("/etc", import.join("out")).unwrap();
+    let (_, _, before) = s.get("/v1/loads").await;
+    for files in
+        [json!(["../store/CURRENT"]), json!(["/etc/passwd"]), json!(["out/passwd"]), json!(["dept/missing.csv"])]
+    {
+        let (code, ct, body) = s.post("/v1/loads", &json!({"spec": lic_spec, "files": files})).await;
+        assert_eq!((code, ct.as_str()), (400, "application/problem+json"), "{files}: {body}");
+    }
+    let bad_spec = spec.replace("registry = \"citizens\"", "registry = \"citizenz\"");
+    let (code, body) = upload(&s, &bad_spec, &[("x.csv", data.clone())]).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("citizenz"), "{body}");
+    let bad_header = spec.replace("姓名", "名字");
+    let (code, body) = upload(&s, &bad_header, &[("x.csv", data.clone())]).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("名字"), "{body}");
+    let (_, _, after) = s.get("/v1/loads").await;
+    assert_eq!(before["loads"].as_array().unwrap().len(), after["loads"].as_array().unwrap().len(), "nothing queued");
+    let spool: Vec<_> = std::fs::read_dir(t.dir.path().join("spool")).unwrap().collect();
+    assert!(spool.is_empty(), "refused uploads leave nothing behind: {spool:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_load_leaves_no_trace() {
+    let t = TestStore::new();
+    let work = tempfile::tempdir().unwrap();
+    let (spec, csv) = generated(work.path(), 200_000);
+    t.load(&fixture("citizens.toml"), &[fixture("citizens.csv")]);
+    let s = Server::start(t.store.clone()).await;
+    let spec_text = std::fs::read_to_string(&spec).unwrap();
+    let big = std::fs::read(&csv).unwrap();
+    let (_, running) = upload(&s, &spec_text, &[("big.csv", big.clone())]).await;
+    let (_, queued) = upload(&s, &spec_text, &[("big.csv", big)]).await;
+    // The queued one is cancelled at once.
+    let r = s.client.delete(s.url(&format!("/v1/loads/{}", queued["load_id"]))).send().await.unwrap();
+    let (code, _, body) = Server::parts(r).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("cancelled")), "{body}");
+    // The running one is stopped while it runs.
+    for _ in 0..400 {
+        let (_, _, b) = s.get(&format!("/v1/loads/{}", running["load_id"])).await;
+        if b["status"] == "running" && b["progress"]["rows_read"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = s.client.delete(s.url(&format!("/v1/loads/{}", running["load_id"]))).send().await.unwrap();
+    let (code, _, body) = Server::parts(r).await;
+    assert_eq!(code, 202, "stopped while running: {body}");
+    assert_eq!(wait_for(&s, &running["load_id"]).await["status"], "cancelled");
+    let r = s.client.delete(s.url(&format!("/v1/loads/{}", running["load_id"]))).send().await.unwrap();
+    assert_eq!(r.status(), 409, "an ended load cannot be cancelled again");
+    // Nothing of either is visible, now or in the store.
+    let (_, _, catalog) = s.get("/v1/catalog").await;
+    assert_eq!(catalog["registries"][0]["count"], 16);
+    assert_eq!(t.store.count(Registry::Citizens), 16);
+    assert_eq!(t.store.count_keys(Registry::Citizens).unwrap(), 16);
+    let (code, _, _) = s.get(&format!("/v1/citizens/{}", jichu::generator::citizen_id(5))).await;
+    assert_eq!(code, 404);
+}
+
+/// A server stopped with a load running and another queued: at the next start both run, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_loads_survive_a_restart() {
+    let t = TestStore::new();
+    let work = tempfile::tempdir().unwrap();
+    let (spec, csv) = generated(work.path(), 100_000);
+    let spec_text = std::fs::read_to_string(&spec).unwrap();
+    let first = rows(&csv, 60_000, |_, l| l.to_string());
+    let second = std::fs::read_to_string(fixture("citizens.csv")).unwrap();
+    let fixture_spec = std::fs::read_to_string(fixture("citizens.toml")).unwrap();
+    let (a, b) = {
+        let s = Server::start(t.store.clone()).await;
+        let (_, a) = upload(&s, &spec_text, &[("first.csv", first.into_bytes())]).await;
+        let (_, b) = upload(&s, &fixture_spec, &[("second.csv", second.into_bytes())]).await;
+        for _ in 0..400 {
+            let (_, _, st) = s.get(&format!("/v1/loads/{}", a["load_id"])).await;
+            if st["status"] == "running" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        s.stop().await;
+        (a, b)
+    };
+    let t = t.reopen();
+    let s = Server::start(t.store.clone()).await;
+    for accepted in [&a, &b] {
+        let status = wait_for(&s, &accepted["load_id"]).await;
+        assert_eq!(status["status"], "published", "{status}");
+    }
+    assert_eq!(t.store.count(Registry::Citizens), 60_016);
+    assert_eq!(t.store.count_keys(Registry::Citizens).unwrap(), 60_016, "nothing doubled");
+    let (_, _, catalog) = s.get("/v1/catalog").await;
+    assert_eq!(catalog["registries"][0]["count"], 60_016);
+}
+
+/// `jichu load --server` end to end, and `jichu load` on a served store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jichu_load_talks_to_a_running_server() {
+    let t = TestStore::new();
+    let s = Server::start(t.store.clone()).await;
+    let (report, rejects) = (t.dir.path().join("report.json"), t.dir.path().join("rejects.csv"));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jichu"))
+        .args(["--log", "warn", "load", "--server", &s.url(""), "--spec"])
+        .arg(fixture("citizens_crlf.toml"))
+        .arg(fixture("citizens_crlf.csv"))
+        .arg("--report")
+        .arg(&report)
+        .arg("--rejects")
+        .arg(&rejects)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!((r["read"].as_u64(), r["rejected"].as_u64()), (Some(9), Some(4)));
+    assert_eq!(reject_lines(&rejects), crate::common::expected_rejects("citizens_crlf"));
+    let (code, _, _) = s.get("/v1/citizens/350203198508111112").await;
+    assert_eq!(code, 200, "published before the command returned");
+
+    // Offline, on the store the server holds: one line naming the way.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jichu"))
+        .arg("--data-dir")
+        .arg(t.dir.path())
+        .args(["--log", "warn", "load", "--spec"])
+        .arg(fixture("citizens.toml"))
+        .arg(fixture("citizens.csv"))
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("jichu load --server"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+/// A search's pages come from the state its first page came from, across a publication.
+#[tokio::test]
+async fn cursors_page_over_the_state_they_started_on() {
+    let t = TestStore::new();
+    let work = tempfile::tempdir().unwrap();
+    let (spec, csv) = generated(work.path(), 2000);
+    t.load(&spec, std::slice::from_ref(&csv));
+    let s = Server::start(t.store.clone()).await;
+    let query = json!({"name": SURNAME, "limit": 5});
+    let (_, _, first) = s.post("/v1/citizens/search", &query).await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    let (_, _, page2) = s.post("/v1/citizens/search", &json!({"name": SURNAME, "limit": 5, "cursor": cursor})).await;
+    // A load ends most citizens; the old cursor still pages the old state.
+    let snapshot_spec = std::fs::read_to_string(&spec).unwrap().replace("mode = \"delta\"", "mode = \"snapshot\"");
+    let (_, accepted) =
+        upload(&s, &snapshot_spec, &[("few.csv", rows(&csv, 100, |_, l| l.to_string()).into_bytes())]).await;
+    assert_eq!(wait_for(&s, &accepted["load_id"]).await["status"], "published");
+    let (code, _, again) = s.post("/v1/citizens/search", &json!({"name": SURNAME, "limit": 5, "cursor": cursor})).await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again, page2, "the same page as before the publication");
+    let (_, _, fresh) = s.post("/v1/citizens/search", &query).await;
+    assert!(fresh["total"].as_u64() < first["total"].as_u64());
+    // A cursor from another process is stale.
+    let forged = format!("5.{:x}.1", 12345);
+    let (code, _, body) = s.post("/v1/citizens/search", &json!({"name": SURNAME, "cursor": forged})).await;
+    assert_eq!((code, body["code"].as_str()), (409, Some("stale_cursor")));
+}
