@@ -4,7 +4,8 @@
 //! loaded store of that size, loads citizens, entities and parcels, then measures: the spatial
 //! index build from the store (what `jichu serve` does before its first answer), memory per
 //! point, and single-thread in-process latency of kNN-10, 500 m radius counts and
-//! containing-point over 10,000 random points of the city each.
+//! containing-point over 10,000 random points of the city each; then the layered index (changes
+//! over the packed base) against a rebuilt one, at 0.1% to 10% of the points changed.
 
 use jichu::load::{LoadOptions, load};
 use jichu::spatial::SpatialIndex;
@@ -117,4 +118,69 @@ fn main() {
         percentiles(contains),
         100.0 * hits as f64 / queries.len() as f64
     );
+    layered(&store, &queries);
+}
+
+/// The layered index against a rebuilt one: kNN-10 and 500 m counts with a changed part of
+/// 0.1% to 10% of the points (moved points: masked in the base, added to the rstar layer),
+/// and what applying the changes and rebuilding cost. Where the layer's cost passes a
+/// rebuild's is the fold threshold (`jichu::spatial::FOLD_FRACTION`).
+fn layered(store: &Store, queries: &[(f64, f64)]) {
+    use jichu_indexes::spatial::{LayeredPoints, PointIndex};
+    let base: Vec<([f64; 2], u32)> = store
+        .points(jichu::model::Registry::Citizens)
+        .enumerate()
+        .map(|(i, p)| {
+            let (_, x, y) = p.expect("point");
+            ([x, y], i as u32)
+        })
+        .collect();
+    let n = base.len();
+    let [x0, y0, x1, y1] = jichu::generator::EXTENT;
+    println!();
+    println!(
+        "| changed part | apply the changes | rebuild instead | kNN-10 layered | kNN-10 rebuilt | 500 m count layered | 500 m count rebuilt |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let layered0 = LayeredPoints::new(PointIndex::build(base.clone()));
+    for fraction in [0.001, 0.01, 0.05, 0.10] {
+        let k = ((n as f64) * fraction) as usize;
+        let mut rng = SmallRng::seed_from_u64(5);
+        let moved: Vec<u32> = (0..k).map(|_| rng.random_range(0..n as u32)).collect();
+        let add: Vec<([f64; 2], u32)> = moved
+            .iter()
+            .enumerate()
+            .map(|(j, _)| ([rng.random_range(x0..x1), rng.random_range(y0..y1)], (n + j) as u32))
+            .collect();
+        let t = Instant::now();
+        let layered = layered0.changed(&moved, &[], &add);
+        let apply = t.elapsed().as_secs_f64();
+        let mut current: Vec<([f64; 2], u32)> = base.clone();
+        let gone: std::collections::HashSet<u32> = moved.iter().copied().collect();
+        current.retain(|(_, id)| !gone.contains(id));
+        current.extend(add.iter().copied());
+        let t = Instant::now();
+        let rebuilt = LayeredPoints::new(PointIndex::build(current));
+        let rebuild = t.elapsed().as_secs_f64();
+        let time = |f: &dyn Fn(f64, f64) -> usize| -> Vec<u64> {
+            queries
+                .iter()
+                .map(|&(x, y)| {
+                    let t = Instant::now();
+                    std::hint::black_box(f(x, y));
+                    t.elapsed().as_nanos() as u64
+                })
+                .collect()
+        };
+        println!(
+            "| {:.1}% ({k}) | {:.3} s | {:.2} s | {} | {} | {} | {} |",
+            fraction * 100.0,
+            apply,
+            rebuild,
+            percentiles(time(&|x, y| layered.nearest(x, y, 10, None).len())),
+            percentiles(time(&|x, y| rebuilt.nearest(x, y, 10, None).len())),
+            percentiles(time(&|x, y| layered.count_within_radius(x, y, 500.0))),
+            percentiles(time(&|x, y| rebuilt.count_within_radius(x, y, 500.0))),
+        );
+    }
 }

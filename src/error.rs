@@ -27,6 +27,10 @@ pub enum Error {
     /// A load was cancelled while it ran; it was undone.
     #[error("the load was cancelled")]
     Cancelled,
+    /// A load failed and so did undoing it: what it wrote stays until the next open undoes it,
+    /// and no other load may run on top of it.
+    #[error("load {load_id} failed ({failure}) and could not be undone: {undo}")]
+    UndoFailed { load_id: u32, failure: String, undo: String },
 }
 
 impl Error {

@@ -406,6 +406,37 @@ fn write_spec(dir: &Path, name: &str, registry: &str, source: &str, columns: &[(
     std::fs::write(&path, s).map_err(Error::io(&path))
 }
 
+/// The header of the citizens extract.
+const CITIZENS_HEADER: &str = "公民身份号码,姓名,性别,民族,出生日期,户籍地址,现住址,联系电话,经度,纬度";
+
+/// A citizens delta for a store generated with `citizens` citizens (same seed): `changed` of
+/// them, spread over the key space, moved to new addresses and locations (`round` makes each
+/// delta's moves its own), then `new` citizens numbered from `first_new` on. Same header as
+/// `citizens.csv`, so the same spec loads it. Returns the bytes written.
+pub fn citizens_delta(
+    path: &Path,
+    citizens: u64,
+    seed: u64,
+    round: u64,
+    changed: u64,
+    first_new: u64,
+    new: u64,
+) -> Result<u64> {
+    let mut out = String::with_capacity(((changed + new) * 200) as usize);
+    let _ = writeln!(out, "{CITIZENS_HEADER}");
+    let stride = (citizens / changed.max(1)).max(1);
+    let mut rng = SmallRng::seed_from_u64(seed ^ round.wrapping_mul(0x517c_c1b7_2722_0a95));
+    for k in 0..changed.min(citizens) {
+        let i = (k * stride + round) % citizens;
+        citizen_row(i, seed, &mut rng, &mut out);
+    }
+    for i in first_new..first_new + new {
+        citizen_row(i, seed, &mut rng, &mut out);
+    }
+    std::fs::write(path, &out).map_err(Error::io(path))?;
+    Ok(out.len() as u64)
+}
+
 /// Writes the five extracts and their specs into `dir`.
 pub fn generate(dir: &Path, o: &GenOptions) -> Result<GenCounts> {
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
@@ -418,14 +449,8 @@ pub fn generate(dir: &Path, o: &GenOptions) -> Result<GenCounts> {
         bytes: 0,
     };
     let seed = o.seed;
-    c.bytes += write_csv(
-        dir,
-        "citizens.csv",
-        "公民身份号码,姓名,性别,民族,出生日期,户籍地址,现住址,联系电话,经度,纬度",
-        c.citizens,
-        seed,
-        |i, r, out| citizen_row(i, seed, r, out),
-    )?;
+    c.bytes +=
+        write_csv(dir, "citizens.csv", CITIZENS_HEADER, c.citizens, seed, |i, r, out| citizen_row(i, seed, r, out))?;
     c.bytes += write_csv(
         dir,
         "entities.csv",

@@ -71,6 +71,8 @@ impl Service {
         let current = self.views.current();
         let snapshot = self.store.snapshot()?;
         self.text.sync(snapshot.reader(), self.text_options, &Progress::quiet())?;
+        // A commit made by another handle on the index (an in-process offline load) too.
+        self.text.index.reload()?;
         let text_seconds = started.elapsed().as_secs_f64();
         let loads = snapshot.reader().stored_loads()?;
         let spatial = current.spatial.apply(snapshot.reader(), &loads)?;

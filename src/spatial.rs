@@ -134,10 +134,15 @@ impl PointLayer {
         PointLayer { index: self.index.changed(&mask, &remove, &add), keys: self.keys.clone(), added: Arc::new(added) }
     }
 
+    /// The changed part, stale key slots included (a key changed by every load keeps adding
+    /// slots), has passed the fold threshold.
     fn due_for_rebuild(&self) -> bool {
-        let delta = self.index.delta_len();
-        delta >= FOLD_MIN && delta as f64 > FOLD_FRACTION * self.index.base().len() as f64
+        due(self.index.delta_len() + self.added.keys.len(), self.index.base().len())
     }
+}
+
+fn due(changed: usize, base: usize) -> bool {
+    changed >= FOLD_MIN && changed as f64 > FOLD_FRACTION * base as f64
 }
 
 /// Parcels' polygons and their keys.
@@ -181,8 +186,7 @@ impl PolygonLayer {
     }
 
     fn due_for_rebuild(&self) -> bool {
-        let delta = self.index.delta_len();
-        delta >= FOLD_MIN && delta as f64 > FOLD_FRACTION * self.index.base().len() as f64
+        due(self.index.delta_len() + self.added.keys.len(), self.index.base().len())
     }
 }
 
@@ -191,8 +195,8 @@ pub struct SpatialIndex {
     pub citizens: PointLayer,
     pub entities: PointLayer,
     pub parcels: PolygonLayer,
-    /// The last finished load it reflects.
-    pub load_id: u32,
+    /// The last load it reflects, in the order loads finished (`Lineage::finish_order`).
+    pub finished: u64,
     /// Seconds spent building (or reading) the index.
     pub build_seconds: f64,
     /// Read from the saved file rather than built from the store.
@@ -234,9 +238,9 @@ fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
     Ok(PolygonLayer::new(PolygonIndex::build(shapes), keys.shrink()))
 }
 
-/// The last finished load a store state holds.
-pub fn last_finished_load(at: Reader<'_>) -> Result<u32> {
-    Ok(at.stored_loads()?.iter().filter(|l| l.finished_at.is_some()).map(|l| l.load_id).max().unwrap_or(0))
+/// The last load a store state holds, in the order loads finished.
+pub fn last_finished(at: Reader<'_>) -> Result<u64> {
+    Ok(at.stored_loads()?.iter().filter_map(Lineage::finish_order).max().unwrap_or(0))
 }
 
 const MAGIC: &[u8; 8] = b"JICHUSP2";
@@ -272,9 +276,9 @@ impl SpatialIndex {
     /// to save is logged, and the next start rebuilds).
     pub fn open_at(at: Reader<'_>) -> Result<SpatialIndex> {
         let path = Self::file_of(at.store());
-        let load_id = last_finished_load(at)?;
+        let finished = last_finished(at)?;
         let started = Instant::now();
-        match Self::read(&path, load_id) {
+        match Self::read(&path, finished) {
             Ok(Some(mut index)) => {
                 index.build_seconds = started.elapsed().as_secs_f64();
                 tracing::info!(
@@ -287,7 +291,7 @@ impl SpatialIndex {
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "spatial index file unreadable: rebuilding"),
         }
-        let index = Self::build(at, load_id)?;
+        let index = Self::build(at, finished)?;
         index.save_in_background(path);
         Ok(index)
     }
@@ -306,8 +310,8 @@ impl SpatialIndex {
     /// load, or changes past [`FOLD_FRACTION`]). Layers no load touched are shared.
     pub fn apply(&self, at: Reader<'_>, loads: &[Lineage]) -> Result<SpatialIndex> {
         let newer: Vec<&Lineage> =
-            loads.iter().filter(|l| l.finished_at.is_some() && l.load_id > self.load_id).collect();
-        let Some(last) = newer.iter().map(|l| l.load_id).max() else { return Ok(self.clone()) };
+            loads.iter().filter(|l| l.finish_order().is_some_and(|o| o > self.finished)).collect();
+        let Some(last) = newer.iter().filter_map(|l| l.finish_order()).max() else { return Ok(self.clone()) };
         let started = Instant::now();
         let of =
             |r: Registry| -> Vec<&Lineage> { newer.iter().copied().filter(|l| l.registry == r.as_str()).collect() };
@@ -362,18 +366,24 @@ impl SpatialIndex {
                 };
                 changes.push((key, shape));
             }
-            self.parcels.changed(changes)
+            let next = self.parcels.changed(changes);
+            if next.due_for_rebuild() {
+                rebuilt = true;
+                polygon_layer(at)?
+            } else {
+                next
+            }
         };
         let index = SpatialIndex {
             citizens,
             entities,
             parcels,
-            load_id: last,
+            finished: last,
             build_seconds: started.elapsed().as_secs_f64(),
             from_file: false,
         };
         tracing::info!(
-            load_id = last,
+            finished = last,
             rebuilt,
             seconds = format!("{:.3}", index.build_seconds),
             changed =
@@ -391,15 +401,18 @@ impl SpatialIndex {
         self.citizens.index.delta_len() + self.entities.index.delta_len() + self.parcels.index.delta_len()
     }
 
-    /// Saves the packed bases (only an index without changed parts is saved).
+    /// Saves the packed bases (only an index without changed parts is saved). Saves run one
+    /// at a time, each through a file of its own, so two never mix their bytes.
     fn save(&self, path: &Path) -> std::io::Result<()> {
+        static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         if self.delta_len() > 0 {
             return Ok(());
         }
-        let tmp = path.with_extension("idx.tmp");
+        let _one = SAVING.lock().unwrap_or_else(|e| e.into_inner());
+        let tmp = path.with_extension(format!("idx.{:x}.tmp", rand::random::<u64>()));
         let mut w = BufWriter::with_capacity(8 << 20, File::create(&tmp)?);
         w.write_all(MAGIC)?;
-        persist::put_u64(&mut w, u64::from(self.load_id))?;
+        persist::put_u64(&mut w, self.finished)?;
         for layer in [&self.citizens, &self.entities] {
             layer.index.base().write(&mut w)?;
             layer.keys.write(&mut w)?;
@@ -411,7 +424,7 @@ impl SpatialIndex {
     }
 
     /// The saved index, if there is one reflecting this exact last load.
-    fn read(path: &Path, load_id: u32) -> std::io::Result<Option<SpatialIndex>> {
+    fn read(path: &Path, finished: u64) -> std::io::Result<Option<SpatialIndex>> {
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -420,7 +433,7 @@ impl SpatialIndex {
         let mut r = BufReader::with_capacity(8 << 20, file);
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
-        if &magic != MAGIC || persist::get_u64(&mut r)? != u64::from(load_id) {
+        if &magic != MAGIC || persist::get_u64(&mut r)? != finished {
             return Ok(None);
         }
         let point_layer = |r: &mut BufReader<File>| -> std::io::Result<PointLayer> {
@@ -431,11 +444,11 @@ impl SpatialIndex {
         let entities = point_layer(&mut r)?;
         let index = PolygonIndex::read(&mut r)?;
         let parcels = PolygonLayer::new(index, Keys::read(&mut r)?);
-        Ok(Some(SpatialIndex { citizens, entities, parcels, load_id, build_seconds: 0.0, from_file: true }))
+        Ok(Some(SpatialIndex { citizens, entities, parcels, finished, build_seconds: 0.0, from_file: true }))
     }
 
     /// Builds every layer from the store as `at` reads it, in parallel.
-    pub fn build(at: Reader<'_>, load_id: u32) -> Result<SpatialIndex> {
+    pub fn build(at: Reader<'_>, finished: u64) -> Result<SpatialIndex> {
         let started = Instant::now();
         let (citizens, entities, parcels) = std::thread::scope(|s| {
             let c = s.spawn(|| point_layer(at, Registry::Citizens));
@@ -450,7 +463,7 @@ impl SpatialIndex {
             citizens: citizens?,
             entities: entities?,
             parcels: parcels?,
-            load_id,
+            finished,
             build_seconds: started.elapsed().as_secs_f64(),
             from_file: false,
         };

@@ -26,11 +26,13 @@ use std::time::Instant;
 /// belongs to, read from its key or its subject's identifier.
 pub const DISTRICT: &str = "district";
 
-/// What a commit has seen of the store.
+/// What a commit has seen of the store: its sequence, and the last load in the order loads
+/// finished (`Lineage::finish_order`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watermark {
     pub sequence: u64,
-    pub load_id: u32,
+    #[serde(alias = "load_id")]
+    pub finished: u64,
 }
 
 /// What a sync did.
@@ -58,12 +60,12 @@ struct Plan {
     fields: Vec<(usize, FieldId, FieldId, Kind)>,
 }
 
-/// One registry's share of a sync: records changed after load `since`, replacing their
-/// documents or (a registry with none yet) only adding.
+/// One registry's share of a sync: records last written by the `newer` loads (every record
+/// when None), replacing their documents or (a registry with none yet) only adding.
 #[derive(Clone, Copy, Debug)]
-struct Pass {
+struct Pass<'a> {
     registry: Registry,
-    since: u32,
+    newer: Option<&'a std::collections::HashSet<u32>>,
     replace: bool,
 }
 
@@ -216,14 +218,16 @@ impl TextLayer {
         // What the index commits to having seen must survive a power loss in the store too.
         at.store().sync_wal()?;
         let loads: Vec<Lineage> = at.stored_loads()?.into_iter().filter(|l| l.finished_at.is_some()).collect();
-        let target = Watermark { sequence: at.sequence(), load_id: loads.last().map_or(0, |l| l.load_id) };
+        let order = |l: &Lineage| l.finish_order().unwrap_or(0);
+        let target = Watermark { sequence: at.sequence(), finished: loads.iter().map(order).max().unwrap_or(0) };
         let seen = self.watermark()?;
-        if seen.is_some_and(|s| s.load_id == target.load_id && s.sequence <= target.sequence) {
+        if seen.is_some_and(|s| s.finished == target.finished && s.sequence <= target.sequence) {
             return Ok(SyncReport { mode: "up_to_date", ..SyncReport::default() });
         }
-        let rebuild = seen.is_none_or(|s| s.sequence > target.sequence || s.load_id > target.load_id);
-        let since = if rebuild { 0 } else { seen.map_or(0, |s| s.load_id) };
-        let newer: Vec<&Lineage> = loads.iter().filter(|l| l.load_id > since).collect();
+        let rebuild = seen.is_none_or(|s| s.sequence > target.sequence || s.finished > target.finished);
+        let since = if rebuild { 0 } else { seen.map_or(0, |s| s.finished) };
+        let newer: Vec<&Lineage> = loads.iter().filter(|l| order(l) > since).collect();
+        let newer_ids: std::collections::HashSet<u32> = newer.iter().map(|l| l.load_id).collect();
         let touched: Vec<Registry> =
             Registry::ALL.into_iter().filter(|r| rebuild || newer.iter().any(|l| l.registry == r.as_str())).collect();
         let mut writer = self.index.writer(WriterOptions { no_merge: rebuild, ..options }).map_err(text_err)?;
@@ -244,7 +248,7 @@ impl TextLayer {
             indexed += match logged {
                 Some(n) => n,
                 None => {
-                    let pass = Pass { registry, since, replace };
+                    let pass = Pass { registry, newer: (!rebuild).then_some(&newer_ids), replace };
                     self.feed(at, &mut writer, pass, &mut scanned, progress)?
                 }
             };
@@ -299,7 +303,7 @@ impl TextLayer {
         &self,
         at: Reader<'_>,
         writer: &mut TextWriter,
-        Pass { registry, since, replace }: Pass,
+        Pass { registry, newer, replace }: Pass<'_>,
         scanned: &mut u64,
         progress: &Progress,
     ) -> Result<u64> {
@@ -311,7 +315,7 @@ impl TextLayer {
             }
             let (key, value) = item?;
             let (header, _) = codec::split(&value)?;
-            if header.load_id <= since {
+            if newer.is_some_and(|ids| !ids.contains(&header.load_id)) {
                 continue;
             }
             let key = std::str::from_utf8(&key).map_err(|_| Error::Codec("record key".into()))?;

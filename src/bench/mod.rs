@@ -7,6 +7,7 @@
 //! and over HTTP; and reports disk bytes per record, peak RSS and the machine, as
 //! [`BenchReport`] (JSON) and a Markdown table.
 
+pub mod live;
 mod report;
 pub mod workload;
 
@@ -84,6 +85,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     let t = Instant::now();
     let counts = generator::generate(&extracts, &GenOptions { citizens: o.citizens, seed: o.seed })?;
     report.generate_seconds = t.elapsed().as_secs_f64();
+    let spec = std::fs::read_to_string(extracts.join("citizens.toml")).map_err(Error::io(&extracts))?;
     report.csv_bytes = counts.bytes;
     tracing::info!(seconds = report.generate_seconds, bytes = counts.bytes, "generated the extracts");
 
@@ -150,7 +152,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     workload::write(&queries_path, o.citizens, o.seed, o.query_scale)?;
     let queries = workload::read(&queries_path)?;
     report.query_file = queries_path.display().to_string();
-    run_workload(&state, &queries, o, &mut report)?;
+    run_workload(&state, &queries, o, &spec, &mut report)?;
 
     report.peak_rss_bytes = report::peak_rss_bytes();
     report.total_seconds = started.elapsed().as_secs_f64();
@@ -158,7 +160,13 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
 }
 
 /// Every query kind, with each client count, in process then over HTTP.
-fn run_workload(state: &AppState, queries: &[Query], o: &BenchOptions, report: &mut BenchReport) -> Result<()> {
+fn run_workload(
+    state: &AppState,
+    queries: &[Query],
+    o: &BenchOptions,
+    citizens_spec: &str,
+    report: &mut BenchReport,
+) -> Result<()> {
     let mut kinds: Vec<&str> = queries.iter().map(Query::kind).collect();
     kinds.dedup();
     let by_kind: Vec<(&str, Vec<&Query>)> =
@@ -199,6 +207,8 @@ fn run_workload(state: &AppState, queries: &[Query], o: &BenchOptions, report: &
             report.queries.push(QueryTiming::new(kind, &mode, clients, t));
         }
     }
+    // Loads while serving: a delta submitted with readers running.
+    report.live = Some(live::run(state, &runtime, &base, o.citizens, o.seed, citizens_spec, queries)?);
     let _ = stop.send(());
     let _ = runtime.block_on(server);
     Ok(())

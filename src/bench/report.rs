@@ -171,6 +171,8 @@ pub struct BenchReport {
     /// One untimed pass of the whole workload after the cold start, in process.
     pub warm_up_seconds: f64,
     pub queries: Vec<QueryTiming>,
+    /// Loads submitted to the running server while it answers (with the HTTP workload).
+    pub live: Option<super::live::LiveReport>,
     pub peak_rss_bytes: u64,
     pub total_seconds: f64,
 }
@@ -288,6 +290,9 @@ impl BenchReport {
              Total {:.1} s. Workload: {}.",
             self.warm_up_seconds, self.total_seconds, self.query_file
         );
+        if let Some(live) = &self.live {
+            super::live::markdown(live, &mut s);
+        }
         s
     }
 }

@@ -24,7 +24,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 /// How a load runs; defaults in one place.
@@ -44,8 +44,40 @@ pub struct LoadOptions {
     /// The load id reserved when the load was queued (a running server's loads); a new one
     /// otherwise.
     pub load_id: Option<u32>,
-    /// Set to stop the load: it is undone and returns [`Error::Cancelled`].
-    pub cancel: Arc<AtomicBool>,
+    /// Stops the load: it is undone and returns [`Error::Cancelled`].
+    pub cancel: Cancel,
+}
+
+/// A running load's stop switch. A stop asked before the load commits (records itself
+/// finished) is honoured at its next batch; once it has committed, a stop is refused, so a
+/// load is never both "cancelled" and published.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicU8>);
+
+const RUNNING: u8 = 0;
+const STOP: u8 = 1;
+const COMMITTED: u8 = 2;
+
+impl Cancel {
+    /// Asks the load to stop; false when it has already committed.
+    pub fn request(&self) -> bool {
+        match self.0.compare_exchange(RUNNING, STOP, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => true,
+            Err(state) => state == STOP,
+        }
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == STOP
+    }
+
+    /// The point of no return: true when no stop was asked first.
+    fn commit(&self) -> bool {
+        match self.0.compare_exchange(RUNNING, COMMITTED, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => true,
+            Err(state) => state == COMMITTED,
+        }
+    }
 }
 
 impl LoadOptions {
@@ -58,7 +90,7 @@ impl LoadOptions {
             progress: Progress::quiet(),
             pilot_codes: Arc::default(),
             load_id: None,
-            cancel: Arc::default(),
+            cancel: Cancel::default(),
         }
     }
 }
@@ -74,13 +106,13 @@ pub(crate) struct LoadState {
     /// (memory grows with rejected rows only).
     pub rejected_keys: BTreeSet<Vec<u8>>,
     pub progress: Progress,
-    pub cancel: Arc<AtomicBool>,
+    pub cancel: Cancel,
 }
 
 impl LoadState {
     /// Stops the load if it was cancelled (checked between batches).
     pub fn check_cancelled(&self) -> Result<()> {
-        if self.cancel.load(Ordering::Relaxed) { Err(Error::Cancelled) } else { Ok(()) }
+        if self.cancel.requested() { Err(Error::Cancelled) } else { Ok(()) }
     }
 }
 
@@ -167,6 +199,7 @@ pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opt
         };
         if let Err(undo) = writer.undo(load_id, &reason) {
             tracing::error!(load_id, error = %undo, "could not undo the load; the next open will");
+            return Err(Error::UndoFailed { load_id, failure: reason, undo: undo.to_string() });
         }
     }
     result
@@ -262,7 +295,9 @@ fn run(
     )?;
     rejects.finish().map_err(Error::io(&rejects_path))?;
     state.report.stage("conflicts", t);
-    state.check_cancelled()?;
+    if !opts.cancel.commit() {
+        return Err(Error::Cancelled);
+    }
     let report = &mut state.report;
     report.accepted = report.read - report.rejected;
     report.seconds = started.elapsed().as_secs_f64();

@@ -15,13 +15,12 @@ pub use task::{Status, Task, TaskStatus};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::load::{LoadOptions, Progress};
+use crate::load::{Cancel, LoadOptions, Progress};
 use crate::service::Service;
 use chrono::Utc;
 use jichu_ingest::Spec;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
@@ -47,8 +46,22 @@ impl QueueSettings {
 struct Entry {
     task: Task,
     progress: Progress,
-    cancel: Arc<AtomicBool>,
+    cancel: Cancel,
+    /// A client cancelled it (a stop for a shutdown leaves it queued instead).
+    cancelled_by_client: bool,
     publish_seconds: Option<f64>,
+}
+
+impl Entry {
+    fn new(task: Task) -> Entry {
+        Entry {
+            task,
+            progress: Progress::tracked(),
+            cancel: Cancel::default(),
+            cancelled_by_client: false,
+            publish_seconds: None,
+        }
+    }
 }
 
 impl Entry {
@@ -92,6 +105,8 @@ impl Entry {
 struct State {
     tasks: BTreeMap<u32, Entry>,
     stopping: bool,
+    /// A load could not be undone: none runs on top of it until a restart undoes it.
+    halted: bool,
 }
 
 /// The queue of a running server's loads, and its worker.
@@ -130,31 +145,30 @@ impl LoadQueue {
         let store = &service.store;
         let mut tasks = BTreeMap::new();
         for mut task in Task::all(store)? {
-            if matches!(task.status, Status::Running | Status::Indexing) {
-                // Finished in the store: the first view published it. Otherwise it was undone
-                // when the store opened, and runs again.
-                let finished = store.lineage(task.load_id).is_some_and(|l| l.finished_at.is_some());
-                if finished {
-                    task.status = Status::Published;
-                    task.published_at = Some(Utc::now());
-                    task.ended_at = task.published_at;
-                    let report = store.lineage(task.load_id).and_then(|l| l.report.clone());
-                    task.report = report;
-                    remove_spool(&task);
-                } else {
-                    tracing::warn!(load_id = task.load_id, "a load was interrupted: it runs again");
-                    task.status = Status::Queued;
-                    task.started_at = None;
-                }
+            // Finished in the store, whatever the task says (a crash between the store and the
+            // task record, a publication that failed): the first view published it.
+            let finished = store.lineage(task.load_id).is_some_and(|l| l.finished_at.is_some());
+            if task.status != Status::Published && finished {
+                task.status = Status::Published;
+                task.published_at = Some(Utc::now());
+                task.ended_at = task.published_at;
+                task.error = None;
+                task.report = store.lineage(task.load_id).and_then(|l| l.report.clone());
+                remove_spool(&task);
+                task.save(store)?;
+            } else if matches!(task.status, Status::Running | Status::Indexing) {
+                // Undone when the store opened: it runs again.
+                tracing::warn!(load_id = task.load_id, "a load was interrupted: it runs again");
+                task.status = Status::Queued;
+                task.started_at = None;
                 task.save(store)?;
             }
-            let entry = Entry { task, progress: Progress::tracked(), cancel: Arc::default(), publish_seconds: None };
-            tasks.insert(entry.task.load_id, entry);
+            tasks.insert(task.load_id, Entry::new(task));
         }
         let queue = Arc::new(LoadQueue {
             service,
             settings,
-            state: Mutex::new(State { tasks, stopping: false }),
+            state: Mutex::new(State { tasks, ..State::default() }),
             wake: Condvar::new(),
             worker: Mutex::new(None),
         });
@@ -220,6 +234,9 @@ impl LoadQueue {
             }
         };
         let store = &self.service.store;
+        // The id is reserved and the task inserted under the queue's lock, so loads run in the
+        // order their ids were given.
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let load_id = store.reserve_load_id()?;
         let dir = self.settings.spool_dir.join(load_id.to_string());
         std::fs::rename(&spool, &dir).map_err(Error::io(&dir))?;
@@ -248,9 +265,10 @@ impl LoadQueue {
             error: None,
         };
         task.save(store)?;
-        let entry = Entry { task, progress: Progress::tracked(), cancel: Arc::default(), publish_seconds: None };
+        let entry = Entry::new(task);
         let status = entry.status();
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).tasks.insert(load_id, entry);
+        state.tasks.insert(load_id, entry);
+        drop(state);
         self.wake.notify_all();
         tracing::info!(load_id, registry = status.registry, source = status.source, "load queued");
         Ok(status)
@@ -304,10 +322,12 @@ impl LoadQueue {
                 remove_spool(&entry.task);
                 tracing::info!(load_id, "queued load cancelled");
             }
-            Status::Running => {
-                entry.cancel.store(true, Ordering::Relaxed);
+            Status::Running if entry.cancel.request() => {
+                entry.cancelled_by_client = true;
                 tracing::info!(load_id, "running load: cancel requested");
             }
+            // Written already: it is being published.
+            Status::Running => return Err(Refusal::Ended(load_id, Status::Indexing)),
             s => return Err(Refusal::Ended(load_id, s)),
         }
         Ok(entry.status())
@@ -321,7 +341,7 @@ impl LoadQueue {
             state.stopping = true;
             for entry in state.tasks.values() {
                 if entry.task.status == Status::Running {
-                    entry.cancel.store(true, Ordering::Relaxed);
+                    entry.cancel.request();
                 }
             }
         }
@@ -332,10 +352,10 @@ impl LoadQueue {
     }
 
     /// The oldest queued load, marked running; None when there is none within `wait`.
-    fn next(&self, wait: Duration) -> Option<(Task, Progress, Arc<AtomicBool>)> {
+    fn next(&self, wait: Duration) -> Option<(Task, Progress, Cancel)> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for round in 0..2 {
-            if state.stopping {
+            if state.stopping || state.halted {
                 return None;
             }
             if let Some(entry) = state.tasks.values_mut().find(|e| e.task.status == Status::Queued) {
@@ -353,10 +373,26 @@ impl LoadQueue {
         None
     }
 
-    fn run(&self, task: Task, progress: Progress, cancel: Arc<AtomicBool>) {
+    fn run(&self, task: Task, progress: Progress, cancel: Cancel) {
         let load_id = task.load_id;
-        let outcome = self.write(&task, progress, cancel);
-        let stopping = self.state.lock().unwrap_or_else(|e| e.into_inner()).stopping;
+        // A panic in a load must not take the queue with it: undo what it wrote, record it.
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write(&task, progress, cancel)));
+        let outcome = written.unwrap_or_else(|panic| {
+            let what =
+                panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            let failure = format!("the load panicked: {}", what.unwrap_or_default());
+            tracing::error!(load_id, failure, "load panicked");
+            let store = &self.service.store;
+            let unfinished = store.lineage(load_id).is_some_and(|l| l.finished_at.is_none() && l.undone_at.is_none());
+            match unfinished.then(|| store.writer().undo(load_id, &failure)) {
+                Some(Err(undo)) => Err(Error::UndoFailed { load_id, failure, undo: undo.to_string() }),
+                _ => Err(Error::Invalid(failure)),
+            }
+        });
+        let (stopping, by_client) = {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            (state.stopping, state.tasks.get(&load_id).is_some_and(|e| e.cancelled_by_client))
+        };
         match outcome {
             Ok(report) => {
                 self.update(load_id, false, |e| {
@@ -364,13 +400,22 @@ impl LoadQueue {
                     e.task.report = Some(report);
                 });
                 let written = std::time::Instant::now();
-                match self.service.publish() {
+                let mut published = self.service.publish();
+                for wait in [1, 4] {
+                    if published.is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_secs(wait));
+                    published = self.service.publish();
+                }
+                match published {
                     Ok(_) => self.update(load_id, true, |e| {
                         e.task.status = Status::Published;
                         e.task.published_at = Some(Utc::now());
                         e.publish_seconds = Some(written.elapsed().as_secs_f64());
                     }),
                     Err(err) => {
+                        // Written and kept: the next start (or a later publication) shows it.
                         tracing::error!(load_id, error = %err, "a written load could not be published; the next start will");
                         self.update(load_id, true, |e| {
                             e.task.status = Status::Failed;
@@ -379,14 +424,19 @@ impl LoadQueue {
                     }
                 }
             }
-            // Undone because the server stops: it runs again at the next start.
+            Err(Error::Cancelled) if by_client => self.update(load_id, true, |e| e.task.status = Status::Cancelled),
+            // Stopped because the server stops: it runs again at the next start.
             Err(Error::Cancelled) if stopping => self.update(load_id, false, |e| {
                 e.task.status = Status::Queued;
                 e.task.started_at = None;
             }),
-            Err(Error::Cancelled) => self.update(load_id, true, |e| e.task.status = Status::Cancelled),
             Err(err) => {
-                tracing::warn!(load_id, error = %err, "load failed");
+                if matches!(err, Error::UndoFailed { .. }) {
+                    tracing::error!(load_id, error = %err, "no further load runs until a restart undoes this one");
+                    self.state.lock().unwrap_or_else(|e| e.into_inner()).halted = true;
+                } else {
+                    tracing::warn!(load_id, error = %err, "load failed");
+                }
                 self.update(load_id, true, |e| {
                     e.task.status = Status::Failed;
                     e.task.error = Some(err.to_string());
@@ -410,7 +460,7 @@ impl LoadQueue {
     }
 
     /// Writes a load to the store (undone on failure or cancel).
-    fn write(&self, task: &Task, progress: Progress, cancel: Arc<AtomicBool>) -> Result<serde_json::Value> {
+    fn write(&self, task: &Task, progress: Progress, cancel: Cancel) -> Result<serde_json::Value> {
         let spec = Spec::parse(&task.spec).map_err(Error::Invalid)?;
         let mut opts = self.settings.load.clone();
         opts.load_id = Some(task.load_id);
@@ -431,8 +481,9 @@ fn work(queue: Weak<LoadQueue>) {
         if q.state.lock().unwrap_or_else(|e| e.into_inner()).stopping {
             return;
         }
-        if let Some((task, progress, cancel)) = q.next(Duration::from_millis(250)) {
-            q.run(task, progress, cancel);
+        match q.next(Duration::from_millis(250)) {
+            Some((task, progress, cancel)) => q.run(task, progress, cancel),
+            None => q.service.views.prune(),
         }
     }
 }

@@ -42,6 +42,19 @@ pub struct Lineage {
     pub undone_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo_reason: Option<String>,
+    /// The order in which loads finished (1, 2, …): what indexes record they have seen.
+    /// Load ids are given when a load is accepted, and a queued load can finish after one
+    /// accepted later (an offline load while the server is stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<u64>,
+}
+
+impl Lineage {
+    /// The load's place in the order loads finished; None until it has. (Loads recorded before
+    /// this order existed finished in the order of their ids.)
+    pub fn finish_order(&self) -> Option<u64> {
+        self.finished_at.map(|_| self.finished.unwrap_or(u64::from(self.load_id)))
+    }
 }
 
 impl Record {

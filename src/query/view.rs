@@ -102,26 +102,33 @@ impl Views {
     /// The view of a generation, if it is current or was superseded less than
     /// [`Views::retention`] ago.
     pub fn at(&self, generation: u64) -> Option<Arc<View>> {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current();
         if current.generation == generation {
             return Some(current);
         }
-        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
-        self.prune(&mut retired);
+        self.prune_locked(&mut retired);
         retired.iter().find(|(v, _)| v.generation == generation).map(|(v, _)| v.clone())
     }
 
-    /// Makes `view` the current one; the one it replaces is retired.
+    /// Makes `view` the current one; the one it replaces is retired. (Under the retired
+    /// list's lock, so that [`Views::at`] finds the old view in one place or the other.)
     pub fn publish(&self, view: View) -> Arc<View> {
         let view = Arc::new(view);
-        let old = self.current.swap(view.clone());
         let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.current.swap(view.clone());
         retired.push_back((old, Instant::now()));
-        self.prune(&mut retired);
+        self.prune_locked(&mut retired);
         view
     }
 
-    fn prune(&self, retired: &mut VecDeque<(Arc<View>, Instant)>) {
+    /// Lets go of views superseded longer ago than the retention (and so of their store
+    /// snapshots, which hold back compaction). Called while the service is idle too.
+    pub fn prune(&self) {
+        self.prune_locked(&mut self.retired.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn prune_locked(&self, retired: &mut VecDeque<(Arc<View>, Instant)>) {
         while retired.front().is_some_and(|(_, at)| at.elapsed() > self.retention) {
             retired.pop_front();
         }

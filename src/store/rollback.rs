@@ -49,7 +49,8 @@ impl Writer<'_> {
         let meta = store.cf(cf::META);
         let bulk = store.db().get_pinned_cf(meta, keys::bulk_marker(registry))?.map(|v| v.to_vec());
         let mut undone = 0;
-        if bulk.as_deref() == Some(&load_id.to_le_bytes()[..]) {
+        // An empty marker is an earlier version's, which named no load: it was this one.
+        if bulk.as_deref() == Some(&load_id.to_le_bytes()[..]) || bulk.as_deref() == Some(&[][..]) {
             undone += self.undo_bulk(registry)?;
         }
         undone += self.undo_logged(load_id)?;
@@ -101,6 +102,14 @@ impl Writer<'_> {
             return Ok(());
         };
         let current = store.reader().get_raw(registry, key)?;
+        // Only this load's own write is undone: a value a later load wrote stands (its own undo
+        // or history covers it).
+        let written_by = current.as_deref().map(codec::split).transpose()?.map(|(h, _)| h.load_id);
+        if written_by.is_some_and(|id| id != load_id) {
+            tracing::warn!(load_id, %registry, "a later load rewrote a record this load changed: left as that load wrote it");
+            self.delete_raw(cf::HISTORY, &history_key);
+            return Ok(());
+        }
         let now = current.as_deref().map(|v| shape(registry, key, v)).transpose()?;
         let before = if old.is_empty() { None } else { Some(shape(registry, key, &old)?) };
         let links: Vec<_> = registry.schema().links().map(|(_, l)| l).collect();

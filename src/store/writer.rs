@@ -77,12 +77,14 @@ impl<'s> Writer<'s> {
         self.batch.len()
     }
 
-    /// Writes the batch and the changed counts atomically.
+    /// Writes the batch and the changed counts atomically. On failure both are discarded:
+    /// nothing of them is written, and nothing of them lingers for the next commit.
     pub fn commit(&mut self) -> Result<()> {
         let meta = self.store.cf(cf::META);
         let mut new_counts = Vec::new();
+        let deltas = std::mem::take(&mut self.deltas);
         for r in Registry::ALL {
-            let d = self.deltas[r as usize];
+            let d = deltas[r as usize];
             if d != 0 {
                 let n = (self.store.count(r) as i64 + d).max(0) as u64;
                 self.batch.put_cf(meta, keys::count(r), n.to_le_bytes());
@@ -96,7 +98,6 @@ impl<'s> Writer<'s> {
         for (r, n) in new_counts {
             self.store.set_count(r, n);
         }
-        self.deltas = [0; 6];
         Ok(())
     }
 
@@ -124,6 +125,7 @@ impl<'s> Writer<'s> {
             report: None,
             undone_at: None,
             undo_reason: None,
+            finished: None,
         };
         self.put_lineage(lineage)?;
         Ok(load_id)
@@ -143,6 +145,9 @@ impl<'s> Writer<'s> {
         let mut lineage = Lineage::clone(&known);
         lineage.finished_at = Some(chrono::Utc::now());
         lineage.report = Some(report);
+        // The next place in the finish order: after every load finished so far.
+        let last = self.store.loads().iter().filter_map(|l| l.finish_order()).max().unwrap_or(0);
+        lineage.finished = Some(last + 1);
         let registry: Registry = lineage.registry.parse().map_err(Error::Invalid)?;
         let meta = self.store.cf(cf::META);
         let mut batch = WriteBatch::default();
@@ -172,7 +177,9 @@ impl<'s> Writer<'s> {
     /// undoing it empties the registry again (it was empty when the load began).
     pub fn bulk_marker(&mut self, registry: Registry, load_id: u32) -> Result<()> {
         self.store.db().put_cf(self.store.cf(cf::META), keys::bulk_marker(registry), load_id.to_le_bytes())?;
-        Ok(())
+        // Ingestion makes its files durable at once: the marker (and the load's lineage) must be
+        // durable before them, or a power loss could keep the files and lose what undoes them.
+        self.store.sync_wal()
     }
 
     /// Sets a registry's count (after a bulk load).
