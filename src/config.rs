@@ -30,6 +30,10 @@ pub struct Config {
     pub cursor_retention: Duration,
     /// Threads a load inside a running server maps rows with (the rest answer requests).
     pub live_load_threads: usize,
+    /// Departments, grants and keys; default `DATA_DIR/access.toml`.
+    pub access_file: Option<PathBuf>,
+    /// No keys, no grants, no audit (`jichu serve --insecure-no-auth`, loopback only).
+    pub insecure_no_auth: bool,
 }
 
 impl Default for Config {
@@ -47,6 +51,8 @@ impl Default for Config {
             max_upload_bytes: 20 << 30,
             cursor_retention: Duration::from_secs(600),
             live_load_threads: (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1),
+            access_file: None,
+            insecure_no_auth: false,
         }
     }
 }
@@ -78,6 +84,7 @@ pub struct FileConfig {
     pub max_upload_bytes: Option<u64>,
     pub cursor_retention_secs: Option<u64>,
     pub live_load_threads: Option<usize>,
+    pub access_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -129,8 +136,21 @@ impl Config {
             if let Some(v) = f.live_load_threads {
                 c.live_load_threads = v.max(1);
             }
+            if let Some(v) = f.access_file {
+                c.access_file = Some(v);
+            }
         }
         Ok(c)
+    }
+
+    /// The access file (departments, grants, keys).
+    pub fn access_file(&self) -> PathBuf {
+        self.access_file.clone().unwrap_or_else(|| self.data_dir.join("access.toml"))
+    }
+
+    /// The audit trail's folder.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.data_dir.join("audit")
     }
 
     /// The folder whose files a load may be submitted by path.

@@ -6,6 +6,7 @@
 //! queue of [`loads`] inside a running server, the HTTP [`api`], and the data generator
 //! ([`generator`]). See ARCHITECTURE.md for the map and its invariants.
 
+pub mod access;
 pub mod api;
 pub mod bench;
 pub mod client;

@@ -67,6 +67,20 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long, env = "JICHU_ADDR")]
         addr: Option<SocketAddr>,
+        /// No keys, grants or audit: every caller sees everything. Loopback addresses only;
+        /// a warning is logged every minute.
+        #[arg(long)]
+        insecure_no_auth: bool,
+    },
+    /// API keys in the access file (works whether or not a server runs).
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+    /// The audit trail: verify it, search it, show its public key.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
     },
     /// Rebuild the full-text index from the store (the spatial index rebuilds at `serve`).
     Reindex,
@@ -115,6 +129,46 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// A new key for a department (declared if new); the key is printed once, on stdout.
+    Add {
+        #[arg(long)]
+        department: String,
+        #[arg(long, value_enum, default_value = "department")]
+        role: RoleArg,
+    },
+    /// Key ids, departments, roles, when created, revoked, last used; never a secret.
+    List,
+    /// Revokes a key by id.
+    Revoke { key_id: String },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Department,
+    Admin,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Checks every line's hash chain and every signed head; exits non-zero on a break.
+    Verify,
+    /// Entries about a record or a department, optionally between two times (RFC 3339).
+    Search {
+        #[arg(long)]
+        record: Option<String>,
+        #[arg(long)]
+        department: Option<String>,
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// The Ed25519 public key the heads are signed with (hex).
+    PublicKey,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -154,12 +208,66 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { addr } => {
+        Command::Serve { addr, insecure_no_auth } => {
             if let Some(a) = addr {
                 config.addr = a;
             }
+            if insecure_no_auth {
+                anyhow::ensure!(
+                    config.addr.ip().is_loopback(),
+                    "--insecure-no-auth serves loopback addresses only, not {}",
+                    config.addr
+                );
+                config.insecure_no_auth = true;
+            }
             let store = Arc::new(open(&config)?);
             serve(store, config, None)
+        }
+        Command::Keys { action } => {
+            let path = config.access_file();
+            match action {
+                KeysCommand::Add { department, role } => {
+                    let role = match role {
+                        RoleArg::Admin => jichu::access::Role::Admin,
+                        RoleArg::Department => jichu::access::Role::Department,
+                    };
+                    let (id, key) = jichu::access::keys::add(&path, &department, role)?;
+                    eprintln!("key {id} for {department} added to {}; it is shown once:", path.display());
+                    println!("{key}");
+                }
+                KeysCommand::List => {
+                    for k in jichu::access::keys::list(&path)? {
+                        println!("{}", serde_json::to_string(&k)?);
+                    }
+                }
+                KeysCommand::Revoke { key_id } => {
+                    jichu::access::keys::revoke(&path, &key_id)?;
+                    eprintln!("key {key_id} revoked");
+                }
+            }
+            Ok(())
+        }
+        Command::Audit { action } => {
+            let dir = config.audit_dir();
+            match action {
+                AuditCommand::Verify => {
+                    let v = jichu::access::audit::verify(&dir)?;
+                    println!("{}", serde_json::to_string(&v)?);
+                    if let Some(seq) = v.first_broken {
+                        eprintln!("the audit trail is broken at {seq}: {}", v.problem.unwrap_or_default());
+                        std::process::exit(1);
+                    }
+                    eprintln!("the audit trail is intact: {} lines, {} signed heads", v.lines, v.heads);
+                }
+                AuditCommand::Search { record, department, from, to } => {
+                    let filter = jichu::access::audit::Filter { record, department, from, to, after: 0 };
+                    for e in jichu::access::audit::search(&dir, &filter, usize::MAX)? {
+                        println!("{e}");
+                    }
+                }
+                AuditCommand::PublicKey => println!("{}", jichu::access::audit::public_key(&dir)?),
+            }
+            Ok(())
         }
         Command::Bench { citizens, seed, out, query_scale, no_http, keep_extracts } => {
             let tmp = tempfile::tempdir()?;
@@ -234,10 +342,13 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             let sample = |file: &str, column| first_row_cell(&extracts.join(file), column).unwrap_or_default();
+            let (admin, department) = demo_keys(&config)?;
             let examples = Examples {
                 citizen: sample("citizens.csv", 0),
                 name: sample("citizens.csv", 1),
                 entity: sample("entities.csv", 0),
+                admin,
+                department,
             };
             serve(store, config, Some(examples))
         }
@@ -274,6 +385,47 @@ struct Examples {
     citizen: String,
     name: String,
     entity: String,
+    /// An administrator's key and a department's (masked fields), made for the demo.
+    admin: String,
+    department: String,
+}
+
+/// The demo's departments (written once if the access file has none), and a fresh key for
+/// each: an administrator who sees everything, and a department that sees some citizens'
+/// fields masked.
+fn demo_keys(config: &Config) -> anyhow::Result<(String, String)> {
+    let path = config.access_file();
+    if !path.exists() {
+        let full: Vec<String> = jichu::model::Registry::ALL
+            .iter()
+            .map(|r| {
+                let fields: Vec<String> = std::iter::once("id")
+                    .chain(r.schema().fields.iter().map(|f| f.name))
+                    .map(|f| format!("{f} = \"full\""))
+                    .collect();
+                format!(
+                    "[department.registries.{r}]\noperations = [\"get\", \"lookup\", \"relations\", \"profile\", \"search\", \"spatial\"]\nfields = {{ {} }}\n",
+                    fields.join(", ")
+                )
+            })
+            .collect();
+        let text = format!(
+            "# Written by `jichu demo`: an administrator, and a department that sees some fields masked.\n\
+             [[department]]\nname = \"信息中心\"\nrole = \"admin\"\npurposes = [\"运维\"]\n{}\n\
+             [[department]]\nname = \"市人社局\"\nrole = \"department\"\npurposes = [\"社保待遇审核\", \"就业服务\"]\n\
+             rate_limit = {{ per_second = 200, burst = 400 }}\n\
+             [department.registries.citizens]\noperations = [\"get\", \"lookup\", \"relations\", \"profile\", \"search\", \"spatial\"]\n\
+             fields = {{ id = \"full\", name = \"full\", gender = \"full\", birth_date = \"masked\", address = \"masked\", household_address = \"masked\", phone = \"masked\", location = \"full\" }}\n\
+             [department.registries.entities]\noperations = [\"get\", \"lookup\", \"search\", \"spatial\"]\n\
+             fields = {{ id = \"full\", name = \"full\", legal_rep_name = \"masked\", status = \"full\", address = \"full\", location = \"full\" }}\n",
+            full.join("")
+        );
+        std::fs::create_dir_all(&config.data_dir)?;
+        std::fs::write(&path, text)?;
+    }
+    let (_, admin) = jichu::access::keys::add(&path, "信息中心", jichu::access::Role::Admin)?;
+    let (_, department) = jichu::access::keys::add(&path, "市人社局", jichu::access::Role::Department)?;
+    Ok((admin, department))
 }
 
 fn serve(store: Arc<Store>, config: Config, examples: Option<Examples>) -> anyhow::Result<()> {
@@ -284,18 +436,35 @@ fn serve(store: Arc<Store>, config: Config, examples: Option<Examples>) -> anyho
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
         let server_file = config.data_dir.join(SERVER_FILE);
         let _ = std::fs::write(&server_file, addr.to_string());
-        if let Some(Examples { citizen, name, entity }) = examples {
-            eprintln!("\njichu is serving on http://{addr}. Try:\n");
-            eprintln!("  curl -s http://{addr}/v1/catalog");
-            eprintln!("  curl -s http://{addr}/v1/citizens/{citizen}");
-            eprintln!("  curl -s http://{addr}/v1/citizens/{citizen}/profile");
-            eprintln!("  curl -s http://{addr}/v1/entities/{entity}/profile");
-            eprintln!("  curl -s -X POST http://{addr}/v1/citizens/lookup -H 'content-type: application/json' -d '{{\"ids\":[\"{citizen}\"],\"fields\":[\"name\",\"address\"]}}'");
-            eprintln!("  curl -s -X POST http://{addr}/v1/citizens/search -H 'content-type: application/json' -d '{{\"name\":\"{name}\",\"fields\":[\"name\",\"address\"]}}'");
-            eprintln!("  curl -s -X POST http://{addr}/v1/entities/search -H 'content-type: application/json' -d '{{\"q\":\"科技\",\"limit\":3,\"fields\":[\"name\"]}}'");
-            eprintln!("  curl -s -X POST http://{addr}/v1/citizens/near -H 'content-type: application/json' -d '{{\"lon\":118.09,\"lat\":24.48,\"k\":5}}'");
-            eprintln!("  curl -s 'http://{addr}/v1/parcels/containing?lon=118.09&lat=24.48' -H 'accept: application/geo+json'");
+        if let Some(Examples { citizen, name, entity, admin, department }) = examples {
+            // 社保待遇审核, percent-encoded for the X-Purpose header.
+            let purpose = "%E7%A4%BE%E4%BF%9D%E5%BE%85%E9%81%87%E5%AE%A1%E6%A0%B8";
+            let a = format!("-H 'Authorization: Bearer {admin}' -H 'X-Purpose: %E8%BF%90%E7%BB%B4'");
+            let d = format!("-H 'Authorization: Bearer {department}' -H 'X-Purpose: {purpose}'");
+            let json = "-H 'content-type: application/json'";
+            eprintln!("\njichu is serving on http://{addr}. Keys made for this demo (access file: {}):", config.access_file().display());
+            eprintln!("  administrator (信息中心, sees everything):   {admin}");
+            eprintln!("  department (市人社局, some fields masked):   {department}\n\nTry:\n");
+            eprintln!("  curl -s http://{addr}/v1/me {d}");
+            eprintln!("  curl -s http://{addr}/v1/citizens/{citizen} {d}        # masked birth date, address, phone");
+            eprintln!("  curl -s http://{addr}/v1/citizens/{citizen} {a}");
+            eprintln!("  curl -s http://{addr}/v1/citizens/{citizen}/profile {a}");
+            eprintln!("  curl -s http://{addr}/v1/entities/{entity}/profile {a}");
+            eprintln!("  curl -s -X POST http://{addr}/v1/citizens/lookup {d} {json} -d '{{\"ids\":[\"{citizen}\"],\"fields\":[\"name\",\"address\"]}}'");
+            eprintln!("  curl -s -X POST http://{addr}/v1/citizens/search {d} {json} -d '{{\"name\":\"{name}\",\"fields\":[\"name\",\"address\"]}}'");
+            eprintln!("  curl -s -X POST http://{addr}/v1/entities/search {d} {json} -d '{{\"q\":\"科技\",\"limit\":3,\"fields\":[\"name\"]}}'");
+            eprintln!("  curl -s -X POST http://{addr}/v1/citizens/near {d} {json} -d '{{\"lon\":118.09,\"lat\":24.48,\"k\":5,\"fields\":[\"name\"]}}'");
+            eprintln!("  curl -s 'http://{addr}/v1/parcels/containing?lon=118.09&lat=24.48' {a} -H 'accept: application/geo+json'");
+            eprintln!("  curl -s 'http://{addr}/v1/audit?record={citizen}' -H 'Authorization: Bearer {admin}'   # who read this person's data");
             eprintln!("  curl -s http://{addr}/openapi.json\n");
+        }
+        if config.insecure_no_auth {
+            tokio::spawn(async {
+                loop {
+                    tracing::warn!("serving WITHOUT access control (--insecure-no-auth): every caller sees everything, nothing is audited");
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                }
+            });
         }
         let state = jichu::api::AppState::new(store, config)?;
         jichu::api::serve(listener, state, jichu::api::shutdown_signal()).await?;

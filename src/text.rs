@@ -12,7 +12,6 @@
 
 use crate::error::{Error, Result};
 use crate::load::Progress;
-use crate::model::ids::{self, SubjectKind};
 use crate::model::{Lineage, Record, Registry, Search};
 use crate::store::{Reader, Store, codec};
 use chrono::Datelike;
@@ -204,7 +203,7 @@ impl TextLayer {
                 _ => {}
             }
         }
-        if let Some(d) = district(record) {
+        if let Some(d) = record.district() {
             doc.keyword(self.district, d);
         }
         doc
@@ -339,25 +338,5 @@ impl TextLayer {
         let layer = TextLayer::open(store)?;
         let report = layer.sync(store.reader(), options, progress)?;
         Ok((layer, report))
-    }
-}
-
-/// The county-level district of a record: the first six digits of an identity number, the
-/// third to eighth characters of a credit code, a parcel code's first six digits.
-fn district(record: &Record) -> Option<&str> {
-    let d = match record.registry {
-        Registry::Citizens => record.id.get(..6),
-        Registry::Entities => record.id.get(2..8),
-        Registry::Parcels => record.id.get(..6),
-        Registry::Credit => record.text("subject_id").and_then(of_subject),
-        Registry::Licences => record.text("holder_id").and_then(of_subject),
-    }?;
-    d.bytes().all(|b| b.is_ascii_digit()).then_some(d)
-}
-
-fn of_subject(id: &str) -> Option<&str> {
-    match ids::subject_kind(id)? {
-        SubjectKind::Citizen => id.get(..6),
-        SubjectKind::Entity => id.get(2..8),
     }
 }

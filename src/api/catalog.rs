@@ -2,7 +2,8 @@
 
 use super::AppState;
 use super::problem::Problem;
-use axum::extract::State;
+use crate::query::Caller;
+use axum::extract::{Extension, State};
 use serde_json::Value;
 
 /// Each registry with its fields, record count and what search offers (text fields, filters),
@@ -11,6 +12,6 @@ use serde_json::Value;
     get, path = "/v1/catalog", tag = "catalogue",
     responses((status = 200, description = "registries, fields, counts and sources", body = Object), (status = 500, body = Problem))
 )]
-pub async fn catalog(State(state): State<AppState>) -> axum::Json<Value> {
-    axum::Json(crate::query::catalog::catalog(&state.view()))
+pub async fn catalog(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> axum::Json<Value> {
+    axum::Json(crate::query::catalog::catalog(&state.view(), &caller))
 }

@@ -4,6 +4,8 @@
 //! document cannot drift from the routes. [`serve`] runs it on a listener until `shutdown`.
 //! Store reads run on tokio's blocking pool, never on the async workers.
 
+mod access;
+mod auth;
 mod catalog;
 mod extract;
 mod loads;
@@ -15,6 +17,8 @@ mod spatial;
 
 pub use problem::{ApiError, Problem};
 
+use crate::access::AccessControl;
+use crate::access::audit::AuditLog;
 use crate::config::Config;
 use crate::loads::{LoadQueue, QueueSettings};
 use crate::query::{QueryResult, View};
@@ -35,11 +39,19 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 /// What every handler shares: the service (store, indexes, published views), the load queue,
-/// the configuration.
+/// access control and the audit trail (both absent with `--insecure-no-auth`), the
+/// configuration.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub service: Arc<Service>,
     pub loads: Arc<LoadQueue>,
+    pub access: Option<Arc<AccessControl>>,
+    pub audit: Option<Arc<AuditLog>>,
+    /// Keeps the access file watched while the state lives.
+    _watch: Option<Arc<crate::access::Watch>>,
+    /// A server of this state stops the load queue and the audit when it stops (a second
+    /// server over the same service, [`AppState::without_access`], does not).
+    owns_shutdown: bool,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
 }
@@ -51,9 +63,31 @@ impl AppState {
         if let Some(dir) = store.path().parent() {
             config.data_dir = dir.to_path_buf();
         }
+        let (access, audit, watch) = if config.insecure_no_auth {
+            (None, None, None)
+        } else {
+            let access = Arc::new(AccessControl::open(&config.access_file())?);
+            let watch = Arc::new(access.watch());
+            (Some(access), Some(Arc::new(AuditLog::open(&config.audit_dir())?)), Some(watch))
+        };
         let service = Arc::new(Service::open(store, &config)?);
         let loads = LoadQueue::start(service.clone(), QueueSettings::from_config(&config)?)?;
-        Ok(AppState { service, loads, config: Arc::new(config), metrics: ops::metrics_handle() })
+        Ok(AppState {
+            service,
+            loads,
+            access,
+            audit,
+            _watch: watch,
+            owns_shutdown: true,
+            config: Arc::new(config),
+            metrics: ops::metrics_handle(),
+        })
+    }
+
+    /// The same service without access control or audit (`--insecure-no-auth`; benchmarks
+    /// compare the two).
+    pub fn without_access(&self) -> AppState {
+        AppState { access: None, audit: None, _watch: None, owns_shutdown: false, ..self.clone() }
     }
 
     /// The view a new request answers from.
@@ -65,10 +99,52 @@ impl AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "jichu", description = "Master-data foundation database: the city's base registries of citizens, legal entities, parcels, credit records and licences."),
-    tags((name = "records", description = "records by key and by relation"), (name = "search", description = "full text, Chinese-aware (CJK bigrams), with filters"), (name = "spatial", description = "by location; distances in metres on the Earth"), (name = "catalogue"), (name = "loads", description = "department extracts loaded into the running service, each published all at once"), (name = "operations")),
+    tags((name = "records", description = "records by key and by relation"), (name = "search", description = "full text, Chinese-aware (CJK bigrams), with filters"), (name = "spatial", description = "by location; distances in metres on the Earth"), (name = "catalogue"), (name = "loads", description = "department extracts loaded into the running service, each published all at once"), (name = "access", description = "what a caller may see; the audit trail"), (name = "operations")),
     components(schemas(Problem))
 )]
 struct ApiDoc;
+
+/// The key and the purpose in the document: a bearer security scheme required everywhere but
+/// `/healthz` and `/openapi.json`, and the `X-Purpose` and `X-Request-Id` headers on every
+/// route that needs a key.
+fn document_access(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("an API key from `jichu keys add`"))
+                .build(),
+        ),
+    );
+    let header = |name: &str, doc: &str| -> Parameter {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .description(Some(doc))
+            .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::String)))
+            .build()
+    };
+    let purpose = header(
+        "X-Purpose",
+        "why personal data is read: one of the department's declared purposes, percent-encoded UTF-8; required when personal or sensitive fields would be returned",
+    );
+    let request_id = header("X-Request-Id", "the request's id in the audit trail (echoed; made when absent)");
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if path == "/healthz" || path == "/openapi.json" {
+            continue;
+        }
+        for op in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
+            op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+            let params = op.parameters.get_or_insert_with(Vec::new);
+            params.push(purpose.clone());
+            params.push(request_id.clone());
+        }
+    }
+}
 
 /// A JSON response serialised straight from borrowed data.
 pub(crate) fn json_body(value: &impl serde::Serialize) -> Result<axum::response::Response, ApiError> {
@@ -99,6 +175,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(spatial::within))
         .routes(routes!(spatial::containing))
         .routes(routes!(catalog::catalog))
+        .routes(routes!(access::me))
+        .routes(routes!(access::search))
+        .routes(routes!(access::public_key))
         .routes(loads::submit_routes())
         .routes(routes!(loads::get_load, loads::cancel))
         .routes(routes!(loads::rejects))
@@ -121,12 +200,14 @@ pub fn router(state: AppState) -> Router {
                 .response("200", utoipa::openapi::ResponseBuilder::new().description("OpenAPI 3.1 JSON")),
         ),
     );
+    document_access(&mut doc);
     let doc = Arc::new(doc);
     let timeout = state.config.request_timeout;
     let body_limit = state.config.max_body_bytes;
     routes
         .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .fallback(|| async { ApiError::UnknownRoute })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(axum::middleware::from_fn(ops::track))
         .layer(
             ServiceBuilder::new()
@@ -152,10 +233,20 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let loads = state.loads.clone();
+    let (loads, audit, owns) = (state.loads.clone(), state.audit.clone(), state.owns_shutdown);
     let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
-    // A running load is stopped and undone; it stays queued for the next start.
-    let _ = tokio::task::spawn_blocking(move || loads.shutdown()).await;
+    if !owns {
+        return served;
+    }
+    // A running load is stopped and undone; it stays queued for the next start. The audit
+    // trail writes what it holds and signs its head.
+    let _ = tokio::task::spawn_blocking(move || {
+        loads.shutdown();
+        if let Some(a) = audit {
+            a.close();
+        }
+    })
+    .await;
     served
 }
 

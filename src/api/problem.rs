@@ -41,6 +41,12 @@ pub enum ApiError {
     LoadNotFound(String),
     #[error("{0}")]
     LoadEnded(String),
+    #[error("a valid API key is required: Authorization: Bearer KEY")]
+    Unauthenticated,
+    #[error("over this key's rate limit; retry in {:.1} s", .0.as_secs_f64())]
+    RateLimited(std::time::Duration),
+    #[error("the audit trail cannot be written now, so personal data is not served; retry shortly")]
+    AuditUnavailable,
 }
 
 impl From<crate::Error> for ApiError {
@@ -70,6 +76,10 @@ impl ApiError {
                 }
                 QueryError::TooManyIds { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 QueryError::StaleCursor => StatusCode::CONFLICT,
+                QueryError::NotGranted(_) | QueryError::FieldNotGranted(_) | QueryError::PurposeNotAllowed(_) => {
+                    StatusCode::FORBIDDEN
+                }
+                QueryError::PurposeRequired => StatusCode::BAD_REQUEST,
                 QueryError::Internal(crate::Error::Invalid(_)) => StatusCode::BAD_REQUEST,
                 QueryError::Internal(crate::Error::StoreInUse(_)) => StatusCode::SERVICE_UNAVAILABLE,
                 QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,6 +90,9 @@ impl ApiError {
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::LoadEnded(_) => StatusCode::CONFLICT,
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -93,6 +106,10 @@ impl ApiError {
                 QueryError::BadRequest(_) => "bad_request",
                 QueryError::TooManyIds { .. } => "too_many_ids",
                 QueryError::StaleCursor => "stale_cursor",
+                QueryError::NotGranted(_) => "not_granted",
+                QueryError::FieldNotGranted(_) => "field_not_granted",
+                QueryError::PurposeRequired => "purpose_required",
+                QueryError::PurposeNotAllowed(_) => "purpose_not_allowed",
                 QueryError::Internal(crate::Error::Invalid(_)) => "bad_request",
                 QueryError::Internal(crate::Error::StoreInUse(_)) => "unavailable",
                 QueryError::Internal(_) => "internal",
@@ -104,6 +121,9 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::LoadNotFound(_) => "not_found",
             ApiError::LoadEnded(_) => "load_ended",
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::AuditUnavailable => "audit_unavailable",
         }
     }
 }
@@ -126,8 +146,12 @@ impl IntoResponse for ApiError {
             detail,
             code: self.code(),
         };
+        let unauthenticated = matches!(self, ApiError::Unauthenticated);
         let mut response = (status, axum::Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if unauthenticated {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response
     }
 }

@@ -3,10 +3,11 @@
 use super::extract::{Json, Path, Query};
 use super::problem::{ApiError, Problem};
 use super::{AppState, blocking, json_body};
+use crate::access::Operation;
 use crate::model::RecordJson;
-use crate::query::QueryError;
-use crate::query::records::{self, key, projection, record_json, registry};
-use axum::extract::State;
+use crate::query::records::{self, key, registry};
+use crate::query::{Caller, QueryError};
+use axum::extract::{Extension, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -49,13 +50,13 @@ struct LookupResponse<'a> {
 )]
 pub async fn get_record(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((registry_name, raw_id)): Path<(String, String)>,
     Query(q): Query<FieldsQuery>,
 ) -> Result<Response, ApiError> {
     let registry = registry(&registry_name)?;
-    let schema = registry.schema();
-    let id = key(schema, &raw_id)?;
-    let only = projection(schema, q.fields.as_ref().map(|f| f.split(',')))?;
+    let id = key(registry.schema(), &raw_id)?;
+    let shape = caller.shape(registry, Operation::Get, q.fields.as_ref().map(|f| f.split(',')), true)?;
     let view = state.view();
     // In memory: answered here; otherwise read on the blocking pool.
     let record = match view.reader().get_cached(registry, &id)? {
@@ -65,8 +66,8 @@ pub async fn get_record(
             blocking(move || Ok(v.reader().get(registry, &id)?)).await?
         }
     };
-    let record = record.ok_or(QueryError::NotFound(registry.as_str()))?;
-    json_body(&record_json(&view, &record, only.as_deref()))
+    let record = record.filter(|r| shape.sees(r)).ok_or(QueryError::NotFound(registry.as_str()))?;
+    json_body(&caller.render(&view, &shape, &record))
 }
 
 /// Many records by key in one call (RocksDB batched multi-get).
@@ -82,6 +83,7 @@ pub async fn get_record(
 )]
 pub async fn lookup(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(registry_name): Path<String>,
     Json(req): Json<LookupRequest>,
 ) -> Result<Response, ApiError> {
@@ -90,11 +92,12 @@ pub async fn lookup(
     if req.ids.len() > max {
         return Err(QueryError::TooManyIds { given: req.ids.len(), max }.into());
     }
-    let only = projection(registry.schema(), req.fields.as_ref().map(|f| f.iter().map(String::as_str)))?;
+    let fields = req.fields.as_ref().map(|f| f.iter().map(String::as_str));
+    let shape = caller.shape(registry, Operation::Lookup, fields, true)?;
     let view = state.view();
-    let v = view.clone();
-    let found = blocking(move || records::lookup(&v, registry, &req.ids)).await?;
-    let records = found.records.iter().map(|r| r.as_ref().map(|r| record_json(&view, r, only.as_deref()))).collect();
+    let (v, s) = (view.clone(), shape.clone());
+    let found = blocking(move || records::lookup(&v, &s, &req.ids)).await?;
+    let records = found.records.iter().map(|r| r.as_ref().map(|r| caller.render(&view, &shape, r))).collect();
     json_body(&LookupResponse { records, not_found: &found.not_found, invalid: &found.invalid })
 }
 
@@ -110,12 +113,14 @@ pub async fn lookup(
 )]
 pub async fn relations(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((registry_name, raw_id)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let registry = registry(&registry_name)?;
     let id = key(registry.schema(), &raw_id)?;
+    let shape = caller.shape(registry, Operation::Relations, None::<[&str; 0]>, true)?;
     let view = state.view();
-    let out = blocking(move || records::relations(&view, registry, &id)).await?;
+    let out = blocking(move || records::relations(&view, &caller, &shape, &id)).await?;
     Ok(axum::Json(out.ok_or(QueryError::NotFound(registry.as_str()))?))
 }
 
@@ -131,11 +136,13 @@ pub async fn relations(
 )]
 pub async fn profile(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((registry_name, raw_id)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let registry = registry(&registry_name)?;
     let id = key(registry.schema(), &raw_id)?;
+    let shape = caller.shape(registry, Operation::Profile, None::<[&str; 0]>, true)?;
     let view = state.view();
-    let out = blocking(move || records::profile(&view, registry, &id)).await?;
+    let out = blocking(move || records::profile(&view, &caller, &shape, &id)).await?;
     Ok(axum::Json(out.ok_or(QueryError::NotFound(registry.as_str()))?))
 }

@@ -5,13 +5,19 @@ use super::extract::{Json, Path};
 use super::problem::{ApiError, Problem};
 use super::{AppState, blocking};
 use crate::model::Registry;
-use crate::query::QueryError;
 use crate::query::records::registry;
 use crate::query::search::{self, SearchRequest};
+use crate::query::{Caller, QueryError};
+use axum::extract::Extension;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-async fn run(state: AppState, registries: Vec<Registry>, req: SearchRequest) -> Result<Response, ApiError> {
+async fn run(
+    state: AppState,
+    caller: Caller,
+    registries: Vec<Registry>,
+    req: SearchRequest,
+) -> Result<Response, ApiError> {
     let current = state.view();
     let view = match req.cursor.as_deref() {
         Some(c) => {
@@ -20,7 +26,7 @@ async fn run(state: AppState, registries: Vec<Registry>, req: SearchRequest) -> 
         }
         None => current,
     };
-    let body = blocking(move || search::run(&view, &registries, &req)).await?;
+    let body = blocking(move || search::run(&view, &caller, &registries, &req)).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -37,11 +43,12 @@ async fn run(state: AppState, registries: Vec<Registry>, req: SearchRequest) -> 
 )]
 pub async fn search(
     axum::extract::State(state): axum::extract::State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(registry_name): Path<String>,
     Json(req): Json<SearchRequest>,
 ) -> Result<Response, ApiError> {
     let registry = registry(&registry_name)?;
-    run(state, vec![registry], req).await
+    run(state, caller, vec![registry], req).await
 }
 
 /// Searches every registry at once (`q`, `in`, `filters` on `district`).
@@ -55,7 +62,8 @@ pub async fn search(
 )]
 pub async fn search_all(
     axum::extract::State(state): axum::extract::State<AppState>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<SearchRequest>,
 ) -> Result<Response, ApiError> {
-    run(state, Registry::ALL.to_vec(), req).await
+    run(state, caller, Registry::ALL.to_vec(), req).await
 }

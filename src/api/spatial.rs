@@ -4,10 +4,12 @@
 use super::extract::{Json, Path, Query};
 use super::problem::{ApiError, Problem};
 use super::{AppState, blocking, json_body};
+use crate::access::Operation;
 use crate::model::Registry;
-use crate::query::records::{projection, registry};
+use crate::query::records::registry;
 use crate::query::spatial::{self, NearRequest, WithinRequest};
-use axum::extract::State;
+use crate::query::{Caller, Shape};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use serde::Deserialize;
@@ -32,8 +34,15 @@ fn answer(body: serde_json::Value, geojson: bool) -> Result<Response, ApiError> 
     Ok(response)
 }
 
-fn fields(registry: Registry, f: &Option<Vec<String>>) -> Result<Option<Vec<usize>>, ApiError> {
-    Ok(projection(registry.schema(), f.as_ref().map(|f| f.iter().map(String::as_str)))?)
+/// The caller's shape for a spatial query on `registry`: the operation granted, and (for
+/// points) the location seen in full — a radius or a box is a question about it.
+fn shape(caller: &Caller, registry: Registry, fields: &Option<Vec<String>>) -> Result<Shape, ApiError> {
+    let shape =
+        caller.shape(registry, Operation::Spatial, fields.as_ref().map(|f| f.iter().map(String::as_str)), false)?;
+    if registry.schema().field_index("location").is_some() {
+        caller.require_full(&shape, &["location"])?;
+    }
+    Ok(shape)
 }
 
 /// The nearest points first, each with its great-circle distance in metres.
@@ -48,17 +57,18 @@ fn fields(registry: Registry, f: &Option<Vec<String>>) -> Result<Option<Vec<usiz
 )]
 pub async fn near(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(registry_name): Path<String>,
     headers: HeaderMap,
     Json(req): Json<NearRequest>,
 ) -> Result<Response, ApiError> {
     let registry = registry(&registry_name)?;
-    let only = fields(registry, &req.fields)?;
+    let shape = shape(&caller, registry, &req.fields)?;
     let geojson = wants_geojson(&headers);
     let view = state.view();
     let body = blocking(move || {
-        let found = spatial::near(&view, registry, &req)?;
-        Ok(spatial::render(&view, &found, only.as_deref(), geojson))
+        let found = spatial::near(&view, &shape, &req)?;
+        Ok(spatial::render(&view, &caller, &shape, &found, geojson))
     })
     .await?;
     answer(body, geojson)
@@ -76,17 +86,18 @@ pub async fn near(
 )]
 pub async fn within(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(registry_name): Path<String>,
     headers: HeaderMap,
     Json(req): Json<WithinRequest>,
 ) -> Result<Response, ApiError> {
     let registry = registry(&registry_name)?;
-    let only = fields(registry, &req.fields)?;
+    let shape = shape(&caller, registry, &req.fields)?;
     let geojson = wants_geojson(&headers);
     let view = state.view();
     let body = blocking(move || {
-        let found = spatial::within(&view, registry, &req)?;
-        Ok(spatial::render(&view, &found, only.as_deref(), geojson))
+        let found = spatial::within(&view, &shape, &req)?;
+        Ok(spatial::render(&view, &caller, &shape, &found, geojson))
     })
     .await?;
     answer(body, geojson)
@@ -103,14 +114,16 @@ pub async fn within(
 )]
 pub async fn containing(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Query(q): Query<PointQuery>,
 ) -> Result<Response, ApiError> {
+    let shape = shape(&caller, Registry::Parcels, &None)?;
     let geojson = wants_geojson(&headers);
     let view = state.view();
     let body = blocking(move || {
-        let found = spatial::containing(&view, q.lon, q.lat)?;
-        Ok(spatial::render(&view, &found, None, geojson))
+        let found = spatial::containing(&view, &shape, q.lon, q.lat)?;
+        Ok(spatial::render(&view, &caller, &shape, &found, geojson))
     })
     .await?;
     answer(body, geojson)

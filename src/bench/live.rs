@@ -93,6 +93,7 @@ fn hammer(
     queries: &[Query],
     threads: usize,
     connections: usize,
+    headers: &reqwest::header::HeaderMap,
     stop: &Arc<AtomicBool>,
 ) -> Vec<(&'static str, Timing)> {
     let started = Instant::now();
@@ -104,7 +105,7 @@ fn hammer(
                     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                         return Vec::new();
                     };
-                    let client = reqwest::Client::new();
+                    let client = super::workload::client(headers);
                     rt.block_on(async {
                         let mut set = tokio::task::JoinSet::new();
                         for c in 0..connections {
@@ -144,8 +145,14 @@ fn timings(kinds: Vec<(&'static str, Timing)>, mode: &str) -> Vec<QueryTiming> {
 }
 
 /// Submits a file of the import folder by path and waits for its publication; its status.
-fn submit(rt: &tokio::runtime::Runtime, base: &str, spec: &str, file: &str) -> Result<serde_json::Value> {
-    let client = reqwest::Client::new();
+fn submit(
+    rt: &tokio::runtime::Runtime,
+    base: &str,
+    admin: &reqwest::header::HeaderMap,
+    spec: &str,
+    file: &str,
+) -> Result<serde_json::Value> {
+    let client = super::workload::client(admin);
     let err = |e: reqwest::Error| Error::Invalid(format!("live load: {e}"));
     rt.block_on(async {
         let r = client
@@ -168,11 +175,21 @@ fn submit(rt: &tokio::runtime::Runtime, base: &str, spec: &str, file: &str) -> R
     })
 }
 
+/// Who the phase is: readers' headers (a department's key and purpose) and an
+/// administrator's (loads).
+#[derive(Debug)]
+pub struct Callers {
+    pub reader: reqwest::header::HeaderMap,
+    pub admin: reqwest::header::HeaderMap,
+}
+
 /// Runs the phase against the server at `base` (in this process, over `state`).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     state: &AppState,
     rt: &tokio::runtime::Runtime,
     base: &str,
+    callers: &Callers,
     citizens: u64,
     seed: u64,
     spec: &str,
@@ -209,10 +226,10 @@ pub fn run(
     let readers = mix(queries);
     let stop = Arc::new(AtomicBool::new(false));
     let (during, live) = std::thread::scope(|s| {
-        let h = s.spawn(|| hammer(base, &readers, 2, 16, &stop));
+        let h = s.spawn(|| hammer(base, &readers, 2, 16, &callers.reader, &stop));
         std::thread::sleep(Duration::from_millis(100));
         let t = Instant::now();
-        let status = submit(rt, base, spec, "live.csv");
+        let status = submit(rt, base, &callers.admin, spec, "live.csv");
         let seconds = t.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
         (h.join().unwrap_or_default(), status.map(|s| (s, seconds)))
@@ -225,7 +242,7 @@ pub fn run(
     // Idle, for as long as the live load ran.
     let stop = Arc::new(AtomicBool::new(false));
     let idle = std::thread::scope(|s| {
-        let h = s.spawn(|| hammer(base, &readers, 2, 16, &stop));
+        let h = s.spawn(|| hammer(base, &readers, 2, 16, &callers.reader, &stop));
         std::thread::sleep(Duration::from_secs_f64(seconds + 1.0));
         stop.store(true, Ordering::Relaxed);
         h.join().unwrap_or_default()
@@ -235,13 +252,13 @@ pub fn run(
     // A 1,000-row delta and a large one: last row to publication.
     delta("small.csv", 3, 1000, 0, 0)?;
     let t = Instant::now();
-    let status = submit(rt, base, spec, "small.csv")?;
+    let status = submit(rt, base, &callers.admin, spec, "small.csv")?;
     report.small_seconds = t.elapsed().as_secs_f64();
     report.small_publish_seconds = status["publish_seconds"].as_f64().unwrap_or(0.0);
     let large = if citizens >= 5_000_000 { 500_000 } else { (citizens / 20).max(1) };
     delta("large.csv", 4, large, citizens + 2 * part, large)?;
     let t = Instant::now();
-    let status = submit(rt, base, spec, "large.csv")?;
+    let status = submit(rt, base, &callers.admin, spec, "large.csv")?;
     report.large_rows = 2 * large;
     report.large_seconds = t.elapsed().as_secs_f64();
     report.large_publish_seconds = status["publish_seconds"].as_f64().unwrap_or(0.0);

@@ -11,7 +11,7 @@ pub mod live;
 mod report;
 pub mod workload;
 
-pub use report::{BenchReport, Cold, Disk, LoadTiming, Machine, QueryTiming, Totals};
+pub use report::{AccessCost, BenchReport, Cold, Disk, LoadTiming, Machine, QueryTiming, Totals};
 
 use crate::api::AppState;
 use crate::config::Config;
@@ -135,6 +135,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     let caches = if o.drop_caches { drop_caches() } else { "kept (not asked to drop)".into() };
     let t = Instant::now();
     let store = Arc::new(Store::open(&config.store_dir(), &config.store_options())?);
+    let callers = bench_access(&config)?;
     let state = AppState::new(store.clone(), config.clone())?;
     let first = generator::citizen_id(0);
     let answered = state.view().reader().get(Registry::Citizens, &first)?.is_some();
@@ -152,7 +153,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     workload::write(&queries_path, o.citizens, o.seed, o.query_scale)?;
     let queries = workload::read(&queries_path)?;
     report.query_file = queries_path.display().to_string();
-    run_workload(&state, &queries, o, &spec, &mut report)?;
+    run_workload(&state, &queries, o, &spec, &callers, &mut report)?;
 
     report.peak_rss_bytes = report::peak_rss_bytes();
     report.total_seconds = started.elapsed().as_secs_f64();
@@ -165,6 +166,7 @@ fn run_workload(
     queries: &[Query],
     o: &BenchOptions,
     citizens_spec: &str,
+    callers: &live::Callers,
     report: &mut BenchReport,
 ) -> Result<()> {
     let mut kinds: Vec<&str> = queries.iter().map(Query::kind).collect();
@@ -202,14 +204,55 @@ fn run_workload(
     let base = format!("http://{addr}");
     for &clients in &o.clients {
         for (kind, qs) in &by_kind {
-            let t = workload::run_http(&base, qs, clients, o.connections);
+            let t = workload::run_http(&base, qs, clients, o.connections, &callers.reader);
             let mode = format!("HTTP, {} connections", clients * o.connections);
             report.queries.push(QueryTiming::new(kind, &mode, clients, t));
         }
     }
+    // What access control and the audit cost: id lookups with a department's key and purpose
+    // (grants checked, personal reads audited) against the same service without them, A/B/A.
+    if let Some((_, lookups)) = by_kind.iter().find(|(k, _)| *k == "id lookup") {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .map_err(|e| Error::Invalid(format!("binding 127.0.0.1:0: {e}")))?;
+        let open_base = format!("http://{}", listener.local_addr().map_err(|e| Error::Invalid(e.to_string()))?);
+        let (open_stop, open_stopped) = tokio::sync::oneshot::channel::<()>();
+        let open = runtime.spawn(crate::api::serve(listener, state.without_access(), async move {
+            let _ = open_stopped.await;
+        }));
+        let none = reqwest::header::HeaderMap::new();
+        let rate = |t: workload::Timing| QueryTiming::new("id lookup", "HTTP, 32 connections", 2, t).per_second;
+        let with_a = rate(workload::run_http(&base, lookups, 2, o.connections, &callers.reader));
+        let without = rate(workload::run_http(&open_base, lookups, 2, o.connections, &none));
+        let with_b = rate(workload::run_http(&base, lookups, 2, o.connections, &callers.reader));
+        let _ = open_stop.send(());
+        let _ = runtime.block_on(open);
+        let lags = state.audit.as_ref().map(|a| a.lags()).unwrap_or_default();
+        report.access = Some(AccessCost::new(with_a, without, with_b, lags));
+    }
     // Loads while serving: a delta submitted with readers running.
-    report.live = Some(live::run(state, &runtime, &base, o.citizens, o.seed, citizens_spec, queries)?);
+    report.live = Some(live::run(state, &runtime, &base, callers, o.citizens, o.seed, citizens_spec, queries)?);
     let _ = stop.send(());
     let _ = runtime.block_on(server);
     Ok(())
+}
+
+/// The benchmark's callers, written to a fresh access file: a department that reads citizens
+/// and parcels in full for a declared purpose, and an administrator (loads).
+fn bench_access(config: &Config) -> Result<live::Callers> {
+    let path = config.access_file();
+    let text = "[[department]]\nname = \"基准测试\"\nrole = \"department\"\npurposes = [\"性能测试\"]\n\
+        [department.registries.citizens]\noperations = [\"get\", \"lookup\", \"search\", \"spatial\"]\n\
+        fields = { id = \"full\", name = \"full\", gender = \"full\", ethnicity = \"full\", birth_date = \"full\", household_address = \"full\", address = \"full\", phone = \"full\", location = \"full\" }\n\
+        [department.registries.parcels]\noperations = [\"spatial\"]\n\
+        fields = { id = \"full\", land_use = \"full\", area_m2 = \"full\", address = \"full\", geometry = \"full\" }\n\
+        [[department]]\nname = \"基准管理\"\nrole = \"admin\"\npurposes = [\"运维\"]\n";
+    std::fs::create_dir_all(&config.data_dir).map_err(Error::io(&config.data_dir))?;
+    std::fs::write(&path, text).map_err(Error::io(&path))?;
+    let (_, reader) = crate::access::keys::add(&path, "基准测试", crate::access::Role::Department)?;
+    let (_, admin) = crate::access::keys::add(&path, "基准管理", crate::access::Role::Admin)?;
+    Ok(live::Callers {
+        reader: workload::caller_headers(&reader, "性能测试"),
+        admin: workload::caller_headers(&admin, "运维"),
+    })
 }

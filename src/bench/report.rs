@@ -171,10 +171,42 @@ pub struct BenchReport {
     /// One untimed pass of the whole workload after the cold start, in process.
     pub warm_up_seconds: f64,
     pub queries: Vec<QueryTiming>,
+    /// What access control and the audit trail cost id lookups over HTTP.
+    pub access: Option<AccessCost>,
     /// Loads submitted to the running server while it answers (with the HTTP workload).
     pub live: Option<super::live::LiveReport>,
     pub peak_rss_bytes: u64,
     pub total_seconds: f64,
+}
+
+/// Id lookups over HTTP (2 client threads × 16 connections) with a department's key and
+/// purpose — grants checked, personal reads audited — and without access control, A/B/A.
+#[derive(Debug, Default, Serialize)]
+pub struct AccessCost {
+    pub with_access_per_second: f64,
+    pub without_access_per_second: f64,
+    /// With against without (the mean of the two runs with).
+    pub ratio: f64,
+    pub audit_entries: usize,
+    pub audit_lag_p50_seconds: f64,
+    pub audit_lag_p99_seconds: f64,
+}
+
+impl AccessCost {
+    pub fn new(with_a: f64, without: f64, with_b: f64, mut lags: Vec<f64>) -> AccessCost {
+        lags.sort_by(f64::total_cmp);
+        let p =
+            |q: f64| if lags.is_empty() { 0.0 } else { lags[((lags.len() as f64 * q) as usize).min(lags.len() - 1)] };
+        let with = (with_a + with_b) / 2.0;
+        AccessCost {
+            with_access_per_second: with,
+            without_access_per_second: without,
+            ratio: with / without.max(1e-9),
+            audit_entries: lags.len(),
+            audit_lag_p50_seconds: p(0.5),
+            audit_lag_p99_seconds: p(0.99),
+        }
+    }
 }
 
 /// The process's peak resident set (VmHWM).
@@ -290,6 +322,18 @@ impl BenchReport {
              Total {:.1} s. Workload: {}.",
             self.warm_up_seconds, self.total_seconds, self.query_file
         );
+        if let Some(a) = &self.access {
+            let _ = writeln!(
+                s,
+                "\nAccess control and audit: id lookups over HTTP (2 threads × 16 connections) with a department key and purpose {:.0} req/s, without access control {:.0} req/s: {:.0}%. Audit lag (request to synced line) over the last {} entries: p50 {:.3} s, p99 {:.3} s.",
+                a.with_access_per_second,
+                a.without_access_per_second,
+                100.0 * a.ratio,
+                a.audit_entries,
+                a.audit_lag_p50_seconds,
+                a.audit_lag_p99_seconds
+            );
+        }
         if let Some(live) = &self.live {
             super::live::markdown(live, &mut s);
         }

@@ -223,7 +223,31 @@ fn collect(parts: Vec<(Vec<u64>, u64)>, started: Instant) -> Timing {
 /// each keeping `connections` keep-alive connections busy (one request in flight on each, as
 /// `wrk -t threads -c threads×connections` does). A status other than 200 (or 404 for an
 /// absent key) counts as an error.
-pub fn run_http(base: &str, queries: &[&Query], threads: usize, connections: usize) -> Timing {
+/// An HTTP client that sends `headers` (a key, a purpose) with every request.
+pub fn client(headers: &reqwest::header::HeaderMap) -> reqwest::Client {
+    reqwest::Client::builder().default_headers(headers.clone()).build().unwrap_or_default()
+}
+
+/// The headers of a caller: `Authorization: Bearer KEY` and `X-Purpose` (percent-encoded).
+pub fn caller_headers(key: &str, purpose: &str) -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")) {
+        h.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    let encoded = percent_encoding::utf8_percent_encode(purpose, percent_encoding::NON_ALPHANUMERIC).to_string();
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(&encoded) {
+        h.insert("x-purpose", v);
+    }
+    h
+}
+
+pub fn run_http(
+    base: &str,
+    queries: &[&Query],
+    threads: usize,
+    connections: usize,
+    headers: &reqwest::header::HeaderMap,
+) -> Timing {
     let started = Instant::now();
     let lanes = threads * connections;
     let parts: Vec<(Vec<u64>, u64)> = std::thread::scope(|s| {
@@ -233,7 +257,7 @@ pub fn run_http(base: &str, queries: &[&Query], threads: usize, connections: usi
                     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                         return (Vec::new(), 1);
                     };
-                    let client = reqwest::Client::new();
+                    let client = client(headers);
                     let mut out = (Vec::new(), 0);
                     rt.block_on(async {
                         let mut lanes_of_thread = tokio::task::JoinSet::new();

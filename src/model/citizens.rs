@@ -1,6 +1,6 @@
 //! Citizens: natural persons, keyed by the resident identity number (GB 11643-1999).
 
-use super::{Field, Registry, Schema, check_resident_id, codes, ids};
+use super::{Field, Mask, Registry, Schema, check_resident_id, codes, ids};
 use jichu_ingest::{FieldKind, MappedRow, Reason, Value};
 
 pub static SCHEMA: Schema = Schema {
@@ -25,9 +25,10 @@ pub static SCHEMA: Schema = Schema {
         .personal(),
         Field::new("household_address", FieldKind::Text, "registered household address (户籍地址)")
             .personal()
-            .text_in("address"),
-        Field::new("address", FieldKind::Text, "current address (现住址)").personal().text(),
-        Field::new("phone", FieldKind::Text, "phone number").sensitive(),
+            .text_in("address")
+            .masked_as(Mask::Address),
+        Field::new("address", FieldKind::Text, "current address (现住址)").personal().text().masked_as(Mask::Address),
+        Field::new("phone", FieldKind::Text, "phone number").sensitive().masked_as(Mask::Phone),
         Field::new("location", FieldKind::Point, "location of the current address (WGS84)").sensitive(),
     ],
     row_check: Some(check_row),

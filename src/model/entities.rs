@@ -1,6 +1,6 @@
 //! Legal entities: companies and organisations, keyed by the unified social credit code.
 
-use super::{Field, Registry, Relation, Schema, Target, check_credit_code, check_resident_id, codes};
+use super::{Field, Mask, Registry, Relation, Schema, Target, check_credit_code, check_resident_id, codes};
 use jichu_ingest::FieldKind;
 
 pub static SCHEMA: Schema = Schema {
@@ -20,7 +20,7 @@ pub static SCHEMA: Schema = Schema {
         Field::new("registered_capital", FieldKind::Decimal, "registered capital in 万元 (exact decimal)"),
         Field::new("kind", FieldKind::Text, "enterprise type (企业类型)").keyword(),
         Field::new("business_scope", FieldKind::Text, "business scope").text(),
-        Field::new("address", FieldKind::Text, "registered address").text(),
+        Field::new("address", FieldKind::Text, "registered address").text().masked_as(Mask::Address),
         Field::new("location", FieldKind::Point, "location of the registered address (WGS84)"),
         Field::new(
             "status",

@@ -10,10 +10,12 @@ pub mod credit;
 pub mod entities;
 pub mod ids;
 pub mod licences;
+mod mask;
 pub mod parcels;
 mod record;
 
-pub use record::{Lineage, Record, RecordJson};
+pub use mask::{Mask, mask_address, mask_name};
+pub use record::{FieldRule, Lineage, Record, RecordAccess, RecordJson};
 
 use jichu_ingest::{CheckedId, FieldDef, FieldKind, IdRejection, MappedRow, Reason};
 use serde::Serialize;
@@ -161,6 +163,8 @@ pub struct Field {
     /// The searchable field this one is indexed in (its own name unless grouped: a citizen's
     /// two addresses are searched as one `address`).
     pub search_as: &'static str,
+    /// Its de-identified form, for callers granted it `masked`.
+    pub mask: Mask,
     pub doc: &'static str,
 }
 
@@ -170,6 +174,13 @@ impl Field {
             FieldKind::Code(_) | FieldKind::Identifier(_) => Search::Keyword,
             _ => Search::None,
         };
+        let mask = match kind {
+            FieldKind::Identifier(_) => Mask::Identifier,
+            FieldKind::Name => Mask::Name,
+            FieldKind::Date | FieldKind::EndOfValidity => Mask::Year,
+            FieldKind::Point => Mask::Location,
+            _ => Mask::Withheld,
+        };
         Field {
             name,
             kind,
@@ -178,8 +189,14 @@ impl Field {
             link: None,
             search,
             search_as: name,
+            mask,
             doc,
         }
+    }
+    /// Masked as `mask` (an address, a phone) rather than by its kind.
+    pub const fn masked_as(mut self, mask: Mask) -> Field {
+        self.mask = mask;
+        self
     }
     pub const fn required(mut self) -> Field {
         self.required = true;

@@ -67,41 +67,125 @@ impl Record {
         self.value(field).and_then(Value::as_text)
     }
 
-    /// The record as a JSON value (see [`RecordJson`] for the shape).
+    /// The record as a JSON value, in full (see [`RecordJson`] for the shape).
     pub fn to_json(&self, only: Option<&[usize]>, lineage: Option<&Lineage>) -> Json {
-        serde_json::to_value(RecordJson { record: self, only, lineage }).unwrap_or(Json::Null)
+        serde_json::to_value(RecordJson { record: self, only, lineage, access: None }).unwrap_or(Json::Null)
+    }
+}
+
+/// What a caller sees of a field: nothing, its value, or its masked form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldRule {
+    Hidden,
+    Full,
+    Masked,
+}
+
+/// A caller's view of one registry's records: the key's rule, each field's (schema order),
+/// and the extra attributes'.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordAccess {
+    pub id: FieldRule,
+    pub fields: Vec<FieldRule>,
+    pub extras: FieldRule,
+}
+
+impl RecordAccess {
+    /// Everything in full.
+    pub fn full(registry: Registry) -> RecordAccess {
+        RecordAccess {
+            id: FieldRule::Full,
+            fields: vec![FieldRule::Full; registry.schema().fields.len()],
+            extras: FieldRule::Full,
+        }
     }
 }
 
 /// A record on the wire, serialised straight from the record (no intermediate JSON tree):
-/// `id`, then the fields (all, or the indices in `only`, in schema order); `open_ended: true`
-/// when a returned end of validity has no end (its value is then null); for whole records
-/// also `extras`, `ended`, `needs_review` (when set) and the lineage.
+/// `id`, then the fields (all, or the indices in `only`, in schema order) as `access` lets the
+/// caller see them (hidden ones left out, masked ones masked); `open_ended: true` when a
+/// returned end of validity has no end (its value is then null); for whole records also
+/// `extras`, `ended`, `needs_review` (when set) and the lineage.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordJson<'a> {
     pub record: &'a Record,
     pub only: Option<&'a [usize]>,
     pub lineage: Option<&'a Lineage>,
+    /// None: everything in full.
+    pub access: Option<&'a RecordAccess>,
+}
+
+impl Record {
+    /// The county-level district (GB/T 2260 code) a record belongs to: from its key, or for
+    /// credit records and licences from their subject's identifier.
+    pub fn district(&self) -> Option<&str> {
+        match self.registry {
+            Registry::Credit => self.text("subject_id").and_then(subject_district),
+            Registry::Licences => self.text("holder_id").and_then(subject_district),
+            r => r.district_of_key(&self.id),
+        }
+    }
+}
+
+impl Registry {
+    /// The district a key names (citizens, entities, parcels; others have none in their key).
+    pub fn district_of_key(self, key: &str) -> Option<&str> {
+        let d = match self {
+            Registry::Citizens | Registry::Parcels => key.get(..6),
+            Registry::Entities => key.get(2..8),
+            Registry::Credit | Registry::Licences => None,
+        }?;
+        d.bytes().all(|b| b.is_ascii_digit()).then_some(d)
+    }
+}
+
+fn subject_district(id: &str) -> Option<&str> {
+    match super::ids::subject_kind(id)? {
+        super::ids::SubjectKind::Citizen => Registry::Citizens.district_of_key(id),
+        super::ids::SubjectKind::Entity => Registry::Entities.district_of_key(id),
+    }
 }
 
 impl Serialize for RecordJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.record;
+        let schema = r.registry.schema();
+        let rule = |i: usize| self.access.map_or(FieldRule::Full, |a| a.fields[i]);
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("id", &r.id)?;
+        match self.access.map_or(FieldRule::Full, |a| a.id) {
+            FieldRule::Full => m.serialize_entry("id", &r.id)?,
+            FieldRule::Masked => m.serialize_entry("id", &schema.key.mask.text(&r.id))?,
+            FieldRule::Hidden => {}
+        }
         let mut open_ended = false;
-        for (i, field) in r.registry.schema().fields.iter().enumerate() {
+        for (i, field) in schema.fields.iter().enumerate() {
             if self.only.is_none_or(|o| o.contains(&i)) {
                 let value = r.values[i].as_ref();
-                open_ended |= value.is_some_and(Value::is_open_end);
-                m.serialize_entry(field.name, &ValueJson(value))?;
+                match rule(i) {
+                    FieldRule::Full => {
+                        open_ended |= value.is_some_and(Value::is_open_end);
+                        m.serialize_entry(field.name, &ValueJson(value))?;
+                    }
+                    FieldRule::Masked => {
+                        m.serialize_entry(field.name, &value.map(|v| field.mask.value(v)))?;
+                    }
+                    FieldRule::Hidden => {}
+                }
             }
         }
         if open_ended {
             m.serialize_entry("open_ended", &true)?;
         }
         if self.only.is_none() {
-            m.serialize_entry("extras", &Extras(&r.extras))?;
+            match self.access.map_or(FieldRule::Full, |a| a.extras) {
+                FieldRule::Full => m.serialize_entry("extras", &Extras(&r.extras))?,
+                FieldRule::Masked => m.serialize_entry(
+                    "extras",
+                    &r.extras.iter().map(|(k, _)| (k.as_str(), "***")).collect::<std::collections::BTreeMap<_, _>>(),
+                )?,
+                FieldRule::Hidden => {}
+            }
             m.serialize_entry("ended", &r.ended)?;
             if r.needs_review {
                 m.serialize_entry("needs_review", &true)?;

@@ -1,15 +1,18 @@
 //! The service catalogue: what each registry holds in a view and where its data came from.
 
+use super::caller::Caller;
 use super::view::View;
 use crate::model::{Registry, Target};
 use serde_json::{Value, json};
 
-/// Each registry with its fields, record count and what search offers (text fields, filters),
-/// and each source with its last published load.
-pub fn catalog(view: &View) -> Value {
+/// Each registry the caller has a grant on, with its fields, record count (null when the
+/// caller sees only some rows: a count must not tell what it cannot see) and what search
+/// offers (text fields, filters), and each source with its last published load.
+pub fn catalog(view: &View, caller: &Caller) -> Value {
     let registries: Vec<Value> = Registry::ALL
         .into_iter()
-        .map(|r| {
+        .filter_map(|r| caller.grant_on(r).map(|rows| (r, rows)))
+        .map(|(r, some_rows)| {
             let schema = r.schema();
             let fields: Vec<Value> = std::iter::once(&schema.key)
                 .chain(schema.fields)
@@ -31,7 +34,8 @@ pub fn catalog(view: &View) -> Value {
                 "text": crate::text::text_fields(r).collect::<Vec<_>>(),
                 "filters": crate::text::filter_fields(r).map(|(f, is_date)| json!({"name": f, "type": if is_date { "date" } else { "keyword" }})).collect::<Vec<_>>(),
             });
-            json!({"name": r, "description": schema.doc, "count": view.count(r), "fields": fields, "search": search})
+            let count = if some_rows { Value::Null } else { json!(view.count(r)) };
+            json!({"name": r, "description": schema.doc, "count": count, "fields": fields, "search": search})
         })
         .collect();
     // The last load of each (registry, source), newest last.

@@ -18,6 +18,16 @@ pub enum QueryError {
     TooManyIds { given: usize, max: usize },
     #[error("the cursor belongs to a state of the registries that is no longer kept; search again from the first page")]
     StaleCursor,
+    /// A registry or an operation the caller's grant does not allow.
+    #[error("{0}")]
+    NotGranted(String),
+    /// Fields the caller may not see (or not in full, for a search or a filter), by name.
+    #[error("not granted: {}", .0.join(", "))]
+    FieldNotGranted(Vec<String>),
+    #[error("personal data is read for a purpose: give it in the X-Purpose header (percent-encoded UTF-8)")]
+    PurposeRequired,
+    #[error("{0}")]
+    PurposeNotAllowed(String),
     #[error("internal error")]
     Internal(#[from] crate::Error),
 }

@@ -2,6 +2,7 @@
 //! HTTP handlers (which parse requests and render answers) and the engine (store and indexes).
 //! The API, the scale benchmark and the tests all read through it.
 
+mod caller;
 pub mod catalog;
 mod error;
 pub mod records;
@@ -9,5 +10,6 @@ pub mod search;
 pub mod spatial;
 mod view;
 
+pub use caller::{Caller, Shape, Trace};
 pub use error::{QueryError, QueryResult};
 pub use view::{View, Views};

@@ -1,9 +1,10 @@
 //! Records by key, in batches, their relations and the cross-registry profile — all read from
 //! one view.
 
+use super::caller::{Caller, Shape};
 use super::error::{QueryError, QueryResult};
 use super::view::View;
-use crate::model::{Record, RecordJson, Registry, Relation, Schema};
+use crate::model::{Record, Registry, Relation, Schema};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -41,29 +42,25 @@ pub fn projection<'a>(
     Ok(Some(out))
 }
 
-/// A whole record as JSON, with its lineage from the view.
-pub fn render(view: &View, record: &Record) -> Value {
-    record.to_json(None, view.lineage(record.load_id))
-}
-
-/// A record with the fields in `only` (all when None), its lineage from the view.
-pub fn record_json<'a>(view: &'a View, record: &'a Record, only: Option<&'a [usize]>) -> RecordJson<'a> {
-    RecordJson { record, only, lineage: view.lineage(record.load_id) }
-}
-
 /// The answer of a batch lookup, aligned with the keys asked.
 #[derive(Debug)]
 pub struct Lookup {
-    /// One entry per key asked: the record, or None (absent or malformed).
+    /// One entry per key asked: the record, or None (absent, not visible, or malformed).
     pub records: Vec<Option<Record>>,
-    /// Keys asked that are well formed but absent.
+    /// Keys asked that are well formed but absent (or outside the caller's rows).
     pub not_found: Vec<String>,
     /// Malformed keys: `{"id", "message"}`.
     pub invalid: Vec<Value>,
 }
 
+/// One record by key, if it exists and the caller may see its row.
+pub fn get(view: &View, shape: &Shape, id: &str) -> QueryResult<Option<Record>> {
+    Ok(view.reader().get(shape.registry, id)?.filter(|r| shape.sees(r)))
+}
+
 /// Many records by key in one read (RocksDB's batched multi-get).
-pub fn lookup(view: &View, registry: Registry, ids: &[String]) -> QueryResult<Lookup> {
+pub fn lookup(view: &View, shape: &Shape, ids: &[String]) -> QueryResult<Lookup> {
+    let registry = shape.registry;
     let schema = registry.schema();
     let mut invalid = Vec::new();
     let mut keys = Vec::with_capacity(ids.len());
@@ -71,14 +68,15 @@ pub fn lookup(view: &View, registry: Registry, ids: &[String]) -> QueryResult<Lo
         match schema.parse_key(raw) {
             Ok(k) => keys.push(Some(k)),
             Err(message) => {
-                invalid.push(json!({"id": raw, "message": message}));
+                invalid.push(json!({"id": clip(raw), "message": message}));
                 keys.push(None);
             }
         }
     }
     let valid: Vec<String> = keys.iter().flatten().cloned().collect();
     let mut found = view.reader().get_many(registry, &valid)?.into_iter();
-    let records: Vec<Option<Record>> = keys.iter().map(|k| k.as_ref().and_then(|_| found.next().flatten())).collect();
+    let records: Vec<Option<Record>> =
+        keys.iter().map(|k| k.as_ref().and_then(|_| found.next().flatten()).filter(|r| shape.sees(r))).collect();
     let not_found = ids
         .iter()
         .zip(&keys)
@@ -89,36 +87,69 @@ pub fn lookup(view: &View, registry: Registry, ids: &[String]) -> QueryResult<Lo
     Ok(Lookup { records, not_found, invalid })
 }
 
-/// The records linked to one, both directions, grouped by relation; None when neither the
-/// record nor any edge to it exists.
-pub fn relations(view: &View, registry: Registry, id: &str) -> QueryResult<Option<Value>> {
+/// A client's text in an answer, cut to a length that does not echo a huge input back.
+pub fn clip(s: &str) -> String {
+    if s.chars().count() <= 64 { s.to_string() } else { format!("{}…", s.chars().take(64).collect::<String>()) }
+}
+
+/// Whether a linked record is visible: its row, for registries whose keys do not say it.
+fn linked_visible(view: &View, shape: &Shape, key: &str) -> QueryResult<bool> {
+    if shape.rows.is_none() {
+        return Ok(true);
+    }
+    if matches!(shape.registry, Registry::Citizens | Registry::Entities | Registry::Parcels) {
+        return Ok(shape.sees_key(key));
+    }
+    Ok(view.reader().get(shape.registry, key)?.is_some_and(|r| shape.sees(&r)))
+}
+
+/// The records linked to one, both directions, grouped by relation, as the caller may see
+/// them (linked records of registries it has no grant on, or outside its rows, are left out);
+/// None when neither the record nor any edge to it exists, or the record is outside its rows.
+pub fn relations(view: &View, caller: &Caller, shape: &Shape, id: &str) -> QueryResult<Option<Value>> {
+    let registry = shape.registry;
     let at = view.reader();
-    let exists = at.exists(registry, id)?;
+    let record = at.get(registry, id)?;
+    if record.as_ref().is_some_and(|r| !shape.sees(r)) || (record.is_none() && !shape.sees_key(id)) {
+        return Ok(None);
+    }
     let edges = at.relations(registry, id)?;
-    if !exists && edges.is_empty() {
+    if record.is_none() && edges.is_empty() {
         return Ok(None);
     }
     let mut groups: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    let mut shapes: BTreeMap<Registry, Option<Shape>> = BTreeMap::new();
     for e in edges {
+        let linked = match shapes.entry(e.registry) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => v.insert(caller.related(e.registry)?),
+        };
+        let Some(linked) = linked.as_ref() else { continue };
+        if !linked_visible(view, linked, &e.id)? {
+            continue;
+        }
+        let Some(shown) = caller.render_key(linked, &e.id) else { continue };
         let loaded = at.exists(e.registry, &e.id)?;
         groups
             .entry(e.relation.as_str())
             .or_default()
-            .push(json!({"registry": e.registry, "id": e.id, "loaded": loaded}));
+            .push(json!({"registry": e.registry, "id": shown, "loaded": loaded}));
     }
-    Ok(Some(json!({"registry": registry, "id": id, "loaded": exists, "relations": groups})))
+    Ok(Some(json!({"registry": registry, "id": id, "loaded": record.is_some(), "relations": groups})))
 }
 
 /// The whole picture of a citizen or an entity: the record, the entities it represents or its
-/// legal representative, its licences and credit records, the parcels at its location.
-pub fn profile(view: &View, registry: Registry, id: &str) -> QueryResult<Option<Value>> {
+/// legal representative, its licences and credit records, the parcels at its location — each
+/// as the caller may see the registry it comes from.
+pub fn profile(view: &View, caller: &Caller, shape: &Shape, id: &str) -> QueryResult<Option<Value>> {
+    let registry = shape.registry;
     if !matches!(registry, Registry::Citizens | Registry::Entities) {
         return Err(QueryError::UnknownRegistry(format!("profiles exist for citizens and entities, not {registry}")));
     }
     let at = view.reader();
-    let Some(record) = at.get(registry, id)? else { return Ok(None) };
+    let Some(record) = at.get(registry, id)?.filter(|r| shape.sees(r)) else { return Ok(None) };
     let mut profile = Map::new();
-    profile.insert("record".into(), render(view, &record));
+    profile.insert("record".into(), to_json(caller.render(view, shape, &record)));
     let edges = at.relations(registry, id)?;
     let sections: &[(Relation, bool)] = match registry {
         Registry::Citizens => {
@@ -131,20 +162,31 @@ pub fn profile(view: &View, registry: Registry, id: &str) -> QueryResult<Option<
         for target in Registry::ALL {
             let ids: Vec<String> =
                 edges.iter().filter(|e| e.relation == relation && e.registry == target).map(|e| e.id.clone()).collect();
-            if !ids.is_empty() {
-                records.extend(at.get_many(target, &ids)?.into_iter().flatten().map(|r| render(view, &r)));
+            if ids.is_empty() {
+                continue;
+            }
+            let Some(linked) = caller.related(target)? else { continue };
+            for r in at.get_many(target, &ids)?.into_iter().flatten().filter(|r| linked.sees(r)) {
+                records.push(to_json(caller.render(view, &linked, &r)));
             }
         }
         let value = if single { records.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(records) };
         profile.insert(relation.as_str().into(), value);
     }
-    let parcels = match record.value("location") {
-        Some(jichu_ingest::Value::Point(p)) => {
-            let keys = super::spatial::parcels_at(view, p.x(), p.y());
-            at.get_many(Registry::Parcels, &keys)?.into_iter().flatten().map(|r| render(view, &r)).collect()
+    let mut parcels = Vec::new();
+    if let (Some(jichu_ingest::Value::Point(p)), Some(linked)) =
+        (record.value("location"), caller.related(Registry::Parcels)?)
+    {
+        let keys: Vec<String> =
+            super::spatial::parcels_at(view, p.x(), p.y()).into_iter().filter(|k| linked.sees_key(k)).collect();
+        for r in at.get_many(Registry::Parcels, &keys)?.into_iter().flatten() {
+            parcels.push(to_json(caller.render(view, &linked, &r)));
         }
-        _ => Vec::new(),
-    };
+    }
     profile.insert("parcels".into(), Value::Array(parcels));
     Ok(Some(Value::Object(profile)))
+}
+
+fn to_json(r: crate::model::RecordJson<'_>) -> Value {
+    serde_json::to_value(r).unwrap_or(Value::Null)
 }

@@ -8,17 +8,17 @@
 //! `{"from": …, "to": …}`). Pagination is by an opaque cursor naming the view the search
 //! started on: later pages come from the same state while it is kept.
 
+use super::caller::{Caller, Shape};
 use super::error::{QueryError as ApiError, QueryResult};
-use super::records::projection;
 use super::view::View;
-use crate::model::{Record, RecordJson, Registry};
+use crate::access::Operation;
+use crate::model::{FieldRule, Record, RecordJson, Registry};
 use crate::text;
 use chrono::{Datelike, NaiveDate};
 use jichu_indexes::text::{Filter, Hit, Match, SearchQuery};
 use jichu_ingest::FieldKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use utoipa::ToSchema;
 
 /// Characters a query text may have.
@@ -59,7 +59,9 @@ pub struct SearchRequest {
 #[derive(Debug, Serialize)]
 struct SearchHit<'a> {
     registry: Registry,
-    id: &'a str,
+    /// The key as the caller may see it (absent when its grant hides keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
     score: f32,
     record: Option<RecordJson<'a>>,
 }
@@ -255,7 +257,19 @@ pub fn parse_cursor(s: &str, epoch: u64) -> QueryResult<(usize, u64)> {
 }
 
 /// Turns a request into an index query over `registries` (one, or all for `/v1/search`).
-fn build(view: &View, registries: &[Registry], req: &SearchRequest) -> Result<(SearchQuery, bool), ApiError> {
+/// Whether the caller sees in full every field indexed under a searchable name (a citizen's
+/// `address` is both of its addresses).
+fn searchable(shape: &Shape, name: &str) -> bool {
+    shape.registry.schema().fields.iter().filter(|f| f.search_as == name).all(|f| shape.rule(f.name) == FieldRule::Full)
+}
+
+/// Turns a request into an index query over the registries of `shapes` (one, or every one the
+/// caller may search for `/v1/search`): text is searched, and filters applied, only on fields
+/// the caller sees in full; its rows become the query's scope.
+fn build(view: &View, caller: &Caller, shapes: &[Shape], req: &SearchRequest) -> Result<(SearchQuery, bool), ApiError> {
+    let registries: Vec<Registry> = shapes.iter().map(|s| s.registry).collect();
+    let registries = &registries[..];
+    let shape_of = |r: Registry| shapes.iter().find(|s| s.registry == r);
     let single = (registries.len() == 1).then(|| registries[0]);
     let mut query = SearchQuery {
         registries: registries.iter().map(|r| *r as u8).collect(),
@@ -272,9 +286,15 @@ fn build(view: &View, registries: &[Registry], req: &SearchRequest) -> Result<(S
         v.dedup();
         v
     };
+    // A text field is searched only in the registries whose grant shows it in full.
+    let full = |name: &str| -> Vec<Registry> {
+        registries.iter().copied().filter(|r| shape_of(*r).is_some_and(|s| searchable(s, name))).collect()
+    };
     if let Some(q) = &req.q {
-        let fields: Vec<String> = match &req.in_fields {
+        let mut fields = Vec::new();
+        match &req.in_fields {
             Some(names) => {
+                let mut refused = Vec::new();
                 for n in names {
                     if !all_text.contains(&n.as_str()) {
                         return Err(ApiError::UnknownField(format!(
@@ -282,11 +302,26 @@ fn build(view: &View, registries: &[Registry], req: &SearchRequest) -> Result<(S
                             all_text.join(", ")
                         )));
                     }
+                    let holders: Vec<Registry> =
+                        registries.iter().copied().filter(|r| text::text_fields(*r).any(|f| f == n)).collect();
+                    if full(n).len() < holders.len() {
+                        refused.push(n.clone());
+                    }
+                    fields.extend(qualify(&holders, std::iter::once(n.as_str()), query.include_ended));
                 }
-                qualify(registries, names.iter().map(String::as_str), query.include_ended)
+                if !refused.is_empty() {
+                    return Err(ApiError::FieldNotGranted(refused));
+                }
             }
-            None => qualify(registries, all_text.iter().copied(), query.include_ended),
-        };
+            None => {
+                for n in &all_text {
+                    fields.extend(qualify(&full(n), std::iter::once(*n), query.include_ended));
+                }
+                if fields.is_empty() {
+                    return Err(ApiError::FieldNotGranted(all_text.iter().map(|f| f.to_string()).collect()));
+                }
+            }
+        }
         query.matches.push(Match { text: check_text("q", q)?, fields });
     } else if req.in_fields.is_some() {
         return Err(ApiError::BadRequest("`in` needs `q`".into()));
@@ -301,17 +336,47 @@ fn build(view: &View, registries: &[Registry], req: &SearchRequest) -> Result<(S
             None => Err(ApiError::BadRequest(format!("`{what}` is for one registry: POST /v1/{{registry}}/search"))),
         }
     };
+    let require = |fields: &[&str]| -> Result<(), ApiError> {
+        match single.and_then(shape_of) {
+            Some(s) => caller.require_full(s, fields),
+            None => Ok(()),
+        }
+    };
     if let Some(name) = &req.name {
+        require(&single.map(|r| name_fields(r).to_vec()).unwrap_or_default())?;
         let mut m = typed("name", single.map(|r| name_fields(r).to_vec()).unwrap_or_default())?;
         m.text = check_text("name", name)?;
         query.matches.push(m);
     }
     if let Some(address) = &req.address {
+        if let Some(s) = single.and_then(shape_of) {
+            let members: Vec<&str> =
+                s.registry.schema().fields.iter().filter(|f| f.search_as == "address").map(|f| f.name).collect();
+            caller.require_full(s, &members)?;
+        }
         let mut m = typed("address", single.map(address_fields).unwrap_or_default())?;
         m.text = check_text("address", address)?;
         query.matches.push(m);
     }
     if let Some(f) = &req.filters {
+        // A filter on a field the caller does not see in full would be an oracle for it; the
+        // district is part of the key, visible when the key is (in full or masked).
+        let mut refused = Vec::new();
+        for name in f.keys() {
+            let seen_in = |s: &Shape| {
+                if name == text::DISTRICT {
+                    s.rule("id") != FieldRule::Hidden
+                } else {
+                    s.registry.schema().field_index(name).is_none() || s.rule(name) == FieldRule::Full
+                }
+            };
+            if !shapes.iter().all(seen_in) {
+                refused.push(name.clone());
+            }
+        }
+        if !refused.is_empty() {
+            return Err(ApiError::FieldNotGranted(refused));
+        }
         query.filters = filters(registries, f)?;
     }
     let mut exact = true;
@@ -319,6 +384,14 @@ fn build(view: &View, registries: &[Registry], req: &SearchRequest) -> Result<(S
         let field = single
             .and_then(subject_field)
             .ok_or_else(|| ApiError::BadRequest("`subject_name` is for licences and credit records".into()))?;
+        // Following a name to its subjects searches citizens' and entities' names: the caller
+        // must see those in full.
+        for r in [Registry::Citizens, Registry::Entities] {
+            match caller.related(r)? {
+                Some(s) => caller.require_full(&s, &["name"])?,
+                None => return Err(ApiError::NotGranted(format!("`subject_name` searches {r}' names, not granted"))),
+            }
+        }
         let subjects = SearchQuery {
             matches: vec![Match {
                 text: check_text("subject_name", subject_name)?,
@@ -343,6 +416,18 @@ fn build(view: &View, registries: &[Registry], req: &SearchRequest) -> Result<(S
     if !query.matches.is_empty() {
         query.registries.clear(); // the registries' own text fields say which
     }
+    if shapes.iter().any(|s| s.rows.is_some()) {
+        query.scopes = shapes
+            .iter()
+            .map(|s| {
+                let only = s
+                    .rows
+                    .as_ref()
+                    .map(|rows| Filter::AnyOf { field: text::DISTRICT.into(), values: rows.iter().cloned().collect() });
+                (s.registry as u8, only)
+            })
+            .collect();
+    }
     query.offset = match req.cursor.as_deref() {
         Some(c) => parse_cursor(c, view.epoch)?.0,
         None => 0,
@@ -355,51 +440,51 @@ fn build(view: &View, registries: &[Registry], req: &SearchRequest) -> Result<(S
     Ok((query, exact))
 }
 
-/// Runs a search of `registries` on `view` (the view a cursor names, or the current one) and
-/// renders the answer.
-pub fn run(view: &View, registries: &[Registry], req: &SearchRequest) -> QueryResult<Vec<u8>> {
-    let projections: HashMap<Registry, Option<Vec<usize>>> = registries
-        .iter()
-        .map(|r| {
-            let only = match &req.fields {
-                // Across registries a field need only exist in one of them.
-                Some(f) if registries.len() > 1 => {
-                    if let Some(unknown) = f.iter().find(|n| {
-                        n.as_str() != "id" && Registry::ALL.iter().all(|r| r.schema().field_index(n).is_none())
-                    }) {
-                        return Err(ApiError::UnknownField(format!("no registry has a field `{unknown}`")));
-                    }
-                    Some(f.iter().filter_map(|n| r.schema().field_index(n)).collect())
-                }
-                Some(f) => projection(r.schema(), Some(f.iter().map(String::as_str)))?,
-                None => Some((0..r.schema().fields.len()).collect()),
-            };
-            Ok((*r, only))
-        })
-        .collect::<Result<_, ApiError>>()?;
-    let (query, exact) = build(view, registries, req)?;
+/// Runs a search of `registries` on `view` (the view a cursor names, or the current one) for
+/// `caller`, and renders the answer. Across registries, those the caller may not search are
+/// left out (and none is a refusal).
+pub fn run(view: &View, caller: &Caller, registries: &[Registry], req: &SearchRequest) -> QueryResult<Vec<u8>> {
+    if let Some(f) = &req.fields
+        && registries.len() > 1
+        && let Some(unknown) =
+            f.iter().find(|n| n.as_str() != "id" && Registry::ALL.iter().all(|r| r.schema().field_index(n).is_none()))
+    {
+        return Err(ApiError::UnknownField(format!("no registry has a field `{unknown}`")));
+    }
+    let mut shapes = Vec::new();
+    for &r in registries {
+        // Across registries a field need only exist in one of them.
+        let fields: Option<Vec<&str>> = req.fields.as_ref().map(|f| {
+            f.iter()
+                .map(String::as_str)
+                .filter(|n| registries.len() == 1 || r.schema().field_index(n).is_some())
+                .collect()
+        });
+        match caller.shape(r, Operation::Search, fields, false) {
+            Ok(s) => shapes.push(s),
+            Err(ApiError::NotGranted(_)) if registries.len() > 1 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if shapes.is_empty() {
+        return Err(ApiError::NotGranted("no registry may be searched with this grant".into()));
+    }
+    let (query, exact) = build(view, caller, &shapes, req)?;
     let found = view.text.search(&query)?;
     let records = fetch(view, &found.hits)?;
     let end = query.offset + found.hits.len();
     let next_cursor = (found.total as usize > end && end < MAX_WINDOW).then(|| cursor(end, view));
-    let hits = found
-        .hits
-        .iter()
-        .zip(&records)
-        .filter_map(|(h, r)| {
-            let registry = Registry::from_byte(h.registry)?;
-            Some(SearchHit {
-                registry,
-                id: &h.key,
-                score: h.score,
-                record: r.as_ref().map(|record| RecordJson {
-                    record,
-                    only: projections[&registry].as_deref(),
-                    lineage: None,
-                }),
-            })
-        })
-        .collect();
+    let mut hits = Vec::with_capacity(found.hits.len());
+    for (h, r) in found.hits.iter().zip(&records) {
+        let Some(registry) = Registry::from_byte(h.registry) else { continue };
+        let Some(shape) = shapes.iter().find(|s| s.registry == registry) else { continue };
+        let record = r.as_ref().map(|record| caller.render(view, shape, record));
+        let id = match record.as_ref() {
+            Some(_) => caller.render_key(shape, &h.key),
+            None => None,
+        };
+        hits.push(SearchHit { registry, id, score: h.score, record });
+    }
     let answer = SearchResponse { total: found.total, total_exact: exact, hits, next_cursor };
     serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(crate::Error::Codec(e.to_string())))
 }

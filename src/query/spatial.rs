@@ -1,8 +1,8 @@
 //! Spatial queries over a view: nearest, within an area, containing a point. Answers render as
 //! JSON or as a GeoJSON FeatureCollection.
 
+use super::caller::{Caller, Shape};
 use super::error::{QueryError, QueryResult};
-use super::records::record_json;
 use super::view::View;
 use crate::model::{Record, Registry};
 use jichu_indexes::spatial::Hit;
@@ -60,22 +60,35 @@ pub fn check_point(lon: f64, lat: f64) -> QueryResult<()> {
     Ok(())
 }
 
-/// The nearest points first, each with its great-circle distance in metres.
-pub fn near(view: &View, registry: Registry, req: &NearRequest) -> QueryResult<Found> {
+/// The nearest points first, each with its great-circle distance in metres; only points in
+/// the caller's rows count.
+pub fn near(view: &View, shape: &Shape, req: &NearRequest) -> QueryResult<Found> {
+    let registry = shape.registry;
     let layer = view.spatial.points(registry).ok_or_else(|| {
         QueryError::BadRequest(format!("{registry} has no point locations; near works on citizens and entities"))
     })?;
     check_point(req.lon, req.lat)?;
     let hits: Vec<Hit> = match (req.k, req.radius_m) {
-        (Some(k), None) if (1..=MAX_HITS).contains(&k) => layer.index.nearest(req.lon, req.lat, k, None),
+        (Some(k), None) if (1..=MAX_HITS).contains(&k) => {
+            layer.index.nearest_where(req.lon, req.lat, k, None, |id| shape.sees_key(layer.key(id)))
+        }
         (Some(k), None) => return Err(QueryError::BadRequest(format!("k must be 1 to {MAX_HITS}, got {k}"))),
         (None, Some(r)) if r.is_finite() && r > 0.0 && r <= MAX_RADIUS_M => {
             if req.count_only {
-                let count = layer.index.count_within_radius(req.lon, req.lat, r);
+                let count = if shape.rows.is_none() {
+                    layer.index.count_within_radius(req.lon, req.lat, r)
+                } else {
+                    let mut n = 0;
+                    layer.index.for_each_within_radius(req.lon, req.lat, r, |id, _| {
+                        n += shape.sees_key(layer.key(id)) as usize
+                    });
+                    n
+                };
                 return Ok(Found { records: vec![], distances: None, count, count_only: true });
             }
             // Nearest-first with a distance cap: work bounded by `limit`, not by the area.
-            layer.index.nearest(req.lon, req.lat, req.limit.unwrap_or(100).min(MAX_HITS), Some(r))
+            let limit = req.limit.unwrap_or(100).min(MAX_HITS);
+            layer.index.nearest_where(req.lon, req.lat, limit, Some(r), |id| shape.sees_key(layer.key(id)))
         }
         (None, Some(r)) => {
             return Err(QueryError::BadRequest(format!(
@@ -109,7 +122,8 @@ fn polygon_of(v: &Json) -> QueryResult<geo::Polygon<f64>> {
 
 /// What lies in an area: points inside it (edges included), or parcels intersecting it. The
 /// count is of every match; the records are the `limit` smallest keys.
-pub fn within(view: &View, registry: Registry, req: &WithinRequest) -> QueryResult<Found> {
+pub fn within(view: &View, shape: &Shape, req: &WithinRequest) -> QueryResult<Found> {
+    let registry = shape.registry;
     let area = match (&req.bbox, &req.polygon) {
         (Some(b), None) => {
             check_point(b[0], b[1])?;
@@ -134,7 +148,7 @@ pub fn within(view: &View, registry: Registry, req: &WithinRequest) -> QueryResu
             (None, Some(b)) => layer.index.intersecting_bbox(&b),
             _ => vec![],
         };
-        ids.iter().for_each(|&i| top.offer(layer.key(i)));
+        ids.iter().map(|&i| layer.key(i)).filter(|k| shape.sees_key(k)).for_each(|k| top.offer(k));
     } else {
         let layer =
             spatial.points(registry).ok_or_else(|| QueryError::BadRequest(format!("{registry} has no locations")))?;
@@ -152,7 +166,7 @@ pub fn within(view: &View, registry: Registry, req: &WithinRequest) -> QueryResu
                 use geo::{CoordinatePosition, coordinate_position::CoordPos};
                 p.coordinate_position(&geo::Coord { x: pt[0], y: pt[1] }) != CoordPos::Outside
             });
-            if inside {
+            if inside && shape.sees_key(layer.key(i)) {
                 top.offer(layer.key(i));
             }
         });
@@ -181,9 +195,9 @@ impl<'a> TopKeys<'a> {
 }
 
 /// The parcels whose polygon contains the point (boundary included, holes excluded).
-pub fn containing(view: &View, lon: f64, lat: f64) -> QueryResult<Found> {
+pub fn containing(view: &View, shape: &Shape, lon: f64, lat: f64) -> QueryResult<Found> {
     check_point(lon, lat)?;
-    let keys = parcels_at(view, lon, lat);
+    let keys: Vec<String> = parcels_at(view, lon, lat).into_iter().filter(|k| shape.sees_key(k)).collect();
     let count = keys.len();
     let records = view.reader().get_many(Registry::Parcels, &keys)?;
     Ok(Found { records, distances: None, count, count_only: false })
@@ -204,31 +218,45 @@ fn geometry_of(record: &Record) -> Option<geojson::Geometry> {
 }
 
 /// Renders an answer as `{"count", "hits": [{"id", "distance_m"?, "record"}]}`, or as a GeoJSON
-/// FeatureCollection.
-pub fn render(view: &View, found: &Found, only: Option<&[usize]>, geojson: bool) -> Json {
+/// FeatureCollection, as the caller may see the records (a geometry is a field like the
+/// others: shown only when granted in full).
+pub fn render(view: &View, caller: &Caller, shape: &Shape, found: &Found, geojson: bool) -> Json {
     if found.count_only {
         return json!({"count": found.count});
     }
+    let located = shape
+        .registry
+        .schema()
+        .fields
+        .iter()
+        .find(|f| matches!(f.kind, jichu_ingest::FieldKind::Point | jichu_ingest::FieldKind::Geometry));
+    let show_geometry = located.is_some_and(|f| shape.rule(f.name) == crate::model::FieldRule::Full);
     let hits = found.records.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|r| (i, r)));
     if geojson {
         let features: Vec<Json> = hits
             .map(|(i, r)| {
-                let mut props = match serde_json::to_value(record_json(view, r, only)) {
+                let mut props = match serde_json::to_value(caller.render(view, shape, r)) {
                     Ok(Json::Object(m)) => m,
                     _ => Map::new(),
                 };
                 if let Some(d) = &found.distances {
                     props.insert("distance_m".into(), json!(d[i]));
                 }
-                json!({"type": "Feature", "id": r.id, "geometry": geometry_of(r), "properties": props})
+                let id = props.get("id").cloned().unwrap_or(Json::Null);
+                let geometry = if show_geometry { geometry_of(r) } else { None };
+                json!({"type": "Feature", "id": id, "geometry": geometry, "properties": props})
             })
             .collect();
         return json!({"type": "FeatureCollection", "features": features});
     }
     let hits: Vec<Json> = hits
-        .map(|(i, r)| match &found.distances {
-            Some(d) => json!({"id": r.id, "distance_m": d[i], "record": record_json(view, r, only)}),
-            None => json!({"id": r.id, "record": record_json(view, r, only)}),
+        .map(|(i, r)| {
+            let record = serde_json::to_value(caller.render(view, shape, r)).unwrap_or(Json::Null);
+            let id = record.get("id").cloned().unwrap_or(Json::Null);
+            match &found.distances {
+                Some(d) => json!({"id": id, "distance_m": d[i], "record": record}),
+                None => json!({"id": id, "record": record}),
+            }
         })
         .collect();
     json!({"count": found.count, "hits": hits})

@@ -105,11 +105,16 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server without access control (`--insecure-no-auth`): the API's own behaviour.
     pub async fn start(store: Arc<Store>) -> Server {
+        Self::start_with(store, Config { insecure_no_auth: true, ..Config::default() }).await
+    }
+
+    pub async fn start_with(store: Arc<Store>, config: Config) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = jichu::api::AppState::new(store, Config::default()).unwrap();
+        let state = jichu::api::AppState::new(store, config).unwrap();
         let task = tokio::spawn(jichu::api::serve(listener, state, async move {
             let _ = stopped.await;
         }));

@@ -121,7 +121,8 @@ fn a_server_killed_during_a_load_restarts_consistent_and_publishes_it_once() {
     let client = reqwest::Client::new();
     let serve = || {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = jichu(&data).args(["serve", "--addr", &format!("127.0.0.1:{port}")]).spawn().unwrap();
+        let child =
+            jichu(&data).args(["serve", "--insecure-no-auth", "--addr", &format!("127.0.0.1:{port}")]).spawn().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         runtime.block_on(async {
             for _ in 0..600 {

@@ -1,5 +1,6 @@
 //! Integration tests: real RocksDB in temporary folders, real HTTP on 127.0.0.1:0.
 
+mod access;
 mod api;
 mod bench;
 mod common;

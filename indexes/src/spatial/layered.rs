@@ -92,10 +92,22 @@ impl LayeredPoints {
     /// The `k` current points nearest to `(lon, lat)`, nearest first (ties by id), optionally
     /// no farther than `max_m`.
     pub fn nearest(&self, lon: f64, lat: f64, k: usize, max_m: Option<f64>) -> Vec<Hit> {
+        self.nearest_where(lon, lat, k, max_m, |_| true)
+    }
+
+    /// [`LayeredPoints::nearest`] among the points whose id `keep` accepts.
+    pub fn nearest_where(
+        &self,
+        lon: f64,
+        lat: f64,
+        k: usize,
+        max_m: Option<f64>,
+        keep: impl Fn(u32) -> bool,
+    ) -> Vec<Hit> {
         let mut hits = if self.masked.is_empty() {
-            self.base.nearest(lon, lat, k, max_m)
+            self.base.nearest_where(lon, lat, k, max_m, &keep)
         } else {
-            self.base.nearest_where(lon, lat, k, max_m, |id| !self.masked.contains(&id))
+            self.base.nearest_where(lon, lat, k, max_m, |id| !self.masked.contains(&id) && keep(id))
         };
         if self.added.size() == 0 {
             return hits;
@@ -103,7 +115,11 @@ impl LayeredPoints {
         // Added points can only enter the answer if they are nearer than its farthest hit.
         let reach = if hits.len() == k { hits.last().map_or(f64::INFINITY, |h| h.distance_m) } else { f64::INFINITY };
         let reach = reach.min(max_m.unwrap_or(f64::INFINITY));
-        self.added_within(lon, lat, reach, |id, d| hits.push(Hit { id, distance_m: d }));
+        self.added_within(lon, lat, reach, |id, d| {
+            if keep(id) {
+                hits.push(Hit { id, distance_m: d })
+            }
+        });
         hits.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m).then(a.id.cmp(&b.id)));
         hits.truncate(k);
         hits

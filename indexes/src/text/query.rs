@@ -40,6 +40,9 @@ pub struct SearchQuery {
     /// service keeps ended records' text in fields of their own, so that a text query needs
     /// no exclusion clause (which would cost tantivy its block-max WAND pruning).
     pub include_ended: bool,
+    /// When not empty: only documents of these registries, each passing its filter if it has
+    /// one — what a caller restricted to some rows of some registries may find.
+    pub scopes: Vec<(u8, Option<Filter>)>,
     pub offset: usize,
     pub limit: usize,
 }
@@ -91,6 +94,22 @@ fn is_keyword(t: &FieldType) -> bool {
 
 fn is_date(t: &FieldType) -> bool {
     matches!(t, FieldType::I64(_))
+}
+
+fn filter_query(f: &Fields, fl: &Filter) -> Result<BoxQuery> {
+    Ok(match fl {
+        Filter::AnyOf { field, values } => {
+            let field = f.typed_field(field, is_keyword)?;
+            Box::new(TermSetQuery::new(values.iter().map(|v| Term::from_field_text(field, v))))
+        }
+        Filter::Dates { field, from, to } => {
+            let field = f.typed_field(field, is_date)?;
+            Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_i64(field, *from as i64)),
+                Bound::Included(Term::from_field_i64(field, *to as i64)),
+            ))
+        }
+    })
 }
 
 /// The query for one part of a match: all its tokens within one of `fields`.
@@ -145,21 +164,21 @@ pub(super) fn run(s: &TextSearcher, q: &SearchQuery) -> Result<Hits> {
             Box::new(TermQuery::new(Term::from_field_u64(f.ended, 1), IndexRecordOption::Basic)),
         ));
     }
+    if !q.scopes.is_empty() {
+        let mut scopes = Vec::with_capacity(q.scopes.len());
+        for (r, only) in &q.scopes {
+            let registry: BoxQuery =
+                Box::new(TermQuery::new(Term::from_field_u64(f.registry, *r as u64), IndexRecordOption::Basic));
+            scopes.push(match only {
+                None => registry,
+                Some(fl) => Box::new(BooleanQuery::intersection(vec![registry, filter_query(f, fl)?])),
+            });
+        }
+        let scope: BoxQuery = if scopes.len() == 1 { scopes.remove(0) } else { Box::new(BooleanQuery::union(scopes)) };
+        clauses.push(filter(scope));
+    }
     for fl in &q.filters {
-        let query: BoxQuery = match fl {
-            Filter::AnyOf { field, values } => {
-                let field = f.typed_field(field, is_keyword)?;
-                Box::new(TermSetQuery::new(values.iter().map(|v| Term::from_field_text(field, v))))
-            }
-            Filter::Dates { field, from, to } => {
-                let field = f.typed_field(field, is_date)?;
-                Box::new(RangeQuery::new(
-                    Bound::Included(Term::from_field_i64(field, *from as i64)),
-                    Bound::Included(Term::from_field_i64(field, *to as i64)),
-                ))
-            }
-        };
-        clauses.push(filter(query));
+        clauses.push(filter(filter_query(f, fl)?));
     }
     // A lone clause is searched as itself: tantivy prunes a term query or a term intersection
     // with block-max WAND, but scores every match of a boolean query wrapping one.
