@@ -10,7 +10,7 @@ use crate::query::{View, Views};
 use crate::spatial::SpatialIndex;
 use crate::store::Store;
 use crate::text::TextLayer;
-use jichu_indexes::text::WriterOptions;
+use jichu_indexes::text::{TextWriter, WriterOptions};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,10 @@ pub struct Service {
     pub text: TextLayer,
     pub views: Views,
     text_options: WriterOptions,
-    /// One publication at a time.
-    publishing: Mutex<()>,
+    /// One publication at a time; the full-text writer kept between them.
+    publishing: Mutex<Option<TextWriter>>,
+    /// A fold of the spatial index is running in the background.
+    folding: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Service {
@@ -53,7 +55,8 @@ impl Service {
             text,
             views: Views::new(view, config.cursor_retention),
             text_options: config.text_writer(),
-            publishing: Mutex::new(()),
+            publishing: Mutex::new(None),
+            folding: Default::default(),
         })
     }
 
@@ -65,24 +68,49 @@ impl Service {
     /// Publishes the store's current state: pins a snapshot, brings the full-text index
     /// (the records finished loads changed) and the spatial index (the same, layered) in step
     /// with it, and makes the view current. Readers switch at that one moment.
-    pub fn publish(&self) -> Result<Published> {
-        let _one = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn publish(self: &Arc<Self>) -> Result<Published> {
+        let mut writer = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
         let current = self.views.current();
         let snapshot = self.store.snapshot()?;
-        self.text.sync(snapshot.reader(), self.text_options, &Progress::quiet())?;
-        // A commit made by another handle on the index (an in-process offline load) too.
-        self.text.index.reload()?;
+        self.text.sync_with(&mut writer, snapshot.reader(), self.text_options, &Progress::quiet())?;
         let text_seconds = started.elapsed().as_secs_f64();
         let loads = snapshot.reader().stored_loads()?;
         let spatial = current.spatial.apply(snapshot.reader(), &loads)?;
         let spatial_seconds = started.elapsed().as_secs_f64() - text_seconds;
         let searcher = self.text.index.searcher()?;
         let view = View::new(current.epoch, current.generation + 1, snapshot, searcher, Arc::new(spatial))?;
-        let generation = self.views.publish(view).generation;
+        let published = self.views.publish(view);
+        drop(writer);
+        let generation = published.generation;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(generation, text_seconds, spatial_seconds, seconds, "published");
+        if published.spatial.due_for_fold() && !self.folding.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let service = self.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = service.fold(&published) {
+                    tracing::warn!(error = %e, "folding the spatial index failed; it stays layered");
+                }
+                service.folding.store(false, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
         Ok(Published { generation, text_seconds, spatial_seconds, seconds })
+    }
+
+    /// Builds anew the spatial layers whose changes have grown, from the state `view` holds,
+    /// off the publication's path; then publishes the current state with them (the loads
+    /// published meanwhile applied on top), as the next generation of the same data.
+    fn fold(&self, view: &View) -> Result<()> {
+        let folded = view.spatial.fold(view.reader())?;
+        let _one = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.views.current();
+        let spatial = if current.spatial.finished == folded.finished {
+            folded
+        } else {
+            folded.apply(current.reader(), &current.reader().stored_loads()?)?
+        };
+        self.views.publish(current.with_spatial(Arc::new(spatial)));
+        Ok(())
     }
 
     /// How long superseded views stay available (search cursors).

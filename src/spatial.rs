@@ -137,7 +137,7 @@ impl PointLayer {
     /// The changed part, stale key slots included (a key changed by every load keeps adding
     /// slots), has passed the fold threshold.
     fn due_for_rebuild(&self) -> bool {
-        due(self.index.delta_len() + self.added.keys.len(), self.index.base().len())
+        due(self.index.masked_len() + self.added.keys.len(), self.index.base().len())
     }
 }
 
@@ -186,7 +186,7 @@ impl PolygonLayer {
     }
 
     fn due_for_rebuild(&self) -> bool {
-        due(self.index.delta_len() + self.added.keys.len(), self.index.base().len())
+        due(self.index.masked_len() + self.added.keys.len(), self.index.base().len())
     }
 }
 
@@ -306,8 +306,9 @@ impl SpatialIndex {
     }
 
     /// The index after the finished loads in `loads` newer than the one it reflects, as `at`
-    /// holds them: each changed key moved in the layered index, or a layer rebuilt (a bulk
-    /// load, or changes past [`FOLD_FRACTION`]). Layers no load touched are shared.
+    /// holds them: each changed key moved in the layered index (a layer a bulk load filled is
+    /// built). Layers no load touched are shared. Folding a layer whose changes have grown
+    /// ([`SpatialIndex::due_for_fold`]) is left to the caller, off the publication's path.
     pub fn apply(&self, at: Reader<'_>, loads: &[Lineage]) -> Result<SpatialIndex> {
         let newer: Vec<&Lineage> =
             loads.iter().filter(|l| l.finish_order().is_some_and(|o| o > self.finished)).collect();
@@ -333,7 +334,7 @@ impl SpatialIndex {
             if ls.is_empty() {
                 return Ok(layer.clone());
             }
-            if bulk(&ls) || layer.due_for_rebuild() {
+            if bulk(&ls) {
                 rebuilt = true;
                 return point_layer(at, r);
             }
@@ -342,19 +343,14 @@ impl SpatialIndex {
                 let p = at.point(r, key.as_bytes())?.map(|(x, y)| [x, y]);
                 changes.push((key, p));
             }
-            let next = layer.changed(changes);
-            if next.due_for_rebuild() {
-                rebuilt = true;
-                return point_layer(at, r);
-            }
-            Ok(next)
+            Ok(layer.changed(changes))
         };
         let citizens = points(&self.citizens, Registry::Citizens)?;
         let entities = points(&self.entities, Registry::Entities)?;
         let ls = of(Registry::Parcels);
         let parcels = if ls.is_empty() {
             self.parcels.clone()
-        } else if bulk(&ls) || self.parcels.due_for_rebuild() {
+        } else if bulk(&ls) {
             rebuilt = true;
             polygon_layer(at)?
         } else {
@@ -366,13 +362,7 @@ impl SpatialIndex {
                 };
                 changes.push((key, shape));
             }
-            let next = self.parcels.changed(changes);
-            if next.due_for_rebuild() {
-                rebuilt = true;
-                polygon_layer(at)?
-            } else {
-                next
-            }
+            self.parcels.changed(changes)
         };
         let index = SpatialIndex {
             citizens,
@@ -391,6 +381,38 @@ impl SpatialIndex {
             "spatial index in step"
         );
         if rebuilt && index.delta_len() == 0 {
+            index.save_in_background(Self::file_of(at.store()));
+        }
+        Ok(index)
+    }
+
+    /// Whether a layer's changed part has grown past [`FOLD_FRACTION`] of its base (and
+    /// [`FOLD_MIN`]): time to build it anew ([`SpatialIndex::fold`]).
+    pub fn due_for_fold(&self) -> bool {
+        self.citizens.due_for_rebuild() || self.entities.due_for_rebuild() || self.parcels.due_for_rebuild()
+    }
+
+    /// The same index with every layer due for it built anew from `at` (which must hold
+    /// exactly the loads this index reflects), and saved when nothing is left layered.
+    pub fn fold(&self, at: Reader<'_>) -> Result<SpatialIndex> {
+        let started = Instant::now();
+        let mut index = self.clone();
+        if self.citizens.due_for_rebuild() {
+            index.citizens = point_layer(at, Registry::Citizens)?;
+        }
+        if self.entities.due_for_rebuild() {
+            index.entities = point_layer(at, Registry::Entities)?;
+        }
+        if self.parcels.due_for_rebuild() {
+            index.parcels = polygon_layer(at)?;
+        }
+        index.build_seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            seconds = format!("{:.2}", index.build_seconds),
+            finished = index.finished,
+            "spatial index folded"
+        );
+        if index.delta_len() == 0 {
             index.save_in_background(Self::file_of(at.store()));
         }
         Ok(index)

@@ -213,6 +213,24 @@ impl TextLayer {
     /// changed by finished loads it has not seen, or everything when it has no (or an
     /// impossible) watermark. The commit is made visible to later searchers.
     pub fn sync(&self, at: Reader<'_>, options: WriterOptions, progress: &Progress) -> Result<SyncReport> {
+        let mut writer = None;
+        let report = self.sync_with(&mut writer, at, options, progress)?;
+        if let Some(w) = writer {
+            w.finish().map_err(text_err)?;
+        }
+        Ok(report)
+    }
+
+    /// [`TextLayer::sync`] with a writer kept between syncs (a running service keeps one: no
+    /// writer is started per publication, and merges run in the background instead of
+    /// holding a publication up). `writer` is made when a sync needs one.
+    pub fn sync_with(
+        &self,
+        writer: &mut Option<TextWriter>,
+        at: Reader<'_>,
+        options: WriterOptions,
+        progress: &Progress,
+    ) -> Result<SyncReport> {
         let started = Instant::now();
         // What the index commits to having seen must survive a power loss in the store too.
         at.store().sync_wal()?;
@@ -229,7 +247,10 @@ impl TextLayer {
         let newer_ids: std::collections::HashSet<u32> = newer.iter().map(|l| l.load_id).collect();
         let touched: Vec<Registry> =
             Registry::ALL.into_iter().filter(|r| rebuild || newer.iter().any(|l| l.registry == r.as_str())).collect();
-        let mut writer = self.index.writer(WriterOptions { no_merge: rebuild, ..options }).map_err(text_err)?;
+        let writer = match writer {
+            Some(w) => w,
+            None => writer.insert(self.index.writer(WriterOptions { no_merge: rebuild, ..options }).map_err(text_err)?),
+        };
         let mut indexed = 0;
         let mut scanned = 0;
         let total = touched.iter().map(|r| at.stored_count(*r)).sum::<Result<u64>>()?;
@@ -243,18 +264,17 @@ impl TextLayer {
             // Documents to replace: from the change log; a first load of the registry (often
             // a bulk load, which logs nothing): by a scan.
             let mine: Vec<&Lineage> = newer.iter().copied().filter(|l| l.registry == registry.as_str()).collect();
-            let logged = if replace { self.feed_logged(at, &mut writer, registry, &mine)? } else { None };
+            let logged = if replace { self.feed_logged(at, writer, registry, &mine)? } else { None };
             indexed += match logged {
                 Some(n) => n,
                 None => {
                     let pass = Pass { registry, newer: (!rebuild).then_some(&newer_ids), replace };
-                    self.feed(at, &mut writer, pass, &mut scanned, progress)?
+                    self.feed(at, writer, pass, &mut scanned, progress)?
                 }
             };
         }
         progress.finish_counting();
         writer.commit(&serde_json::to_string(&target).unwrap_or_default()).map_err(text_err)?;
-        writer.finish().map_err(text_err)?;
         self.index.reload().map_err(text_err)?;
         let seconds = started.elapsed().as_secs_f64();
         let mode = if rebuild { "rebuilt" } else { "caught_up" };

@@ -132,7 +132,15 @@ impl AccessControl {
                 )
             })?;
         }
-        self.last_used.lock().unwrap_or_else(|e| e.into_inner()).insert(who.key_id.clone(), chrono::Utc::now());
+        let now = chrono::Utc::now();
+        let mut used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+        match used.get_mut(&who.key_id) {
+            Some(t) => *t = now,
+            None => {
+                used.insert(who.key_id.clone(), now);
+            }
+        }
+        drop(used);
         Ok(who)
     }
 

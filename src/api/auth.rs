@@ -134,7 +134,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     .into();
     entry.registry = trace.records.first().and_then(|r| r.split(':').next()).map(str::to_string);
     entry.records = trace.records;
-    entry.fields = trace.fields.into_iter().collect();
+    entry.fields = trace.fields.into_iter().map(String::from).collect();
     entry.time = chrono::Utc::now();
     match audit.record(entry).await {
         Ok(()) => with_id(response, &id),

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 pub struct Trace {
     /// `registry:key`.
     pub records: Vec<String>,
-    pub fields: BTreeSet<String>,
+    pub fields: BTreeSet<&'static str>,
 }
 
 /// The caller of a request. Without a principal (a server run with `--insecure-no-auth`, or
@@ -205,7 +205,7 @@ impl Caller {
         if self.principal.is_some() && !shape.personal.is_empty() {
             let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
             t.records.push(format!("{}:{}", record.registry, record.id));
-            t.fields.extend(shape.personal.iter().map(|f| f.to_string()));
+            t.fields.extend(shape.personal.iter().copied());
         }
         RecordJson {
             record,
@@ -222,7 +222,7 @@ impl Caller {
                 if self.principal.is_some() && shape.registry.schema().key.sensitivity != Sensitivity::Public {
                     let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
                     t.records.push(format!("{}:{key}", shape.registry));
-                    t.fields.insert("id".into());
+                    t.fields.insert("id");
                 }
                 Some(key.to_string())
             }

@@ -25,7 +25,8 @@ pub struct View {
     /// Grows by one with every publication; cursors name it.
     pub generation: u64,
     pub published_at: DateTime<Utc>,
-    pub snapshot: Snapshot,
+    /// Shared with a view that differs only in its spatial index's layout (a fold).
+    pub snapshot: Arc<Snapshot>,
     pub text: TextSearcher,
     pub spatial: Arc<SpatialIndex>,
     /// The loads this state holds (finished), by id.
@@ -47,7 +48,21 @@ impl View {
             .filter(|l| l.finished_at.is_some())
             .map(|l| (l.load_id, Arc::new(l)))
             .collect();
-        Ok(View { epoch, generation, published_at: Utc::now(), snapshot, text, spatial, loads })
+        Ok(View { epoch, generation, published_at: Utc::now(), snapshot: Arc::new(snapshot), text, spatial, loads })
+    }
+
+    /// The same state with another spatial index (of the same loads, laid out anew), as the
+    /// next generation.
+    pub fn with_spatial(&self, spatial: Arc<SpatialIndex>) -> View {
+        View {
+            epoch: self.epoch,
+            generation: self.generation + 1,
+            published_at: Utc::now(),
+            snapshot: self.snapshot.clone(),
+            text: self.text.clone(),
+            spatial,
+            loads: self.loads.clone(),
+        }
     }
 
     /// Reads of the store at this view's state.

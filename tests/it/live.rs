@@ -370,3 +370,52 @@ async fn cursors_page_over_the_state_they_started_on() {
     let (code, _, body) = s.post("/v1/citizens/search", &json!({"name": SURNAME, "cursor": forged})).await;
     assert_eq!((code, body["code"].as_str()), (409, Some("stale_cursor")));
 }
+
+async fn near(s: &Server, lon: f64, lat: f64) -> Value {
+    s.post("/v1/citizens/near", &json!({"lon": lon, "lat": lat, "k": 20, "fields": ["name"]})).await.2["hits"].clone()
+}
+
+/// A delta that moves more than 5% (and 50,000) of the points is published layered, then the
+/// spatial index is folded in the background and published again: answers before and after the
+/// fold equal those of an index built from scratch over the same data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_delta_is_folded_into_the_spatial_index_without_changing_an_answer() {
+    let work = tempfile::tempdir().unwrap();
+    let (spec, csv) = generated(work.path(), 100_000);
+    let delta = work.path().join("moved.csv");
+    jichu::generator::citizens_delta(&delta, 100_000, 7, 1, 60_000, 100_000, 0).unwrap();
+    let t = TestStore::new();
+    t.load(&spec, std::slice::from_ref(&csv));
+    let s = Server::start(t.store.clone()).await;
+    let (code, accepted) =
+        upload(&s, &std::fs::read_to_string(&spec).unwrap(), &[("moved.csv", std::fs::read(&delta).unwrap())]).await;
+    assert_eq!(code, 202);
+    assert_eq!(wait_for(&s, &accepted["load_id"]).await["status"], "published");
+    let points = [(118.10, 24.50), (118.0, 24.6), (118.3, 24.7), (117.95, 24.45)];
+    let mut first = Vec::new();
+    for (lon, lat) in points {
+        first.push(near(&s, lon, lat).await);
+    }
+    // Generation 1 at start, 2 with the load, 3 with the fold.
+    let mut folded = false;
+    for _ in 0..200 {
+        let (_, _, h) = s.get("/healthz").await;
+        if h["generation"].as_u64().unwrap() >= 3 {
+            folded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(folded, "the fold was published");
+    // The oracle: the same data loaded offline, its index built from scratch.
+    let oracle = TestStore::new();
+    oracle.load(&spec, std::slice::from_ref(&csv));
+    oracle.load(&spec, std::slice::from_ref(&delta));
+    let o = Server::start(oracle.store.clone()).await;
+    for ((lon, lat), before) in points.iter().zip(&first) {
+        let want = near(&o, *lon, *lat).await;
+        assert_eq!(want.as_array().map(Vec::len), Some(20));
+        assert_eq!(before, &want, "right after publication, at ({lon}, {lat})");
+        assert_eq!(near(&s, *lon, *lat).await, want, "after the fold, at ({lon}, {lat})");
+    }
+}

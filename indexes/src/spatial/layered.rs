@@ -74,6 +74,11 @@ impl LayeredPoints {
         self.masked.len() + self.added.size()
     }
 
+    /// Base points masked.
+    pub fn masked_len(&self) -> usize {
+        self.masked.len()
+    }
+
     /// A new value with base points `mask`ed, added points `remove`d and points `add`ed (ids
     /// are the caller's; an added id must not be a base id).
     pub fn changed(&self, mask: &[u32], remove: &[([f64; 2], u32)], add: &[([f64; 2], u32)]) -> LayeredPoints {
@@ -211,6 +216,10 @@ impl LayeredPolygons {
 
     pub fn delta_len(&self) -> usize {
         self.masked.len() + self.added.size()
+    }
+
+    pub fn masked_len(&self) -> usize {
+        self.masked.len()
     }
 
     /// A new value with base polygons `mask`ed, added ones `remove`d (by id) and `add`ed.
