@@ -419,3 +419,20 @@ async fn a_large_delta_is_folded_into_the_spatial_index_without_changing_an_answ
         assert_eq!(near(&s, *lon, *lat).await, want, "after the fold, at ({lon}, {lat})");
     }
 }
+
+/// An upload larger than `max_upload_bytes` is refused with a 413, and leaves nothing behind.
+#[tokio::test]
+async fn an_upload_over_the_limit_is_refused() {
+    let t = TestStore::new();
+    let config = jichu::config::Config { insecure_no_auth: true, max_upload_bytes: 2_000, ..Default::default() };
+    let s = Server::start_with(t.store.clone(), config).await;
+    let spec = std::fs::read_to_string(fixture("citizens.toml")).unwrap();
+    let big = std::fs::read(fixture("citizens.csv")).unwrap().repeat(3);
+    assert!(big.len() > 2_000);
+    let (code, body) = upload(&s, &spec, &[("big.csv", big)]).await;
+    assert_eq!((code, body["code"].as_str()), (413, Some("body_too_large")), "{body}");
+    let (_, _, list) = s.get("/v1/loads").await;
+    assert!(list["loads"].as_array().unwrap().is_empty());
+    let spool: Vec<_> = std::fs::read_dir(t.dir.path().join("spool")).unwrap().collect();
+    assert!(spool.is_empty(), "{spool:?}");
+}
