@@ -5,7 +5,7 @@
 //! load's last written row to its publication, for a 1,000-row delta and a large one.
 
 use super::report::QueryTiming;
-use super::workload::{Query, Timing, http_request};
+use super::workload::{Query, Timing};
 use crate::api::AppState;
 use crate::error::{Error, Result};
 use crate::generator;
@@ -67,22 +67,8 @@ async fn lane(client: reqwest::Client, base: String, queries: Vec<Query>, stop: 
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let (method, path, body) = http_request(q);
-        let url = format!("{base}{path}");
-        let at = Instant::now();
-        let request = match (method, body) {
-            ("GET", _) => client.get(url),
-            (_, Some(b)) => client.post(url).json(&b),
-            (_, None) => client.post(url),
-        };
-        let ok = match request.send().await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                r.bytes().await.is_ok() && (status == 200 || (status == 404 && matches!(q, Query::Get(_))))
-            }
-            Err(_) => false,
-        };
-        out.push((q.kind(), at.elapsed().as_nanos() as u64, ok));
+        let (ok, took) = super::workload::send(&client, &base, q).await;
+        out.push((q.kind(), took, ok));
     }
     out
 }

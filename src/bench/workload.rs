@@ -281,26 +281,33 @@ pub fn run_http(
     collect(parts, started)
 }
 
+/// Sends one query and reads its answer: whether it succeeded (a 200, or a 404 for an absent
+/// key), and how long it took in nanoseconds.
+pub async fn send(client: &reqwest::Client, base: &str, q: &Query) -> (bool, u64) {
+    let (method, path, body) = http_request(q);
+    let url = format!("{base}{path}");
+    let at = Instant::now();
+    let request = match (method, body) {
+        ("GET", _) => client.get(url),
+        (_, Some(b)) => client.post(url).json(&b),
+        (_, None) => client.post(url),
+    };
+    let ok = match request.send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            r.bytes().await.is_ok() && (status == 200 || (status == 404 && matches!(q, Query::Get(_))))
+        }
+        Err(_) => false,
+    };
+    (ok, at.elapsed().as_nanos() as u64)
+}
+
 /// One connection's share of the queries, one request at a time.
 async fn lane(client: reqwest::Client, base: String, queries: Vec<Query>) -> (Vec<u64>, u64) {
     let (mut ns, mut errors) = (Vec::new(), 0);
     for q in &queries {
-        let (method, path, body) = http_request(q);
-        let url = format!("{base}{path}");
-        let at = Instant::now();
-        let request = match (method, body) {
-            ("GET", _) => client.get(url),
-            (_, Some(b)) => client.post(url).json(&b),
-            (_, None) => client.post(url),
-        };
-        let ok = match request.send().await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                r.bytes().await.is_ok() && (status == 200 || (status == 404 && matches!(q, Query::Get(_))))
-            }
-            Err(_) => false,
-        };
-        ns.push(at.elapsed().as_nanos() as u64);
+        let (ok, took) = send(&client, &base, q).await;
+        ns.push(took);
         errors += (!ok) as u64;
     }
     (ns, errors)
