@@ -10,7 +10,8 @@
 //! it is full, never dropping); one thread appends batches and syncs each. If a batch cannot
 //! be written (a full disk) the file is cut back to its last whole batch, the batch is retried
 //! every second, and until it is written [`AuditLog::available`] is false: personal reads are
-//! refused rather than left unrecorded.
+//! refused rather than left unrecorded. A closing log retries for `CLOSE_RETRIES` (5) seconds,
+//! then logs how many entries it could not write: a full disk must not keep the process alive.
 
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -30,6 +31,8 @@ const QUEUE: usize = 65_536;
 /// Entries are gathered for this long after the first of a batch, then written and synced
 /// together: one fsync (and one wake of the writer) per batch, not per request.
 const GATHER: Duration = Duration::from_millis(25);
+/// Seconds a closing log keeps retrying entries it cannot write (a full disk) before it gives up.
+const CLOSE_RETRIES: u32 = 5;
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One audited request (the line adds `seq` and `prev`).
@@ -273,6 +276,7 @@ impl Writer {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_time().build() else { return };
         let mut pending: Vec<Entry> = Vec::new();
         let mut last_head = Instant::now();
+        let mut failed_at_close = 0;
         rt.block_on(async {
             loop {
                 let open = tokio::select! {
@@ -309,6 +313,15 @@ impl Writer {
                         Err(e) => {
                             if self.shared.available.swap(false, Ordering::Relaxed) {
                                 tracing::error!(error = %e, "the audit log cannot be written: personal reads are refused until it can");
+                            }
+                            if !open {
+                                // Shutting down: retry for a while, then say what is lost
+                                // rather than hold the process forever.
+                                failed_at_close += 1;
+                                if failed_at_close > CLOSE_RETRIES {
+                                    tracing::error!(entries = pending.len(), error = %e, "stopping with audit entries that could not be written");
+                                    return;
+                                }
                             }
                             tokio::time::sleep(Duration::from_secs(1)).await;
                         }

@@ -2,8 +2,9 @@
 //! `Authorization: Bearer KEY`; the key makes a [`Caller`] (its department's grants, the
 //! `X-Purpose` it states) that handlers pass to the query layer. Administrators' routes
 //! (loads, audit) need the admin role. On the way out, a request that returned personal
-//! values, an administrator's action and a denied request are written to the audit trail; a
-//! response whose entry cannot be written is replaced by `503 audit_unavailable`.
+//! values, an administrator's action and a denied request are written to the audit trail.
+//! While the trail cannot be written, administrators' actions are refused before they run and
+//! answers carrying personal values are replaced by `503 audit_unavailable`.
 
 use super::AppState;
 use super::problem::ApiError;
@@ -113,7 +114,9 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         let refusal = ApiError::Query(QueryError::NotGranted("this route is for administrators".into()));
         return deny(audit, entry, refusal.into_response(), &id).await;
     }
-    if !audit.available() {
+    // An administrator's action must not run unrecorded; a read runs, and only an answer that
+    // carries personal values is withheld below.
+    if admin_route && !audit.available() {
         return with_id(ApiError::AuditUnavailable.into_response(), &id);
     }
     let caller = Caller { principal: Some(principal), purpose, trace: Arc::new(Mutex::new(Default::default())) };
@@ -136,6 +139,9 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     entry.records = trace.records;
     entry.fields = trace.fields.into_iter().map(String::from).collect();
     entry.time = chrono::Utc::now();
+    if entry.kind == "read" && !audit.available() {
+        return with_id(ApiError::AuditUnavailable.into_response(), &id);
+    }
     match audit.record(entry).await {
         Ok(()) => with_id(response, &id),
         // Personal values are never sent unrecorded.

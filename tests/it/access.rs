@@ -287,6 +287,37 @@ async fn personal_reads_need_a_declared_purpose_and_keys_have_rate_limits() {
     assert_eq!(code(&body), "rate_limited");
 }
 
+/// A full disk (`/dev/full` answers every write with ENOSPC): personal reads stop with 503
+/// `audit_unavailable` rather than go unrecorded; public reads go on; the server still stops.
+#[tokio::test]
+async fn personal_reads_stop_when_the_audit_cannot_be_written() {
+    let t = TestStore::loaded();
+    let k = setup(&t);
+    let audit = t.dir.path().join("audit");
+    std::fs::create_dir_all(&audit).unwrap();
+    std::os::unix::fs::symlink("/dev/full", audit.join("audit.jsonl")).unwrap();
+    let s = server(&t).await;
+    let path = format!("/v1/citizens/{CHEN}");
+    let mut refused = None;
+    for _ in 0..100 {
+        let (status, b) = call(&s, "GET", &path, Some(&k.hr), Some(HR), None).await;
+        if status == 503 {
+            refused = Some(b);
+            break;
+        }
+        // Only answers given before the first failed batch was noticed.
+        assert_eq!(status, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let b = refused.expect("personal reads are refused once the audit cannot be written");
+    assert_eq!(code(&b), "audit_unavailable");
+    let (status, _) = call(&s, "GET", &format!("/v1/entities/{ENTITY}?fields=name"), Some(&k.tax), None, None).await;
+    assert_eq!(status, 200, "a public read records nothing, so it is answered");
+    let (status, b) = call(&s, "GET", "/v1/loads", Some(&k.admin), None, None).await;
+    assert_eq!((status, code(&b)), (503, "audit_unavailable"), "an administrator's action is recorded first");
+    s.stop().await;
+}
+
 fn audit_lines(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("audit/audit.jsonl")).unwrap().lines().map(String::from).collect()
 }
