@@ -46,6 +46,12 @@ pub enum Operation {
     Profile,
     Search,
     Spatial,
+    /// A record's earlier versions, and reads as of a past moment.
+    History,
+    /// The change feed.
+    Changes,
+    /// Whole registries, and the records changed since a feed position.
+    Export,
 }
 
 /// How a granted field is shown.

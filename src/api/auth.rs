@@ -10,7 +10,7 @@ use super::AppState;
 use super::problem::ApiError;
 use crate::access::Denial;
 use crate::access::audit::{AuditLog, Entry};
-use crate::query::{Caller, QueryError};
+use crate::query::{Caller, QueryError, Trace};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -74,6 +74,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     let (Some(access), Some(audit)) = (&state.access, &state.audit) else {
         // `--insecure-no-auth`: everything, in full, unrecorded.
         req.extensions_mut().insert(Caller::unrestricted());
+        req.extensions_mut().insert(Recorder { audit: None, entry: Entry::default() });
         return with_id(next.run(req).await, &id);
     };
     if open(&route) {
@@ -121,6 +122,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     }
     let caller = Caller { principal: Some(principal), purpose, trace: Arc::new(Mutex::new(Default::default())) };
     req.extensions_mut().insert(caller.clone());
+    req.extensions_mut().insert(Recorder { audit: Some(audit.clone()), entry: entry.clone() });
     let response = next.run(req).await;
     let status = response.status();
     let trace = caller.traced();
@@ -135,10 +137,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         return with_id(response, &id);
     }
     .into();
-    entry.registry = trace.records.first().and_then(|r| r.split(':').next()).map(str::to_string);
-    entry.records = trace.records;
-    entry.fields = trace.fields.into_iter().map(String::from).collect();
-    entry.time = chrono::Utc::now();
+    fill(&mut entry, trace);
     if entry.kind == "read" && !audit.available() {
         return with_id(ApiError::AuditUnavailable.into_response(), &id);
     }
@@ -146,5 +145,41 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         Ok(()) => with_id(response, &id),
         // Personal values are never sent unrecorded.
         Err(_) => with_id(ApiError::AuditUnavailable.into_response(), &id),
+    }
+}
+
+/// An entry's registry, records and fields from what a request returned.
+fn fill(entry: &mut Entry, trace: Trace) {
+    entry.registry = trace.records.first().and_then(|r| r.split(':').next()).map(str::to_string);
+    entry.records = trace.records;
+    // A record rendered and its key shown beside it are one read.
+    entry.records.dedup();
+    entry.fields = trace.fields.into_iter().map(String::from).collect();
+    entry.time = chrono::Utc::now();
+}
+
+/// Records what a streamed answer returns, part by part: a stream outlives its request's own
+/// entry, which is written when the response's headers go out.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    audit: Option<Arc<AuditLog>>,
+    entry: Entry,
+}
+
+impl Recorder {
+    /// Records (and takes) the personal values `caller` has returned since the last call. An
+    /// error means they cannot be recorded: the stream must end before sending them.
+    pub async fn record(&self, caller: &Caller) -> Result<(), ApiError> {
+        let Some(audit) = &self.audit else { return Ok(()) };
+        let trace = std::mem::take(&mut *caller.trace.lock().unwrap_or_else(|e| e.into_inner()));
+        if trace.records.is_empty() && trace.fields.is_empty() {
+            return Ok(());
+        }
+        if !audit.available() {
+            return Err(ApiError::AuditUnavailable);
+        }
+        let mut entry = Entry { kind: "read".into(), status: 200, ..self.entry.clone() };
+        fill(&mut entry, trace);
+        audit.record(entry).await.map_err(|_| ApiError::AuditUnavailable)
     }
 }

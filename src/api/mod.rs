@@ -7,6 +7,7 @@
 mod access;
 mod auth;
 mod catalog;
+mod changes;
 mod extract;
 mod loads;
 mod ops;
@@ -99,7 +100,7 @@ impl AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "jichu", description = "Master-data foundation database: the city's base registries of citizens, legal entities, parcels, credit records and licences."),
-    tags((name = "records", description = "records by key and by relation"), (name = "search", description = "full text, Chinese-aware (CJK bigrams), with filters"), (name = "spatial", description = "by location; distances in metres on the Earth"), (name = "catalogue"), (name = "loads", description = "department extracts loaded into the running service, each published all at once"), (name = "access", description = "what a caller may see; the audit trail"), (name = "operations")),
+    tags((name = "records", description = "records by key and by relation"), (name = "search", description = "full text, Chinese-aware (CJK bigrams), with filters"), (name = "spatial", description = "by location; distances in metres on the Earth"), (name = "catalogue"), (name = "changes", description = "every change, in one gap-free order, for systems that keep their own copies"), (name = "loads", description = "department extracts loaded into the running service, each published all at once"), (name = "access", description = "what a caller may see; the audit trail"), (name = "operations")),
     components(schemas(Problem))
 )]
 struct ApiDoc;
@@ -158,7 +159,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(crate::Error::Invalid(format!("request task failed: {e}")).into()),
+        // A panic is the service's fault: a 500 (logged), never the client's.
+        Err(e) => Err(crate::Error::Codec(format!("request task failed: {e}")).into()),
     }
 }
 
@@ -175,6 +177,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(spatial::within))
         .routes(routes!(spatial::containing))
         .routes(routes!(catalog::catalog))
+        .routes(routes!(changes::changes))
         .routes(routes!(access::me))
         .routes(routes!(access::search))
         .routes(routes!(access::public_key))
@@ -212,13 +215,13 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
-                    if e.is::<tower::timeout::error::Elapsed>() { ApiError::Timeout } else { ApiError::Overloaded }
-                        .into_response()
+                    let _ = e;
+                    ApiError::Overloaded.into_response()
                 }))
                 .load_shed()
-                .concurrency_limit(1024)
-                .timeout(timeout),
+                .concurrency_limit(1024),
         )
+        .layer(axum::middleware::from_fn_with_state(timeout, ops::deadline))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());

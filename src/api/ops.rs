@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The process-wide Prometheus recorder, installed once.
 pub fn metrics_handle() -> PrometheusHandle {
@@ -38,6 +38,22 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::histogram!("jichu_http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The time a request may take to produce its response: the configured timeout, plus the wait
+/// a long poll asks for (`wait=` seconds). A stream's body is not bounded by it.
+pub async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    let wait = request
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("wait=")))
+        .and_then(|w| w.parse::<u64>().ok())
+        .unwrap_or(0)
+        .min(super::changes::MAX_WAIT_SECS);
+    match tokio::time::timeout(limit + Duration::from_secs(wait), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => super::ApiError::Timeout.into_response(),
+    }
 }
 
 /// Liveness: the process serves and the store is open.

@@ -8,6 +8,7 @@ use super::sst::SstFiles;
 use crate::error::Result;
 use crate::model::{Link, Registry};
 use crate::store::codec::{self, Header};
+use crate::store::feed::{self, ChangeKind};
 use crate::store::keys::{link_edges as edges, target_registry};
 use crate::store::{Store, Writer, cf, keys};
 use std::path::{Path, PathBuf};
@@ -89,6 +90,10 @@ pub fn bulk(
     let links: Vec<Link> = registry.schema().links().map(|(_, l)| l).collect();
     let mut files = SstFiles::new(cf::records(registry), tmp, "records", threads);
     let mut point_files = SstFiles::new(cf::POINTS, tmp, "points", 1);
+    // Every record is an insert in the feed, numbered in key order from the next position.
+    let mut feed_files = SstFiles::new(cf::FEED, tmp, "feed", 1);
+    let first_position = writer.feed_position();
+    let load_id = state.report.load_id as u32;
     let mut point_key = keys::point(registry, b"");
     let mut edge_sorter = Sorter::new(tmp, "edges", budget);
     let mut refs = RefCheck::new(tmp, budget / 4);
@@ -100,6 +105,10 @@ pub fn bulk(
         }
         let payload::Parts { targets, point, value } = payload::split(&e.payload);
         files.put(&e.key, value)?;
+        feed_files.put(
+            &feed::key(first_position + n),
+            &feed::encode_value(registry, ChangeKind::Insert, load_id, 0, &e.key),
+        )?;
         if let Some((lon, lat)) = point {
             point_key.truncate(1);
             point_key.extend_from_slice(&e.key);
@@ -118,6 +127,7 @@ pub fn bulk(
     refs.finish(store, state)?;
     let record_files = files.finish()?;
     let point_files = point_files.finish()?;
+    let feed_files = feed_files.finish()?;
     let mut edge_files = SstFiles::new(cf::RELATIONS, tmp, "edges", threads);
     let mut last: Option<Vec<u8>> = None;
     for e in edge_sorter.finish()? {
@@ -130,10 +140,12 @@ pub fn bulk(
     let edge_files = edge_files.finish()?;
     state.check_cancelled()?;
     let t = std::time::Instant::now();
-    writer.bulk_marker(registry, state.report.load_id as u32)?;
+    writer.bulk_marker(registry, load_id)?;
     writer.ingest(cf::records(registry), record_files)?;
     writer.ingest(cf::RELATIONS, edge_files)?;
     writer.ingest(cf::POINTS, point_files)?;
+    writer.ingest(cf::FEED, feed_files)?;
+    writer.feed_ingested(first_position + n);
     writer.set_count(registry, n)?;
     state.report.stage("ingest", t);
     state.report.inserted = n;

@@ -47,6 +47,10 @@ pub struct Lineage {
     /// accepted later (an offline load while the server is stopped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<u64>,
+    /// The feed position of the load's first change: its changes are the positions from here
+    /// up to the next load's (undoing the load removes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed_from: Option<u64>,
 }
 
 impl Lineage {

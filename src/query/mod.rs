@@ -4,6 +4,7 @@
 
 mod caller;
 pub mod catalog;
+pub mod changes;
 mod error;
 pub mod records;
 pub mod search;

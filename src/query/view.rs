@@ -31,6 +31,8 @@ pub struct View {
     pub spatial: Arc<SpatialIndex>,
     /// The loads this state holds (finished), by id.
     pub loads: BTreeMap<u32, Arc<Lineage>>,
+    /// The last position of the change feed in this state.
+    pub feed_last: u64,
 }
 
 impl View {
@@ -48,7 +50,17 @@ impl View {
             .filter(|l| l.finished_at.is_some())
             .map(|l| (l.load_id, Arc::new(l)))
             .collect();
-        Ok(View { epoch, generation, published_at: Utc::now(), snapshot: Arc::new(snapshot), text, spatial, loads })
+        let feed_last = snapshot.reader().feed_last()?;
+        Ok(View {
+            epoch,
+            generation,
+            published_at: Utc::now(),
+            snapshot: Arc::new(snapshot),
+            text,
+            spatial,
+            loads,
+            feed_last,
+        })
     }
 
     /// The same state with another spatial index (of the same loads, laid out anew), as the
@@ -62,6 +74,7 @@ impl View {
             text: self.text.clone(),
             spatial,
             loads: self.loads.clone(),
+            feed_last: self.feed_last,
         }
     }
 
@@ -91,6 +104,8 @@ pub struct Views {
     /// Superseded views and when they were superseded, oldest first.
     retired: Mutex<VecDeque<(Arc<View>, Instant)>>,
     retention: Duration,
+    /// The current generation, for those waiting on the next publication (long polls).
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Views {
@@ -101,7 +116,8 @@ impl std::fmt::Debug for Views {
 
 impl Views {
     pub fn new(first: View, retention: Duration) -> Views {
-        Views { current: ArcSwap::from_pointee(first), retired: Mutex::new(VecDeque::new()), retention }
+        let published = tokio::sync::watch::Sender::new(first.generation);
+        Views { current: ArcSwap::from_pointee(first), retired: Mutex::new(VecDeque::new()), retention, published }
     }
 
     /// The view new requests answer from.
@@ -134,7 +150,13 @@ impl Views {
         let old = self.current.swap(view.clone());
         retired.push_back((old, Instant::now()));
         self.prune_locked(&mut retired);
+        self.published.send_replace(view.generation);
         view
+    }
+
+    /// Wakes on every publication after this call.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// Lets go of views superseded longer ago than the retention (and so of their store

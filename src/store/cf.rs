@@ -15,6 +15,10 @@ pub const META: &str = "meta";
 /// catches up from without scanning a registry; a feed of what each load changed.
 pub const CHANGES: &str = "changes";
 
+/// The change feed: position (u64 big-endian) → what changed ([`super::feed`]). One
+/// store-wide order of every change, gap-free, written with the change.
+pub const FEED: &str = "feed";
+
 /// The values loads replaced: `[registry][key length][key][load id]` → the value the load
 /// overwrote (empty: the load inserted the record). What undoes a load that did not finish
 /// (a kill, a cancel, a failure), and a record's earlier versions.
@@ -27,7 +31,7 @@ pub fn records(r: Registry) -> &'static str {
 
 /// Every column family of the store.
 pub fn all() -> impl Iterator<Item = &'static str> {
-    Registry::ALL.into_iter().map(records).chain([RELATIONS, POINTS, META, CHANGES, HISTORY])
+    Registry::ALL.into_iter().map(records).chain([RELATIONS, POINTS, META, CHANGES, HISTORY, FEED])
 }
 
 /// Table options shared by every column family: one explicitly sized block cache holding
@@ -64,7 +68,7 @@ pub fn options(name: &str, cache: &Cache) -> Options {
         // the bulk path 10% of its speed for a few bytes more.
         o.set_bottommost_compression_type(DBCompressionType::Lz4);
     }
-    o.set_block_based_table_factory(&table_options(cache, name != META && name != CHANGES && name != HISTORY));
+    o.set_block_based_table_factory(&table_options(cache, !matches!(name, META | CHANGES | HISTORY | FEED)));
     if Registry::ALL.iter().any(|r| records(*r) == name) {
         o.set_memtable_whole_key_filtering(true);
         o.set_memtable_prefix_bloom_ratio(0.02);

@@ -7,6 +7,7 @@
 
 pub mod cf;
 pub mod codec;
+pub mod feed;
 pub mod keys;
 mod read;
 mod rollback;
@@ -53,6 +54,8 @@ pub struct Store {
     _lock: std::fs::File,
     path: PathBuf,
     counts: [AtomicU64; 6],
+    /// The position the next change takes in the feed (committed changes only).
+    feed_next: AtomicU64,
     loads: RwLock<BTreeMap<u32, Arc<Lineage>>>,
     write_lock: Mutex<()>,
     /// Serialises load-id reservations (which must not wait for a running load's writer).
@@ -97,6 +100,7 @@ impl Store {
             _lock: lock,
             path: dir.into(),
             counts: Default::default(),
+            feed_next: AtomicU64::new(1),
             loads: RwLock::new(BTreeMap::new()),
             write_lock: Mutex::new(()),
             id_lock: Mutex::new(()),
@@ -107,6 +111,7 @@ impl Store {
 
     fn recover(&self) -> Result<()> {
         self.read_meta()?;
+        self.feed_next.store(self.feed_last()? + 1, Ordering::SeqCst);
         let unfinished: Vec<u32> = self
             .loads()
             .iter()
@@ -117,7 +122,30 @@ impl Store {
             tracing::warn!(load_id, "a load did not finish: undoing it");
             self.writer().undo(load_id, "did not finish (the process stopped)")?;
         }
+        if self.feed_next() == 1 && Registry::ALL.into_iter().any(|r| self.count(r) > 0) {
+            self.writer().backfill_feed()?;
+        }
         Ok(())
+    }
+
+    /// The last position written to the feed (0: none).
+    fn feed_last(&self) -> Result<u64> {
+        let mut it = self.db.raw_iterator_cf(self.cf(cf::FEED));
+        it.seek_to_last();
+        it.status()?;
+        match it.key() {
+            Some(k) => Ok(feed::decode(k, it.value().unwrap_or_default())?.position),
+            None => Ok(0),
+        }
+    }
+
+    /// The position the next change will take in the feed.
+    pub fn feed_next(&self) -> u64 {
+        self.feed_next.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_feed_next(&self, next: u64) {
+        self.feed_next.store(next, Ordering::SeqCst);
     }
 
     /// Counts and the load table, from `meta`.

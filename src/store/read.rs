@@ -2,6 +2,7 @@
 //! ([`Snapshot`]). A snapshot is what a published view answers from: loads keep writing while
 //! every reader of the view sees the store as it was when the view was published.
 
+use super::feed::{self, FeedEntry};
 use super::{Edge, KeyValue, Store, cf, codec, keys};
 use crate::error::{Error, Result};
 use crate::model::{Lineage, Record, Registry};
@@ -219,6 +220,69 @@ impl<'a> Reader<'a> {
             .db()
             .iterator_cf_opt(self.store.cf(cf::CHANGES), opts, IteratorMode::Start)
             .map(|item| item.map(|(k, _)| k[5..].into()).map_err(Error::Store))
+    }
+
+    /// Feed entries after position `after`, in feed order.
+    pub fn feed(self, after: u64) -> impl Iterator<Item = Result<FeedEntry>> + 'a {
+        let start = feed::key(after.saturating_add(1));
+        self.store
+            .db()
+            .iterator_cf_opt(
+                self.store.cf(cf::FEED),
+                self.opts(),
+                IteratorMode::From(&start, rocksdb::Direction::Forward),
+            )
+            .map(|item| {
+                let (k, v) = item?;
+                feed::decode(&k, &v)
+            })
+    }
+
+    /// The last feed position at this state (0: the feed is empty).
+    pub fn feed_last(&self) -> Result<u64> {
+        let mut it = self.store.db().raw_iterator_cf_opt(self.store.cf(cf::FEED), self.opts());
+        it.seek_to_last();
+        it.status()?;
+        match (it.key(), it.value()) {
+            (Some(k), Some(v)) => Ok(feed::decode(k, v)?.position),
+            _ => Ok(0),
+        }
+    }
+
+    /// A record's earlier versions: `(load id, value)` for each load that replaced one, the
+    /// value as it was before that load (empty: the load inserted the record), in load-id
+    /// order.
+    pub fn replaced(&self, registry: Registry, id: &str) -> Result<Vec<(u32, Vec<u8>)>> {
+        let prefix = keys::history_prefix(registry, id.as_bytes());
+        let mut opts = self.opts();
+        opts.set_iterate_range(PrefixRange(prefix.clone()));
+        let mut out = Vec::new();
+        for item in self.store.db().iterator_cf_opt(self.store.cf(cf::HISTORY), opts, IteratorMode::Start) {
+            let (k, v) = item?;
+            // A key of another record that shares the (length-prefixed) prefix cannot exist;
+            // the load id is the last four bytes.
+            let load = k.get(prefix.len()..).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+            let load = load.ok_or_else(|| Error::Codec("history key".into()))?;
+            out.push((load, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// A record's value as load `load_id` wrote it: the current value, or the earlier version
+    /// a later load replaced. None when no kept version was written by that load.
+    pub fn version_by(&self, registry: Registry, id: &str, load_id: u32) -> Result<Option<Vec<u8>>> {
+        let written_by = |v: &[u8]| codec::split(v).map(|(h, _)| h.load_id == load_id);
+        if let Some(v) = self.get_raw(registry, id)?
+            && written_by(&v)?
+        {
+            return Ok(Some(v));
+        }
+        for (_, v) in self.replaced(registry, id)? {
+            if !v.is_empty() && written_by(&v)? {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
     }
 
     /// The count of a registry as stored in `meta` (written in the same batch as its records).

@@ -7,7 +7,7 @@
 //! registry, by SST ingestion) marks the registry first: undoing it empties the registry again.
 //! Both are idempotent, so a kill during an undo is finished by the next open.
 
-use super::{Writer, cf, codec, keys};
+use super::{Writer, cf, codec, feed, keys};
 use crate::error::{Error, Result};
 use crate::model::{Lineage, Registry};
 use jichu_ingest::Value;
@@ -54,6 +54,7 @@ impl Writer<'_> {
             undone += self.undo_bulk(registry)?;
         }
         undone += self.undo_logged(load_id)?;
+        self.undo_feed(&known)?;
         let mut lineage = Lineage::clone(&known);
         lineage.finished_at = None;
         lineage.report = None;
@@ -90,6 +91,41 @@ impl Writer<'_> {
             }
             self.commit()?;
         }
+    }
+
+    /// Removes the load's entries from the feed. A load being undone is the last writer, so
+    /// they are the feed's tail: the next change takes the first of their positions, and the
+    /// feed stays gap-free (no reader saw them: an unfinished load is never published).
+    fn undo_feed(&mut self, lineage: &Lineage) -> Result<()> {
+        let Some(from) = lineage.feed_from else { return Ok(()) };
+        let store = self.store();
+        let mut it = store.db().raw_iterator_cf(store.cf(cf::FEED));
+        it.seek(feed::key(from));
+        let mut others = 0u64;
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let entry = feed::decode(k, v)?;
+            if entry.load_id == lineage.load_id {
+                self.delete_raw(cf::FEED, k);
+            } else {
+                others += 1;
+            }
+            if self.pending() >= CHUNK * 4 {
+                self.commit()?;
+            }
+            it.next();
+        }
+        it.status()?;
+        self.commit()?;
+        if others > 0 {
+            tracing::warn!(
+                load_id = lineage.load_id,
+                others,
+                "changes of other loads follow an undone load's in the feed"
+            );
+        }
+        let next = store.feed_last()? + 1;
+        self.feed_ingested(next);
+        Ok(())
     }
 
     /// Puts back the value load `load_id` replaced for one record, with its edges and point.

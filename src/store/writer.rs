@@ -1,7 +1,7 @@
 //! The single writer: atomic batches of record, edge and count changes; load bookkeeping;
 //! SST ingestion for bulk loads.
 
-use super::{Store, cf, keys};
+use super::{Store, cf, feed, keys};
 use crate::error::{Error, Result};
 use crate::model::{Lineage, Registry};
 use rocksdb::{IngestExternalFileOptions, WriteBatch};
@@ -15,6 +15,8 @@ pub struct Writer<'s> {
     _guard: MutexGuard<'s, ()>,
     batch: WriteBatch,
     deltas: [i64; 6],
+    /// The feed position the next change in the batch takes.
+    feed_next: u64,
 }
 
 impl std::fmt::Debug for Writer<'_> {
@@ -25,21 +27,39 @@ impl std::fmt::Debug for Writer<'_> {
 
 impl<'s> Writer<'s> {
     pub(super) fn new(store: &'s Store, guard: MutexGuard<'s, ()>) -> Self {
-        Writer { store, _guard: guard, batch: WriteBatch::default(), deltas: [0; 6] }
+        let feed_next = store.feed_next();
+        Writer { store, _guard: guard, batch: WriteBatch::default(), deltas: [0; 6], feed_next }
     }
 
     pub fn store(&self) -> &'s Store {
         self.store
     }
 
-    /// Writes a record, its change-log entry (under the load id in its header) and the value
-    /// it replaces (`old`; None: the record is new) in the history, so the load can be undone.
+    /// Writes a record, its change-log entry (under the load id in its header), the value it
+    /// replaces (`old`; None: the record is new) in the history, so the load can be undone and
+    /// the version is kept, and its entry in the feed.
     pub fn put_record(&mut self, registry: Registry, id: &[u8], value: &[u8], old: Option<&[u8]>) -> Result<()> {
         let (header, _) = super::codec::split(value)?;
+        let key = std::str::from_utf8(id).map_err(|_| Error::Codec("record key".into()))?;
+        let (kind, fields) = feed::classify(registry, key, old, value)?;
         self.batch.put_cf(self.store.cf(cf::records(registry)), id, value);
         self.batch.put_cf(self.store.cf(cf::CHANGES), keys::change(header.load_id, registry, id), []);
         self.batch.put_cf(self.store.cf(cf::HISTORY), keys::history(registry, id, header.load_id), old.unwrap_or(&[]));
+        let entry = feed::encode_value(registry, kind, header.load_id, fields, id);
+        self.batch.put_cf(self.store.cf(cf::FEED), feed::key(self.feed_next), entry);
+        self.feed_next += 1;
         Ok(())
+    }
+
+    /// The feed position the next change takes (a bulk load numbers its records from here).
+    pub fn feed_position(&self) -> u64 {
+        self.feed_next
+    }
+
+    /// Marks feed positions up to `next` taken by ingested files.
+    pub fn feed_ingested(&mut self, next: u64) {
+        self.feed_next = next;
+        self.store.set_feed_next(next);
     }
 
     /// Puts a raw value, unlogged (undoing a load restores values this way).
@@ -92,9 +112,13 @@ impl<'s> Writer<'s> {
             }
         }
         let batch = std::mem::take(&mut self.batch);
-        if !batch.is_empty() {
-            self.store.db().write(batch)?;
+        if !batch.is_empty()
+            && let Err(e) = self.store.db().write(batch)
+        {
+            self.feed_next = self.store.feed_next();
+            return Err(e.into());
         }
+        self.store.set_feed_next(self.feed_next);
         for (r, n) in new_counts {
             self.store.set_count(r, n);
         }
@@ -126,6 +150,7 @@ impl<'s> Writer<'s> {
             undone_at: None,
             undo_reason: None,
             finished: None,
+            feed_from: Some(self.feed_next),
         };
         self.put_lineage(lineage)?;
         Ok(load_id)
@@ -180,6 +205,30 @@ impl<'s> Writer<'s> {
         // Ingestion makes its files durable at once: the marker (and the load's lineage) must be
         // durable before them, or a power loss could keep the files and lose what undoes them.
         self.store.sync_wal()
+    }
+
+    /// Gives every stored record an `insert` entry in an empty feed (a store written before
+    /// the feed existed), so that a consumer reading the feed from its start holds the
+    /// registries.
+    pub(super) fn backfill_feed(&mut self) -> Result<()> {
+        let store = self.store;
+        let mut n = 0u64;
+        for r in Registry::ALL {
+            for item in store.reader().scan(r) {
+                let (k, v) = item?;
+                let (header, _) = super::codec::split(&v)?;
+                let entry = feed::encode_value(r, feed::ChangeKind::Insert, header.load_id, 0, &k);
+                self.batch.put_cf(store.cf(cf::FEED), feed::key(self.feed_next), entry);
+                self.feed_next += 1;
+                n += 1;
+                if self.batch.len() >= 4096 {
+                    self.commit()?;
+                }
+            }
+        }
+        self.commit()?;
+        tracing::info!(records = n, "the change feed was started from the stored records");
+        Ok(())
     }
 
     /// Sets a registry's count (after a bulk load).

@@ -3,6 +3,7 @@
 mod access;
 mod api;
 mod bench;
+mod changes;
 mod common;
 mod crash;
 mod extracts;
