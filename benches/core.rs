@@ -42,7 +42,7 @@ fn codec_bench(c: &mut Criterion, store: &Store) {
     c.bench_function("codec_decode_citizen", |b| {
         b.iter(|| black_box(codec::decode(Registry::Citizens, "x", &raw).unwrap()))
     });
-    let header = Header { load_id: 1, ended: false, needs_review: false };
+    let header = Header { load_id: 1, ..Header::default() };
     c.bench_function("codec_encode_citizen", |b| {
         b.iter(|| black_box(codec::encode(header, &record.values, &record.extras)))
     });

@@ -34,6 +34,8 @@ pub struct Config {
     pub access_file: Option<PathBuf>,
     /// No keys, no grants, no audit (`jichu serve --insecure-no-auth`, loopback only).
     pub insecure_no_auth: bool,
+    /// Days earlier versions of records are kept (dropped in compaction); None: forever.
+    pub history_retention_days: Option<u32>,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             live_load_threads: (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1),
             access_file: None,
             insecure_no_auth: false,
+            history_retention_days: None,
         }
     }
 }
@@ -85,6 +88,7 @@ pub struct FileConfig {
     pub cursor_retention_secs: Option<u64>,
     pub live_load_threads: Option<usize>,
     pub access_file: Option<PathBuf>,
+    pub history_retention_days: Option<u32>,
 }
 
 impl FileConfig {
@@ -138,6 +142,9 @@ impl Config {
             }
             if let Some(v) = f.access_file {
                 c.access_file = Some(v);
+            }
+            if let Some(v) = f.history_retention_days {
+                c.history_retention_days = Some(v);
             }
         }
         Ok(c)
@@ -200,7 +207,10 @@ impl Config {
     }
 
     pub fn store_options(&self) -> crate::store::StoreOptions {
-        crate::store::StoreOptions { block_cache_bytes: self.block_cache_bytes }
+        crate::store::StoreOptions {
+            block_cache_bytes: self.block_cache_bytes,
+            history_retention_days: self.history_retention_days,
+        }
     }
 }
 

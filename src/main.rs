@@ -26,6 +26,9 @@ struct Cli {
     /// RocksDB block cache in MiB [default: an eighth of memory, 256 to 4096].
     #[arg(long, global = true, env = "JICHU_BLOCK_CACHE_MB")]
     block_cache_mb: Option<usize>,
+    /// Days earlier versions of records are kept [default: forever].
+    #[arg(long, global = true, env = "JICHU_HISTORY_RETENTION_DAYS")]
+    history_retention_days: Option<u32>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, global = true, env = "JICHU_LOG", default_value = "info")]
     log: String,
@@ -182,6 +185,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(mb) = cli.block_cache_mb {
         config.block_cache_bytes = mb << 20;
+    }
+    if let Some(days) = cli.history_retention_days {
+        config.history_retention_days = Some(days);
     }
     match cli.command {
         Command::Load { spec, files, report, rejects, server: Some(server), key, .. } => {

@@ -33,7 +33,13 @@ pub struct MappedRow {
     pub values: Vec<Option<Value>>,
     pub extras: Vec<(String, String)>,
     pub needs_review: bool,
+    /// When the row's values took effect in the real world (the spec's `effective_from`
+    /// column): a version's time of effect, beside the time jichu recorded it.
+    pub effective_from: Option<chrono::NaiveDate>,
 }
+
+/// The column a spec may map to a row's time of effect (any registry).
+pub const EFFECTIVE_FROM: FieldDef = FieldDef { name: "effective_from", kind: FieldKind::Date, required: false };
 
 #[derive(Clone, Copy, Debug)]
 enum Column {
@@ -47,6 +53,7 @@ enum Column {
 pub struct RowMapper {
     key: FieldDef,
     key_column: usize,
+    effective_column: Option<usize>,
     fields: Vec<(FieldDef, Column)>,
     extras: Vec<(usize, String)>,
     width: usize,
@@ -73,10 +80,11 @@ impl RowMapper {
         let has_point = fields.iter().any(|f| matches!(f.kind, FieldKind::Point));
         for name in spec.columns.keys() {
             let known = name == key.name
+                || name == EFFECTIVE_FROM.name
                 || fields.iter().any(|f| f.name == name && !matches!(f.kind, FieldKind::Point))
                 || (has_point && (name == "lon" || name == "lat"));
             if !known {
-                let mut names: Vec<&str> = vec![key.name];
+                let mut names: Vec<&str> = vec![key.name, EFFECTIVE_FROM.name];
                 for f in fields {
                     match f.kind {
                         FieldKind::Point => names.extend(["lon", "lat"]),
@@ -107,6 +115,10 @@ impl RowMapper {
         let key_column = header_index(key.name)?.ok_or_else(|| spec_err("[columns] must map `id`".into()))?;
         let mut mapped = vec![false; headers.len()];
         mapped[key_column] = true;
+        let effective_column = header_index(EFFECTIVE_FROM.name)?;
+        if let Some(i) = effective_column {
+            mapped[i] = true;
+        }
         let mut plan = Vec::with_capacity(fields.len());
         for f in fields {
             let column = match f.kind {
@@ -146,6 +158,7 @@ impl RowMapper {
         Ok(RowMapper {
             key,
             key_column,
+            effective_column,
             fields: plan,
             extras,
             width: headers.len(),
@@ -231,7 +244,14 @@ impl RowMapper {
                 extras.push((header.clone(), v.into_owned()));
             }
         }
-        Ok(MappedRow { id, values, extras, needs_review })
+        let effective_from = match self.effective_column {
+            Some(i) => match self.cell(record, i)? {
+                Some(raw) => Some(self.date(&EFFECTIVE_FROM, &raw)?),
+                None => None,
+            },
+            None => None,
+        };
+        Ok(MappedRow { id, values, extras, needs_review, effective_from })
     }
 
     /// The normalised text of a cell, or None when it is one of the spec's null values.

@@ -171,6 +171,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(records::lookup))
         .routes(routes!(records::relations))
         .routes(routes!(records::profile))
+        .routes(routes!(records::history))
         .routes(routes!(search::search))
         .routes(routes!(search::search_all))
         .routes(routes!(spatial::near))

@@ -5,19 +5,46 @@ use super::problem::{ApiError, Problem};
 use super::{AppState, blocking, json_body};
 use crate::access::Operation;
 use crate::model::RecordJson;
+use crate::model::Registry;
+use crate::query::history::{self, At};
 use crate::query::records::{self, key, registry};
-use crate::query::{Caller, QueryError};
+use crate::query::{Caller, QueryError, View};
 use axum::extract::{Extension, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-/// `?fields=a,b`: project the answer to these fields.
+/// `?fields=a,b`: project the answer to these fields; `?as_of=`: as it was then.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct FieldsQuery {
     /// Comma-separated field names; all fields when absent.
     pub fields: Option<String>,
+    /// RFC 3339: the record as jichu held it at that moment (needs the `history` operation).
+    pub as_of: Option<String>,
+}
+
+/// `?as_of=`: as jichu held it at that moment.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AsOfQuery {
+    /// RFC 3339: as jichu held it at that moment (needs the `history` operation).
+    pub as_of: Option<String>,
+}
+
+/// `?cursor=&limit=` of a history.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// `next` of the page before.
+    pub cursor: Option<String>,
+    /// Versions per page, at most 1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// The state a read answers from: now, or as of `as_of` (a grant of `history` needed).
+fn at(caller: &Caller, registry: Registry, view: &View, as_of: Option<&str>) -> Result<At, ApiError> {
+    let Some(raw) = as_of else { return Ok(At::Now) };
+    caller.shape(registry, Operation::History, None::<[&str; 0]>, true)?;
+    Ok(At::Then(history::as_of(view, raw)?))
 }
 
 /// Keys travel in the body, so personal numbers stay out of URLs and access logs.
@@ -58,12 +85,17 @@ pub async fn get_record(
     let id = key(registry.schema(), &raw_id)?;
     let shape = caller.shape(registry, Operation::Get, q.fields.as_ref().map(|f| f.split(',')), true)?;
     let view = state.view();
+    let at = at(&caller, registry, &view, q.as_of.as_deref())?;
     // In memory: answered here; otherwise read on the blocking pool.
-    let record = match view.reader().get_cached(registry, &id)? {
+    let cached = match at {
+        At::Now => view.reader().get_cached(registry, &id)?,
+        At::Then(_) => None,
+    };
+    let record = match cached {
         Some(found) => found,
         None => {
             let v = view.clone();
-            blocking(move || Ok(v.reader().get(registry, &id)?)).await?
+            blocking(move || at.get(&v, registry, &id)).await?
         }
     };
     let record = record.filter(|r| shape.sees(r)).ok_or(QueryError::NotFound(registry.as_str()))?;
@@ -85,6 +117,7 @@ pub async fn lookup(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(registry_name): Path<String>,
+    Query(q): Query<AsOfQuery>,
     Json(req): Json<LookupRequest>,
 ) -> Result<Response, ApiError> {
     let registry = registry(&registry_name)?;
@@ -95,8 +128,9 @@ pub async fn lookup(
     let fields = req.fields.as_ref().map(|f| f.iter().map(String::as_str));
     let shape = caller.shape(registry, Operation::Lookup, fields, true)?;
     let view = state.view();
+    let at = at(&caller, registry, &view, q.as_of.as_deref())?;
     let (v, s) = (view.clone(), shape.clone());
-    let found = blocking(move || records::lookup(&v, &s, &req.ids)).await?;
+    let found = blocking(move || records::lookup(&v, &s, &req.ids, at)).await?;
     let records = found.records.iter().map(|r| r.as_ref().map(|r| caller.render(&view, &shape, r))).collect();
     json_body(&LookupResponse { records, not_found: &found.not_found, invalid: &found.invalid })
 }
@@ -115,12 +149,14 @@ pub async fn relations(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path((registry_name, raw_id)): Path<(String, String)>,
+    Query(q): Query<AsOfQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let registry = registry(&registry_name)?;
     let id = key(registry.schema(), &raw_id)?;
     let shape = caller.shape(registry, Operation::Relations, None::<[&str; 0]>, true)?;
     let view = state.view();
-    let out = blocking(move || records::relations(&view, &caller, &shape, &id)).await?;
+    let at = at(&caller, registry, &view, q.as_of.as_deref())?;
+    let out = blocking(move || records::relations(&view, &caller, &shape, &id, at)).await?;
     Ok(axum::Json(out.ok_or(QueryError::NotFound(registry.as_str()))?))
 }
 
@@ -138,11 +174,42 @@ pub async fn profile(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path((registry_name, raw_id)): Path<(String, String)>,
+    Query(q): Query<AsOfQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let registry = registry(&registry_name)?;
     let id = key(registry.schema(), &raw_id)?;
     let shape = caller.shape(registry, Operation::Profile, None::<[&str; 0]>, true)?;
     let view = state.view();
-    let out = blocking(move || records::profile(&view, &caller, &shape, &id)).await?;
+    let at = at(&caller, registry, &view, q.as_of.as_deref())?;
+    let out = blocking(move || records::profile(&view, &caller, &shape, &id, at)).await?;
     Ok(axum::Json(out.ok_or(QueryError::NotFound(registry.as_str()))?))
+}
+
+/// A record's versions, newest first: when each was recorded and until when, the load and
+/// source that wrote it, the kind of change and the fields it changed.
+#[utoipa::path(
+    get, path = "/v1/{registry}/{id}/history", tag = "records",
+    params(("registry" = String, Path, description = "the registry"), ("id" = String, Path, description = "the record's key"), HistoryQuery),
+    responses(
+        (status = 200, description = "`versions` newest first (`recorded_at`, `recorded_until`, `effective_from`, `load_id`, `source`, `change`, `fields_changed`, `record`), `next` (the cursor of older versions), `earlier_versions_dropped` when the retention dropped some", body = Object),
+        (status = 400, description = "malformed key or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such record", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((registry_name, raw_id)): Path<(String, String)>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let registry = registry(&registry_name)?;
+    let id = key(registry.schema(), &raw_id)?;
+    let shape = caller.shape(registry, Operation::History, None::<[&str; 0]>, true)?;
+    let view = state.view();
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > history::MAX_VERSIONS {
+        return Err(QueryError::BadRequest(format!("limit must be between 1 and {}", history::MAX_VERSIONS)).into());
+    }
+    let page = blocking(move || history::history(&view, &caller, &shape, &id, q.cursor.as_deref(), limit)).await?;
+    json_body(&page.ok_or(QueryError::NotFound(registry.as_str()))?)
 }

@@ -234,7 +234,8 @@ fn apply_chunk(
                 continue;
             }
             if !old.is_empty() {
-                edges(registry, id, link, old).iter().for_each(|k| writer.delete_edge(k));
+                let load_id = state.report.load_id as u32;
+                edges(registry, id, link, old).iter().for_each(|k| writer.remove_edge(k, load_id));
             }
             if !new.is_empty() {
                 edges(registry, id, link, new).iter().for_each(|k| writer.put_edge(k));
@@ -276,7 +277,8 @@ where
         let (header, _) = codec::split(&value)?;
         let same_source = store.lineage(header.load_id).is_some_and(|l| l.source == source);
         if !header.ended && same_source && !state.rejected_keys.contains(&*key) {
-            let ended = Header { load_id: state.report.load_id as u32, ended: true, needs_review: header.needs_review };
+            // Ended because the extract no longer holds it: when, in the world, is not known.
+            let ended = Header { load_id: state.report.load_id as u32, ended: true, effective_from: None, ..header };
             writer.put_record(registry, &key, &codec::with_header(&value, ended)?, Some(&value))?;
             writer.set_point(registry, &key, None); // ended records are not located
             state.report.ended += 1;

@@ -47,7 +47,8 @@ pub fn prepare(schema: &Schema, mapper: &RowMapper, load_id: u32, row: &RawRow) 
         jichu_ingest::Value::Point(p) => Some((p.x(), p.y())),
         _ => None,
     });
-    let header = Header { load_id, ended: false, needs_review: mapped.needs_review };
+    let header =
+        Header { load_id, ended: false, needs_review: mapped.needs_review, effective_from: mapped.effective_from };
     let value = codec::encode(header, &mapped.values, &mapped.extras);
     Outcome::Good(Prepared {
         payload: payload::join(&targets, point, &value),

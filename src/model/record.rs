@@ -22,6 +22,8 @@ pub struct Record {
     pub ended: bool,
     /// Its key is a legal code that fails its check (a Fujian pilot credit code).
     pub needs_review: bool,
+    /// When this version took effect in the real world, if the extract said.
+    pub effective_from: Option<chrono::NaiveDate>,
 }
 
 /// Which department and which load supplied a record: the load table's entry.

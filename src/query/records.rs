@@ -3,6 +3,7 @@
 
 use super::caller::{Caller, Shape};
 use super::error::{QueryError, QueryResult};
+use super::history::At;
 use super::view::View;
 use crate::model::{Record, Registry, Relation, Schema};
 use serde_json::{Map, Value, json};
@@ -53,13 +54,13 @@ pub struct Lookup {
     pub invalid: Vec<Value>,
 }
 
-/// One record by key, if it exists and the caller may see its row.
-pub fn get(view: &View, shape: &Shape, id: &str) -> QueryResult<Option<Record>> {
-    Ok(view.reader().get(shape.registry, id)?.filter(|r| shape.sees(r)))
+/// One record by key, if it exists (at `at`) and the caller may see its row.
+pub fn get(view: &View, shape: &Shape, id: &str, at: At) -> QueryResult<Option<Record>> {
+    Ok(at.get(view, shape.registry, id)?.filter(|r| shape.sees(r)))
 }
 
 /// Many records by key in one read (RocksDB's batched multi-get).
-pub fn lookup(view: &View, shape: &Shape, ids: &[String]) -> QueryResult<Lookup> {
+pub fn lookup(view: &View, shape: &Shape, ids: &[String], at: At) -> QueryResult<Lookup> {
     let registry = shape.registry;
     let schema = registry.schema();
     let mut invalid = Vec::new();
@@ -74,7 +75,7 @@ pub fn lookup(view: &View, shape: &Shape, ids: &[String]) -> QueryResult<Lookup>
         }
     }
     let valid: Vec<String> = keys.iter().flatten().cloned().collect();
-    let mut found = view.reader().get_many(registry, &valid)?.into_iter();
+    let mut found = at.get_many(view, registry, &valid)?.into_iter();
     let records: Vec<Option<Record>> =
         keys.iter().map(|k| k.as_ref().and_then(|_| found.next().flatten()).filter(|r| shape.sees(r))).collect();
     let not_found = ids
@@ -93,27 +94,26 @@ pub fn clip(s: &str) -> String {
 }
 
 /// Whether a linked record is visible: its row, for registries whose keys do not say it.
-fn linked_visible(view: &View, shape: &Shape, key: &str) -> QueryResult<bool> {
+fn linked_visible(view: &View, shape: &Shape, key: &str, at: At) -> QueryResult<bool> {
     if shape.rows.is_none() {
         return Ok(true);
     }
     if matches!(shape.registry, Registry::Citizens | Registry::Entities | Registry::Parcels) {
         return Ok(shape.sees_key(key));
     }
-    Ok(view.reader().get(shape.registry, key)?.is_some_and(|r| shape.sees(&r)))
+    Ok(at.get(view, shape.registry, key)?.is_some_and(|r| shape.sees(&r)))
 }
 
 /// The records linked to one, both directions, grouped by relation, as the caller may see
 /// them (linked records of registries it has no grant on, or outside its rows, are left out);
 /// None when neither the record nor any edge to it exists, or the record is outside its rows.
-pub fn relations(view: &View, caller: &Caller, shape: &Shape, id: &str) -> QueryResult<Option<Value>> {
+pub fn relations(view: &View, caller: &Caller, shape: &Shape, id: &str, at: At) -> QueryResult<Option<Value>> {
     let registry = shape.registry;
-    let at = view.reader();
-    let record = at.get(registry, id)?;
+    let record = at.get(view, registry, id)?;
     if record.as_ref().is_some_and(|r| !shape.sees(r)) || (record.is_none() && !shape.sees_key(id)) {
         return Ok(None);
     }
-    let edges = at.relations(registry, id)?;
+    let edges = at.relations(view, registry, id)?;
     if record.is_none() && edges.is_empty() {
         return Ok(None);
     }
@@ -125,11 +125,14 @@ pub fn relations(view: &View, caller: &Caller, shape: &Shape, id: &str) -> Query
             std::collections::btree_map::Entry::Vacant(v) => v.insert(caller.related(e.registry)?),
         };
         let Some(linked) = linked.as_ref() else { continue };
-        if !linked_visible(view, linked, &e.id)? {
+        if !linked_visible(view, linked, &e.id, at)? {
             continue;
         }
         let Some(shown) = caller.render_key(linked, &e.id) else { continue };
-        let loaded = at.exists(e.registry, &e.id)?;
+        let loaded = match at {
+            At::Now => view.reader().exists(e.registry, &e.id)?,
+            At::Then(_) => at.get(view, e.registry, &e.id)?.is_some(),
+        };
         groups
             .entry(e.relation.as_str())
             .or_default()
@@ -141,16 +144,15 @@ pub fn relations(view: &View, caller: &Caller, shape: &Shape, id: &str) -> Query
 /// The whole picture of a citizen or an entity: the record, the entities it represents or its
 /// legal representative, its licences and credit records, the parcels at its location — each
 /// as the caller may see the registry it comes from.
-pub fn profile(view: &View, caller: &Caller, shape: &Shape, id: &str) -> QueryResult<Option<Value>> {
+pub fn profile(view: &View, caller: &Caller, shape: &Shape, id: &str, at: At) -> QueryResult<Option<Value>> {
     let registry = shape.registry;
     if !matches!(registry, Registry::Citizens | Registry::Entities) {
         return Err(QueryError::UnknownRegistry(format!("profiles exist for citizens and entities, not {registry}")));
     }
-    let at = view.reader();
-    let Some(record) = at.get(registry, id)?.filter(|r| shape.sees(r)) else { return Ok(None) };
+    let Some(record) = at.get(view, registry, id)?.filter(|r| shape.sees(r)) else { return Ok(None) };
     let mut profile = Map::new();
     profile.insert("record".into(), to_json(caller.render(view, shape, &record)));
-    let edges = at.relations(registry, id)?;
+    let edges = at.relations(view, registry, id)?;
     let sections: &[(Relation, bool)] = match registry {
         Registry::Citizens => {
             &[(Relation::Represents, false), (Relation::Licences, false), (Relation::CreditRecords, false)]
@@ -166,7 +168,7 @@ pub fn profile(view: &View, caller: &Caller, shape: &Shape, id: &str) -> QueryRe
                 continue;
             }
             let Some(linked) = caller.related(target)? else { continue };
-            for r in at.get_many(target, &ids)?.into_iter().flatten().filter(|r| linked.sees(r)) {
+            for r in at.get_many(view, target, &ids)?.into_iter().flatten().filter(|r| linked.sees(r)) {
                 records.push(to_json(caller.render(view, &linked, &r)));
             }
         }
@@ -177,9 +179,8 @@ pub fn profile(view: &View, caller: &Caller, shape: &Shape, id: &str) -> QueryRe
     if let (Some(jichu_ingest::Value::Point(p)), Some(linked)) =
         (record.value("location"), caller.related(Registry::Parcels)?)
     {
-        let keys: Vec<String> =
-            super::spatial::parcels_at(view, p.x(), p.y()).into_iter().filter(|k| linked.sees_key(k)).collect();
-        for r in at.get_many(Registry::Parcels, &keys)?.into_iter().flatten() {
+        let keys: Vec<String> = at.parcels_at(view, p.x(), p.y())?.into_iter().filter(|k| linked.sees_key(k)).collect();
+        for r in at.get_many(view, Registry::Parcels, &keys)?.into_iter().flatten() {
             parcels.push(to_json(caller.render(view, &linked, &r)));
         }
     }

@@ -19,6 +19,10 @@ pub const CHANGES: &str = "changes";
 /// store-wide order of every change, gap-free, written with the change.
 pub const FEED: &str = "feed";
 
+/// Relation edges a load removed (a reference changed): `[edge key][load id u32 BE]` → empty.
+/// With the current edges, the candidates for a record's relations as of a past moment.
+pub const UNLINKED: &str = "unlinked";
+
 /// The values loads replaced: `[registry][key length][key][load id]` → the value the load
 /// overwrote (empty: the load inserted the record). What undoes a load that did not finish
 /// (a kill, a cancel, a failure), and a record's earlier versions.
@@ -29,9 +33,12 @@ pub fn records(r: Registry) -> &'static str {
     r.as_str()
 }
 
+/// Whether a finished load's replaced values and removed edges are past the retention.
+pub type Expired = std::sync::Arc<dyn Fn(u32) -> bool + Send + Sync>;
+
 /// Every column family of the store.
 pub fn all() -> impl Iterator<Item = &'static str> {
-    Registry::ALL.into_iter().map(records).chain([RELATIONS, POINTS, META, CHANGES, HISTORY, FEED])
+    Registry::ALL.into_iter().map(records).chain([RELATIONS, POINTS, META, CHANGES, HISTORY, FEED, UNLINKED])
 }
 
 /// Table options shared by every column family: one explicitly sized block cache holding
@@ -68,7 +75,7 @@ pub fn options(name: &str, cache: &Cache) -> Options {
         // the bulk path 10% of its speed for a few bytes more.
         o.set_bottommost_compression_type(DBCompressionType::Lz4);
     }
-    o.set_block_based_table_factory(&table_options(cache, !matches!(name, META | CHANGES | HISTORY | FEED)));
+    o.set_block_based_table_factory(&table_options(cache, !matches!(name, META | CHANGES | HISTORY | FEED | UNLINKED)));
     if Registry::ALL.iter().any(|r| records(*r) == name) {
         o.set_memtable_whole_key_filtering(true);
         o.set_memtable_prefix_bloom_ratio(0.02);
@@ -76,6 +83,30 @@ pub fn options(name: &str, cache: &Cache) -> Options {
     o
 }
 
-pub fn descriptors(cache: &Cache) -> Vec<ColumnFamilyDescriptor> {
-    all().map(|name| ColumnFamilyDescriptor::new(name, options(name, cache))).collect()
+/// The column families with their options; with a retention, `history` and `unlinked` drop
+/// in compaction the entries of loads it has expired (the last four bytes of their keys are the
+/// load id), except insert markers (empty values: they tell an insert from an update whose
+/// earlier versions were dropped). Their files are compacted at least daily, so old entries go.
+pub fn descriptors(cache: &Cache, expired: Option<Expired>) -> Vec<ColumnFamilyDescriptor> {
+    all()
+        .map(|name| {
+            let mut o = options(name, cache);
+            if let (Some(expired), HISTORY | UNLINKED) = (&expired, name) {
+                let expired = expired.clone();
+                o.set_compaction_filter("jichu-retention", move |_level, key: &[u8], value: &[u8]| {
+                    let load = key
+                        .len()
+                        .checked_sub(4)
+                        .map(|i| u32::from_be_bytes([key[i], key[i + 1], key[i + 2], key[i + 3]]));
+                    let marker = name == HISTORY && value.is_empty();
+                    match load {
+                        Some(id) if !marker && expired(id) => rocksdb::CompactionDecision::Remove,
+                        _ => rocksdb::CompactionDecision::Keep,
+                    }
+                });
+                o.set_periodic_compaction_seconds(24 * 3600);
+            }
+            ColumnFamilyDescriptor::new(name, o)
+        })
+        .collect()
 }

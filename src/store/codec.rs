@@ -1,6 +1,7 @@
 //! The value codec of records, in one place.
 //!
-//! Layout: `[format version][flags][load id: u32 LE][body]`. The body is postcard (compact,
+//! Layout: `[format version][flags][load id: u32 LE][effective from: i32 LE days, when the
+//! flag says so][body]`. The body is postcard (compact,
 //! varint-based serde) of the values in schema order and the extra attributes. The fixed
 //! header lets a load compare bodies byte for byte to tell "unchanged" from "updated", and
 //! rewrite flags without decoding. A new format gets a new version byte; readers keep
@@ -17,13 +18,27 @@ pub const FORMAT_VERSION: u8 = 1;
 const HEADER: usize = 6;
 const ENDED: u8 = 1;
 const NEEDS_REVIEW: u8 = 2;
+const EFFECTIVE: u8 = 4;
 
 /// The fixed part of a stored value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Header {
     pub load_id: u32,
     pub ended: bool,
     pub needs_review: bool,
+    /// When the version took effect in the real world, as the extract said (a spec's
+    /// `effective_from` column): kept beside the values, so a re-sent row with another date
+    /// is still unchanged.
+    pub effective_from: Option<NaiveDate>,
+}
+
+fn put_header(out: &mut Vec<u8>, h: Header) {
+    out.push(FORMAT_VERSION);
+    out.push(flags(h));
+    out.extend_from_slice(&h.load_id.to_le_bytes());
+    if let Some(d) = h.effective_from {
+        out.extend_from_slice(&d.num_days_from_ce().to_le_bytes());
+    }
 }
 
 #[derive(Serialize)]
@@ -89,15 +104,15 @@ fn from_wire(w: Wire) -> Result<Value> {
 pub fn encode(header: Header, values: &[Option<Value>], extras: &[(String, String)]) -> Vec<u8> {
     let wire: Vec<Option<WireRef<'_>>> = values.iter().map(|v| v.as_ref().map(to_wire)).collect();
     let mut out = Vec::with_capacity(128);
-    out.push(FORMAT_VERSION);
-    out.push(flags(header));
-    out.extend_from_slice(&header.load_id.to_le_bytes());
+    put_header(&mut out, header);
     // Serialising plain data into a Vec cannot fail.
     postcard::to_extend(&(wire, extras), out).expect("postcard into a Vec")
 }
 
 fn flags(h: Header) -> u8 {
-    (if h.ended { ENDED } else { 0 }) | (if h.needs_review { NEEDS_REVIEW } else { 0 })
+    (if h.ended { ENDED } else { 0 })
+        | (if h.needs_review { NEEDS_REVIEW } else { 0 })
+        | (if h.effective_from.is_some() { EFFECTIVE } else { 0 })
 }
 
 /// Splits a stored value into its header and body.
@@ -106,15 +121,25 @@ pub fn split(bytes: &[u8]) -> Result<(Header, &[u8])> {
         return Err(Error::Codec(format!("unknown value format {:?}", bytes.first())));
     }
     let load_id = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
-    Ok((Header { load_id, ended: bytes[1] & ENDED != 0, needs_review: bytes[1] & NEEDS_REVIEW != 0 }, &bytes[HEADER..]))
+    let (effective_from, body) = if bytes[1] & EFFECTIVE != 0 {
+        let days = bytes.get(HEADER..HEADER + 4).ok_or_else(|| Error::Codec("truncated header".into()))?;
+        let days = i32::from_le_bytes([days[0], days[1], days[2], days[3]]);
+        let date =
+            NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(|| Error::Codec(format!("bad date {days}")))?;
+        (Some(date), &bytes[HEADER + 4..])
+    } else {
+        (None, &bytes[HEADER..])
+    };
+    let header =
+        Header { load_id, ended: bytes[1] & ENDED != 0, needs_review: bytes[1] & NEEDS_REVIEW != 0, effective_from };
+    Ok((header, body))
 }
 
 /// The same value under a new header (to mark a record ended without decoding it).
 pub fn with_header(bytes: &[u8], header: Header) -> Result<Vec<u8>> {
     let (_, body) = split(bytes)?;
-    let mut out = Vec::with_capacity(bytes.len());
-    out.extend_from_slice(&[FORMAT_VERSION, flags(header)]);
-    out.extend_from_slice(&header.load_id.to_le_bytes());
+    let mut out = Vec::with_capacity(bytes.len() + 4);
+    put_header(&mut out, header);
     out.extend_from_slice(body);
     Ok(out)
 }
@@ -135,6 +160,7 @@ pub fn decode(registry: Registry, id: &str, bytes: &[u8]) -> Result<Record> {
         load_id: header.load_id,
         ended: header.ended,
         needs_review: header.needs_review,
+        effective_from: header.effective_from,
     })
 }
 
@@ -159,13 +185,14 @@ mod tests {
     proptest! {
         #[test]
         fn records_round_trip(values in prop::collection::vec(value(), 8), extras in prop::collection::vec((".{1,8}", ".{0,8}"), 0..3), load_id: u32, ended: bool) {
-            let header = Header { load_id, ended, needs_review: false };
+            let effective_from = ended.then(|| NaiveDate::from_ymd_opt(2026, 11, 20).unwrap());
+            let header = Header { load_id, ended, needs_review: false, effective_from };
             let bytes = encode(header, &values, &extras);
             let r = decode(Registry::Citizens, "x", &bytes).unwrap();
             prop_assert_eq!(r.values, values);
             prop_assert_eq!(r.extras, extras);
-            prop_assert_eq!((r.load_id, r.ended), (load_id, ended));
-            let flipped = with_header(&bytes, Header { ended: !ended, ..header }).unwrap();
+            prop_assert_eq!((r.load_id, r.ended, r.effective_from), (load_id, ended, effective_from));
+            let flipped = with_header(&bytes, Header { ended: !ended, effective_from: None, ..header }).unwrap();
             prop_assert_eq!(split(&flipped).unwrap().1, split(&bytes).unwrap().1);
         }
     }
@@ -178,7 +205,7 @@ mod tests {
         )
         .unwrap();
         let bytes = encode(
-            Header { load_id: 1, ended: false, needs_review: false },
+            Header { load_id: 1, ..Header::default() },
             &[None, None, None, Some(Value::Geometry(g.clone()))],
             &[],
         );

@@ -125,6 +125,11 @@ pub fn history_prefix(registry: Registry, id: &[u8]) -> Vec<u8> {
     k
 }
 
+/// A removed edge's entry: the edge key, then the load that removed it.
+pub fn unlinked(edge: &[u8], load_id: u32) -> Vec<u8> {
+    [edge, &load_id.to_be_bytes()[..]].concat()
+}
+
 pub fn change_prefix(load_id: u32, registry: Registry) -> [u8; 5] {
     let b = load_id.to_be_bytes();
     [b[0], b[1], b[2], b[3], registry as u8]

@@ -29,11 +29,13 @@ use std::sync::{Arc, Mutex, RwLock};
 pub struct StoreOptions {
     /// The block cache shared by every column family (data, index and filter blocks).
     pub block_cache_bytes: usize,
+    /// Days the versions loads replaced (and the edges they removed) are kept; None: forever.
+    pub history_retention_days: Option<u32>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { block_cache_bytes: crate::config::default_block_cache() }
+        StoreOptions { block_cache_bytes: crate::config::default_block_cache(), history_retention_days: None }
     }
 }
 
@@ -56,8 +58,11 @@ pub struct Store {
     counts: [AtomicU64; 6],
     /// The position the next change takes in the feed (committed changes only).
     feed_next: AtomicU64,
-    loads: RwLock<BTreeMap<u32, Arc<Lineage>>>,
+    /// Shared with the retention's compaction filter, which asks when a load finished.
+    loads: Arc<RwLock<BTreeMap<u32, Arc<Lineage>>>>,
     write_lock: Mutex<()>,
+    /// Days replaced versions are kept (None: forever).
+    history_retention_days: Option<u32>,
     /// Serialises load-id reservations (which must not wait for a running load's writer).
     id_lock: Mutex<()>,
 }
@@ -94,14 +99,25 @@ impl Store {
         db_opts.set_max_background_jobs(2);
         db_opts.set_bytes_per_sync(1 << 20);
         db_opts.set_keep_log_file_num(3);
-        let db = DB::open_cf_descriptors(&db_opts, dir, cf::descriptors(&cache))?;
+        let loads: Arc<RwLock<BTreeMap<u32, Arc<Lineage>>>> = Arc::default();
+        let expired = options.history_retention_days.map(|days| {
+            let loads = loads.clone();
+            let expired: cf::Expired = Arc::new(move |load_id| {
+                let horizon = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+                let loads = loads.read().unwrap_or_else(|e| e.into_inner());
+                loads.get(&load_id).and_then(|l| l.finished_at).is_some_and(|f| f < horizon)
+            });
+            expired
+        });
+        let db = DB::open_cf_descriptors(&db_opts, dir, cf::descriptors(&cache, expired))?;
         let store = Store {
             db,
             _lock: lock,
             path: dir.into(),
             counts: Default::default(),
             feed_next: AtomicU64::new(1),
-            loads: RwLock::new(BTreeMap::new()),
+            loads,
+            history_retention_days: options.history_retention_days,
             write_lock: Mutex::new(()),
             id_lock: Mutex::new(()),
         };
@@ -263,6 +279,19 @@ impl Store {
                 self.db.property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size").ok().flatten()
             })
             .sum()
+    }
+
+    /// Days replaced versions are kept (None: forever).
+    pub fn history_retention_days(&self) -> Option<u32> {
+        self.history_retention_days
+    }
+
+    /// Compacts the kept versions and removed edges now, so that the retention drops what it
+    /// has expired (RocksDB otherwise does it as files are compacted, at least daily).
+    pub fn compact_history(&self) {
+        for name in [cf::HISTORY, cf::UNLINKED] {
+            self.db.compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+        }
     }
 
     /// Counts a registry's keys by a full scan (checks, repairs; `count` is the fast path).

@@ -183,6 +183,28 @@ impl<'a> Reader<'a> {
         Ok(edges)
     }
 
+    /// Every edge that started at `(registry, id)` and that a load removed (each once).
+    pub fn unlinked(&self, registry: Registry, id: &str) -> Result<Vec<Edge>> {
+        let mut opts = self.opts();
+        opts.set_iterate_range(PrefixRange(keys::edge_prefix(registry, id)));
+        let mut edges: Vec<Edge> = Vec::new();
+        for item in self.store.db().iterator_cf_opt(self.store.cf(cf::UNLINKED), opts, IteratorMode::Start) {
+            let (k, _) = item?;
+            let edge = k.get(..k.len().saturating_sub(4)).and_then(keys::decode_edge);
+            let (relation, registry, id) = edge.ok_or_else(|| Error::Codec("unlinked key".into()))?;
+            if !edges.iter().any(|e| e.relation == relation && e.registry == registry && e.id == id) {
+                edges.push(Edge { relation, registry, id: id.to_string() });
+            }
+        }
+        Ok(edges)
+    }
+
+    /// Whether load `load_id` wrote `(registry, id)` on its batch path (bulk loads log nothing).
+    pub fn logged(&self, load_id: u32, registry: Registry, id: &str) -> Result<bool> {
+        let key = keys::change(load_id, registry, id.as_bytes());
+        Ok(self.store.db().get_pinned_cf_opt(self.store.cf(cf::CHANGES), key, &self.opts())?.is_some())
+    }
+
     /// Iterates a registry's stored values in key order.
     pub fn scan(self, registry: Registry) -> impl Iterator<Item = Result<KeyValue>> + 'a {
         let mut opts = self.opts();

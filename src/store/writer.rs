@@ -79,6 +79,13 @@ impl<'s> Writer<'s> {
         self.batch.delete_cf(self.store.cf(cf::RELATIONS), key);
     }
 
+    /// Deletes an edge a load removed, noting it in `unlinked` (as-of reads look there for the
+    /// records that linked to one before).
+    pub fn remove_edge(&mut self, key: &[u8], load_id: u32) {
+        self.delete_edge(key);
+        self.batch.put_cf(self.store.cf(cf::UNLINKED), keys::unlinked(key, load_id), []);
+    }
+
     /// Sets (or, with `None`, removes) a record's point in the `points` column family.
     pub fn set_point(&mut self, registry: Registry, id: &[u8], point: Option<(f64, f64)>) {
         let key = keys::point(registry, id);

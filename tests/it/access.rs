@@ -422,3 +422,83 @@ async fn the_audit_answers_who_read_a_record_and_metrics_hold_no_key() {
         assert!(!metrics.contains(secret), "no key in a metric label");
     }
 }
+
+const SYNC: &str = r#"
+[[department]]
+name = "思明区数据局"
+role = "department"
+purposes = ["数据同步"]
+[department.registries.citizens]
+operations = ["get", "changes", "history"]
+fields = { id = "masked", name = "full", phone = "masked" }
+rows = { district = ["350203"] }
+
+[[department]]
+name = "市人社局"
+role = "department"
+purposes = ["社保待遇审核"]
+[department.registries.citizens]
+operations = ["get"]
+fields = { id = "full", name = "full" }
+"#;
+
+/// The feed and history obey grants: the operation, the registry, the rows, the masks and the
+/// purpose; what they return is audited.
+#[tokio::test]
+async fn the_feed_and_history_obey_grants_and_are_audited() {
+    let t = TestStore::loaded();
+    let path = t.dir.path().join("access.toml");
+    std::fs::write(&path, SYNC).unwrap();
+    let sync = keys::add(&path, "思明区数据局", Role::Department).unwrap().1;
+    let hr = keys::add(&path, "市人社局", Role::Department).unwrap().1;
+    let s = server(&t).await;
+    let (status, b) =
+        call(&s, "GET", "/v1/changes?include=record&limit=10000", Some(&sync), Some("数据同步"), None).await;
+    assert_eq!(status, 200, "{b}");
+    let changes = b["changes"].as_array().unwrap();
+    assert!(!changes.is_empty());
+    for c in changes {
+        assert_eq!(c["registry"], "citizens", "only the granted registry's changes");
+        let id = c["id"].as_str().unwrap();
+        assert!(id.starts_with("350203") && id.contains('*'), "masked, and only district 350203: {id}");
+        let record = c["record"].as_object().unwrap();
+        assert!(record.contains_key("name") && !record.contains_key("birth_date"), "{record:?}");
+        assert!(record["phone"].as_str().is_none_or(|p| p.contains('*')));
+    }
+    let (status, b) = call(&s, "GET", "/v1/changes?registry=licences", Some(&sync), Some("数据同步"), None).await;
+    assert_eq!((status, code(&b)), (403, "not_granted"));
+    let (status, b) = call(&s, "GET", "/v1/changes", Some(&sync), None, None).await;
+    assert_eq!((status, code(&b)), (400, "purpose_required"));
+    let (status, b) = call(&s, "GET", "/v1/changes", Some(&hr), Some("社保待遇审核"), None).await;
+    assert_eq!((status, code(&b)), (403, "not_granted"), "no department has the feed without the grant");
+    // History: rows and masks as for reads; as_of needs the grant.
+    let (status, b) =
+        call(&s, "GET", &format!("/v1/citizens/{CHEN}/history"), Some(&sync), Some("数据同步"), None).await;
+    assert_eq!(status, 200, "{b}");
+    let record = &b["versions"][0]["record"];
+    assert_eq!(record["id"], CHEN, "asked by its key, the key is shown");
+    assert!(record["phone"].as_str().unwrap().contains('*') && record.get("birth_date").is_none(), "{record}");
+    let (status, _) = call(&s, "GET", &format!("/v1/citizens/{WU}/history"), Some(&sync), Some("数据同步"), None).await;
+    assert_eq!(status, 404, "outside the rows: absent");
+    let now =
+        percent_encoding::utf8_percent_encode(&chrono::Utc::now().to_rfc3339(), percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    let (status, b) =
+        call(&s, "GET", &format!("/v1/citizens/{CHEN}?as_of={now}"), Some(&hr), Some("社保待遇审核"), None).await;
+    assert_eq!((status, code(&b)), (403, "not_granted"));
+    let (status, _) =
+        call(&s, "GET", &format!("/v1/citizens/{CHEN}?as_of={now}"), Some(&sync), Some("数据同步"), None).await;
+    assert_eq!(status, 200);
+    // The feed page's records are in the audit.
+    let mut audited = false;
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        audited = audit_lines(t.dir.path())
+            .iter()
+            .any(|l| l.contains("\"route\":\"/v1/changes\"") && l.contains(&format!("citizens:{CHEN}")));
+        if audited {
+            break;
+        }
+    }
+    assert!(audited, "the keys a feed page returned are audited");
+}

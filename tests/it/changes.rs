@@ -131,7 +131,7 @@ async fn a_reopened_store_continues_the_feed_and_an_undone_load_leaves_no_gap() 
     let value = t.store.reader().get_raw(Registry::Citizens, &key_of(&fixture_rows()[0])).unwrap().unwrap();
     let rewritten = jichu::store::codec::with_header(
         &value,
-        jichu::store::codec::Header { load_id: id, ended: true, needs_review: false },
+        jichu::store::codec::Header { load_id: id, ended: true, ..Default::default() },
     )
     .unwrap();
     w.put_record(Registry::Citizens, key_of(&fixture_rows()[0]).as_bytes(), &rewritten, Some(&value)).unwrap();

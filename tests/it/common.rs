@@ -64,7 +64,7 @@ impl TestStore {
 }
 
 fn small() -> StoreOptions {
-    StoreOptions { block_cache_bytes: 8 << 20 }
+    StoreOptions { block_cache_bytes: 8 << 20, history_retention_days: None }
 }
 
 /// `(line, reason)` pairs of a rejects CSV.

@@ -21,8 +21,9 @@ fn jichu(data: &std::path::Path) -> Command {
 /// representative edge exists in both directions; the full-text index, brought in step as
 /// the next process would, holds one document per record and finds sampled citizens.
 fn assert_consistent(data: &std::path::Path) -> Vec<u64> {
-    let store = Store::open(&data.join("store"), &StoreOptions { block_cache_bytes: 8 << 20 })
-        .expect("the store opens after a kill");
+    let store =
+        Store::open(&data.join("store"), &StoreOptions { block_cache_bytes: 8 << 20, history_retention_days: None })
+            .expect("the store opens after a kill");
     let counts: Vec<u64> = Registry::ALL.iter().map(|r| store.count(*r)).collect();
     for r in Registry::ALL {
         assert_eq!(store.count(r), store.count_keys(r).unwrap(), "{r}: count and keys agree");

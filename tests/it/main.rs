@@ -7,6 +7,7 @@ mod changes;
 mod common;
 mod crash;
 mod extracts;
+mod history;
 mod live;
 mod load;
 mod search;
