@@ -36,10 +36,15 @@ pub struct MappedRow {
     /// When the row's values took effect in the real world (the spec's `effective_from`
     /// column): a version's time of effect, beside the time jichu recorded it.
     pub effective_from: Option<chrono::NaiveDate>,
+    /// The row is of an ended record (the spec's `ended` column: how jichu's own exports carry
+    /// it, so that they re-load into an equal registry).
+    pub ended: bool,
 }
 
 /// The column a spec may map to a row's time of effect (any registry).
 pub const EFFECTIVE_FROM: FieldDef = FieldDef { name: "effective_from", kind: FieldKind::Date, required: false };
+/// The column a spec may map to whether a record is ended (`true`/`false`, `1`/`0`, `是`/`否`).
+pub const ENDED: &str = "ended";
 
 #[derive(Clone, Copy, Debug)]
 enum Column {
@@ -54,6 +59,7 @@ pub struct RowMapper {
     key: FieldDef,
     key_column: usize,
     effective_column: Option<usize>,
+    ended_column: Option<usize>,
     fields: Vec<(FieldDef, Column)>,
     extras: Vec<(usize, String)>,
     width: usize,
@@ -81,10 +87,11 @@ impl RowMapper {
         for name in spec.columns.keys() {
             let known = name == key.name
                 || name == EFFECTIVE_FROM.name
+                || name == ENDED
                 || fields.iter().any(|f| f.name == name && !matches!(f.kind, FieldKind::Point))
                 || (has_point && (name == "lon" || name == "lat"));
             if !known {
-                let mut names: Vec<&str> = vec![key.name, EFFECTIVE_FROM.name];
+                let mut names: Vec<&str> = vec![key.name, EFFECTIVE_FROM.name, ENDED];
                 for f in fields {
                     match f.kind {
                         FieldKind::Point => names.extend(["lon", "lat"]),
@@ -116,7 +123,8 @@ impl RowMapper {
         let mut mapped = vec![false; headers.len()];
         mapped[key_column] = true;
         let effective_column = header_index(EFFECTIVE_FROM.name)?;
-        if let Some(i) = effective_column {
+        let ended_column = header_index(ENDED)?;
+        for i in [effective_column, ended_column].into_iter().flatten() {
             mapped[i] = true;
         }
         let mut plan = Vec::with_capacity(fields.len());
@@ -159,6 +167,7 @@ impl RowMapper {
             key,
             key_column,
             effective_column,
+            ended_column,
             fields: plan,
             extras,
             width: headers.len(),
@@ -251,7 +260,17 @@ impl RowMapper {
             },
             None => None,
         };
-        Ok(MappedRow { id, values, extras, needs_review, effective_from })
+        let ended = match self.ended_column {
+            Some(i) => match self.cell(record, i)?.as_deref() {
+                None | Some("false" | "0" | "否" | "no") => false,
+                Some("true" | "1" | "是" | "yes") => true,
+                Some(other) => {
+                    return Err((Reason::InvalidValue, format!("`ended`: {other:?} is not true or false")));
+                }
+            },
+            None => false,
+        };
+        Ok(MappedRow { id, values, extras, needs_review, effective_from, ended })
     }
 
     /// The normalised text of a cell, or None when it is one of the spec's null values.

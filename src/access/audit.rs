@@ -53,6 +53,10 @@ pub struct Entry {
     pub fields: Vec<String>,
     pub status: u16,
     pub request_id: String,
+    /// What a read covered when it is too large to list its records (an export: the
+    /// registry and the feed positions of the state it was taken from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// A line of the log.

@@ -158,6 +158,30 @@ fn fill(entry: &mut Entry, trace: Trace) {
     entry.time = chrono::Utc::now();
 }
 
+impl Recorder {
+    /// Records, before it starts, a read too large to list record by record (an export):
+    /// its registry, the personal fields it returns, its scope. An error: it must not start.
+    pub async fn record_scope(&self, registry: &str, fields: &[&str], scope: String) -> Result<(), ApiError> {
+        let Some(audit) = &self.audit else { return Ok(()) };
+        if fields.is_empty() {
+            return Ok(());
+        }
+        if !audit.available() {
+            return Err(ApiError::AuditUnavailable);
+        }
+        let entry = Entry {
+            kind: "read".into(),
+            status: 200,
+            time: chrono::Utc::now(),
+            registry: Some(registry.to_string()),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            scope: Some(scope),
+            ..self.entry.clone()
+        };
+        audit.record(entry).await.map_err(|_| ApiError::AuditUnavailable)
+    }
+}
+
 /// Records what a streamed answer returns, part by part: a stream outlives its request's own
 /// entry, which is written when the response's headers go out.
 #[derive(Clone, Debug)]

@@ -8,6 +8,7 @@ mod access;
 mod auth;
 mod catalog;
 mod changes;
+mod export;
 mod extract;
 mod loads;
 mod ops;
@@ -179,6 +180,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(spatial::containing))
         .routes(routes!(catalog::catalog))
         .routes(routes!(changes::changes))
+        .routes(routes!(export::export))
         .routes(routes!(access::me))
         .routes(routes!(access::search))
         .routes(routes!(access::public_key))

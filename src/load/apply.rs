@@ -93,6 +93,7 @@ pub fn bulk(
     // Every record is an insert in the feed, numbered in key order from the next position.
     let mut feed_files = SstFiles::new(cf::FEED, tmp, "feed", 1);
     let first_position = writer.feed_position();
+    let record_changes = writer.records_changes();
     let load_id = state.report.load_id as u32;
     let mut point_key = keys::point(registry, b"");
     let mut edge_sorter = Sorter::new(tmp, "edges", budget);
@@ -105,10 +106,12 @@ pub fn bulk(
         }
         let payload::Parts { targets, point, value } = payload::split(&e.payload);
         files.put(&e.key, value)?;
-        feed_files.put(
-            &feed::key(first_position + n),
-            &feed::encode_value(registry, ChangeKind::Insert, load_id, 0, &e.key),
-        )?;
+        if record_changes {
+            feed_files.put(
+                &feed::key(first_position + n),
+                &feed::encode_value(registry, ChangeKind::Insert, load_id, 0, &e.key),
+            )?;
+        }
         if let Some((lon, lat)) = point {
             point_key.truncate(1);
             point_key.extend_from_slice(&e.key);
@@ -144,8 +147,10 @@ pub fn bulk(
     writer.ingest(cf::records(registry), record_files)?;
     writer.ingest(cf::RELATIONS, edge_files)?;
     writer.ingest(cf::POINTS, point_files)?;
-    writer.ingest(cf::FEED, feed_files)?;
-    writer.feed_ingested(first_position + n);
+    if record_changes {
+        writer.ingest(cf::FEED, feed_files)?;
+        writer.feed_ingested(first_position + n);
+    }
     writer.set_count(registry, n)?;
     state.report.stage("ingest", t);
     state.report.inserted = n;
@@ -213,7 +218,8 @@ fn apply_chunk(
             }
             Some(old) => {
                 let (old_header, old_body) = codec::split(old)?;
-                if old_body == codec::split(value)?.1 && !old_header.ended {
+                let (new_header, new_body) = codec::split(value)?;
+                if old_body == new_body && old_header.ended == new_header.ended {
                     state.report.unchanged += 1;
                     continue;
                 }

@@ -43,12 +43,17 @@ pub fn prepare(schema: &Schema, mapper: &RowMapper, load_id: u32, row: &RawRow) 
     }
     let targets: Vec<&str> =
         schema.links().map(|(i, _)| mapped.values[i].as_ref().and_then(|v| v.as_text()).unwrap_or("")).collect();
+    // An ended record has no current location.
     let point = mapped.values.iter().flatten().find_map(|v| match v {
-        jichu_ingest::Value::Point(p) => Some((p.x(), p.y())),
+        jichu_ingest::Value::Point(p) if !mapped.ended => Some((p.x(), p.y())),
         _ => None,
     });
-    let header =
-        Header { load_id, ended: false, needs_review: mapped.needs_review, effective_from: mapped.effective_from };
+    let header = Header {
+        load_id,
+        ended: mapped.ended,
+        needs_review: mapped.needs_review,
+        effective_from: mapped.effective_from,
+    };
     let value = codec::encode(header, &mapped.values, &mapped.extras);
     Outcome::Good(Prepared {
         payload: payload::join(&targets, point, &value),

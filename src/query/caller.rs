@@ -5,7 +5,7 @@
 use super::error::{QueryError, QueryResult};
 use super::view::View;
 use crate::access::{Grant, Operation, Principal};
-use crate::model::{FieldRule, Record, RecordAccess, RecordJson, Registry, Sensitivity};
+use crate::model::{FieldRule, Lineage, Record, RecordAccess, RecordJson, Registry, Sensitivity};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +15,9 @@ pub struct Trace {
     /// `registry:key`.
     pub records: Vec<String>,
     pub fields: BTreeSet<&'static str>,
+    /// Count the records instead of listing them (an export: its audit entry names its scope).
+    pub summary: bool,
+    pub counted: u64,
 }
 
 /// The caller of a request. Without a principal (a server run with `--insecure-no-auth`, or
@@ -42,6 +45,11 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// The personal or sensitive fields (and `id`, `extras`) records are returned with.
+    pub fn personal(&self) -> &[&'static str] {
+        &self.personal
+    }
+
     /// Whether a record is among the rows the caller may see.
     pub fn sees(&self, record: &Record) -> bool {
         self.rows.as_ref().is_none_or(|rows| record.district().is_some_and(|d| rows.contains(d)))
@@ -202,17 +210,21 @@ impl Caller {
 
     /// A record as the caller may see it; its personal values are noted for the audit.
     pub fn render<'a>(&self, view: &'a View, shape: &'a Shape, record: &'a Record) -> RecordJson<'a> {
+        self.render_in(view.lineage(record.load_id), shape, record)
+    }
+
+    /// [`Caller::render`] with the lineage of the record's load given.
+    pub fn render_in<'a>(&self, lineage: Option<&'a Lineage>, shape: &'a Shape, record: &'a Record) -> RecordJson<'a> {
         if self.principal.is_some() && !shape.personal.is_empty() {
             let mut t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
-            t.records.push(format!("{}:{}", record.registry, record.id));
+            if t.summary {
+                t.counted += 1;
+            } else {
+                t.records.push(format!("{}:{}", record.registry, record.id));
+            }
             t.fields.extend(shape.personal.iter().copied());
         }
-        RecordJson {
-            record,
-            only: shape.only.as_deref(),
-            lineage: view.lineage(record.load_id),
-            access: shape.access.as_ref(),
-        }
+        RecordJson { record, only: shape.only.as_deref(), lineage, access: shape.access.as_ref() }
     }
 
     /// The key of a linked record as the caller may see it (None: hidden).

@@ -6,6 +6,7 @@ mod caller;
 pub mod catalog;
 pub mod changes;
 mod error;
+pub mod export;
 pub mod history;
 pub mod records;
 pub mod search;

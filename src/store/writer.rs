@@ -17,6 +17,8 @@ pub struct Writer<'s> {
     deltas: [i64; 6],
     /// The feed position the next change in the batch takes.
     feed_next: u64,
+    /// Whether changes keep their versions and feed entries (always, but in benchmarks).
+    record_changes: bool,
 }
 
 impl std::fmt::Debug for Writer<'_> {
@@ -28,7 +30,7 @@ impl std::fmt::Debug for Writer<'_> {
 impl<'s> Writer<'s> {
     pub(super) fn new(store: &'s Store, guard: MutexGuard<'s, ()>) -> Self {
         let feed_next = store.feed_next();
-        Writer { store, _guard: guard, batch: WriteBatch::default(), deltas: [0; 6], feed_next }
+        Writer { store, _guard: guard, batch: WriteBatch::default(), deltas: [0; 6], feed_next, record_changes: true }
     }
 
     pub fn store(&self) -> &'s Store {
@@ -40,15 +42,31 @@ impl<'s> Writer<'s> {
     /// the version is kept, and its entry in the feed.
     pub fn put_record(&mut self, registry: Registry, id: &[u8], value: &[u8], old: Option<&[u8]>) -> Result<()> {
         let (header, _) = super::codec::split(value)?;
-        let key = std::str::from_utf8(id).map_err(|_| Error::Codec("record key".into()))?;
-        let (kind, fields) = feed::classify(registry, key, old, value)?;
         self.batch.put_cf(self.store.cf(cf::records(registry)), id, value);
         self.batch.put_cf(self.store.cf(cf::CHANGES), keys::change(header.load_id, registry, id), []);
+        if !self.record_changes {
+            return Ok(());
+        }
+        let key = std::str::from_utf8(id).map_err(|_| Error::Codec("record key".into()))?;
+        let (kind, fields) = feed::classify(registry, key, old, value)?;
         self.batch.put_cf(self.store.cf(cf::HISTORY), keys::history(registry, id, header.load_id), old.unwrap_or(&[]));
         let entry = feed::encode_value(registry, kind, header.load_id, fields, id);
         self.batch.put_cf(self.store.cf(cf::FEED), feed::key(self.feed_next), entry);
         self.feed_next += 1;
         Ok(())
+    }
+
+    /// For benchmarks only, to measure what history and the feed cost: the changes written
+    /// from now on keep no version and take no feed position. Such a load cannot be undone
+    /// (the versions are its undo log) and the feed no longer replays to the registries.
+    #[doc(hidden)]
+    pub fn without_changes(&mut self) {
+        self.record_changes = false;
+    }
+
+    /// Whether changes keep their versions and take feed positions (see [`Writer::without_changes`]).
+    pub fn records_changes(&self) -> bool {
+        self.record_changes
     }
 
     /// The feed position the next change takes (a bulk load numbers its records from here).

@@ -502,3 +502,69 @@ async fn the_feed_and_history_obey_grants_and_are_audited() {
     }
     assert!(audited, "the keys a feed page returned are audited");
 }
+
+const EXPORTER: &str = r#"
+[[department]]
+name = "思明区数据局"
+role = "department"
+purposes = ["数据同步"]
+[department.registries.citizens]
+operations = ["export"]
+fields = { id = "full", name = "full", phone = "masked" }
+rows = { district = ["350203"] }
+
+[[department]]
+name = "市人社局"
+role = "department"
+purposes = ["社保待遇审核"]
+[department.registries.citizens]
+operations = ["get", "changes"]
+fields = { id = "full", name = "full" }
+"#;
+
+/// An export obeys the grant (operation, rows, masks, purpose) and its scope is audited
+/// before the first record goes out.
+#[tokio::test]
+async fn exports_obey_grants_and_are_audited() {
+    let t = TestStore::loaded();
+    let path = t.dir.path().join("access.toml");
+    std::fs::write(&path, EXPORTER).unwrap();
+    let sync = keys::add(&path, "思明区数据局", Role::Department).unwrap().1;
+    let hr = keys::add(&path, "市人社局", Role::Department).unwrap().1;
+    let s = server(&t).await;
+    let get = |key: &str, purpose: &str, query: &str| {
+        s.client
+            .get(s.url(&format!("/v1/citizens/export{query}")))
+            .header("authorization", format!("Bearer {key}"))
+            .header("x-purpose", enc(purpose))
+            .send()
+    };
+    let r = get(&sync, "数据同步", "").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (cursor, records) = lines.split_last().unwrap();
+    assert!(cursor["next"].is_string());
+    assert!(!records.is_empty());
+    for r in records {
+        assert!(r["id"].as_str().unwrap().starts_with("350203"), "only district 350203: {r}");
+        assert!(r.get("birth_date").is_none() && r["phone"].as_str().is_none_or(|p| p.contains('*')), "{r}");
+    }
+    let csv = get(&sync, "数据同步", "?format=csv").await.unwrap().text().await.unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(header.contains("phone") && !header.contains("birth_date"), "{header}");
+    assert_eq!(csv.lines().count(), records.len() + 1);
+    let r = get(&hr, HR, "").await.unwrap();
+    assert_eq!(r.status(), 403, "reads and the feed do not grant exports");
+    let mut audited = false;
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        audited = audit_lines(t.dir.path()).iter().any(|l| {
+            l.contains("\"route\":\"/v1/{registry}/export\"") && l.contains("export of citizens at feed position")
+        });
+        if audited {
+            break;
+        }
+    }
+    assert!(audited, "{:?}", audit_lines(t.dir.path()));
+}

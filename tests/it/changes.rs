@@ -19,19 +19,25 @@ fn citizens_extract(dir: &Path, name: &str, mode: &str, rows: &[String]) -> (Pat
     (spec_path, csv_path)
 }
 
-fn fixture_rows() -> Vec<String> {
+pub fn fixture_rows() -> Vec<String> {
     std::fs::read_to_string(fixture("citizens.csv")).unwrap().lines().skip(1).map(String::from).collect()
 }
 
-fn key_of(row: &str) -> String {
+pub fn key_of(row: &str) -> String {
     row.split(',').next().unwrap().to_string()
 }
 
-/// Every fixture loaded, then three loads of citizens from the same source: a delta that
-/// renames one and changes another's phone (a third sent unchanged), a snapshot without the
-/// last six (ended), a delta that sends one of them back (reopened).
-fn changed_store() -> (TestStore, Vec<String>) {
+/// Every fixture loaded, then [`change`]d.
+pub fn changed_store() -> (TestStore, Vec<String>) {
     let t = TestStore::loaded();
+    let rows = change(&t);
+    (t, rows)
+}
+
+/// Three loads of citizens from the fixture's source: a delta that renames the first row and
+/// changes the second's phone (the third sent unchanged), a snapshot without the last six
+/// (ended), a delta that sends the thirteenth back (reopened). Returns the fixture's rows.
+pub fn change(t: &TestStore) -> Vec<String> {
     let work = t.dir.path().join("extracts");
     std::fs::create_dir_all(&work).unwrap();
     let rows = fixture_rows();
@@ -50,7 +56,7 @@ fn changed_store() -> (TestStore, Vec<String>) {
     assert_eq!(r.ended, 6);
     let (spec, csv) = citizens_extract(&work, "back", "delta", std::slice::from_ref(&rows[12]));
     t.load(&spec, &[csv]);
-    (t, rows)
+    rows
 }
 
 async fn page(s: &Server, query: &str) -> Value {

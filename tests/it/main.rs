@@ -6,6 +6,7 @@ mod bench;
 mod changes;
 mod common;
 mod crash;
+mod export;
 mod extracts;
 mod history;
 mod live;
