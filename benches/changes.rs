@@ -56,11 +56,12 @@ fn load_citizens(store: &Store, data: &Path, extracts: &Path, csv: &Path, record
     let opts = LoadOptions { record_changes, ..LoadOptions::new(data) };
     let r = load(store, &spec, &spec_path, std::slice::from_ref(&csv.to_path_buf()), &opts).expect("load");
     assert_eq!(r.rejected, 0);
+    eprintln!("  {} path, with changes {record_changes}: stages (s) {:?}", r.path, r.stage_seconds);
     r.rows_per_second
 }
 
 /// Exports citizens (whole, or changed since a cursor) from the store's current state.
-fn export_citizens(store: &Arc<Store>, since: Option<u64>, format: Format) -> (u64, u64, f64) {
+fn export_citizens(store: &Arc<Store>, since: Option<u64>, format: Format, threads: usize) -> (u64, u64, f64) {
     let snapshot = store.snapshot().expect("snapshot");
     let at = snapshot.reader();
     let loads = at.stored_loads().expect("loads").into_iter().map(|l| (l.load_id, Arc::new(l))).collect();
@@ -70,7 +71,8 @@ fn export_citizens(store: &Arc<Store>, since: Option<u64>, format: Format) -> (u
     let shape = export::shape(&caller, registry).expect("shape");
     let mut out = Count::default();
     let t = Instant::now();
-    let e = export::export(src, &caller, &shape, &ExportQuery { registry, since, format }, &mut out).expect("export");
+    let e = export::export(src, &caller, &shape, &ExportQuery { registry, since, format, threads }, &mut out)
+        .expect("export");
     (e.records, out.0, t.elapsed().as_secs_f64())
 }
 
@@ -98,11 +100,23 @@ fn main() {
     let (with_dir, without_dir) = (root.join("with"), root.join("without"));
     let (with, without) = (open(&with_dir), open(&without_dir));
     let mut rates = Vec::new();
-    for (name, csv) in
-        [("first load (bulk path)", &v1), ("every record moved (batch)", &v2), ("moved again (batch)", &v3)]
-    {
-        let a = load_citizens(&with, &with_dir, &extracts, csv, true);
-        let b = load_citizens(&without, &without_dir, &extracts, csv, false);
+    let loads = [("first load (bulk path)", &v1), ("every record moved (batch)", &v2), ("moved again (batch)", &v3)];
+    for (round, (name, csv)) in loads.into_iter().enumerate() {
+        // Each load starts on quiet stores (the compactions of the loads before done), and the
+        // two take turns going first.
+        let run = |with_changes: bool| {
+            with.settle(std::time::Duration::from_secs(600));
+            without.settle(std::time::Duration::from_secs(600));
+            let (store, dir) = if with_changes { (&with, &with_dir) } else { (&without, &without_dir) };
+            load_citizens(store, dir, &extracts, csv, with_changes)
+        };
+        let (a, b) = if round % 2 == 0 {
+            let a = run(true);
+            (a, run(false))
+        } else {
+            let b = run(false);
+            (run(true), b)
+        };
         eprintln!("{name}: {a:.0} rows/s with, {b:.0} without");
         rates.push((name, a, b));
     }
@@ -113,15 +127,18 @@ fn main() {
     let (bytes_with, bytes_without) = (per_record(&with), per_record(&without));
     drop(without);
 
-    // Exports from the store with history and the feed.
-    let (full, full_bytes, full_s) = export_citizens(&with, None, Format::Ndjson);
+    // Exports from the store with history and the feed, on a quiet store.
+    with.settle(std::time::Duration::from_secs(600));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (full, full_bytes, full_s) = export_citizens(&with, None, Format::Ndjson, cores);
     assert_eq!(full, citizens);
-    let (_, csv_out, csv_s) = export_citizens(&with, None, Format::Csv);
+    let (_, _, serial_s) = export_citizens(&with, None, Format::Ndjson, 0);
+    let (_, csv_out, csv_s) = export_citizens(&with, None, Format::Csv, 0);
     let cursor = with.reader().feed_last().expect("feed");
     let t = Instant::now();
     let delta_rate = load_citizens(&with, &with_dir, &extracts, &one_percent, true);
     let delta_load_s = t.elapsed().as_secs_f64();
-    let (delta, _, delta_s) = export_citizens(&with, Some(cursor), Format::Ndjson);
+    let (delta, _, delta_s) = export_citizens(&with, Some(cursor), Format::Ndjson, 0);
     assert_eq!(delta, citizens / 100, "exactly the changed records");
     let total_changes = with.reader().feed_last().expect("feed");
 
@@ -174,9 +191,13 @@ fn main() {
         csv_bytes as f64 / citizens as f64
     );
     println!(
-        "| full export, NDJSON, in process | {:.0} records/s ({full_s:.2}s, {:.0} bytes/record) |",
+        "| full export, NDJSON, in process ({cores} render threads, as `jichu export`) | {:.0} records/s ({full_s:.2}s, {:.0} bytes/record) |",
         full as f64 / full_s,
         full_bytes as f64 / full as f64
+    );
+    println!(
+        "| full export, NDJSON, in process, one thread | {:.0} records/s ({serial_s:.2}s) |",
+        full as f64 / serial_s
     );
     println!(
         "| full export, CSV, in process (two passes: extras, rows) | {:.0} records/s ({csv_s:.2}s, {:.0} MB) |",
@@ -189,6 +210,9 @@ fn main() {
         "| feed read over HTTP, 1 client, limit 10000 | {:.0} changes/s ({feed_read} changes, {pages} pages, {feed_s:.2}s) |",
         feed_read as f64 / feed_s
     );
-    println!("| full export, NDJSON, over HTTP | {:.0} records/s ({http_s:.2}s) |", http_export as f64 / http_s);
+    println!(
+        "| full export, NDJSON, over HTTP (one render thread beside the scan) | {:.0} records/s ({http_s:.2}s) |",
+        http_export as f64 / http_s
+    );
     println!("| peak RSS | {:.0} MiB |", peak_rss_mib());
 }

@@ -409,7 +409,8 @@ fn export(config: &Config, registry: &str, since: Option<u64>, format: &str, out
     let src = Source { at, loads: &loads, feed_last: at.feed_last()? };
     let caller = jichu::query::Caller::unrestricted();
     let shape = export::shape(&caller, registry)?;
-    let q = ExportQuery { registry, since, format };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let q = ExportQuery { registry, since, format, threads };
     let started = std::time::Instant::now();
     let sink: Box<dyn Write> = match out {
         Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),

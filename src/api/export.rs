@@ -65,7 +65,9 @@ pub async fn export(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     // Counted, not listed: the entry above names the scope.
     let caller = Caller { trace: Arc::new(Mutex::new(Trace { summary: true, ..Trace::default() })), ..caller };
-    let q = ExportQuery { registry, since, format };
+    // One worker renders while this task's thread scans and sends: a whole export uses two
+    // cores at most, however many the machine has, and leaves the rest to other requests.
+    let q = ExportQuery { registry, since, format, threads: 1 };
     tokio::task::spawn_blocking(move || {
         let src = Source { at: view.reader(), loads: &view.loads, feed_last: view.feed_last };
         let sink = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };

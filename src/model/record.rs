@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use jichu_ingest::Value;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
 /// One record of a registry: its key, its values in schema order, the columns a department
 /// sent that the model has no field for, and where it came from.
@@ -53,6 +53,19 @@ pub struct Lineage {
     /// up to the next load's (undoing the load removes them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feed_from: Option<u64>,
+    /// `started_at` as the wire writes it, formatted once (every returned record shows it).
+    #[serde(skip)]
+    pub started_text: TextOnce,
+}
+
+/// A text computed once and kept; not part of what a value is (always equal).
+#[derive(Clone, Debug, Default)]
+pub struct TextOnce(std::sync::OnceLock<String>);
+
+impl PartialEq for TextOnce {
+    fn eq(&self, _: &TextOnce) -> bool {
+        true
+    }
 }
 
 impl Lineage {
@@ -60,6 +73,14 @@ impl Lineage {
     /// this order existed finished in the order of their ids.)
     pub fn finish_order(&self) -> Option<u64> {
         self.finished_at.map(|_| self.finished.unwrap_or(u64::from(self.load_id)))
+    }
+
+    /// When the load started, as the wire shows it (RFC 3339).
+    pub fn started_text(&self) -> &str {
+        self.started_text.0.get_or_init(|| match serde_json::to_value(self.started_at) {
+            Ok(Json::String(s)) => s,
+            _ => self.started_at.to_rfc3339(),
+        })
     }
 }
 
@@ -199,13 +220,34 @@ impl Serialize for RecordJson<'_> {
             match self.lineage {
                 Some(l) => m.serialize_entry(
                     "lineage",
-                    &json!({"load_id": l.load_id, "source": l.source, "files": l.files, "loaded_at": l.started_at}),
+                    &LineageJson {
+                        load_id: l.load_id,
+                        source: Some(&l.source),
+                        files: Some(&l.files),
+                        loaded_at: Some(l.started_text()),
+                    },
                 )?,
-                None => m.serialize_entry("lineage", &json!({"load_id": r.load_id}))?,
+                None => m.serialize_entry(
+                    "lineage",
+                    &LineageJson { load_id: r.load_id, source: None, files: None, loaded_at: None },
+                )?,
             }
         }
         m.end()
     }
+}
+
+/// A record's lineage on the wire, borrowed from the load table's entry (built for every
+/// record an answer or an export returns, so it allocates nothing).
+#[derive(Serialize)]
+struct LineageJson<'a> {
+    load_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loaded_at: Option<&'a str>,
 }
 
 struct Extras<'a>(&'a [(String, String)]);

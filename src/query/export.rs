@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::Arc;
 
-/// Records read (and keys decoded) per multi-get of a delta export.
+/// Records read (and keys decoded) per multi-get of a delta export, and per batch a worker
+/// renders in a whole one.
 const BATCH: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +54,10 @@ pub struct ExportQuery {
     /// Only the records changed after this feed position.
     pub since: Option<u64>,
     pub format: Format,
+    /// Threads decoding and rendering a whole NDJSON export beside the calling thread, which
+    /// scans and writes (so the order is the key order whatever the count); 0: the calling
+    /// thread does everything.
+    pub threads: usize,
 }
 
 /// What an export wrote.
@@ -133,14 +138,18 @@ pub fn export(
     let registry = q.registry;
     let mut sink = Sink::new(q.format, shape, out);
     let mut n = 0u64;
-    let mut emit = |record: &Record, sink: &mut Sink<'_>| -> QueryResult<()> {
-        if shape.sees(record) {
-            sink.write(caller, src.loads.get(&record.load_id).map(|l| &**l), shape, record)?;
-            n += 1;
+    let emit = |record: &Record, sink: &mut Sink<'_>| -> QueryResult<u64> {
+        if !shape.sees(record) {
+            return Ok(0);
         }
-        Ok(())
+        sink.write(caller, src.loads.get(&record.load_id).map(|l| &**l), shape, record)?;
+        Ok(1)
     };
     match q.since {
+        None if q.format == Format::Ndjson && q.threads > 0 => {
+            let Sink::Ndjson { out, .. } = &mut sink else { unreachable!("an NDJSON sink") };
+            n = ndjson_in_parallel(src, caller, shape, registry, q.threads, &mut **out)?;
+        }
         None => {
             if q.format == Format::Csv {
                 sink.extras(extras_keys(src, registry)?);
@@ -148,7 +157,7 @@ pub fn export(
             for item in src.at.scan(registry) {
                 let (k, v) = item?;
                 let id = std::str::from_utf8(&k).map_err(|_| crate::Error::Codec("record key".into()))?;
-                emit(&codec::decode(registry, id, &v)?, &mut sink)?;
+                n += emit(&codec::decode(registry, id, &v)?, &mut sink)?;
             }
         }
         Some(since) => {
@@ -161,12 +170,95 @@ pub fn export(
                 sink.extras(records.iter().flat_map(|r| r.extras.iter().map(|(k, _)| k.clone())).collect());
             }
             for r in &records {
-                emit(r, &mut sink)?;
+                n += emit(r, &mut sink)?;
             }
         }
     }
     sink.finish(src.feed_last)?;
     Ok(Exported { records: n, cursor: src.feed_last })
+}
+
+/// A whole registry as NDJSON, decoded and rendered by `threads` workers: the scan hands
+/// batches out in turn and takes the rendered ones back in the same turn, so they are written
+/// in key order; at most two batches a worker are in flight, so memory stays bounded.
+fn ndjson_in_parallel(
+    src: Source<'_>,
+    caller: &Caller,
+    shape: &Shape,
+    registry: Registry,
+    threads: usize,
+    out: &mut dyn Write,
+) -> QueryResult<u64> {
+    use std::sync::mpsc::{Receiver, sync_channel};
+    type Rendered = QueryResult<(Vec<u8>, u64)>;
+    let render = |batch: Vec<crate::store::KeyValue>| -> Rendered {
+        let mut bytes = Vec::with_capacity(batch.len() * 512);
+        let mut n = 0;
+        for (k, v) in batch {
+            let id = std::str::from_utf8(&k).map_err(|_| crate::Error::Codec("record key".into()))?;
+            let record = codec::decode(registry, id, &v)?;
+            if shape.sees(&record) {
+                let lineage = src.loads.get(&record.load_id).map(|l| &**l);
+                serde_json::to_writer(&mut bytes, &caller.render_in(lineage, shape, &record))
+                    .map_err(|e| crate::Error::Codec(e.to_string()))?;
+                bytes.push(b'\n');
+                n += 1;
+            }
+        }
+        Ok((bytes, n))
+    };
+    std::thread::scope(|scope| {
+        let (mut work, mut done) = (Vec::new(), Vec::<Receiver<Rendered>>::new());
+        for _ in 0..threads {
+            let (tx, rx) = sync_channel::<Vec<crate::store::KeyValue>>(2);
+            let (rtx, rrx) = sync_channel::<Rendered>(2);
+            scope.spawn(move || {
+                for batch in rx {
+                    if rtx.send(render(batch)).is_err() {
+                        break;
+                    }
+                }
+            });
+            work.push(tx);
+            done.push(rrx);
+        }
+        let (mut sent, mut received, mut n) = (0usize, 0usize, 0u64);
+        let mut take = |received: &mut usize| -> QueryResult<()> {
+            let (bytes, count) = done[*received % threads].recv().map_err(|_| worker_gone())??;
+            out.write_all(&bytes).map_err(io)?;
+            n += count;
+            *received += 1;
+            Ok(())
+        };
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut items = src.at.scan(registry);
+        loop {
+            let item = items.next().transpose()?;
+            let last = item.is_none();
+            batch.extend(item);
+            if batch.len() == BATCH || (last && !batch.is_empty()) {
+                if sent - received == 2 * threads {
+                    take(&mut received)?;
+                }
+                work[sent % threads]
+                    .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                    .map_err(|_| worker_gone())?;
+                sent += 1;
+            }
+            if last {
+                break;
+            }
+        }
+        drop(work);
+        while received < sent {
+            take(&mut received)?;
+        }
+        Ok(n)
+    })
+}
+
+fn worker_gone() -> QueryError {
+    QueryError::Internal(crate::Error::Invalid("an export worker stopped".into()))
 }
 
 /// The names of the extra attributes any record of a registry has (a CSV's extra columns).
@@ -186,7 +278,10 @@ fn io(e: std::io::Error) -> QueryError {
 
 /// Where records go, in their format.
 enum Sink<'a> {
-    Ndjson(&'a mut dyn Write),
+    Ndjson {
+        out: &'a mut dyn Write,
+        line: Vec<u8>,
+    },
     Csv {
         out: Box<csv::Writer<&'a mut dyn Write>>,
         columns: Vec<(String, Option<usize>)>,
@@ -198,7 +293,7 @@ enum Sink<'a> {
 impl<'a> Sink<'a> {
     fn new(format: Format, shape: &Shape, out: &'a mut dyn Write) -> Sink<'a> {
         match format {
-            Format::Ndjson => Sink::Ndjson(out),
+            Format::Ndjson => Sink::Ndjson { out, line: Vec::with_capacity(1024) },
             Format::Csv => Sink::Csv {
                 out: Box::new(csv::Writer::from_writer(out)),
                 columns: columns(shape),
@@ -217,10 +312,13 @@ impl<'a> Sink<'a> {
 
     fn write(&mut self, caller: &Caller, lineage: Option<&Lineage>, shape: &Shape, record: &Record) -> QueryResult<()> {
         match self {
-            Sink::Ndjson(out) => {
-                serde_json::to_writer(&mut **out, &caller.render_in(lineage, shape, record))
-                    .map_err(|e| io(e.into()))?;
-                out.write_all(b"\n").map_err(io)
+            Sink::Ndjson { out, line } => {
+                // A line at a time: one write per record, not one per token.
+                line.clear();
+                serde_json::to_writer(&mut *line, &caller.render_in(lineage, shape, record))
+                    .map_err(|e| crate::Error::Codec(e.to_string()))?;
+                line.push(b'\n');
+                out.write_all(line).map_err(io)
             }
             Sink::Csv { out, columns, extras, started } => {
                 let show_extras = shape.access.as_ref().is_none_or(|a| a.extras != FieldRule::Hidden);
@@ -255,7 +353,7 @@ impl<'a> Sink<'a> {
 
     fn finish(self, cursor: u64) -> QueryResult<()> {
         match self {
-            Sink::Ndjson(out) => {
+            Sink::Ndjson { out, .. } => {
                 // The last line: the cursor for the next delta.
                 writeln!(out, "{}", serde_json::json!({ "next": cursor.to_string() })).map_err(io)?;
                 out.flush().map_err(io)

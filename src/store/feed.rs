@@ -95,7 +95,7 @@ pub fn decode(k: &[u8], v: &[u8]) -> Result<FeedEntry> {
 
 /// The kind of a change from the value it replaces (None: none) to `new`, and the fields whose
 /// values differ.
-pub fn classify(registry: Registry, id: &str, old: Option<&[u8]>, new: &[u8]) -> Result<(ChangeKind, u64)> {
+pub fn classify(old: Option<&[u8]>, new: &[u8]) -> Result<(ChangeKind, u64)> {
     let Some(old) = old else { return Ok((ChangeKind::Insert, 0)) };
     let (old_header, old_body) = codec::split(old)?;
     let (new_header, new_body) = codec::split(new)?;
@@ -107,8 +107,7 @@ pub fn classify(registry: Registry, id: &str, old: Option<&[u8]>, new: &[u8]) ->
     if old_body == new_body {
         return Ok((kind, 0));
     }
-    let (a, b) = (codec::decode(registry, id, old)?, codec::decode(registry, id, new)?);
-    Ok((kind, changed_fields(&a, &b)))
+    Ok((kind, codec::changed_fields(old, new, EXTRAS_BIT)?))
 }
 
 /// The bit set of fields whose values differ between two versions of a record.

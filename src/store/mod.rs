@@ -281,6 +281,28 @@ impl Store {
             .sum()
     }
 
+    /// Waits (at most `limit`) until no flush or compaction is running or pending: a benchmark
+    /// measures one load without the background work the one before it left.
+    pub fn settle(&self, limit: std::time::Duration) -> bool {
+        const BUSY: [&str; 4] = [
+            "rocksdb.mem-table-flush-pending",
+            "rocksdb.compaction-pending",
+            "rocksdb.num-running-flushes",
+            "rocksdb.num-running-compactions",
+        ];
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            let busy = cf::all().any(|name| {
+                BUSY.iter().any(|p| self.db.property_int_value_cf(self.cf(name), *p).ok().flatten().unwrap_or(0) > 0)
+            });
+            if !busy {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    }
+
     /// Days replaced versions are kept (None: forever).
     pub fn history_retention_days(&self) -> Option<u32> {
         self.history_retention_days

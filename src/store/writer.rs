@@ -47,8 +47,7 @@ impl<'s> Writer<'s> {
         if !self.record_changes {
             return Ok(());
         }
-        let key = std::str::from_utf8(id).map_err(|_| Error::Codec("record key".into()))?;
-        let (kind, fields) = feed::classify(registry, key, old, value)?;
+        let (kind, fields) = feed::classify(old, value)?;
         self.batch.put_cf(self.store.cf(cf::HISTORY), keys::history(registry, id, header.load_id), old.unwrap_or(&[]));
         let entry = feed::encode_value(registry, kind, header.load_id, fields, id);
         self.batch.put_cf(self.store.cf(cf::FEED), feed::key(self.feed_next), entry);
@@ -176,6 +175,7 @@ impl<'s> Writer<'s> {
             undo_reason: None,
             finished: None,
             feed_from: Some(self.feed_next),
+            started_text: Default::default(),
         };
         self.put_lineage(lineage)?;
         Ok(load_id)
