@@ -24,19 +24,19 @@ pub fn submit(s: &Submission) -> Result<jichu_ingest::LoadReport> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Invalid(format!("cannot start the HTTP client: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot start the HTTP client: {e}")))?;
     runtime.block_on(run(s))
 }
 
 fn http(e: reqwest::Error) -> Error {
-    Error::Invalid(format!("the server: {e}"))
+    Error::Remote(format!("the server: {e}"))
 }
 
 async fn problem(r: reqwest::Response) -> Error {
     let status = r.status();
     let body: Value = r.json().await.unwrap_or(Value::Null);
     let detail = body.get("detail").and_then(Value::as_str).unwrap_or("no detail");
-    Error::Invalid(format!("the server refused ({status}): {detail}"))
+    Error::Remote(format!("the server refused ({status}): {detail}"))
 }
 
 async fn run(s: &Submission) -> Result<jichu_ingest::LoadReport> {
@@ -60,7 +60,7 @@ async fn run(s: &Submission) -> Result<jichu_ingest::LoadReport> {
         return Err(problem(r).await);
     }
     let accepted: Value = r.json().await.map_err(http)?;
-    let load_id = accepted["load_id"].as_u64().ok_or_else(|| Error::Invalid("the server gave no load id".into()))?;
+    let load_id = accepted["load_id"].as_u64().ok_or_else(|| Error::Remote("the server gave no load id".into()))?;
     eprintln!("load {load_id} queued on {base}");
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
@@ -106,11 +106,11 @@ async fn run(s: &Submission) -> Result<jichu_ingest::LoadReport> {
             }
             serde_json::from_value(report).map_err(|e| Error::Codec(e.to_string()))
         }
-        Some(other) => Err(Error::Invalid(format!(
+        Some(other) => Err(Error::Remote(format!(
             "load {load_id} {other}: {}",
             status["error"].as_str().unwrap_or("cancelled before it was published")
         ))),
-        None => Err(Error::Invalid("the server's answer has no status".into())),
+        None => Err(Error::Remote("the server's answer has no status".into())),
     }
 }
 

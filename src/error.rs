@@ -18,9 +18,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A request or argument that cannot be served as given.
+    /// A request, argument or file that cannot be served as given: the caller's to fix.
     #[error("{0}")]
     Invalid(String),
+    /// A failure inside jichu (a thread that panicked, a worker that could not start, an
+    /// answer that could not be written): nobody's input, so never a 4xx; the log has it.
+    #[error("internal failure: {0}")]
+    Internal(String),
+    /// The server `jichu load --server` talks to failed, or refused the request.
+    #[error("{0}")]
+    Remote(String),
     /// Another process (a running `jichu serve`, or another load) holds the store.
     #[error("the store at {} is in use by another jichu process", .0.display())]
     StoreInUse(PathBuf),

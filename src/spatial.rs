@@ -40,7 +40,7 @@ impl Keys {
     fn push(&mut self, key: &[u8]) -> Result<u32> {
         self.bytes.extend_from_slice(key);
         let end = u32::try_from(self.bytes.len())
-            .map_err(|_| crate::Error::Invalid("more than 4 GiB of keys in one spatial layer".into()))?;
+            .map_err(|_| crate::Error::Internal("more than 4 GiB of keys in one spatial layer".into()))?;
         self.ends.push(end);
         Ok((self.ends.len() - 1) as u32)
     }
@@ -477,7 +477,7 @@ impl SpatialIndex {
             let e = s.spawn(|| point_layer(at, Registry::Entities));
             let p = polygon_layer(at);
             let join = |h: std::thread::ScopedJoinHandle<'_, Result<PointLayer>>| {
-                h.join().unwrap_or_else(|_| Err(crate::Error::Invalid("spatial index build panicked".into())))
+                h.join().unwrap_or_else(|_| Err(crate::Error::Internal("spatial index build panicked".into())))
             };
             (join(c), join(e), p)
         });

@@ -224,7 +224,7 @@ impl AuditLog {
         let handle = std::thread::Builder::new()
             .name("jichu-audit".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| Error::Invalid(format!("cannot start the audit writer: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start the audit writer: {e}")))?;
         Ok(AuditLog { dir: dir.into(), tx: Mutex::new(Some(tx)), shared, writer: Mutex::new(Some(handle)) })
     }
 

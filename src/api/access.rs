@@ -84,7 +84,7 @@ pub async fn search(State(state): State<AppState>, Query(q): Query<AuditQuery>) 
     let dir = log.dir().to_path_buf();
     let entries = tokio::task::spawn_blocking(move || audit::search(&dir, &filter, limit))
         .await
-        .map_err(|e| crate::Error::Invalid(format!("audit search failed: {e}")))??;
+        .map_err(|e| crate::Error::Internal(format!("audit search failed: {e}")))??;
     let next = (entries.len() == limit).then(|| entries.last().and_then(|e| e["seq"].as_u64())).flatten();
     json_body(&json!({"entries": entries, "next_cursor": next}))
 }

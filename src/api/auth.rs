@@ -71,6 +71,7 @@ fn with_id(mut response: Response, id: &str) -> Response {
 pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
     let id = request_id(&req);
+    tracing::Span::current().record("request_id", id.as_str());
     let (Some(access), Some(audit)) = (&state.access, &state.audit) else {
         // `--insecure-no-auth`: everything, in full, unrecorded.
         req.extensions_mut().insert(Caller::unrestricted());

@@ -74,13 +74,13 @@ pub async fn export(
         let written = if gzip {
             let mut gz = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
             export::export(src, &caller, &shape, &q, &mut gz).and_then(|e| {
-                gz.finish().and_then(|mut s| s.flush()).map_err(|e| crate::Error::Invalid(e.to_string()))?;
+                gz.finish().and_then(|mut s| s.flush()).map_err(|e| crate::Error::Internal(e.to_string()))?;
                 Ok(e)
             })
         } else {
             let mut sink = sink;
             export::export(src, &caller, &shape, &q, &mut sink)
-                .and_then(|e| sink.flush().map(|_| e).map_err(|e| crate::Error::Invalid(e.to_string()).into()))
+                .and_then(|e| sink.flush().map(|_| e).map_err(|e| crate::Error::Internal(e.to_string()).into()))
         };
         match written {
             Ok(e) => tracing::info!(%registry, records = e.records, cursor = e.cursor, "exported"),

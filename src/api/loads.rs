@@ -153,7 +153,7 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, request: 
     let loads = state.loads.clone();
     let status = tokio::task::spawn_blocking(move || loads.submit(&spec, files, dir, None))
         .await
-        .map_err(|e| crate::Error::Invalid(format!("submission task failed: {e}")))??;
+        .map_err(|e| crate::Error::Internal(format!("submission task failed: {e}")))??;
     let mut response =
         (StatusCode::ACCEPTED, axum::Json(Accepted { load_id: status.load_id, status: status.status })).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/loads/{}", status.load_id)) {

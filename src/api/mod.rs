@@ -213,8 +213,9 @@ pub fn router(state: AppState) -> Router {
     routes
         .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .fallback(|| async { ApiError::UnknownRoute })
+        // axum adds the `Allow` header of the route's methods.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
-        .layer(axum::middleware::from_fn(ops::track))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
@@ -225,10 +226,13 @@ pub fn router(state: AppState) -> Router {
                 .concurrency_limit(1024),
         )
         .layer(axum::middleware::from_fn_with_state(timeout, ops::deadline))
+        // Outside the deadline, so that a request that ran out of time is counted too.
+        .layer(axum::middleware::from_fn(ops::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
-            tracing::info_span!("request", method = %req.method(), route)
+            // The request id is recorded by `auth::authorize`, which decides it.
+            tracing::info_span!("request", method = %req.method(), route, request_id = tracing::field::Empty)
         }))
         .with_state(state)
 }

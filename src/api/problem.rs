@@ -29,11 +29,14 @@ pub enum ApiError {
     Query(#[from] QueryError),
     #[error("no such route; /openapi.json lists them")]
     UnknownRoute,
+    #[error("this route does not answer that method; the Allow header lists those it does")]
+    MethodNotAllowed,
     #[error("{0}")]
     BadRequest(String),
     #[error("the request body is larger than the server accepts")]
     BodyTooLarge,
-    #[error("the request took longer than the server's timeout")]
+    /// The server ran out of time (not the client: 503, not 408).
+    #[error("the request took longer than the server's timeout; retry, or ask for less")]
     Timeout,
     #[error("the server is at capacity; retry shortly")]
     Overloaded,
@@ -87,7 +90,8 @@ impl ApiError {
             ApiError::UnknownRoute | ApiError::LoadNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::LoadEnded(_) => StatusCode::CONFLICT,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -115,6 +119,7 @@ impl ApiError {
                 QueryError::Internal(_) => "internal",
             },
             ApiError::UnknownRoute => "unknown_route",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
@@ -161,18 +166,54 @@ impl From<JsonRejection> for ApiError {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return ApiError::BodyTooLarge;
         }
-        ApiError::BadRequest(r.body_text())
+        ApiError::BadRequest(plain(&r.body_text()))
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        ApiError::BadRequest(r.body_text())
+        ApiError::BadRequest(plain(&r.body_text()))
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        ApiError::BadRequest(r.body_text())
+        ApiError::BadRequest(plain(&r.body_text()))
+    }
+}
+
+/// A deserialiser's message in the API's words: Rust's type names (`struct LookupRequest`,
+/// `usize`) replaced by what a client sends, and no longer than a line.
+fn plain(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, word) in message.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let (core, tail) = word.split_at(word.trim_end_matches([',', '.', ':', ';']).len());
+        let said = match core {
+            "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer",
+            "i8" | "i16" | "i32" | "i64" | "isize" => "an integer",
+            "f32" | "f64" => "a number",
+            "bool" => "true or false",
+            other => other,
+        };
+        out.push_str(said);
+        out.push_str(tail);
+    }
+    // `struct Name` and `enum Name`: an object, one of the documented values.
+    let mut s = out;
+    for (kind, said) in [("struct ", "an object"), ("enum ", "one of the documented values")] {
+        while let Some(at) = s.find(kind) {
+            let end = s[at + kind.len()..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(s.len(), |e| at + kind.len() + e);
+            s.replace_range(at..end, said);
+        }
+    }
+    // A message can quote the input: bounded, so a huge body is not echoed back.
+    match s.char_indices().nth(300) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s,
     }
 }

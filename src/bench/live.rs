@@ -140,7 +140,7 @@ fn submit(
     file: &str,
 ) -> Result<serde_json::Value> {
     let client = super::workload::client(admin);
-    let err = |e: reqwest::Error| Error::Invalid(format!("live load: {e}"));
+    let err = |e: reqwest::Error| Error::Remote(format!("live load: {e}"));
     rt.block_on(async {
         let r = client
             .post(format!("{base}/v1/loads"))
@@ -149,13 +149,13 @@ fn submit(
             .await
             .map_err(err)?;
         let body: serde_json::Value = r.json().await.map_err(err)?;
-        let id = body["load_id"].as_u64().ok_or_else(|| Error::Invalid(format!("live load not queued: {body}")))?;
+        let id = body["load_id"].as_u64().ok_or_else(|| Error::Remote(format!("live load not queued: {body}")))?;
         loop {
             let status: serde_json::Value =
                 client.get(format!("{base}/v1/loads/{id}")).send().await.map_err(err)?.json().await.map_err(err)?;
             match status["status"].as_str() {
                 Some("published") => return Ok(status),
-                Some("failed" | "cancelled") => return Err(Error::Invalid(format!("live load ended: {status}"))),
+                Some("failed" | "cancelled") => return Err(Error::Remote(format!("live load ended: {status}"))),
                 _ => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         }

@@ -192,11 +192,11 @@ fn run_workload(
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Error::Invalid(format!("runtime: {e}")))?;
+        .map_err(|e| Error::Internal(format!("runtime: {e}")))?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .map_err(|e| Error::Invalid(format!("binding 127.0.0.1:0: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| Error::Invalid(e.to_string()))?;
+        .map_err(|e| Error::Internal(format!("binding 127.0.0.1:0: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(crate::api::serve(listener, state.clone(), async move {
         let _ = stopped.await;
@@ -214,8 +214,8 @@ fn run_workload(
     if let Some((_, lookups)) = by_kind.iter().find(|(k, _)| *k == "id lookup") {
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .map_err(|e| Error::Invalid(format!("binding 127.0.0.1:0: {e}")))?;
-        let open_base = format!("http://{}", listener.local_addr().map_err(|e| Error::Invalid(e.to_string()))?);
+            .map_err(|e| Error::Internal(format!("binding 127.0.0.1:0: {e}")))?;
+        let open_base = format!("http://{}", listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?);
         let (open_stop, open_stopped) = tokio::sync::oneshot::channel::<()>();
         let open = runtime.spawn(crate::api::serve(listener, state.without_access(), async move {
             let _ = open_stopped.await;

@@ -138,7 +138,7 @@ pub fn read_all(
                 }
             }
         }
-        let read = reader.join().unwrap_or_else(|_| Err(Error::Invalid("the reader thread panicked".into())));
+        let read = reader.join().unwrap_or_else(|_| Err(Error::Internal("the reader thread panicked".into())));
         result.and(read)
     })
 }

@@ -112,7 +112,7 @@ impl Sorter {
     /// Waits for the run being spilled, if any.
     fn wait(&mut self) -> Result<()> {
         match self.spilling.take() {
-            Some(h) => h.join().map_err(|_| Error::Invalid("a sort thread panicked".into()))?,
+            Some(h) => h.join().map_err(|_| Error::Internal("a sort thread panicked".into()))?,
             None => Ok(()),
         }
     }

@@ -86,7 +86,7 @@ impl SstFiles {
     fn join(&mut self) -> Result<Vec<PathBuf>> {
         self.tx = None;
         for w in self.workers.drain(..) {
-            w.join().map_err(|_| Error::Invalid("an SST writer thread panicked".into()))??;
+            w.join().map_err(|_| Error::Internal("an SST writer thread panicked".into()))??;
         }
         Ok(std::mem::take(&mut self.paths))
     }

@@ -176,7 +176,7 @@ impl LoadQueue {
         let handle = std::thread::Builder::new()
             .name("jichu-loads".into())
             .spawn(move || work(weak))
-            .map_err(|e| Error::Invalid(format!("cannot start the load worker: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start the load worker: {e}")))?;
         *queue.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         Ok(queue)
     }
@@ -386,7 +386,7 @@ impl LoadQueue {
             let unfinished = store.lineage(load_id).is_some_and(|l| l.finished_at.is_none() && l.undone_at.is_none());
             match unfinished.then(|| store.writer().undo(load_id, &failure)) {
                 Some(Err(undo)) => Err(Error::UndoFailed { load_id, failure, undo: undo.to_string() }),
-                _ => Err(Error::Invalid(failure)),
+                _ => Err(Error::Internal(failure)),
             }
         });
         let (stopping, by_client) = {

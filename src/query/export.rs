@@ -258,7 +258,7 @@ fn ndjson_in_parallel(
 }
 
 fn worker_gone() -> QueryError {
-    QueryError::Internal(crate::Error::Invalid("an export worker stopped".into()))
+    QueryError::Internal(crate::Error::Internal("an export worker stopped".into()))
 }
 
 /// The names of the extra attributes any record of a registry has (a CSV's extra columns).
@@ -273,7 +273,7 @@ fn extras_keys(src: Source<'_>, registry: Registry) -> QueryResult<BTreeSet<Stri
 }
 
 fn io(e: std::io::Error) -> QueryError {
-    QueryError::Internal(crate::Error::Invalid(format!("writing the export: {e}")))
+    QueryError::Internal(crate::Error::Internal(format!("writing the export: {e}")))
 }
 
 /// Where records go, in their format.

@@ -23,6 +23,11 @@ use utoipa::ToSchema;
 
 /// Characters a query text may have.
 pub const MAX_QUERY_CHARS: usize = 200;
+/// Characters a filter value may have, and values a filter's list.
+pub const MAX_FILTER_CHARS: usize = 64;
+pub const MAX_FILTER_VALUES: usize = 100;
+/// Words (parts separated by spaces) a text to find may have: each is a clause of its own.
+pub const MAX_QUERY_WORDS: usize = 10;
 pub const MAX_LIMIT: usize = 100;
 /// How deep pagination goes (offset + limit), as search engines bound it.
 pub const MAX_WINDOW: usize = 10_000;
@@ -124,6 +129,10 @@ fn check_text(what: &str, s: &str) -> Result<String, ApiError> {
             "`{what}` has {n} characters; at most {MAX_QUERY_CHARS} are allowed"
         )));
     }
+    let words = s.split_whitespace().count();
+    if words > MAX_QUERY_WORDS {
+        return Err(ApiError::BadRequest(format!("`{what}` has {words} words; at most {MAX_QUERY_WORDS} are allowed")));
+    }
     Ok(s.to_string())
 }
 
@@ -170,6 +179,9 @@ fn date_filter(field: &str, v: &Value) -> Result<Filter, ApiError> {
             }
             let from = bound("from", false)?.unwrap_or(NaiveDate::MIN);
             let to = bound("to", true)?.unwrap_or(NaiveDate::MAX);
+            if from > to {
+                return Err(ApiError::BadRequest(format!("filter `{field}`: `from` is after `to`")));
+            }
             (from, to)
         }
         _ => return Err(bad()),
@@ -183,6 +195,17 @@ fn keyword_filter(registries: &[Registry], field: &str, v: &Value) -> Result<Fil
     let kind = registries.iter().find_map(|r| r.schema().fields.iter().find(|f| f.name == field)).map(|f| f.kind);
     let canonical = |s: &str| -> Result<String, ApiError> {
         let s = jichu_ingest::normalize_text(s);
+        if s.chars().count() > MAX_FILTER_CHARS {
+            return Err(ApiError::BadRequest(format!(
+                "filter `{field}`: a value has more than {MAX_FILTER_CHARS} characters"
+            )));
+        }
+        if field == text::DISTRICT && !(s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(ApiError::BadRequest(format!(
+                "filter `district`: `{}` is not a six-digit GB/T 2260 district code (e.g. 350203)",
+                super::records::clip(&s)
+            )));
+        }
         match kind {
             Some(FieldKind::Identifier(check)) => crate::model::canonical_id(check, &s)
                 .map_err(|m| ApiError::BadRequest(format!("filter `{field}`: `{s}` is not a valid identifier: {m}"))),
@@ -201,6 +224,9 @@ fn keyword_filter(registries: &[Registry], field: &str, v: &Value) -> Result<Fil
         _ => Err(ApiError::BadRequest(format!("filter `{field}`: give a string or a list of strings"))),
     };
     let values = match v {
+        Value::Array(a) if a.len() > MAX_FILTER_VALUES => {
+            return Err(ApiError::BadRequest(format!("filter `{field}`: at most {MAX_FILTER_VALUES} values")));
+        }
         Value::Array(a) if !a.is_empty() => a.iter().map(value).collect::<Result<Vec<_>, _>>()?,
         Value::Array(_) => return Err(ApiError::BadRequest(format!("filter `{field}`: the list is empty"))),
         v => vec![value(v)?],
@@ -294,6 +320,11 @@ fn build(view: &View, caller: &Caller, shapes: &[Shape], req: &SearchRequest) ->
         let mut fields = Vec::new();
         match &req.in_fields {
             Some(names) => {
+                // Each field once, whatever the list repeats (and a list no longer than the
+                // registry's text fields).
+                let mut names: Vec<&String> = names.iter().collect();
+                names.sort_unstable();
+                names.dedup();
                 let mut refused = Vec::new();
                 for n in names {
                     if !all_text.contains(&n.as_str()) {

@@ -15,6 +15,9 @@ use utoipa::ToSchema;
 /// Largest radius a query may ask for, and most hits it may return.
 pub const MAX_RADIUS_M: f64 = 50_000.0;
 pub const MAX_HITS: usize = 1000;
+/// Vertices a `within` polygon may have (rings together): checking a polygon's validity grows
+/// with the square of its vertices, so the bound keeps any accepted request cheap.
+pub const MAX_VERTICES: usize = 1000;
 
 /// `{"lon", "lat", "k"}` for the k nearest, or `{"lon", "lat", "radius_m", "limit"}` for all
 /// within a radius (nearest first); `count_only` answers just the count.
@@ -87,7 +90,7 @@ pub fn near(view: &View, shape: &Shape, req: &NearRequest) -> QueryResult<Found>
                 return Ok(Found { records: vec![], distances: None, count, count_only: true });
             }
             // Nearest-first with a distance cap: work bounded by `limit`, not by the area.
-            let limit = req.limit.unwrap_or(100).min(MAX_HITS);
+            let limit = hits_limit(req.limit)?;
             layer.index.nearest_where(req.lon, req.lat, limit, Some(r), |id| shape.sees_key(layer.key(id)))
         }
         (None, Some(r)) => {
@@ -106,6 +109,14 @@ pub fn near(view: &View, shape: &Shape, req: &NearRequest) -> QueryResult<Found>
     Ok(Found { records, distances: Some(distances), count: hits.len(), count_only: false })
 }
 
+/// A request's `limit`: 1 to [`MAX_HITS`], 100 when absent.
+fn hits_limit(limit: Option<usize>) -> QueryResult<usize> {
+    match limit.unwrap_or(100) {
+        n @ 1..=MAX_HITS => Ok(n),
+        n => Err(QueryError::BadRequest(format!("limit must be 1 to {MAX_HITS}, got {n}"))),
+    }
+}
+
 fn polygon_of(v: &Json) -> QueryResult<geo::Polygon<f64>> {
     let gj: geojson::Geometry = serde_json::from_value(v.clone())
         .map_err(|e| QueryError::BadRequest(format!("polygon: not a GeoJSON geometry: {e}")))?;
@@ -113,6 +124,15 @@ fn polygon_of(v: &Json) -> QueryResult<geo::Polygon<f64>> {
     let geo::Geometry::Polygon(p) = g else {
         return Err(QueryError::BadRequest("polygon must be a GeoJSON Polygon".into()));
     };
+    let vertices: usize = std::iter::once(p.exterior()).chain(p.interiors()).map(|r| r.0.len()).sum();
+    if vertices > MAX_VERTICES {
+        return Err(QueryError::BadRequest(format!(
+            "polygon has {vertices} vertices; at most {MAX_VERTICES} are allowed"
+        )));
+    }
+    for c in std::iter::once(p.exterior()).chain(p.interiors()).flat_map(|r| r.0.iter()) {
+        check_point(c.x, c.y)?;
+    }
     use geo::Validation;
     if let Some(problem) = p.validation_errors().into_iter().next() {
         return Err(QueryError::BadRequest(format!("polygon is not valid: {problem}")));
@@ -136,7 +156,7 @@ pub fn within(view: &View, shape: &Shape, req: &WithinRequest) -> QueryResult<Fo
         (None, Some(p)) => Some(polygon_of(p)?),
         _ => return Err(QueryError::BadRequest("give exactly one of `bbox` or `polygon`".into())),
     };
-    let limit = req.limit.unwrap_or(100).min(MAX_HITS);
+    let limit = hits_limit(req.limit)?;
     // Count every match but keep only the `limit` smallest keys (a bounded max-heap): a
     // city-wide area costs no memory.
     let spatial = &view.spatial;

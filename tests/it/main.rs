@@ -8,6 +8,7 @@ mod common;
 mod crash;
 mod export;
 mod extracts;
+mod hardening;
 mod history;
 mod live;
 mod load;

@@ -1,0 +1,123 @@
+//! What a hostile client tries: wrong methods, malformed bodies, inputs whose cost would grow
+//! without bound, nonsense that should not be a 200. Each answer is a 4xx problem that names
+//! what was wrong, quickly.
+
+use crate::common::{Server, TestStore};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const CHEN: &str = "35020319500110100X";
+
+async fn problem(s: &Server, path: &str, body: Value) -> (u16, String, Value) {
+    let (status, ct, body) = s.post(path, &body).await;
+    assert_eq!(ct, "application/problem+json", "{path}: {status} {body}");
+    (status, body["code"].as_str().unwrap_or("").to_string(), body)
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_a_problem_that_says_which_methods_are_allowed() {
+    let t = TestStore::loaded();
+    let s = Server::start(t.store.clone()).await;
+    for (method, path, allowed) in [
+        (reqwest::Method::DELETE, format!("/v1/citizens/{CHEN}"), "GET"),
+        (reqwest::Method::GET, "/v1/citizens/lookup".to_string(), "POST"),
+        (reqwest::Method::PUT, "/healthz".to_string(), "GET"),
+    ] {
+        let r = s.client.request(method.clone(), s.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        let allow = r.headers()["allow"].to_str().unwrap().to_string();
+        assert!(allow.split(',').any(|m| m.trim() == allowed), "{method} {path}: Allow: {allow}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "method_not_allowed");
+    }
+    // Invented methods are one metrics label, not one each.
+    for m in ["FROB", "WIBBLE"] {
+        let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+        let r = s.client.request(method, s.url("/healthz")).send().await.unwrap();
+        assert!(r.status().is_client_error());
+    }
+    let metrics = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("FROB") && !metrics.contains("WIBBLE"));
+    assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_told_in_the_apis_words() {
+    let t = TestStore::loaded();
+    let s = Server::start(t.store.clone()).await;
+    let (status, _, body) = problem(&s, "/v1/citizens/near", json!({"lon": 118.1, "lat": 24.5, "k": -1})).await;
+    assert_eq!(status, 400);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("a non-negative integer") && !detail.contains("usize"), "{detail}");
+    let (status, _, body) = problem(&s, "/v1/citizens/lookup", json!(["not", "an", "object"])).await;
+    assert_eq!(status, 400);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(!detail.contains("struct") && !detail.contains("LookupRequest"), "{detail}");
+    // A huge input is not echoed back whole.
+    let huge = "9".repeat(100_000);
+    let (status, _, body) = problem(&s, "/v1/citizens/near", json!({"lon": huge, "lat": 24.5, "k": 1})).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().len() < 2_000, "{} bytes", body.to_string().len());
+}
+
+#[tokio::test]
+async fn inputs_that_would_cost_without_bound_are_bounded() {
+    let t = TestStore::loaded();
+    let s = Server::start(t.store.clone()).await;
+    // The same field a thousand times is the field once.
+    let started = Instant::now();
+    let (status, _, body) = s.post("/v1/citizens/search", &json!({"q": "福建", "in": vec!["address"; 1000]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Fifty words; a polygon of 2,000 vertices; limits out of range; a polygon off the Earth.
+    let words = vec!["厦门"; 50].join(" ");
+    let (status, code, body) = problem(&s, "/v1/citizens/search", json!({ "q": words })).await;
+    assert_eq!((status, code.as_str()), (400, "bad_request"));
+    assert!(body["detail"].as_str().unwrap().contains("at most 10"), "{body}");
+    let ring: Vec<[f64; 2]> = (0..2000)
+        .map(|i| {
+            let a = i as f64 / 2000.0 * std::f64::consts::TAU;
+            [118.1 + 0.05 * a.cos(), 24.5 + 0.05 * a.sin()]
+        })
+        .chain(std::iter::once([118.15, 24.5]))
+        .collect();
+    let started = Instant::now();
+    let (status, _, body) =
+        problem(&s, "/v1/citizens/within", json!({"polygon": {"type": "Polygon", "coordinates": [ring]}})).await;
+    assert_eq!(status, 400);
+    assert!(body["detail"].as_str().unwrap().contains("at most 1000"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let off_earth = json!({"type": "Polygon", "coordinates": [[[0, 0], [500, 0], [500, 100], [0, 0]]]});
+    assert_eq!(problem(&s, "/v1/citizens/within", json!({ "polygon": off_earth })).await.0, 400);
+    for limit in [0, 5000] {
+        let near = json!({"lon": 118.1, "lat": 24.5, "radius_m": 500, "limit": limit});
+        assert_eq!(problem(&s, "/v1/citizens/near", near).await.0, 400, "near limit {limit}");
+        let within = json!({"bbox": [118.0, 24.4, 118.2, 24.6], "limit": limit});
+        assert_eq!(problem(&s, "/v1/citizens/within", within).await.0, 400, "within limit {limit}");
+    }
+}
+
+#[tokio::test]
+async fn nonsense_filters_are_refused_not_matched_against_nothing() {
+    let t = TestStore::loaded();
+    let s = Server::start(t.store.clone()).await;
+    for filters in [
+        json!({"birth_date": {"from": "1990", "to": "1980"}}),
+        json!({"district": "思明区"}),
+        json!({"district": "x".repeat(500)}),
+        json!({"gender": vec!["女"; 101]}),
+    ] {
+        let (status, code, body) = problem(&s, "/v1/citizens/search", json!({"q": "福建", "filters": filters})).await;
+        assert_eq!((status, code.as_str()), (400, "bad_request"), "{filters}: {body}");
+        assert!(body.to_string().len() < 1_000);
+    }
+    // The same filters, well formed, answer.
+    let (status, _, _) = s
+        .post(
+            "/v1/citizens/search",
+            &json!({"q": "福建", "filters": {"district": "350203", "birth_date": {"from": "1950", "to": "1990"}}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+}
