@@ -28,6 +28,8 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// How long a superseded view stays available to search cursors.
     pub cursor_retention: Duration,
+    /// How long a stopping server waits for requests in flight before it exits anyway.
+    pub shutdown_grace: Duration,
     /// Threads a load inside a running server maps rows with (the rest answer requests).
     pub live_load_threads: usize,
     /// Departments, grants and keys; default `DATA_DIR/access.toml`.
@@ -52,6 +54,7 @@ impl Default for Config {
             import_dir: None,
             max_upload_bytes: 20 << 30,
             cursor_retention: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(10),
             live_load_threads: (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1),
             access_file: None,
             insecure_no_auth: false,
@@ -86,6 +89,7 @@ pub struct FileConfig {
     pub import_dir: Option<PathBuf>,
     pub max_upload_bytes: Option<u64>,
     pub cursor_retention_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
     pub live_load_threads: Option<usize>,
     pub access_file: Option<PathBuf>,
     pub history_retention_days: Option<u32>,
@@ -136,6 +140,9 @@ impl Config {
             }
             if let Some(v) = f.cursor_retention_secs {
                 c.cursor_retention = Duration::from_secs(v);
+            }
+            if let Some(v) = f.shutdown_grace_secs {
+                c.shutdown_grace = Duration::from_secs(v);
             }
             if let Some(v) = f.live_load_threads {
                 c.live_load_threads = v.max(1);

@@ -493,7 +493,7 @@ fn demo_keys(config: &Config) -> anyhow::Result<(String, String)> {
 
 fn serve(store: Arc<Store>, config: Config, examples: Option<Examples>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
@@ -533,5 +533,8 @@ fn serve(store: Arc<Store>, config: Config, examples: Option<Examples>) -> anyho
         jichu::api::serve(listener, state, jichu::api::shutdown_signal()).await?;
         let _ = std::fs::remove_file(&server_file);
         Ok(())
-    })
+    });
+    // A blocking task still running (a request past the grace period) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }

@@ -244,7 +244,25 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (loads, audit, owns) = (state.loads.clone(), state.audit.clone(), state.owns_shutdown);
-    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    // Requests in flight get `shutdown_grace` to finish; then the server stops anyway, so a
+    // request that will not end cannot keep the store locked and a restart waiting.
+    let grace = state.config.shutdown_grace;
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signalled = stopping.clone();
+    let signal = async move {
+        shutdown.await;
+        signalled.notify_one();
+    };
+    let served = tokio::select! {
+        served = axum::serve(listener, router(state)).with_graceful_shutdown(signal) => served,
+        _ = async {
+            stopping.notified().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs_f64(), "requests still running after the grace period: stopping anyway");
+            Ok(())
+        }
+    };
     if !owns {
         return served;
     }

@@ -21,7 +21,7 @@ async fn run(
     let current = state.view();
     let view = match req.cursor.as_deref() {
         Some(c) => {
-            let (_, generation) = search::parse_cursor(c, current.epoch)?;
+            let (_, generation, _) = search::parse_cursor(c, current.epoch)?;
             state.service.views.at(generation).ok_or(QueryError::StaleCursor)?
         }
         None => current,

@@ -49,7 +49,7 @@ pub struct SearchRequest {
     /// Licences and credit records: their holder's or subject's name.
     pub subject_name: Option<String>,
     /// Field → value, list of values, or (dates) a period or `{"from", "to"}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub filters: Option<Map<String, Value>>,
     /// Include records ended by a later snapshot of their source (default false).
     pub include_ended: Option<bool>,
@@ -259,27 +259,39 @@ fn filters(registries: &[Registry], given: &Map<String, Value>) -> Result<Vec<Fi
     Ok(out)
 }
 
-/// A cursor: the offset of the next page and the view (process epoch and generation) the
-/// search started on.
-fn cursor(offset: usize, view: &View) -> String {
-    format!("{offset}.{:x}.{:x}", view.epoch, view.generation)
+/// A cursor: the offset of the next page, the view (process epoch and generation) the search
+/// started on, and the search it pages (a fingerprint of the query but its page size).
+fn cursor(offset: usize, view: &View, query: u64) -> String {
+    format!("{offset}.{:x}.{:x}.{query:x}", view.epoch, view.generation)
 }
 
-/// A cursor's offset and view generation. A cursor from another process (before a restart)
-/// is stale.
-pub fn parse_cursor(s: &str, epoch: u64) -> QueryResult<(usize, u64)> {
+/// The fingerprint a cursor carries: what the search asks, without where a page starts or how
+/// long it is (a client may change its page size between pages).
+fn fingerprint(query: &SearchQuery) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    format!("{:?}", SearchQuery { offset: 0, limit: 0, ..query.clone() }).hash(&mut h);
+    h.finish()
+}
+
+/// A cursor's offset, view generation and query fingerprint. A cursor from another process
+/// (before a restart) is stale; one that is not a cursor at all is a bad request.
+pub fn parse_cursor(s: &str, epoch: u64) -> QueryResult<(usize, u64, u64)> {
     let bad = || ApiError::BadRequest("`cursor` is not one this service gave".into());
     let mut parts = s.split('.');
-    let (Some(offset), Some(e), Some(g), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(offset), Some(e), Some(g), Some(q), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad());
     };
     let offset: usize = offset.parse().map_err(|_| bad())?;
     let e = u64::from_str_radix(e, 16).map_err(|_| bad())?;
     let g = u64::from_str_radix(g, 16).map_err(|_| bad())?;
+    let q = u64::from_str_radix(q, 16).map_err(|_| bad())?;
     if e != epoch {
         return Err(ApiError::StaleCursor);
     }
-    Ok((offset, g))
+    Ok((offset, g, q))
 }
 
 /// Turns a request into an index query over `registries` (one, or all for `/v1/search`).
@@ -460,7 +472,15 @@ fn build(view: &View, caller: &Caller, shapes: &[Shape], req: &SearchRequest) ->
             .collect();
     }
     query.offset = match req.cursor.as_deref() {
-        Some(c) => parse_cursor(c, view.epoch)?.0,
+        Some(c) => {
+            let (offset, _, asked) = parse_cursor(c, view.epoch)?;
+            if asked != fingerprint(&query) {
+                return Err(ApiError::BadRequest(
+                    "`cursor` pages another search: send it with the search that gave it".into(),
+                ));
+            }
+            offset
+        }
         None => 0,
     };
     if query.offset >= MAX_WINDOW {
@@ -504,7 +524,7 @@ pub fn run(view: &View, caller: &Caller, registries: &[Registry], req: &SearchRe
     let found = view.text.search(&query)?;
     let records = fetch(view, &found.hits)?;
     let end = query.offset + found.hits.len();
-    let next_cursor = (found.total as usize > end && end < MAX_WINDOW).then(|| cursor(end, view));
+    let next_cursor = (found.total as usize > end && end < MAX_WINDOW).then(|| cursor(end, view, fingerprint(&query)));
     let mut hits = Vec::with_capacity(found.hits.len());
     for (h, r) in found.hits.iter().zip(&records) {
         let Some(registry) = Registry::from_byte(h.registry) else { continue };

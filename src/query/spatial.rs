@@ -39,7 +39,7 @@ pub struct NearRequest {
 #[serde(deny_unknown_fields)]
 pub struct WithinRequest {
     pub bbox: Option<[f64; 4]>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub polygon: Option<Json>,
     pub limit: Option<usize>,
     pub fields: Option<Vec<String>>,

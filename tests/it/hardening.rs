@@ -121,3 +121,60 @@ async fn nonsense_filters_are_refused_not_matched_against_nothing() {
         .await;
     assert_eq!(status, 200);
 }
+
+/// A stopping server gives requests in flight its grace period, then stops anyway: a request
+/// that would run on (here a long poll) cannot keep the process, and so the store's lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_waits_its_grace_period_and_no_longer() {
+    let t = TestStore::loaded();
+    let config = jichu::config::Config {
+        insecure_no_auth: true,
+        shutdown_grace: Duration::from_secs(1),
+        ..jichu::config::Config::default()
+    };
+    let s = Server::start_with(t.store.clone(), config).await;
+    let last = t.store.reader().feed_last().unwrap();
+    let poll = s.client.get(s.url(&format!("/v1/changes?after={last}&wait=50"))).send();
+    let poll = tokio::spawn(poll);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(15), s.stop()).await.expect("stopped within its grace period");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    poll.abort();
+}
+
+/// Optional body fields are optional in the OpenAPI document too.
+#[tokio::test]
+async fn the_openapi_document_marks_optional_fields_optional() {
+    let t = TestStore::new();
+    let s = Server::start(t.store.clone()).await;
+    let (status, _, doc) = s.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    for (schema, field) in [("SearchRequest", "filters"), ("WithinRequest", "polygon"), ("WithinRequest", "bbox")] {
+        let required = doc["components"]["schemas"][schema]["required"].as_array().cloned().unwrap_or_default();
+        assert!(!required.iter().any(|r| r == field), "{schema}.{field} is optional: {required:?}");
+        assert!(doc["components"]["schemas"][schema]["properties"][field].is_object(), "{schema}.{field}");
+    }
+}
+
+/// A search cursor pages the search that gave it: not another query, not when cut short.
+#[tokio::test]
+async fn a_cursor_pages_only_its_own_search() {
+    let t = TestStore::loaded();
+    let s = Server::start(t.store.clone()).await;
+    let (status, _, first) = s.post("/v1/citizens/search", &json!({"q": "福建", "limit": 2})).await;
+    assert_eq!(status, 200);
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    let (status, _, _) = s.post("/v1/citizens/search", &json!({"q": "福建", "limit": 5, "cursor": cursor})).await;
+    assert_eq!(status, 200, "the same search with another page size");
+    for (body, why) in [
+        (json!({"q": "厦门", "cursor": cursor}), "another query"),
+        (json!({"q": "福建", "filters": {"gender": "女"}, "cursor": cursor}), "another filter"),
+        (json!({"q": "福建", "cursor": cursor.rsplit_once('.').unwrap().0}), "cut short"),
+    ] {
+        let (status, code, p) = problem(&s, "/v1/citizens/search", body).await;
+        assert_eq!((status, code.as_str()), (400, "bad_request"), "{why}: {p}");
+    }
+    let (status, _, p) = s.post("/v1/entities/search", &json!({"q": "福建", "cursor": cursor})).await;
+    assert_eq!((status, p["code"].as_str()), (400, Some("bad_request")), "another registry: {p}");
+}

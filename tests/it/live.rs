@@ -366,7 +366,7 @@ async fn cursors_page_over_the_state_they_started_on() {
     let (_, _, fresh) = s.post("/v1/citizens/search", &query).await;
     assert!(fresh["total"].as_u64() < first["total"].as_u64());
     // A cursor from another process is stale.
-    let forged = format!("5.{:x}.1", 12345);
+    let forged = format!("5.{:x}.1.0", 12345);
     let (code, _, body) = s.post("/v1/citizens/search", &json!({"name": SURNAME, "cursor": forged})).await;
     assert_eq!((code, body["code"].as_str()), (409, Some("stale_cursor")));
 }

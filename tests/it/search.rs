@@ -308,7 +308,7 @@ async fn the_search_api_ranks_pages_filters_and_explains_its_errors() {
     let last = json!({"q": "福建", "limit": 30, "cursor": format!("9990.{generation}")});
     let r = search(&s, "/v1/citizens/search", last).await;
     assert!(r["next_cursor"].is_null());
-    let (status, _, p) = s.post("/v1/citizens/search", &json!({"q": "王", "cursor": "20.ffff.1"})).await;
+    let (status, _, p) = s.post("/v1/citizens/search", &json!({"q": "王", "cursor": "20.ffff.1.0"})).await;
     assert_eq!((status, p["code"].as_str()), (409, Some("stale_cursor")));
     let (status, _, _) = s.post("/v1/nowhere/search", &json!({"q": "王"})).await;
     assert_eq!(status, 404);
