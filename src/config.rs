@@ -30,6 +30,8 @@ pub struct Config {
     pub cursor_retention: Duration,
     /// How long a stopping server waits for requests in flight before it exits anyway.
     pub shutdown_grace: Duration,
+    /// Where `POST /v1/admin/backups` writes; default `DATA_DIR/backups`.
+    pub backup_dir: Option<PathBuf>,
     /// Threads a load inside a running server maps rows with (the rest answer requests).
     pub live_load_threads: usize,
     /// Departments, grants and keys; default `DATA_DIR/access.toml`.
@@ -55,6 +57,7 @@ impl Default for Config {
             max_upload_bytes: 20 << 30,
             cursor_retention: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(10),
+            backup_dir: None,
             live_load_threads: (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1),
             access_file: None,
             insecure_no_auth: false,
@@ -90,6 +93,7 @@ pub struct FileConfig {
     pub max_upload_bytes: Option<u64>,
     pub cursor_retention_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
+    pub backup_dir: Option<PathBuf>,
     pub live_load_threads: Option<usize>,
     pub access_file: Option<PathBuf>,
     pub history_retention_days: Option<u32>,
@@ -143,6 +147,9 @@ impl Config {
             }
             if let Some(v) = f.shutdown_grace_secs {
                 c.shutdown_grace = Duration::from_secs(v);
+            }
+            if let Some(v) = f.backup_dir {
+                c.backup_dir = Some(v);
             }
             if let Some(v) = f.live_load_threads {
                 c.live_load_threads = v.max(1);

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod api;
+pub mod backup;
 pub mod bench;
 pub mod client;
 pub mod config;

@@ -92,6 +92,37 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Back up the store and the data directory's small files into a folder (incremental: a
+    /// second backup there copies only new files); list or verify the backups a folder holds.
+    /// The store must not be served; a running server backs up at POST /v1/admin/backups.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["to", "list", "verify"])))]
+    Backup {
+        /// Take a backup into this folder.
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// List the backups in this folder.
+        #[arg(long)]
+        list: Option<PathBuf>,
+        /// Check every backup in this folder: RocksDB's check and each file's SHA-256.
+        #[arg(long)]
+        verify: Option<PathBuf>,
+    },
+    /// Restore a backup into a data directory (empty, unless --force). The full-text and
+    /// spatial indexes are rebuilt from the restored store when it is first opened.
+    Restore {
+        /// The backup folder.
+        #[arg(long)]
+        from: PathBuf,
+        /// Which backup [default: the latest].
+        #[arg(long)]
+        backup: Option<u32>,
+        /// The data directory to restore into.
+        #[arg(long)]
+        to: PathBuf,
+        /// Replace the store a non-empty target holds.
+        #[arg(long)]
+        force: bool,
+    },
     /// API keys in the access file (works whether or not a server runs).
     Keys {
         #[command(subcommand)]
@@ -247,6 +278,18 @@ fn main() -> anyhow::Result<()> {
             serve(store, config, None)
         }
         Command::Export { registry, since, format, out } => export(&config, &registry, since, &format, out.as_deref()),
+        Command::Backup { to, list, verify } => backup(&config, to, list, verify),
+        Command::Restore { from, backup, to, force } => {
+            let b = jichu::backup::restore(&from, backup, &to, force)?;
+            eprintln!(
+                "restored backup {} ({} store files, {:.1} MB) into {}; its indexes are rebuilt when it is first opened",
+                b.backup_id,
+                b.store_files,
+                b.store_bytes as f64 / 1e6,
+                to.display()
+            );
+            Ok(())
+        }
         Command::Keys { action } => {
             let path = config.access_file();
             match action {
@@ -393,6 +436,35 @@ fn open(config: &Config) -> anyhow::Result<Store> {
         }
         r => r.with_context(|| format!("opening the store in {}", config.data_dir.display())),
     }
+}
+
+/// `jichu backup`: take one, list them, or verify them.
+fn backup(config: &Config, to: Option<PathBuf>, list: Option<PathBuf>, verify: Option<PathBuf>) -> anyhow::Result<()> {
+    if let Some(dir) = list {
+        for b in jichu::backup::list(&dir)? {
+            let at = chrono::DateTime::from_timestamp(b.timestamp, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+            println!("{}\t{at}\t{} files\t{:.1} MB", b.backup_id, b.store_files, b.store_bytes as f64 / 1e6);
+        }
+        return Ok(());
+    }
+    if let Some(dir) = verify {
+        let n = jichu::backup::verify(&dir)?;
+        eprintln!("every backup in {} checks out ({n} files' checksums)", dir.display());
+        return Ok(());
+    }
+    let dir = to.expect("clap requires one of --to, --list, --verify");
+    let store = open(config)?;
+    let t = jichu::backup::take(&store, config, &dir)?;
+    eprintln!(
+        "backup {} in {}: {:.1} MB of store files, {:.1} MB copied in {:.1} s ({:.0} MB/s)",
+        t.backup.backup_id,
+        dir.display(),
+        t.backup.store_bytes as f64 / 1e6,
+        t.bytes_copied as f64 / 1e6,
+        t.seconds,
+        t.bytes_copied as f64 / 1e6 / t.seconds.max(1e-9)
+    );
+    Ok(())
 }
 
 /// `jichu export`: from a snapshot of the store, unrestricted.

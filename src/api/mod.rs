@@ -6,6 +6,7 @@
 
 mod access;
 mod auth;
+mod backups;
 mod catalog;
 mod changes;
 mod export;
@@ -187,6 +188,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(loads::submit_routes())
         .routes(routes!(loads::get_load, loads::cancel))
         .routes(routes!(loads::rejects))
+        .routes(routes!(backups::take, backups::list))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))
         .split_for_parts()

@@ -25,7 +25,7 @@ fn rows(csv: &Path, n: usize, edit: impl Fn(usize, &str) -> String) -> String {
     out
 }
 
-async fn upload(s: &Server, spec: &str, files: &[(&str, Vec<u8>)]) -> (u16, Value) {
+pub async fn upload(s: &Server, spec: &str, files: &[(&str, Vec<u8>)]) -> (u16, Value) {
     let mut form = reqwest::multipart::Form::new().text("spec", spec.to_string());
     for (name, bytes) in files {
         form = form.part("file", reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()));
@@ -42,7 +42,7 @@ async fn upload(s: &Server, spec: &str, files: &[(&str, Vec<u8>)]) -> (u16, Valu
 }
 
 /// Polls a load until it has ended; its last status.
-async fn wait_for(s: &Server, load_id: &Value) -> Value {
+pub async fn wait_for(s: &Server, load_id: &Value) -> Value {
     for _ in 0..1200 {
         let (code, _, body) = s.get(&format!("/v1/loads/{load_id}")).await;
         assert_eq!(code, 200, "{body}");

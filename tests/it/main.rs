@@ -2,6 +2,7 @@
 
 mod access;
 mod api;
+mod backup;
 mod bench;
 mod changes;
 mod common;
