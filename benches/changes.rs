@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod common;
-use common::arg;
+use common::{arg, peak_rss_mib};
 
 /// Counts what an export writes, and throws it away.
 #[derive(Default)]
@@ -33,16 +33,6 @@ impl Write for Count {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn open(dir: &Path) -> Arc<Store> {

@@ -10,17 +10,7 @@ use jichu::store::{Store, StoreOptions};
 use std::time::Instant;
 
 mod common;
-use common::arg;
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
+use common::{arg, peak_rss_mib};
 
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
