@@ -442,16 +442,34 @@ operations = ["get"]
 fields = { id = "full", name = "full" }
 "#;
 
+/// A loaded store served under `policy`, with a key each for 思明区数据局 and 市人社局.
+async fn district_and_hr(policy: &str) -> (TestStore, String, String, Server) {
+    let t = TestStore::loaded();
+    let path = t.dir.path().join("access.toml");
+    std::fs::write(&path, policy).unwrap();
+    let district = keys::add(&path, "思明区数据局", Role::Department).unwrap().1;
+    let hr = keys::add(&path, "市人社局", Role::Department).unwrap().1;
+    let s = server(&t).await;
+    (t, district, hr, s)
+}
+
+/// Whether an audit line matching `found` appears within three seconds (the trail is
+/// written by its own thread).
+async fn audited(dir: &Path, found: impl Fn(&str) -> bool) -> bool {
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if audit_lines(dir).iter().any(|l| found(l)) {
+            return true;
+        }
+    }
+    false
+}
+
 /// The feed and history obey grants: the operation, the registry, the rows, the masks and the
 /// purpose; what they return is audited.
 #[tokio::test]
 async fn the_feed_and_history_obey_grants_and_are_audited() {
-    let t = TestStore::loaded();
-    let path = t.dir.path().join("access.toml");
-    std::fs::write(&path, SYNC).unwrap();
-    let sync = keys::add(&path, "思明区数据局", Role::Department).unwrap().1;
-    let hr = keys::add(&path, "市人社局", Role::Department).unwrap().1;
-    let s = server(&t).await;
+    let (t, sync, hr, s) = district_and_hr(SYNC).await;
     let (status, b) =
         call(&s, "GET", "/v1/changes?include=record&limit=10000", Some(&sync), Some("数据同步"), None).await;
     assert_eq!(status, 200, "{b}");
@@ -490,17 +508,11 @@ async fn the_feed_and_history_obey_grants_and_are_audited() {
         call(&s, "GET", &format!("/v1/citizens/{CHEN}?as_of={now}"), Some(&sync), Some("数据同步"), None).await;
     assert_eq!(status, 200);
     // The feed page's records are in the audit.
-    let mut audited = false;
-    for _ in 0..30 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        audited = audit_lines(t.dir.path())
-            .iter()
-            .any(|l| l.contains("\"route\":\"/v1/changes\"") && l.contains(&format!("citizens:{CHEN}")));
-        if audited {
-            break;
-        }
-    }
-    assert!(audited, "the keys a feed page returned are audited");
+    assert!(
+        audited(t.dir.path(), |l| l.contains("\"route\":\"/v1/changes\"") && l.contains(&format!("citizens:{CHEN}")))
+            .await,
+        "the keys a feed page returned are audited"
+    );
 }
 
 const EXPORTER: &str = r#"
@@ -526,12 +538,7 @@ fields = { id = "full", name = "full" }
 /// before the first record goes out.
 #[tokio::test]
 async fn exports_obey_grants_and_are_audited() {
-    let t = TestStore::loaded();
-    let path = t.dir.path().join("access.toml");
-    std::fs::write(&path, EXPORTER).unwrap();
-    let sync = keys::add(&path, "思明区数据局", Role::Department).unwrap().1;
-    let hr = keys::add(&path, "市人社局", Role::Department).unwrap().1;
-    let s = server(&t).await;
+    let (t, sync, hr, s) = district_and_hr(EXPORTER).await;
     let get = |key: &str, purpose: &str, query: &str| {
         s.client
             .get(s.url(&format!("/v1/citizens/export{query}")))
@@ -556,15 +563,11 @@ async fn exports_obey_grants_and_are_audited() {
     assert_eq!(csv.lines().count(), records.len() + 1);
     let r = get(&hr, HR, "").await.unwrap();
     assert_eq!(r.status(), 403, "reads and the feed do not grant exports");
-    let mut audited = false;
-    for _ in 0..30 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        audited = audit_lines(t.dir.path()).iter().any(|l| {
-            l.contains("\"route\":\"/v1/{registry}/export\"") && l.contains("export of citizens at feed position")
-        });
-        if audited {
-            break;
-        }
-    }
-    assert!(audited, "{:?}", audit_lines(t.dir.path()));
+    assert!(
+        audited(t.dir.path(), |l| l.contains("\"route\":\"/v1/{registry}/export\"")
+            && l.contains("export of citizens at feed position"))
+        .await,
+        "{:?}",
+        audit_lines(t.dir.path())
+    );
 }
