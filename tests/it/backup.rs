@@ -96,3 +96,39 @@ async fn a_served_store_backs_up_and_restores_to_what_it_answered() {
     let err = jichu::backup::verify(&dir).unwrap_err().to_string();
     assert!(err.contains(&victim), "{err}");
 }
+
+/// A backup taken while a load runs restores to a store that opens, with the load either
+/// wholly there or wholly undone — never half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_during_a_load_restores_to_a_whole_state() {
+    let t = TestStore::loaded();
+    let before = t.store.count(jichu::model::Registry::Citizens);
+    let work = tempfile::tempdir().unwrap();
+    let (spec, csv) = crate::live::generated(work.path(), 200_000);
+    let s = Server::start(t.store.clone()).await;
+    let (code, running) =
+        upload(&s, &std::fs::read_to_string(&spec).unwrap(), &[("big.csv", std::fs::read(&csv).unwrap())]).await;
+    assert_eq!(code, 202);
+    let mut during = false;
+    for _ in 0..400 {
+        let (_, _, b) = s.get(&format!("/v1/loads/{}", running["load_id"])).await;
+        if b["status"] == "running" && b["progress"]["rows_read"].as_u64().unwrap_or(0) > 0 {
+            during = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(during, "the load was seen running");
+    let (code, _, taken) = s.post("/v1/admin/backups", &json!({})).await;
+    assert_eq!(code, 201, "{taken}");
+    assert_eq!(wait_for(&s, &running["load_id"]).await["status"], "published");
+    let after = t.store.count(jichu::model::Registry::Citizens);
+    assert_eq!(after, before + 200_000);
+    s.stop().await;
+    let to = tempfile::tempdir().unwrap();
+    jichu::backup::restore(&t.dir.path().join("backups"), None, to.path(), false).unwrap();
+    let store = Store::open(&to.path().join("store"), &StoreOptions::default()).unwrap();
+    let n = store.count(jichu::model::Registry::Citizens);
+    assert!(n == before || n == after, "{n} citizens: neither {before} nor {after}");
+    assert_eq!(store.count_keys(jichu::model::Registry::Citizens).unwrap(), n, "counts agree with the records");
+}

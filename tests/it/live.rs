@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Generated citizens' extract and spec (the generator's, deterministic).
-fn generated(dir: &Path, citizens: u64) -> (PathBuf, PathBuf) {
+pub fn generated(dir: &Path, citizens: u64) -> (PathBuf, PathBuf) {
     jichu::generator::generate(dir, &jichu::generator::GenOptions { citizens, seed: 7 }).unwrap();
     (dir.join("citizens.toml"), dir.join("citizens.csv"))
 }
