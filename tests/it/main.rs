@@ -9,6 +9,7 @@ mod common;
 mod crash;
 mod export;
 mod extracts;
+mod fuzz;
 mod hardening;
 mod history;
 mod live;
