@@ -95,6 +95,8 @@ impl Progress {
 
     /// Names the stage the load is in (`reading`, `writing`, `indexing`…).
     pub fn stage(&self, stage: &'static str) {
+        // At debug level every step of a load is a line: what the crash test kills at.
+        tracing::debug!(stage, "load stage");
         if let Some(inner) = &self.inner {
             *inner.stage.lock().unwrap_or_else(|e| e.into_inner()) = stage;
         }
@@ -111,6 +113,7 @@ impl Progress {
     }
 
     pub(crate) fn set_read(&self, rows: u64) {
+        tracing::debug!(rows, "rows read");
         let Some(inner) = &self.inner else { return };
         inner.rows.store(rows, Ordering::Relaxed);
         let files = inner.files.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,6 +143,9 @@ impl Progress {
     pub(crate) fn tick_apply(&self, n: u64) {
         let Some(inner) = &self.inner else { return };
         let applied = inner.applied.fetch_add(n, Ordering::Relaxed) + n;
+        if applied / 10_000 != (applied - n) / 10_000 {
+            tracing::debug!(applied, "records written");
+        }
         if applied % 1_000_000 < n {
             match &inner.bar {
                 Some(bar) => bar.set_message(format!("writing: {applied} records")),
@@ -152,6 +158,7 @@ impl Progress {
     /// Starts a counted stage (`what`: up to `total` items): a bar on a terminal, a log line
     /// every few seconds otherwise.
     pub fn start_counting(&self, what: &str, total: u64) {
+        tracing::debug!(stage = what, total, "counted stage");
         let Some(inner) = &self.inner else { return };
         let bar = inner.bar.as_ref().map(|_| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -168,6 +175,7 @@ impl Progress {
 
     /// Items done so far in the counted stage.
     pub fn set_counted(&self, done: u64) {
+        tracing::debug!(done, "counted");
         let Some(inner) = &self.inner else { return };
         let counting = inner.counting.lock().unwrap_or_else(|e| e.into_inner());
         match &counting.0 {
