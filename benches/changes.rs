@@ -54,7 +54,7 @@ fn load_citizens(store: &Store, data: &Path, extracts: &Path, csv: &Path, record
 fn export_citizens(store: &Arc<Store>, since: Option<u64>, format: Format, threads: usize) -> (u64, u64, f64) {
     let snapshot = store.snapshot().expect("snapshot");
     let at = snapshot.reader();
-    let loads = at.stored_loads().expect("loads").into_iter().map(|l| (l.load_id, Arc::new(l))).collect();
+    let loads = at.finished_loads().expect("loads");
     let src = Source { at, loads: &loads, feed_last: at.feed_last().expect("feed") };
     let caller = Caller::unrestricted();
     let registry = jichu::model::Registry::Citizens;

@@ -476,8 +476,7 @@ fn export(config: &Config, registry: &str, since: Option<u64>, format: &str, out
     let store = Arc::new(open(config)?);
     let snapshot = store.snapshot()?;
     let at = snapshot.reader();
-    let loads =
-        at.stored_loads()?.into_iter().filter(|l| l.finished_at.is_some()).map(|l| (l.load_id, Arc::new(l))).collect();
+    let loads = at.finished_loads()?;
     let src = Source { at, loads: &loads, feed_last: at.feed_last()? };
     let caller = jichu::query::Caller::unrestricted();
     let shape = export::shape(&caller, registry)?;

@@ -323,12 +323,8 @@ impl<'a> Sink<'a> {
             Sink::Csv { out, columns, extras, started } => {
                 let show_extras = shape.access.as_ref().is_none_or(|a| a.extras != FieldRule::Hidden);
                 if !*started {
-                    let mut header: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
-                    header.extend(["ended", "effective_from"]);
-                    if show_extras {
-                        header.extend(extras.iter().map(String::as_str));
-                    }
-                    out.write_record(&header).map_err(|e| io(e.into()))?;
+                    out.write_record(header(columns, if show_extras { extras } else { &[] }))
+                        .map_err(|e| io(e.into()))?;
                     *started = true;
                 }
                 // Rendered once, so the masks and the audit are those of every other answer.
@@ -360,14 +356,20 @@ impl<'a> Sink<'a> {
             }
             Sink::Csv { mut out, started, columns, .. } => {
                 if !started {
-                    let mut header: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
-                    header.extend(["ended", "effective_from"]);
-                    out.write_record(&header).map_err(|e| io(e.into()))?;
+                    out.write_record(header(&columns, &[])).map_err(|e| io(e.into()))?;
                 }
                 out.flush().map_err(io)
             }
         }
     }
+}
+
+/// A CSV's header: the columns, `ended`, `effective_from`, the extra attributes.
+fn header<'a>(columns: &'a [(String, Option<usize>)], extras: &'a [String]) -> Vec<&'a str> {
+    let mut header: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+    header.extend(["ended", "effective_from"]);
+    header.extend(extras.iter().map(String::as_str));
+    header
 }
 
 /// One CSV cell: a full value in the form the loader reads back (dates ISO, no end as `长期`,

@@ -43,13 +43,7 @@ impl View {
         text: TextSearcher,
         spatial: Arc<SpatialIndex>,
     ) -> Result<View> {
-        let loads = snapshot
-            .reader()
-            .stored_loads()?
-            .into_iter()
-            .filter(|l| l.finished_at.is_some())
-            .map(|l| (l.load_id, Arc::new(l)))
-            .collect();
+        let loads = snapshot.reader().finished_loads()?;
         let feed_last = snapshot.reader().feed_last()?;
         Ok(View {
             epoch,

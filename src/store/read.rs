@@ -327,4 +327,14 @@ impl<'a> Reader<'a> {
         }
         Ok(out)
     }
+
+    /// The loads this state holds (those finished), by id: the lineage records are shown with.
+    pub fn finished_loads(&self) -> Result<std::collections::BTreeMap<u32, Arc<Lineage>>> {
+        Ok(self
+            .stored_loads()?
+            .into_iter()
+            .filter(|l| l.finished_at.is_some())
+            .map(|l| (l.load_id, Arc::new(l)))
+            .collect())
+    }
 }
