@@ -40,6 +40,9 @@ pub struct Config {
     pub insecure_no_auth: bool,
     /// Days earlier versions of records are kept (dropped in compaction); None: forever.
     pub history_retention_days: Option<u32>,
+    /// Survivorship rules of golden records; default `DATA_DIR/survivorship.toml` (absent:
+    /// the newest non-empty value wins).
+    pub survivorship_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             access_file: None,
             insecure_no_auth: false,
             history_retention_days: None,
+            survivorship_file: None,
         }
     }
 }
@@ -97,6 +101,7 @@ pub struct FileConfig {
     pub live_load_threads: Option<usize>,
     pub access_file: Option<PathBuf>,
     pub history_retention_days: Option<u32>,
+    pub survivorship_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -160,6 +165,9 @@ impl Config {
             if let Some(v) = f.history_retention_days {
                 c.history_retention_days = Some(v);
             }
+            if let Some(v) = f.survivorship_file {
+                c.survivorship_file = Some(v);
+            }
         }
         Ok(c)
     }
@@ -167,6 +175,11 @@ impl Config {
     /// The access file (departments, grants, keys).
     pub fn access_file(&self) -> PathBuf {
         self.access_file.clone().unwrap_or_else(|| self.data_dir.join("access.toml"))
+    }
+
+    /// The survivorship rules' file.
+    pub fn survivorship_file(&self) -> PathBuf {
+        self.survivorship_file.clone().unwrap_or_else(|| self.data_dir.join("survivorship.toml"))
     }
 
     /// The audit trail's folder.
@@ -193,6 +206,7 @@ impl Config {
     pub fn load_options(&self) -> Result<crate::load::LoadOptions> {
         let mut opts = crate::load::LoadOptions::new(&self.data_dir);
         opts.pilot_codes = std::sync::Arc::new(self.pilot_codes()?);
+        opts.survivorship = Some(self.survivorship_file());
         Ok(opts)
     }
 

@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod generator;
+pub mod golden;
 pub mod load;
 pub mod loads;
 pub mod model;

@@ -29,6 +29,12 @@ pub struct LoadReport {
     pub dangling_references: u64,
     /// Credit codes that fail their check but are Fujian pilot codes: loaded, flagged for review.
     pub flagged_for_review: u64,
+    /// Rows whose record another source (or a steward) also supplies: their source's
+    /// contribution was merged and the golden record recomputed (counted as updated or
+    /// unchanged too).
+    pub merged: u64,
+    /// Identity conflicts between sources opened for review.
+    pub review_items_opened: u64,
     pub seconds: f64,
     pub rows_per_second: f64,
     /// Wall-clock seconds per stage: `read` (decode, parse, validate, encode, sort runs),
@@ -70,6 +76,12 @@ impl LoadReport {
         );
         for (reason, n) in &self.rejected_by_reason {
             s.push_str(&format!("\n  rejected {reason}: {n}"));
+        }
+        if self.merged > 0 {
+            s.push_str(&format!("\n  merged with other sources: {}", self.merged));
+        }
+        if self.review_items_opened > 0 {
+            s.push_str(&format!("\n  identity conflicts opened for review: {}", self.review_items_opened));
         }
         if self.flagged_for_review > 0 {
             s.push_str(&format!("\n  flagged for review: {}", self.flagged_for_review));

@@ -2,6 +2,7 @@
 //! relation edges — by bulk SST ingestion into an empty registry, or by atomic write batches.
 
 use super::LoadState;
+use super::golden::Merged;
 use super::payload;
 use super::sort::{Entry, Groups, Sorted, Sorter};
 use super::sst::SstFiles;
@@ -200,9 +201,7 @@ fn apply_chunk(
     state: &mut LoadState,
 ) -> Result<()> {
     let store = writer.store();
-    let schema = registry.schema();
-    let links: Vec<(usize, Link)> = schema.links().collect();
-    let location = schema.field_index("location");
+    let links: Vec<(usize, Link)> = registry.schema().links().collect();
     let ids: Vec<&str> = chunk.iter().map(|e| std::str::from_utf8(&e.key).unwrap_or_default()).collect();
     let olds = store.reader().get_many_raw(registry, &ids)?;
     for ((e, id), old) in chunk.iter().zip(&ids).zip(olds) {
@@ -210,46 +209,99 @@ fn apply_chunk(
         for ((_, link), target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
             refs.push(target_registry(link, target), target)?;
         }
-        let old_targets: Vec<String> = match old.as_deref() {
-            None => {
-                state.report.inserted += 1;
-                writer.add_count(registry, 1);
-                vec![String::new(); links.len()]
-            }
-            Some(old) => {
-                let (old_header, old_body) = codec::split(old)?;
-                let (new_header, new_body) = codec::split(value)?;
-                if old_body == new_body && old_header.ended == new_header.ended {
-                    state.report.unchanged += 1;
-                    continue;
-                }
-                state.report.updated += 1;
-                let record = codec::decode(registry, id, old)?;
-                links
-                    .iter()
-                    .map(|(i, _)| record.values[*i].as_ref().and_then(|v| v.as_text()).unwrap_or("").to_string())
-                    .collect()
-            }
+        let Some(old) = old.as_deref() else {
+            state.report.inserted += 1;
+            writer.add_count(registry, 1);
+            write(
+                writer,
+                registry,
+                id,
+                Written { value, point, targets: &targets },
+                None,
+                state.report.load_id as u32,
+            )?;
+            continue;
         };
-        writer.put_record(registry, &e.key, value, old.as_deref())?;
-        if location.is_some() {
-            writer.set_point(registry, &e.key, point);
+        let (old_header, old_body) = codec::split(old)?;
+        if state.merger.applies(store, &old_header) {
+            state.report.merged += 1;
+            match state.merger.merge(writer, id, Some(value), old)? {
+                Merged::Unchanged => state.report.unchanged += 1,
+                Merged::Contributed => state.report.updated += 1,
+                Merged::Rewritten(golden) => {
+                    state.report.updated += 1;
+                    let written =
+                        Written { value: &golden.value, point: golden.point(), targets: &golden.targets(registry) };
+                    write(writer, registry, id, written, Some(old), state.report.load_id as u32)?;
+                }
+            }
+            continue;
         }
-        for (((_, link), new), old) in links.iter().zip(&targets).zip(&old_targets) {
-            if *new == old.as_str() {
-                continue;
-            }
-            if !old.is_empty() {
-                let load_id = state.report.load_id as u32;
-                edges(registry, id, link, old).iter().for_each(|k| writer.remove_edge(k, load_id));
-            }
-            if !new.is_empty() {
-                edges(registry, id, link, new).iter().for_each(|k| writer.put_edge(k));
-            }
+        let (new_header, new_body) = codec::split(value)?;
+        if old_body == new_body && old_header.ended == new_header.ended {
+            state.report.unchanged += 1;
+            continue;
         }
+        state.report.updated += 1;
+        write(
+            writer,
+            registry,
+            id,
+            Written { value, point, targets: &targets },
+            Some(old),
+            state.report.load_id as u32,
+        )?;
     }
     state.progress.tick_apply(chunk.len() as u64);
     writer.commit()
+}
+
+/// A record's new value, with what the single merging thread needs beside it.
+struct Written<'a> {
+    value: &'a [u8],
+    point: Option<(f64, f64)>,
+    /// References in the order of the schema's links ("" for none).
+    targets: &'a [&'a str],
+}
+
+/// Writes a record's value (`old`: the one it replaces), its point, and the edges of the
+/// references that changed.
+fn write(
+    writer: &mut Writer<'_>,
+    registry: Registry,
+    id: &str,
+    new: Written<'_>,
+    old: Option<&[u8]>,
+    load_id: u32,
+) -> Result<()> {
+    let schema = registry.schema();
+    let old_targets: Vec<String> = match old {
+        None => Vec::new(),
+        Some(old) => {
+            let record = codec::decode(registry, id, old)?;
+            schema
+                .links()
+                .map(|(i, _)| record.values[i].as_ref().and_then(|v| v.as_text()).unwrap_or("").to_string())
+                .collect()
+        }
+    };
+    writer.put_record(registry, id.as_bytes(), new.value, old)?;
+    if schema.field_index("location").is_some() {
+        writer.set_point(registry, id.as_bytes(), new.point);
+    }
+    for (i, ((_, link), target)) in schema.links().zip(new.targets).enumerate() {
+        let before = old_targets.get(i).map_or("", String::as_str);
+        if *target == before {
+            continue;
+        }
+        if !before.is_empty() {
+            edges(registry, id, &link, before).iter().for_each(|k| writer.remove_edge(k, load_id));
+        }
+        if !target.is_empty() {
+            edges(registry, id, &link, target).iter().for_each(|k| writer.put_edge(k));
+        }
+    }
+    Ok(())
 }
 
 /// Ends (marks, never erases) the stored records of the snapshot's source whose keys sort
@@ -281,17 +333,32 @@ where
         }
         let Some(Ok((key, value))) = scan.next() else { continue };
         let (header, _) = codec::split(&value)?;
-        let same_source = store.lineage(header.load_id).is_some_and(|l| l.source == source);
-        if !header.ended && same_source && !state.rejected_keys.contains(&*key) {
+        if state.rejected_keys.contains(&*key) {
+            continue;
+        }
+        if header.sourced {
+            // Only this source's contribution ends; the record ends when none is left.
+            let id = std::str::from_utf8(&key).map_err(|_| crate::Error::Codec("record key".into()))?;
+            match state.merger.merge(writer, id, None, &value)? {
+                Merged::Unchanged => continue,
+                Merged::Contributed => {}
+                Merged::Rewritten(golden) => {
+                    let written =
+                        Written { value: &golden.value, point: golden.point(), targets: &golden.targets(registry) };
+                    write(writer, registry, id, written, Some(&value), state.report.load_id as u32)?;
+                }
+            }
+            state.report.ended += 1;
+        } else if !header.ended && store.lineage(header.load_id).is_some_and(|l| l.source == source) {
             // Ended because the extract no longer holds it: when, in the world, is not known.
             let ended = Header { load_id: state.report.load_id as u32, ended: true, effective_from: None, ..header };
             writer.put_record(registry, &key, &codec::with_header(&value, ended)?, Some(&value))?;
             writer.set_point(registry, &key, None); // ended records are not located
             state.report.ended += 1;
-            if writer.pending() >= CHUNK {
-                state.check_cancelled()?;
-                writer.commit()?;
-            }
+        }
+        if writer.pending() >= CHUNK {
+            state.check_cancelled()?;
+            writer.commit()?;
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 //!    stored with the load's lineage entry.
 
 mod apply;
+pub(crate) mod golden;
 mod payload;
 mod progress;
 mod read;
@@ -46,6 +47,8 @@ pub struct LoadOptions {
     pub load_id: Option<u32>,
     /// Stops the load: it is undone and returns [`Error::Cancelled`].
     pub cancel: Cancel,
+    /// The survivorship rules' file, read when the load starts (absent: the defaults).
+    pub survivorship: Option<PathBuf>,
     /// For benchmarks only (see `Writer::without_changes`): false loads without history and
     /// feed entries, the baseline their cost is measured against.
     #[doc(hidden)]
@@ -95,6 +98,7 @@ impl LoadOptions {
             pilot_codes: Arc::default(),
             load_id: None,
             cancel: Cancel::default(),
+            survivorship: None,
             record_changes: true,
         }
     }
@@ -112,6 +116,8 @@ pub(crate) struct LoadState {
     pub rejected_keys: BTreeSet<Vec<u8>>,
     pub progress: Progress,
     pub cancel: Cancel,
+    /// Merges rows into records other sources also supply.
+    pub merger: golden::Merger,
 }
 
 impl LoadState {
@@ -252,6 +258,16 @@ fn run(
         rejected_keys: BTreeSet::new(),
         progress: progress.clone(),
         cancel: opts.cancel.clone(),
+        merger: golden::Merger {
+            rules: match &opts.survivorship {
+                Some(path) => crate::golden::Rules::load(path)?,
+                None => crate::golden::Rules::default(),
+            },
+            registry,
+            load_id,
+            source: spec.source.clone(),
+            opened: Default::default(),
+        },
     };
     let multi_file = files.len() > 1;
     let mut sorter = sort::Sorter::new(tmp, "records", opts.sort_budget);
@@ -306,6 +322,7 @@ fn run(
     if !opts.cancel.commit() {
         return Err(Error::Cancelled);
     }
+    state.report.review_items_opened = state.merger.opened.get();
     let report = &mut state.report;
     report.accepted = report.read - report.rejected;
     report.seconds = started.elapsed().as_secs_f64();

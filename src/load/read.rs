@@ -53,6 +53,7 @@ pub fn prepare(schema: &Schema, mapper: &RowMapper, load_id: u32, row: &RawRow) 
         ended: mapped.ended,
         needs_review: mapped.needs_review,
         effective_from: mapped.effective_from,
+        sourced: false,
     };
     let value = codec::encode(header, &mapped.values, &mapped.extras);
     Outcome::Good(Prepared {

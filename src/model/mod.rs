@@ -15,7 +15,7 @@ pub mod parcels;
 mod record;
 
 pub use mask::{Mask, mask_address, mask_name};
-pub use record::{FieldRule, Lineage, Record, RecordAccess, RecordJson};
+pub use record::{FieldRule, Lineage, Record, RecordAccess, RecordJson, value_json};
 
 use jichu_ingest::{CheckedId, FieldDef, FieldKind, IdRejection, MappedRow, Reason};
 use serde::Serialize;

@@ -24,6 +24,9 @@ pub struct Record {
     pub needs_review: bool,
     /// When this version took effect in the real world, if the extract said.
     pub effective_from: Option<chrono::NaiveDate>,
+    /// More than one source has contributed: it is a golden record computed from their
+    /// contributions (`crate::golden`).
+    pub sourced: bool,
 }
 
 /// Which department and which load supplied a record: the load table's entry.
@@ -256,6 +259,11 @@ impl Serialize for Extras<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
     }
+}
+
+/// A value as the wire shows it (see [`ValueJson`]).
+pub fn value_json(v: &Value) -> Json {
+    serde_json::to_value(ValueJson(Some(v))).unwrap_or(Json::Null)
 }
 
 /// A value on the wire: dates as `YYYY-MM-DD` (an open end as null), decimals as exact

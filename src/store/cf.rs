@@ -28,6 +28,15 @@ pub const UNLINKED: &str = "unlinked";
 /// (a kill, a cancel, a failure), and a record's earlier versions.
 pub const HISTORY: &str = "history";
 
+/// Each source's latest contribution to a record that more than one source supplies:
+/// `[registry][key length][key][source]` → the contribution, encoded as a record
+/// (`crate::golden`).
+pub const CONTRIBUTIONS: &str = "contributions";
+
+/// Identity conflicts for a data steward: `r[registry][key length][key][field]` → the item
+/// (JSON), `#[item id u64 BE]` → its `r` key, `next` → the next item id.
+pub const REVIEW: &str = "review";
+
 /// The column family holding a registry's records (its name is the registry's name).
 pub fn records(r: Registry) -> &'static str {
     r.as_str()
@@ -38,7 +47,17 @@ pub type Expired = std::sync::Arc<dyn Fn(u32) -> bool + Send + Sync>;
 
 /// Every column family of the store.
 pub fn all() -> impl Iterator<Item = &'static str> {
-    Registry::ALL.into_iter().map(records).chain([RELATIONS, POINTS, META, CHANGES, HISTORY, FEED, UNLINKED])
+    Registry::ALL.into_iter().map(records).chain([
+        RELATIONS,
+        POINTS,
+        META,
+        CHANGES,
+        HISTORY,
+        FEED,
+        UNLINKED,
+        CONTRIBUTIONS,
+        REVIEW,
+    ])
 }
 
 /// Table options shared by every column family: one explicitly sized block cache holding
@@ -75,7 +94,10 @@ pub fn options(name: &str, cache: &Cache) -> Options {
         // the bulk path 10% of its speed for a few bytes more.
         o.set_bottommost_compression_type(DBCompressionType::Lz4);
     }
-    o.set_block_based_table_factory(&table_options(cache, !matches!(name, META | CHANGES | HISTORY | FEED | UNLINKED)));
+    o.set_block_based_table_factory(&table_options(
+        cache,
+        !matches!(name, META | CHANGES | HISTORY | FEED | UNLINKED | CONTRIBUTIONS | REVIEW),
+    ));
     if Registry::ALL.iter().any(|r| records(*r) == name) {
         o.set_memtable_whole_key_filtering(true);
         o.set_memtable_prefix_bloom_ratio(0.02);

@@ -19,6 +19,7 @@ const HEADER: usize = 6;
 const ENDED: u8 = 1;
 const NEEDS_REVIEW: u8 = 2;
 const EFFECTIVE: u8 = 4;
+const SOURCED: u8 = 8;
 
 /// The fixed part of a stored value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub struct Header {
     /// `effective_from` column): kept beside the values, so a re-sent row with another date
     /// is still unchanged.
     pub effective_from: Option<NaiveDate>,
+    /// More than one source has contributed: the contributions are kept apart (in
+    /// `contributions`) and the value is the golden record computed from them.
+    pub sourced: bool,
 }
 
 fn put_header(out: &mut Vec<u8>, h: Header) {
@@ -113,6 +117,7 @@ fn flags(h: Header) -> u8 {
     (if h.ended { ENDED } else { 0 })
         | (if h.needs_review { NEEDS_REVIEW } else { 0 })
         | (if h.effective_from.is_some() { EFFECTIVE } else { 0 })
+        | (if h.sourced { SOURCED } else { 0 })
 }
 
 /// Splits a stored value into its header and body.
@@ -130,8 +135,13 @@ pub fn split(bytes: &[u8]) -> Result<(Header, &[u8])> {
     } else {
         (None, &bytes[HEADER..])
     };
-    let header =
-        Header { load_id, ended: bytes[1] & ENDED != 0, needs_review: bytes[1] & NEEDS_REVIEW != 0, effective_from };
+    let header = Header {
+        load_id,
+        ended: bytes[1] & ENDED != 0,
+        needs_review: bytes[1] & NEEDS_REVIEW != 0,
+        effective_from,
+        sourced: bytes[1] & SOURCED != 0,
+    };
     Ok((header, body))
 }
 
@@ -204,6 +214,7 @@ pub fn decode(registry: Registry, id: &str, bytes: &[u8]) -> Result<Record> {
         ended: header.ended,
         needs_review: header.needs_review,
         effective_from: header.effective_from,
+        sourced: header.sourced,
     })
 }
 
@@ -229,12 +240,12 @@ mod tests {
         #[test]
         fn records_round_trip(values in prop::collection::vec(value(), 8), extras in prop::collection::vec((".{1,8}", ".{0,8}"), 0..3), load_id: u32, ended: bool) {
             let effective_from = ended.then(|| NaiveDate::from_ymd_opt(2026, 11, 20).unwrap());
-            let header = Header { load_id, ended, needs_review: false, effective_from };
+            let header = Header { load_id, ended, needs_review: false, effective_from, sourced: !ended };
             let bytes = encode(header, &values, &extras);
             let r = decode(Registry::Citizens, "x", &bytes).unwrap();
             prop_assert_eq!(r.values, values);
             prop_assert_eq!(r.extras, extras);
-            prop_assert_eq!((r.load_id, r.ended, r.effective_from), (load_id, ended, effective_from));
+            prop_assert_eq!((r.load_id, r.ended, r.effective_from, r.sourced), (load_id, ended, effective_from, !ended));
             let flipped = with_header(&bytes, Header { ended: !ended, effective_from: None, ..header }).unwrap();
             prop_assert_eq!(split(&flipped).unwrap().1, split(&bytes).unwrap().1);
         }

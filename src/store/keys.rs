@@ -125,6 +125,62 @@ pub fn history_prefix(registry: Registry, id: &[u8]) -> Vec<u8> {
     k
 }
 
+/// A source's contribution to a record: `[registry][key length][key][source]`; the record's
+/// contributions are the range of [`history_prefix`].
+pub fn contribution(registry: Registry, id: &[u8], source: &str) -> Vec<u8> {
+    [history_prefix(registry, id), source.as_bytes().to_vec()].concat()
+}
+
+/// A record's review items: `r[registry][key length][key]`, then the field's index.
+pub fn review_prefix(registry: Registry, id: &[u8]) -> Vec<u8> {
+    [&b"r"[..], &history_prefix(registry, id)].concat()
+}
+
+pub fn review_item(registry: Registry, id: &[u8], field: u8) -> Vec<u8> {
+    let mut k = review_prefix(registry, id);
+    k.push(field);
+    k
+}
+
+/// A review item's number → its key.
+pub fn review_number(item: u64) -> Vec<u8> {
+    [&b"#"[..], &item.to_be_bytes()].concat()
+}
+
+pub const REVIEW_NEXT: &[u8] = b"next";
+
+/// What a load replaced beside a record, kept in `history` so that undoing the load restores it:
+/// `[side | registry][key length][key][part length][part][load id BE]` (a source's contribution,
+/// a review item). The side bit keeps these apart from the record's own versions.
+pub fn side_history(side: Side, registry: Registry, id: &[u8], part: &[u8], load_id: u32) -> Vec<u8> {
+    let mut k = side_history_prefix(side, registry, id);
+    k.push(part.len().min(255) as u8);
+    k.extend_from_slice(&part[..part.len().min(255)]);
+    k.extend_from_slice(&load_id.to_be_bytes());
+    k
+}
+
+pub fn side_history_prefix(side: Side, registry: Registry, id: &[u8]) -> Vec<u8> {
+    let mut k = history_prefix(registry, id);
+    k[0] |= side as u8;
+    k
+}
+
+/// What a side history entry saves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Contribution = 0x80,
+    Review = 0x40,
+}
+
+/// The part and load id of a side history key (after its prefix).
+pub fn decode_side_history(rest: &[u8]) -> Option<(&[u8], u32)> {
+    let len = usize::from(*rest.first()?);
+    let part = rest.get(1..1 + len)?;
+    let load = rest.get(1 + len..5 + len)?;
+    Some((part, u32::from_be_bytes(load.try_into().ok()?)))
+}
+
 /// A removed edge's entry: the edge key, then the load that removed it.
 pub fn unlinked(edge: &[u8], load_id: u32) -> Vec<u8> {
     [edge, &load_id.to_be_bytes()[..]].concat()

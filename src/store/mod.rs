@@ -11,9 +11,11 @@ pub mod feed;
 pub mod keys;
 mod read;
 mod rollback;
+mod sources;
 mod writer;
 
 pub use read::{Reader, Snapshot};
+pub use sources::{Resolution, ReviewItem, ReviewStatus, SourceValue};
 pub use writer::Writer;
 
 use crate::error::{Error, Result};

@@ -102,6 +102,11 @@ impl<'a> Reader<'a> {
         self.sequence
     }
 
+    /// Read options at this state (for reads of other modules of the store).
+    pub(super) fn read_options(&self) -> ReadOptions {
+        self.opts()
+    }
+
     fn opts(self) -> ReadOptions {
         let mut o = ReadOptions::default();
         if let Some(s) = self.snapshot {

@@ -132,9 +132,11 @@ impl Writer<'_> {
     fn restore(&mut self, registry: Registry, id: &[u8], load_id: u32) -> Result<()> {
         let store = self.store();
         let key = std::str::from_utf8(id).map_err(|_| Error::Codec("record key".into()))?;
+        self.restore_side(registry, id, load_id)?;
         let history_key = keys::history(registry, id, load_id);
         let Some(old) = store.db().get_pinned_cf(store.cf(cf::HISTORY), &history_key)?.map(|v| v.to_vec()) else {
-            tracing::warn!(load_id, %registry, "a logged change has no history entry: left as it is");
+            // Only what lies beside the record changed (a contribution that left the golden
+            // record as it was), restored above.
             return Ok(());
         };
         let current = store.reader().get_raw(registry, key)?;

@@ -19,6 +19,8 @@ pub struct Writer<'s> {
     feed_next: u64,
     /// Whether changes keep their versions and feed entries (always, but in benchmarks).
     record_changes: bool,
+    /// The next review item number, once read.
+    pub(super) review_next: Option<u64>,
 }
 
 impl std::fmt::Debug for Writer<'_> {
@@ -30,7 +32,15 @@ impl std::fmt::Debug for Writer<'_> {
 impl<'s> Writer<'s> {
     pub(super) fn new(store: &'s Store, guard: MutexGuard<'s, ()>) -> Self {
         let feed_next = store.feed_next();
-        Writer { store, _guard: guard, batch: WriteBatch::default(), deltas: [0; 6], feed_next, record_changes: true }
+        Writer {
+            store,
+            _guard: guard,
+            batch: WriteBatch::default(),
+            deltas: [0; 6],
+            feed_next,
+            record_changes: true,
+            review_next: None,
+        }
     }
 
     pub fn store(&self) -> &'s Store {

@@ -1,0 +1,264 @@
+//! Beside the records: each source's contribution to a record more than one source supplies,
+//! and the review items of identity conflicts between sources. The single writer writes them
+//! in the record's batch, each with a side entry in `history` holding what it replaced, so
+//! that undoing a load restores them as it restores the record.
+
+use super::keys::{self, Side};
+use super::{Reader, Writer, cf};
+use crate::error::{Error, Result};
+use crate::model::Registry;
+use chrono::{DateTime, Utc};
+use rocksdb::{IteratorMode, PrefixRange};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+/// An identity conflict for a data steward: the sources' values of one field of one record.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ReviewItem {
+    /// The item's number (in `/v1/review/{item}`).
+    pub item: u64,
+    pub registry: String,
+    pub id: String,
+    pub field: String,
+    /// Each live source's value, newest first.
+    pub values: Vec<SourceValue>,
+    pub opened_at: DateTime<Utc>,
+    pub status: ReviewStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SourceValue {
+    pub source: String,
+    pub value: Json,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewStatus {
+    /// Waiting for a steward.
+    Open,
+    /// A steward chose; the choice stands until the field's authority agrees.
+    Resolved,
+    /// The sources came to agree (or the authority agreed with the steward).
+    Agreed,
+}
+
+impl std::str::FromStr for ReviewStatus {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "open" => Ok(ReviewStatus::Open),
+            "resolved" => Ok(ReviewStatus::Resolved),
+            "agreed" => Ok(ReviewStatus::Agreed),
+            _ => Err(format!("unknown status `{s}`: open, resolved or agreed")),
+        }
+    }
+}
+
+/// A steward's decision: who, when, what (a source's value or a value of their own).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Resolution {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    /// The load that wrote the decision (its lineage: source `steward`).
+    pub load_id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choose: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Json>,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::Codec(e.to_string()))
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(v: &[u8]) -> Result<T> {
+    serde_json::from_slice(v).map_err(|e| Error::Codec(e.to_string()))
+}
+
+impl Writer<'_> {
+    /// Writes `source`'s contribution to a record (`old`: the one it replaces), logged for
+    /// undo under `load_id`.
+    pub fn put_contribution(
+        &mut self,
+        registry: Registry,
+        id: &[u8],
+        source: &str,
+        value: &[u8],
+        old: Option<&[u8]>,
+        load_id: u32,
+    ) {
+        self.put_raw(cf::CONTRIBUTIONS, &keys::contribution(registry, id, source), value);
+        self.log_side(Side::Contribution, registry, id, source.as_bytes(), old, load_id);
+    }
+
+    /// Writes a review item (`old`: the stored one it replaces), logged for undo.
+    pub fn put_review(
+        &mut self,
+        registry: Registry,
+        id: &[u8],
+        field: u8,
+        item: &ReviewItem,
+        old: Option<&[u8]>,
+        load_id: u32,
+    ) -> Result<()> {
+        let key = keys::review_item(registry, id, field);
+        self.put_raw(cf::REVIEW, &key, &to_json(item)?);
+        self.put_raw(cf::REVIEW, &keys::review_number(item.item), &key);
+        self.log_side(Side::Review, registry, id, &[field], old, load_id);
+        Ok(())
+    }
+
+    /// A new review item number.
+    pub fn next_review_number(&mut self) -> Result<u64> {
+        let next = match self.review_next {
+            Some(n) => n,
+            None => {
+                let store = self.store();
+                let stored = store.db().get_cf(store.cf(cf::REVIEW), keys::REVIEW_NEXT)?;
+                stored.and_then(|v| v.try_into().ok()).map_or(1, u64::from_be_bytes)
+            }
+        };
+        self.review_next = Some(next + 1);
+        self.put_raw(cf::REVIEW, keys::REVIEW_NEXT, &(next + 1).to_be_bytes());
+        Ok(next)
+    }
+
+    fn log_side(&mut self, side: Side, registry: Registry, id: &[u8], part: &[u8], old: Option<&[u8]>, load_id: u32) {
+        let history = keys::side_history(side, registry, id, part, load_id);
+        // The first value this load replaced is what undo restores.
+        let logged = self.store().db().get_pinned_cf(self.store().cf(cf::HISTORY), &history).ok().flatten().is_some();
+        if !logged {
+            self.put_raw(cf::HISTORY, &history, old.unwrap_or(&[]));
+        }
+        self.put_raw(cf::CHANGES, &keys::change(load_id, registry, id), &[]);
+    }
+
+    /// Puts back the contributions and review items of `(registry, id)` that load `load_id`
+    /// replaced (part of undoing it).
+    pub(super) fn restore_side(&mut self, registry: Registry, id: &[u8], load_id: u32) -> Result<()> {
+        let store = self.store();
+        for side in [Side::Contribution, Side::Review] {
+            let prefix = keys::side_history_prefix(side, registry, id);
+            let mut opts = rocksdb::ReadOptions::default();
+            opts.set_iterate_range(PrefixRange(prefix.clone()));
+            let entries: Vec<(Box<[u8]>, Box<[u8]>)> = store
+                .db()
+                .iterator_cf_opt(store.cf(cf::HISTORY), opts, IteratorMode::Start)
+                .collect::<std::result::Result<_, _>>()?;
+            for (k, old) in entries {
+                let (part, load) =
+                    keys::decode_side_history(&k[prefix.len()..]).ok_or_else(|| Error::Codec("side key".into()))?;
+                if load != load_id {
+                    continue;
+                }
+                match side {
+                    Side::Contribution => {
+                        let source = std::str::from_utf8(part).map_err(|_| Error::Codec("source".into()))?;
+                        let key = keys::contribution(registry, id, source);
+                        if old.is_empty() {
+                            self.delete_raw(cf::CONTRIBUTIONS, &key);
+                        } else {
+                            self.put_raw(cf::CONTRIBUTIONS, &key, &old);
+                        }
+                    }
+                    Side::Review => {
+                        let key = keys::review_item(registry, id, part[0]);
+                        if let Some(now) = store.db().get_cf(store.cf(cf::REVIEW), &key)? {
+                            let now: ReviewItem = from_json(&now)?;
+                            self.delete_raw(cf::REVIEW, &keys::review_number(now.item));
+                        }
+                        if old.is_empty() {
+                            self.delete_raw(cf::REVIEW, &key);
+                        } else {
+                            let before: ReviewItem = from_json(&old)?;
+                            self.put_raw(cf::REVIEW, &keys::review_number(before.item), &key);
+                            self.put_raw(cf::REVIEW, &key, &old);
+                        }
+                    }
+                }
+                self.delete_raw(cf::HISTORY, &k);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Reader<'_> {
+    /// Every contribution to a record: `(source, encoded contribution)`, by source.
+    pub fn contributions(&self, registry: Registry, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let prefix = keys::history_prefix(registry, id.as_bytes());
+        let mut opts = self.read_options();
+        opts.set_iterate_range(PrefixRange(prefix.clone()));
+        let store = self.store();
+        let mut out = Vec::new();
+        for item in store.db().iterator_cf_opt(store.cf(cf::CONTRIBUTIONS), opts, IteratorMode::Start) {
+            let (k, v) = item?;
+            let source = String::from_utf8(k[prefix.len()..].to_vec()).map_err(|_| Error::Codec("source".into()))?;
+            out.push((source, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// A record's review items: `(field index, item, stored bytes)`.
+    pub fn review_items_of(&self, registry: Registry, id: &str) -> Result<Vec<(u8, ReviewItem, Vec<u8>)>> {
+        let prefix = keys::review_prefix(registry, id.as_bytes());
+        let mut opts = self.read_options();
+        opts.set_iterate_range(PrefixRange(prefix.clone()));
+        let store = self.store();
+        let mut out = Vec::new();
+        for item in store.db().iterator_cf_opt(store.cf(cf::REVIEW), opts, IteratorMode::Start) {
+            let (k, v) = item?;
+            let field = *k.get(prefix.len()).ok_or_else(|| Error::Codec("review key".into()))?;
+            out.push((field, from_json(&v)?, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// One review item by number, with its key.
+    pub fn review_item(&self, item: u64) -> Result<Option<(ReviewItem, Vec<u8>)>> {
+        let store = self.store();
+        let opts = self.read_options();
+        let Some(key) = store.db().get_cf_opt(store.cf(cf::REVIEW), keys::review_number(item), &opts)? else {
+            return Ok(None);
+        };
+        match store.db().get_cf_opt(store.cf(cf::REVIEW), &key, &opts)? {
+            Some(v) => Ok(Some((from_json(&v)?, v))),
+            None => Ok(None),
+        }
+    }
+
+    /// Review items numbered after `after`, in number order, that `keep` accepts; at most
+    /// `limit`, and whether more follow.
+    pub fn review_items(
+        &self,
+        after: u64,
+        limit: usize,
+        keep: impl Fn(&ReviewItem) -> bool,
+    ) -> Result<(Vec<ReviewItem>, bool)> {
+        let store = self.store();
+        let mut opts = self.read_options();
+        opts.set_iterate_range(PrefixRange(&b"#"[..]));
+        let start = keys::review_number(after.saturating_add(1));
+        let mut out = Vec::new();
+        let it = store.db().iterator_cf_opt(
+            store.cf(cf::REVIEW),
+            opts,
+            IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        for entry in it {
+            let (_, key) = entry?;
+            let Some(v) = store.db().get_cf_opt(store.cf(cf::REVIEW), &key, &self.read_options())? else { continue };
+            let item: ReviewItem = from_json(&v)?;
+            if keep(&item) {
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push(item);
+            }
+        }
+        Ok((out, false))
+    }
+}
