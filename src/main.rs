@@ -29,6 +29,9 @@ struct Cli {
     /// Days earlier versions of records are kept [default: forever].
     #[arg(long, global = true, env = "JICHU_HISTORY_RETENTION_DAYS")]
     history_retention_days: Option<u32>,
+    /// Survivorship rules of golden records [default: DATA_DIR/survivorship.toml].
+    #[arg(long, global = true, env = "JICHU_SURVIVORSHIP_FILE")]
+    survivorship_file: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, global = true, env = "JICHU_LOG", default_value = "info")]
     log: String,
@@ -91,6 +94,15 @@ enum Command {
         /// Write here [default: standard output]; a CSV's spec goes beside it (FILE.toml).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Recompute every golden record (records more than one source supplies) by the
+    /// survivorship rules as the file now says, after changing it: a load per registry, with
+    /// history and feed entries where a value changes. The store must not be served; a running
+    /// server recomputes at POST /v1/admin/recompute.
+    Recompute {
+        /// Only this registry [default: all].
+        #[arg(long)]
+        registry: Option<String>,
     },
     /// Back up the store and the data directory's small files into a folder (incremental: a
     /// second backup there copies only new files); list or verify the backups a folder holds.
@@ -237,6 +249,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(days) = cli.history_retention_days {
         config.history_retention_days = Some(days);
     }
+    if let Some(f) = cli.survivorship_file {
+        config.survivorship_file = Some(f);
+    }
     match cli.command {
         Command::Load { spec, files, report, rejects, server: Some(server), key, .. } => {
             let submission = jichu::client::Submission { server, key, spec, files, report, rejects };
@@ -279,6 +294,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Export { registry, since, format, out } => export(&config, &registry, since, &format, out.as_deref()),
         Command::Backup { to, list, verify } => backup(&config, to, list, verify),
+        Command::Recompute { registry } => recompute(&config, registry.as_deref()),
         Command::Restore { from, backup, to, force } => {
             let b = jichu::backup::restore(&from, backup, &to, force)?;
             eprintln!(
@@ -464,6 +480,24 @@ fn backup(config: &Config, to: Option<PathBuf>, list: Option<PathBuf>, verify: O
         t.seconds,
         t.bytes_copied as f64 / 1e6 / t.seconds.max(1e-9)
     );
+    Ok(())
+}
+
+/// `jichu recompute`: golden records by the rules as they are now; the full-text index after.
+fn recompute(config: &Config, registry: Option<&str>) -> anyhow::Result<()> {
+    let registries = match registry {
+        Some(r) => vec![r.parse::<jichu::model::Registry>().map_err(anyhow::Error::msg)?],
+        None => jichu::model::Registry::ALL.to_vec(),
+    };
+    let rules = jichu::golden::Rules::load(&config.survivorship_file())?;
+    let store = open(config)?;
+    for r in jichu::load::recompute::recompute(&store, &rules, &registries)? {
+        eprintln!(
+            "{}: {} records, {} with several sources recomputed, {} changed, {} review items opened, in {:.1} s ({:.0} records/s)",
+            r.registry, r.records, r.sourced, r.changed, r.review_items_opened, r.seconds, r.records_per_second
+        );
+    }
+    jichu::text::TextLayer::open(&store)?.sync(store.reader(), config.text_writer(), &jichu::load::Progress::auto())?;
     Ok(())
 }
 

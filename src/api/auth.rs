@@ -30,6 +30,7 @@ fn for_admins(route: &str) -> bool {
     route.starts_with("/v1/loads")
         || (route.starts_with("/v1/audit") && route != "/v1/audit/public-key")
         || route.starts_with("/v1/admin")
+        || route.starts_with("/v1/review")
 }
 
 /// The request's id: the client's `X-Request-Id` if it is a short token, else a new one.

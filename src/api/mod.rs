@@ -15,6 +15,7 @@ mod loads;
 mod ops;
 mod problem;
 mod records;
+mod review;
 mod search;
 mod spatial;
 
@@ -102,7 +103,7 @@ impl AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "jichu", description = "Master-data foundation database: the city's base registries of citizens, legal entities, parcels, credit records and licences."),
-    tags((name = "records", description = "records by key and by relation"), (name = "search", description = "full text, Chinese-aware (CJK bigrams), with filters"), (name = "spatial", description = "by location; distances in metres on the Earth"), (name = "catalogue"), (name = "changes", description = "every change, in one gap-free order, for systems that keep their own copies"), (name = "loads", description = "department extracts loaded into the running service, each published all at once"), (name = "access", description = "what a caller may see; the audit trail"), (name = "operations")),
+    tags((name = "records", description = "records by key and by relation"), (name = "search", description = "full text, Chinese-aware (CJK bigrams), with filters"), (name = "spatial", description = "by location; distances in metres on the Earth"), (name = "catalogue"), (name = "changes", description = "every change, in one gap-free order, for systems that keep their own copies"), (name = "loads", description = "department extracts loaded into the running service, each published all at once"), (name = "access", description = "what a caller may see; the audit trail"), (name = "stewardship", description = "golden records: identity conflicts between sources, a steward's decisions, recomputing after a rules change (administrators)"), (name = "operations")),
     components(schemas(Problem))
 )]
 struct ApiDoc;
@@ -174,6 +175,10 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(records::relations))
         .routes(routes!(records::profile))
         .routes(routes!(records::history))
+        .routes(routes!(records::sources))
+        .routes(routes!(review::list))
+        .routes(routes!(review::resolve))
+        .routes(routes!(review::recompute))
         .routes(routes!(search::search))
         .routes(routes!(search::search_all))
         .routes(routes!(spatial::near))

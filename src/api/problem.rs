@@ -40,6 +40,8 @@ pub enum ApiError {
     Timeout,
     #[error("the server is at capacity; retry shortly")]
     Overloaded,
+    #[error("a load is being written; retry once it has been published")]
+    WriterBusy,
     #[error("{0}")]
     LoadNotFound(String),
     #[error("{0}")]
@@ -70,6 +72,11 @@ impl From<Refusal> for ApiError {
 }
 
 impl ApiError {
+    /// The same message as a 404 `not_found`.
+    pub fn not_found(self) -> ApiError {
+        ApiError::LoadNotFound(self.to_string())
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Query(q) => match q {
@@ -91,7 +98,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout | ApiError::WriterBusy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::LoadEnded(_) => StatusCode::CONFLICT,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -123,6 +130,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
+            ApiError::WriterBusy => "writer_busy",
             ApiError::Overloaded => "overloaded",
             ApiError::LoadNotFound(_) => "not_found",
             ApiError::LoadEnded(_) => "load_ended",

@@ -4,8 +4,10 @@ use super::extract::{Json, Path, Query};
 use super::problem::{ApiError, Problem};
 use super::{AppState, blocking, json_body};
 use crate::access::Operation;
+use crate::golden::Rules;
 use crate::model::RecordJson;
 use crate::model::Registry;
+use crate::query::golden;
 use crate::query::history::{self, At};
 use crate::query::records::{self, key, registry};
 use crate::query::{Caller, QueryError, View};
@@ -22,6 +24,9 @@ pub struct FieldsQuery {
     pub fields: Option<String>,
     /// RFC 3339: the record as jichu held it at that moment (needs the `history` operation).
     pub as_of: Option<String>,
+    /// Adds `provenance`: for each returned field, the source, load, time and rule that chose
+    /// its value (the current record only).
+    pub explain: Option<bool>,
 }
 
 /// `?as_of=`: as jichu held it at that moment.
@@ -99,7 +104,72 @@ pub async fn get_record(
         }
     };
     let record = record.filter(|r| shape.sees(r)).ok_or(QueryError::NotFound(registry.as_str()))?;
-    json_body(&caller.render(&view, &shape, &record))
+    if q.explain != Some(true) {
+        return json_body(&caller.render(&view, &shape, &record));
+    }
+    if q.as_of.is_some() {
+        return Err(ApiError::BadRequest("`explain` answers the current record; leave out `as_of`".into()));
+    }
+    let rules = Rules::load(&state.config.survivorship_file())?;
+    let (v, s, r) = (view.clone(), shape.clone(), record.clone());
+    let provenance = blocking(move || golden::explain(&v, &s, &r, &rules)).await?;
+    let mut body =
+        serde_json::to_value(caller.render(&view, &shape, &record)).map_err(|e| crate::Error::Codec(e.to_string()))?;
+    body["provenance"] = provenance;
+    json_body(&body)
+}
+
+/// A record's sources: each one's latest contribution, newest first.
+#[derive(Serialize)]
+struct SourcesResponse<'a> {
+    id: Option<String>,
+    sources: Vec<SourceJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct SourceJson<'a> {
+    source: &'a str,
+    /// The source's snapshot no longer holds the record.
+    ended: bool,
+    recorded_at: Option<chrono::DateTime<chrono::Utc>>,
+    contribution: RecordJson<'a>,
+}
+
+/// Each source's contribution to a record (golden records): its values, load and time, under
+/// the caller's grant on the record.
+#[utoipa::path(
+    get, path = "/v1/{registry}/{id}/sources", tag = "records",
+    params(("registry" = String, Path, description = "citizens, entities, parcels, credit or licences"), ("id" = String, Path, description = "the record's key")),
+    responses(
+        (status = 200, description = "`sources`: each source's latest contribution, newest first", body = Object),
+        (status = 404, description = "no such record", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn sources(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((registry_name, raw_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let registry = registry(&registry_name)?;
+    let id = key(registry.schema(), &raw_id)?;
+    let shape = caller.shape(registry, Operation::Get, None::<[&str; 0]>, true)?;
+    let view = state.view();
+    let v = view.clone();
+    let list = blocking(move || golden::sources(&v, registry, &id)).await?;
+    let list = list
+        .filter(|l| l.first().is_some_and(|(_, r)| shape.sees(r)))
+        .ok_or(QueryError::NotFound(registry.as_str()))?;
+    let sources = list
+        .iter()
+        .map(|(source, record)| SourceJson {
+            source,
+            ended: record.ended,
+            recorded_at: view.lineage(record.load_id).and_then(|l| l.finished_at),
+            contribution: caller.render(&view, &shape, record),
+        })
+        .collect();
+    let id = list.first().and_then(|(_, r)| caller.render_key(&shape, &r.id));
+    json_body(&SourcesResponse { id, sources })
 }
 
 /// Many records by key in one call (RocksDB batched multi-get).

@@ -198,6 +198,7 @@ mod tests {
                 needs_review: false,
                 effective_from: None,
                 sourced: true,
+                sources: vec![],
             },
         }
     }

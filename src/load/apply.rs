@@ -257,16 +257,16 @@ fn apply_chunk(
 }
 
 /// A record's new value, with what the single merging thread needs beside it.
-struct Written<'a> {
-    value: &'a [u8],
-    point: Option<(f64, f64)>,
+pub(super) struct Written<'a> {
+    pub value: &'a [u8],
+    pub point: Option<(f64, f64)>,
     /// References in the order of the schema's links ("" for none).
-    targets: &'a [&'a str],
+    pub targets: &'a [&'a str],
 }
 
 /// Writes a record's value (`old`: the one it replaces), its point, and the edges of the
 /// references that changed.
-fn write(
+pub(super) fn write(
     writer: &mut Writer<'_>,
     registry: Registry,
     id: &str,

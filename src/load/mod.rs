@@ -12,8 +12,10 @@ pub(crate) mod golden;
 mod payload;
 mod progress;
 mod read;
+pub mod recompute;
 mod sort;
 mod sst;
+pub mod steward;
 
 pub use progress::{Progress, ProgressStatus};
 

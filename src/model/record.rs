@@ -27,6 +27,8 @@ pub struct Record {
     /// More than one source has contributed: it is a golden record computed from their
     /// contributions (`crate::golden`).
     pub sourced: bool,
+    /// For a sourced record read by key: the sources contributing now (filled by the reader).
+    pub sources: Vec<String>,
 }
 
 /// Which department and which load supplied a record: the load table's entry.
@@ -228,11 +230,18 @@ impl Serialize for RecordJson<'_> {
                         source: Some(&l.source),
                         files: Some(&l.files),
                         loaded_at: Some(l.started_text()),
+                        sources: (!r.sources.is_empty()).then_some(r.sources.as_slice()),
                     },
                 )?,
                 None => m.serialize_entry(
                     "lineage",
-                    &LineageJson { load_id: r.load_id, source: None, files: None, loaded_at: None },
+                    &LineageJson {
+                        load_id: r.load_id,
+                        source: None,
+                        files: None,
+                        loaded_at: None,
+                        sources: (!r.sources.is_empty()).then_some(r.sources.as_slice()),
+                    },
                 )?,
             }
         }
@@ -251,6 +260,9 @@ struct LineageJson<'a> {
     files: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     loaded_at: Option<&'a str>,
+    /// Every source contributing to a golden record (the load above is the last change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sources: Option<&'a [String]>,
 }
 
 struct Extras<'a>(&'a [(String, String)]);

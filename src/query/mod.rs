@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod changes;
 mod error;
 pub mod export;
+pub mod golden;
 pub mod history;
 pub mod records;
 pub mod search;

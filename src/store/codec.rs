@@ -215,6 +215,7 @@ pub fn decode(registry: Registry, id: &str, bytes: &[u8]) -> Result<Record> {
         needs_review: header.needs_review,
         effective_from: header.effective_from,
         sourced: header.sourced,
+        sources: Vec::new(),
     })
 }
 

@@ -274,6 +274,15 @@ impl Store {
         Writer::new(self, self.write_lock.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// The writer if no one holds it (a request must not wait for a load to end).
+    pub fn try_writer(&self) -> Option<Writer<'_>> {
+        match self.write_lock.try_lock() {
+            Ok(guard) => Some(Writer::new(self, guard)),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(Writer::new(self, e.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Bytes of SST files on disk, all column families.
     pub fn disk_bytes(&self) -> u64 {
         cf::all()

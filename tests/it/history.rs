@@ -41,8 +41,8 @@ fn now_then_pause() -> DateTime<Utc> {
     t
 }
 
-/// Three loads after the fixtures, from two sources: 市公安局 renames 陈志强; 市民政局 gives him
-/// a new address with the date it took effect; 市民政局's snapshot without him ends him. Then
+/// Loads after the fixtures, from two sources: 市公安局 renames 陈志强; 市民政局 gives him a new
+/// address with the date it took effect; the two sources' snapshots without him end him. Then
 /// the licence ZZ05…03 passes from 陈志强 to 林秀英. Returns the moments between the loads.
 fn changed(t: &TestStore) -> Vec<DateTime<Utc>> {
     let dir = t.dir.path().join("x");
@@ -70,6 +70,17 @@ fn changed(t: &TestStore) -> Vec<DateTime<Utc>> {
         |s: String| civil(s).replacen("source = \"市民政局\"\n", "source = \"市民政局\"\nmode = \"snapshot\"\n", 1);
     let lin = format!("{},", row("citizens.csv", LIN));
     let (s, c) = extract(&dir, "c", "citizens.toml", snapshot, &[format!("{},变更日期", header("citizens.csv")), lin]);
+    // 民政's snapshot ends its own contribution only (公安's address is his again); 公安's
+    // snapshot without him ends him: no source holds him any more.
+    assert_eq!(t.load(&s, &[c]).ended, 1);
+    let others: Vec<String> = std::fs::read_to_string(fixture("citizens.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with(CHEN))
+        .map(str::to_string)
+        .collect();
+    let gongan = |s: String| s.replacen("[columns]", "mode = \"snapshot\"\n[columns]", 1);
+    let (s, c) = extract(&dir, "c2", "citizens.toml", gongan, &others);
     assert_eq!(t.load(&s, &[c]).ended, 1);
     moments.push(now_then_pause());
     let passed = row("licences.csv", LICENCE).replacen(CHEN, LIN, 1).replacen("陈志强", "林秀英", 1);
@@ -97,16 +108,18 @@ async fn history_lists_every_version_with_its_load_source_and_change() {
     assert_eq!(
         summary,
         vec![
-            ("end", "市民政局", json!([])),
+            ("end", "市公安局", json!([])),
+            ("update", "市民政局", json!(["address"])),
             ("update", "市民政局", json!(["address"])),
             ("update", "市公安局", json!(["name"])),
             ("insert", "市公安局", Value::Null),
         ]
     );
-    assert_eq!(v[1]["effective_from"], "2026-11-03");
-    assert!(v[2].get("effective_from").is_none());
+    assert_eq!(v[2]["effective_from"], "2026-11-03");
+    assert_eq!(v[1]["record"]["address"], "福建省厦门市思明区厦禾路10号101室", "公安's address again");
+    assert!(v[3].get("effective_from").is_none());
     assert_eq!(v[0]["record"]["ended"], true);
-    assert_eq!(v[3]["record"]["name"], "陈志强");
+    assert_eq!(v[4]["record"]["name"], "陈志强");
     assert!(v[0].get("recorded_until").is_none(), "the current version holds still");
     for i in 1..v.len() {
         assert_eq!(v[i]["recorded_until"], v[i - 1]["recorded_at"], "a version holds until the next is recorded");
@@ -116,7 +129,7 @@ async fn history_lists_every_version_with_its_load_source_and_change() {
     assert_eq!(p1["versions"].as_array().unwrap().len(), 3);
     let (_, _, p2) =
         s.get(&format!("/v1/citizens/{CHEN}/history?limit=3&cursor={}", p1["next"].as_str().unwrap())).await;
-    assert_eq!(p2["versions"][0]["change"], "insert");
+    assert_eq!(p2["versions"][1]["change"], "insert");
     assert!(p2["next"].is_null());
     let (code, _, _) = s.get(&format!("/v1/citizens/{}/history", jichu::generator::citizen_id(999_999))).await;
     assert_eq!(code, 404);
@@ -182,7 +195,7 @@ async fn the_retention_drops_old_versions_but_never_the_current_one() {
         t.load_fixture(stem);
     }
     let moments = changed(&t);
-    assert_eq!(t.store.reader().replaced(jichu::model::Registry::Citizens, CHEN).unwrap().len(), 3);
+    assert_eq!(t.store.reader().replaced(jichu::model::Registry::Citizens, CHEN).unwrap().len(), 4);
     t.store.compact_history();
     assert!(t.store.reader().replaced(jichu::model::Registry::Citizens, CHEN).unwrap().is_empty());
     let s = Server::start(t.store.clone()).await;

@@ -10,6 +10,7 @@ mod crash;
 mod export;
 mod extracts;
 mod fuzz;
+mod golden;
 mod hardening;
 mod history;
 mod live;

@@ -1,0 +1,259 @@
+//! Golden records: several departments supply the same citizens; each source's contribution is
+//! kept, the record consumers read is chosen field by field by the survivorship rules, with its
+//! provenance; identity conflicts go to a review queue a steward resolves.
+
+use crate::common::{Server, TestStore, fixture};
+use jichu::config::Config;
+use jichu::model::Registry;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+const CHEN: &str = "35020319500110100X";
+const LIN: &str = "350203195302111033";
+const HUANG: &str = "350203195603121040";
+const GONGAN: &str = "市公安局";
+const RENSHE: &str = "市人社局";
+const MINZHENG: &str = "市民政局";
+
+fn row(key: &str) -> String {
+    std::fs::read_to_string(fixture("citizens.csv")).unwrap().lines().find(|l| l.starts_with(key)).unwrap().to_string()
+}
+
+/// A citizens extract from `source` (the fixture's columns), in `dir`.
+fn extract(dir: &Path, name: &str, source: &str, snapshot: bool, rows: &[String]) -> (PathBuf, PathBuf) {
+    let mut spec = std::fs::read_to_string(fixture("citizens.toml")).unwrap().replacen(
+        &format!("source = \"{GONGAN}\""),
+        &format!("source = \"{source}\""),
+        1,
+    );
+    if snapshot {
+        spec = spec.replacen("[columns]", "mode = \"snapshot\"\n[columns]", 1);
+    }
+    let header = std::fs::read_to_string(fixture("citizens.csv")).unwrap().lines().next().unwrap().to_string();
+    let (s, c) = (dir.join(format!("{name}.toml")), dir.join(format!("{name}.csv")));
+    std::fs::write(&s, spec).unwrap();
+    std::fs::write(&c, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+    (s, c)
+}
+
+/// A store holding the fixtures (公安's citizens) and rules naming 公安 the authority on names.
+fn with_rules(rules: &str) -> (TestStore, PathBuf) {
+    let t = TestStore::loaded();
+    let path = t.dir.path().join("survivorship.toml");
+    std::fs::write(&path, rules).unwrap();
+    (t, path)
+}
+
+fn load(
+    t: &TestStore,
+    rules: &Path,
+    name: &str,
+    source: &str,
+    snapshot: bool,
+    rows: &[String],
+) -> jichu_ingest::LoadReport {
+    let dir = t.dir.path().join("x");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (s, c) = extract(&dir, name, source, snapshot, rows);
+    let mut opts = t.options();
+    opts.survivorship = Some(rules.to_path_buf());
+    t.try_load(&s, &[c], &opts).unwrap()
+}
+
+const RULES: &str = "[citizens]\nname = [\"source:市公安局\", \"most_recent\"]\nbirth_date = [\"source:市公安局\", \"most_recent\"]\nphone = [\"most_recent\"]\naddress = [\"most_recent\"]\n";
+
+fn config(t: &TestStore, rules: &Path) -> Config {
+    Config {
+        insecure_no_auth: true,
+        data_dir: t.dir.path().to_path_buf(),
+        survivorship_file: Some(rules.to_path_buf()),
+        ..Config::default()
+    }
+}
+
+#[tokio::test]
+async fn two_and_three_sources_make_one_golden_record_with_its_provenance() {
+    let (t, rules) = with_rules(RULES);
+    // 人社 sends 陈志强 with another phone and address, and 林秀英 under another name.
+    let chen = row(CHEN).replacen("13905920000", "13800000001", 1).replacen("厦禾路10号101室", "湖滨北路8号", 1);
+    let lin = row(LIN).replacen("林秀英", "林秀瑛", 1);
+    let r = load(&t, &rules, "renshe", RENSHE, false, &[chen, lin]);
+    assert_eq!((r.merged, r.updated, r.review_items_opened), (2, 2, 1), "{r:?}");
+    // 民政 agrees with 公安 on 陈志强's phone and sends one address of its own.
+    let chen3 = row(CHEN).replacen("厦禾路10号101室", "莲前西路99号", 1);
+    load(&t, &rules, "minzheng", MINZHENG, false, &[chen3]);
+
+    let s = Server::start_with(t.store.clone(), config(&t, &rules)).await;
+    let (code, _, c) = s.get(&format!("/v1/citizens/{CHEN}?explain=true")).await;
+    assert_eq!(code, 200, "{c}");
+    assert_eq!(c["name"], "陈志强");
+    assert_eq!(c["phone"], "13905920000", "the newest contribution's phone: 民政's, which is 公安's");
+    assert_eq!(c["address"], "福建省厦门市思明区莲前西路99号");
+    let mut sources: Vec<&str> =
+        c["lineage"]["sources"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    sources.sort();
+    let mut expected = vec![MINZHENG, RENSHE, GONGAN];
+    expected.sort();
+    assert_eq!(sources, expected);
+    let p = &c["provenance"];
+    assert_eq!((p["name"]["source"].as_str(), p["name"]["rule"].as_str()), (Some(GONGAN), Some("source:市公安局")));
+    assert_eq!((p["address"]["source"].as_str(), p["address"]["rule"].as_str()), (Some(MINZHENG), Some("most_recent")));
+    assert!(p["address"]["recorded_at"].is_string() && p["address"]["load_id"].is_u64());
+
+    let (code, _, src) = s.get(&format!("/v1/citizens/{CHEN}/sources")).await;
+    assert_eq!(code, 200, "{src}");
+    let list = src["sources"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["source"], MINZHENG, "newest first");
+    let renshe = list.iter().find(|e| e["source"] == RENSHE).unwrap();
+    assert_eq!(renshe["contribution"]["phone"], "13800000001");
+    assert_eq!(renshe["ended"], false);
+
+    // 公安 is the authority on names: 林秀英 stays, flagged, with a review item naming both values.
+    let (_, _, l) = s.get(&format!("/v1/citizens/{LIN}")).await;
+    assert_eq!((l["name"].as_str(), l["needs_review"].as_bool()), (Some("林秀英"), Some(true)));
+    let (code, _, q) = s.get("/v1/review?registry=citizens").await;
+    assert_eq!(code, 200, "{q}");
+    let items = q["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{q}");
+    assert_eq!((items[0]["id"].as_str(), items[0]["field"].as_str()), (Some(LIN), Some("name")));
+    let values: Vec<(&str, &str)> = items[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["source"].as_str().unwrap(), v["value"].as_str().unwrap()))
+        .collect();
+    assert!(values.contains(&(GONGAN, "林秀英")) && values.contains(&(RENSHE, "林秀瑛")), "{values:?}");
+    // A record one source supplies is as it was: no contributions, its source in lineage.
+    let (_, _, h) = s.get(&format!("/v1/citizens/{HUANG}/sources")).await;
+    assert_eq!(h["sources"].as_array().unwrap().len(), 1);
+    assert_eq!(h["sources"][0]["source"], GONGAN);
+    s.stop().await;
+}
+
+fn citizen(t: &TestStore, id: &str) -> jichu::model::Record {
+    t.store.reader().get(Registry::Citizens, id).unwrap().unwrap()
+}
+
+fn text(r: &jichu::model::Record, field: &str) -> String {
+    r.text(field).unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_snapshot_ends_only_its_own_contribution() {
+    let (t, rules) = with_rules(RULES);
+    let chen = row(CHEN).replacen("13905920000", "13800000001", 1);
+    load(&t, &rules, "renshe", RENSHE, false, &[chen, row(LIN)]);
+    assert_eq!(text(&citizen(&t, CHEN), "phone"), "13800000001");
+    // 人社's next snapshot no longer holds 陈志强: its contribution ends, 公安's stands.
+    let r = load(&t, &rules, "renshe2", RENSHE, true, &[row(LIN)]);
+    assert_eq!(r.ended, 1, "{r:?}");
+    let c = citizen(&t, CHEN);
+    assert!(!c.ended);
+    assert_eq!(text(&c, "phone"), "13905920000", "公安's phone again");
+    assert_eq!(c.sources, vec![GONGAN.to_string()]);
+    // 公安's snapshot without him: no source holds him any more.
+    let all: Vec<String> = std::fs::read_to_string(fixture("citizens.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with(CHEN))
+        .map(str::to_string)
+        .collect();
+    let r = load(&t, &rules, "gongan", GONGAN, true, &all);
+    assert_eq!(r.ended, 1, "{r:?}");
+    assert!(citizen(&t, CHEN).ended);
+    assert!(!citizen(&t, LIN).ended, "林秀英 is in both");
+    assert!(!citizen(&t, HUANG).ended);
+}
+
+#[test]
+fn undoing_a_load_restores_the_contributions_it_replaced() {
+    let (t, rules) = with_rules(RULES);
+    let before = citizen(&t, CHEN);
+    let r = load(&t, &rules, "renshe", RENSHE, false, &[row(CHEN).replacen("13905920000", "13800000001", 1)]);
+    assert!(citizen(&t, CHEN).sourced);
+    // The undo a killed load gets at the next open.
+    t.store.writer().undo(r.load_id as u32, "test").unwrap();
+    assert_eq!(citizen(&t, CHEN), before);
+    assert!(t.store.reader().contributions(Registry::Citizens, CHEN).unwrap().is_empty());
+    // The next load from 人社 merges as the first did.
+    let r = load(&t, &rules, "renshe", RENSHE, false, &[row(CHEN).replacen("13905920000", "13800000001", 1)]);
+    assert_eq!((r.merged, r.updated), (1, 1));
+    assert_eq!(t.store.reader().contributions(Registry::Citizens, CHEN).unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_stewards_choice_wins_until_the_authority_agrees() {
+    let (t, rules) = with_rules(RULES);
+    load(&t, &rules, "renshe", RENSHE, false, &[row(LIN).replacen("林秀英", "林秀瑛", 1)]);
+    let s = Server::start_with(t.store.clone(), config(&t, &rules)).await;
+    let (_, _, q) = s.get("/v1/review").await;
+    let item = q["items"][0]["item"].as_u64().unwrap();
+    let (code, _, e) = s.post(&format!("/v1/review/{item}"), &json!({"choose": "source:市人社局", "value": "x"})).await;
+    assert_eq!((code, e["code"].as_str()), (400, Some("bad_request")));
+    let (code, _, e) = s.post(&format!("/v1/review/{item}"), &json!({"choose": "source:市卫健委"})).await;
+    assert_eq!(code, 400, "{e}");
+    let (code, _, _) = s.post("/v1/review/999999", &json!({"choose": "source:市人社局"})).await;
+    assert_eq!(code, 404);
+    let (code, _, resolved) = s.post(&format!("/v1/review/{item}"), &json!({"choose": "source:市人社局"})).await;
+    assert_eq!(code, 200, "{resolved}");
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(resolved["resolution"]["choose"], "source:市人社局");
+    assert_eq!(resolved["resolution"]["by"], "local");
+    let (_, _, l) = s.get(&format!("/v1/citizens/{LIN}?explain=true")).await;
+    assert_eq!(l["name"], "林秀瑛", "published before the answer");
+    assert!(l.get("needs_review").is_none(), "{l}");
+    assert_eq!(
+        (l["provenance"]["name"]["source"].as_str(), l["provenance"]["name"]["rule"].as_str()),
+        (Some("steward"), Some("steward"))
+    );
+    let (_, _, open) = s.get("/v1/review").await;
+    assert!(open["items"].as_array().unwrap().is_empty());
+    s.stop().await;
+
+    // 公安 sends 林秀瑛 too: the authority agrees; the steward's value is no longer needed.
+    load(&t, &rules, "gongan", GONGAN, false, &[row(LIN).replacen("林秀英", "林秀瑛", 1)]);
+    let s = Server::start_with(t.store.clone(), config(&t, &rules)).await;
+    let (_, _, l) = s.get(&format!("/v1/citizens/{LIN}?explain=true")).await;
+    assert_eq!(l["name"], "林秀瑛");
+    assert_eq!(l["provenance"]["name"]["source"], GONGAN);
+    let (_, _, all) = s.get("/v1/review?status=all").await;
+    assert_eq!(all["items"][0]["status"], "agreed", "{all}");
+    s.stop().await;
+    // 公安 goes back to 林秀英: a conflict again, the authority's value rules.
+    load(&t, &rules, "gongan2", GONGAN, false, &[row(LIN)]);
+    let l = citizen(&t, LIN);
+    assert_eq!((text(&l, "name").as_str(), l.needs_review), ("林秀英", true));
+}
+
+#[tokio::test]
+async fn recompute_after_a_rules_change_is_recorded_in_history_and_the_feed() {
+    let (t, rules) = with_rules(RULES);
+    load(&t, &rules, "renshe", RENSHE, false, &[row(CHEN).replacen("13905920000", "13800000001", 1)]);
+    assert_eq!(text(&citizen(&t, CHEN), "phone"), "13800000001");
+    std::fs::write(&rules, format!("{RULES}\n").replace("phone = [\"most_recent\"]", "phone = [\"source:市公安局\"]"))
+        .unwrap();
+    let s = Server::start_with(t.store.clone(), config(&t, &rules)).await;
+    let (_, _, before) = s.get("/v1/changes?limit=1").await;
+    let last = before["last_position"].as_u64().unwrap();
+    let (code, _, done) = s.post("/v1/admin/recompute?registry=citizens", &json!({})).await;
+    assert_eq!(code, 200, "{done}");
+    assert_eq!((done[0]["sourced"].as_u64(), done[0]["changed"].as_u64()), (Some(1), Some(1)), "{done}");
+    let (_, _, c) = s.get(&format!("/v1/citizens/{CHEN}")).await;
+    assert_eq!(c["phone"], "13905920000");
+    let (_, _, h) = s.get(&format!("/v1/citizens/{CHEN}/history?limit=1")).await;
+    let v = &h["versions"][0];
+    assert_eq!((v["source"].as_str(), v["change"].as_str()), (Some("recompute"), Some("update")), "{h}");
+    assert_eq!(v["fields_changed"], json!(["phone"]));
+    let (_, _, feed) = s.get(&format!("/v1/changes?after={last}")).await;
+    let changes = feed["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{feed}");
+    assert_eq!((changes[0]["id"].as_str(), changes[0]["change"].as_str()), (Some(CHEN), Some("update")));
+    // A bad rules file is a 400 that names the mistake.
+    std::fs::write(&rules, "[citizens]\nphon = [\"most_recent\"]\n").unwrap();
+    let (code, _, e) = s.post("/v1/admin/recompute", &json!({})).await;
+    assert_eq!(code, 400);
+    assert!(e["detail"].as_str().unwrap().contains("phon"), "{e}");
+    s.stop().await;
+}
