@@ -24,5 +24,5 @@ pub use normalize::{normalize_name, normalize_text, parse_code};
 pub use reject::{Reason, Reject, RejectWriter};
 pub use report::LoadReport;
 pub use source::{RawRow, Source};
-pub use spec::{Mode, OPEN_ENDED_VALUES, Spec, TextEncoding};
+pub use spec::{KeyKind, Mode, OPEN_ENDED_VALUES, Spec, TextEncoding};
 pub use value::{CheckedId, CodeList, FieldKind, IdCheck, IdRejection, OPEN_END, Value};

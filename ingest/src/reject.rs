@@ -15,6 +15,8 @@ pub enum Reason {
     InvalidValue,
     DuplicateConflict,
     MalformedRow,
+    /// A row keyed by an old identifier (an organisation code) that names no record, or several.
+    UnresolvedKey,
 }
 
 impl Reason {
@@ -28,6 +30,7 @@ impl Reason {
             Reason::InvalidValue => "invalid_value",
             Reason::DuplicateConflict => "duplicate_conflict",
             Reason::MalformedRow => "malformed_row",
+            Reason::UnresolvedKey => "unresolved_key",
         }
     }
 }

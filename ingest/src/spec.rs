@@ -40,6 +40,11 @@ pub struct Spec {
     /// is far more common than a pilot code, and known pilot codes go in the allow-list file.
     #[serde(default)]
     pub accept_fujian_pilot_codes: bool,
+    /// What the key column holds: the registry's key (default), or for entities the
+    /// 9-character organisation code (GB 11714) of companies registered before 2015, which
+    /// the loader resolves to the entity whose credit code embeds it.
+    #[serde(default)]
+    pub key_kind: KeyKind,
     /// Canonical field name → header in the extract.
     pub columns: BTreeMap<String, String>,
 }
@@ -69,6 +74,17 @@ impl TextEncoding {
             TextEncoding::Gbk => encoding_rs::GBK,
         }
     }
+}
+
+/// What an extract's key column holds.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// The registry's own key.
+    #[default]
+    Canonical,
+    /// An entity's GB 11714 organisation code (characters 9–17 of its credit code).
+    OrganisationCode,
 }
 
 /// How an extract relates to what the store already holds.

@@ -176,6 +176,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(records::profile))
         .routes(routes!(records::history))
         .routes(routes!(records::sources))
+        .routes(routes!(records::by_organisation_code))
         .routes(routes!(review::list))
         .routes(routes!(review::resolve))
         .routes(routes!(review::recompute))

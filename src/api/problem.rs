@@ -42,6 +42,9 @@ pub enum ApiError {
     Overloaded,
     #[error("a load is being written; retry once it has been published")]
     WriterBusy,
+    /// An old identifier that names several records.
+    #[error("{0}")]
+    Ambiguous(String),
     #[error("{0}")]
     LoadNotFound(String),
     #[error("{0}")]
@@ -100,7 +103,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout | ApiError::WriterBusy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::LoadEnded(_) => StatusCode::CONFLICT,
+            ApiError::LoadEnded(_) | ApiError::Ambiguous(_) => StatusCode::CONFLICT,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -131,6 +134,7 @@ impl ApiError {
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Timeout => "timeout",
             ApiError::WriterBusy => "writer_busy",
+            ApiError::Ambiguous(_) => "ambiguous",
             ApiError::Overloaded => "overloaded",
             ApiError::LoadNotFound(_) => "not_found",
             ApiError::LoadEnded(_) => "load_ended",

@@ -119,6 +119,48 @@ pub async fn get_record(
     json_body(&body)
 }
 
+/// An entity by the GB 11714 organisation code (9 characters) its credit code embeds: how
+/// companies registered before 2015 are still named by some departments.
+#[utoipa::path(
+    get, path = "/v1/entities/by-organisation-code/{code}", tag = "records",
+    params(("code" = String, Path, description = "the organisation code, with or without its hyphen"), FieldsQuery),
+    responses(
+        (status = 200, description = "the entity", body = Object),
+        (status = 400, description = "a malformed organisation code", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no entity's credit code embeds it", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "several entities' credit codes embed it (listed)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn by_organisation_code(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(raw): Path<String>,
+    Query(q): Query<FieldsQuery>,
+) -> Result<Response, ApiError> {
+    let registry = Registry::Entities;
+    let code = crate::model::ids::parse_organisation_code(&raw)
+        .map_err(|e| QueryError::MalformedId { registry: "organisation code", message: e.to_string() })?;
+    let shape = caller.shape(registry, Operation::Get, q.fields.as_ref().map(|f| f.split(',')), true)?;
+    let view = state.view();
+    let v = view.clone();
+    let found = blocking(move || Ok(v.reader().entities_by_organisation_code(&code)?)).await?;
+    let id = match found.as_slice() {
+        [one] => one.clone(),
+        [] => return Err(QueryError::NotFound(registry.as_str()).into()),
+        many => {
+            return Err(ApiError::Ambiguous(format!(
+                "{} entities' credit codes embed this organisation code: {}",
+                many.len(),
+                many.join(", ")
+            )));
+        }
+    };
+    let v = view.clone();
+    let record = blocking(move || Ok(v.reader().get(registry, &id)?)).await?;
+    let record = record.filter(|r| shape.sees(r)).ok_or(QueryError::NotFound(registry.as_str()))?;
+    json_body(&caller.render(&view, &shape, &record))
+}
+
 /// A record's sources: each one's latest contribution, newest first.
 #[derive(Serialize)]
 struct SourcesResponse<'a> {

@@ -98,6 +98,8 @@ pub fn bulk(
     let load_id = state.report.load_id as u32;
     let mut point_key = keys::point(registry, b"");
     let mut edge_sorter = Sorter::new(tmp, "edges", budget);
+    // Entities are indexed by the organisation code their credit code embeds (another order).
+    let mut org_sorter = (registry == Registry::Entities).then(|| Sorter::new(tmp, "orgcodes", budget / 4));
     let mut refs = RefCheck::new(tmp, budget / 4);
     let mut n = 0u64;
     for group in Groups::new(sorted) {
@@ -107,6 +109,9 @@ pub fn bulk(
         }
         let payload::Parts { targets, point, value } = payload::split(&e.payload);
         files.put(&e.key, value)?;
+        if let (Some(s), Some(k)) = (org_sorter.as_mut(), keys::organisation_code(&e.key)) {
+            s.push(&k, 0, &[])?;
+        }
         if record_changes {
             feed_files.put(
                 &feed::key(first_position + n),
@@ -142,12 +147,20 @@ pub fn bulk(
         }
     }
     let edge_files = edge_files.finish()?;
+    let mut org_files = SstFiles::new(cf::ORGANISATION_CODES, tmp, "orgcodes", 1);
+    if let Some(sorter) = org_sorter {
+        for e in sorter.finish()? {
+            org_files.put(&e?.key, &[])?;
+        }
+    }
+    let org_files = org_files.finish()?;
     state.check_cancelled()?;
     let t = std::time::Instant::now();
     writer.bulk_marker(registry, load_id)?;
     writer.ingest(cf::records(registry), record_files)?;
     writer.ingest(cf::RELATIONS, edge_files)?;
     writer.ingest(cf::POINTS, point_files)?;
+    writer.ingest(cf::ORGANISATION_CODES, org_files)?;
     if record_changes {
         writer.ingest(cf::FEED, feed_files)?;
         writer.feed_ingested(first_position + n);
@@ -286,6 +299,9 @@ pub(super) fn write(
         }
     };
     writer.put_record(registry, id.as_bytes(), new.value, old)?;
+    if old.is_none() && registry == Registry::Entities {
+        writer.put_organisation_code(id.as_bytes());
+    }
     if schema.field_index("location").is_some() {
         writer.set_point(registry, id.as_bytes(), new.point);
     }

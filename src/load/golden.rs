@@ -74,11 +74,10 @@ impl Merger {
     /// Merges this source's contribution `new` (None: its snapshot no longer holds the record)
     /// into the record stored as `old`.
     pub fn merge(&self, writer: &mut Writer<'_>, id: &str, new: Option<&[u8]>, old: &[u8]) -> Result<Merged> {
-        let (old_header, _) = codec::split(old)?;
-        let mut contributions = self.contributions(writer, id, old)?;
+        let (mut contributions, stored) = self.contributions(writer, id, old)?;
         let at = contributions.iter().position(|(s, _)| *s == self.source);
-        let previous = at.map(|i| contributions[i].1.clone());
-        let next = match (new, previous.as_deref()) {
+        let previous = at.map(|i| contributions[i].1.as_slice());
+        let next = match (new, previous) {
             (Some(new), Some(prev)) if same(new, prev)? => return Ok(Merged::Unchanged),
             (Some(new), _) => new.to_vec(),
             (None, Some(prev)) => {
@@ -90,40 +89,41 @@ impl Merger {
             }
             (None, None) => return Ok(Merged::Unchanged),
         };
-        if !old_header.sourced {
-            // The record's only contribution so far is the record itself: kept apart from now on.
-            let (source, value) = &contributions[0];
-            writer.put_contribution(self.registry, id.as_bytes(), source, value, None, self.load_id);
-        }
-        writer.put_contribution(self.registry, id.as_bytes(), &self.source, &next, previous.as_deref(), self.load_id);
         match at {
             Some(i) => contributions[i].1 = next,
             None => contributions.push((self.source.clone(), next)),
         }
-        self.steward_agreement(writer, id, &mut contributions)?;
+        self.steward_agreement(id, &mut contributions)?;
+        writer.put_contributions(self.registry, id.as_bytes(), &contributions, stored.as_deref(), self.load_id);
         self.rewrite(writer, id, &contributions, old)
     }
 
-    /// The record's contributions: as stored, or the record itself when only one source has
-    /// supplied it.
-    pub fn contributions(&self, writer: &Writer<'_>, id: &str, old: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
+    /// The record's contributions, and their stored value: as stored, or the record itself
+    /// (nothing stored) when only one source has supplied it.
+    #[allow(clippy::type_complexity)]
+    pub fn contributions(
+        &self,
+        writer: &Writer<'_>,
+        id: &str,
+        old: &[u8],
+    ) -> Result<(Vec<(String, Vec<u8>)>, Option<Vec<u8>>)> {
         let store = writer.store();
         let (header, _) = codec::split(old)?;
         if header.sourced {
-            return store.reader().contributions(self.registry, id);
+            let stored = store.reader().contributions_raw(self.registry, id)?;
+            let all = match &stored {
+                Some(raw) => crate::store::decode_contributions(raw)?,
+                None => Vec::new(),
+            };
+            return Ok((all, stored));
         }
         let value = codec::with_header(old, Header { sourced: false, ..header })?;
-        Ok(vec![(sole_source(store, header.load_id), value)])
+        Ok((vec![(sole_source(store, header.load_id), value)], None))
     }
 
     /// A steward's value of a field stands until the field's authority sends the same value:
     /// then it is cleared, and the authority's value rules again.
-    fn steward_agreement(
-        &self,
-        writer: &mut Writer<'_>,
-        id: &str,
-        contributions: &mut [(String, Vec<u8>)],
-    ) -> Result<()> {
+    fn steward_agreement(&self, id: &str, contributions: &mut [(String, Vec<u8>)]) -> Result<()> {
         if self.source == STEWARD {
             return Ok(());
         }
@@ -144,16 +144,7 @@ impl Merger {
         if cleared {
             let empty = steward.values.iter().all(Option::is_none);
             let header = Header { load_id: self.load_id, ended: empty, ..Header::default() };
-            let value = codec::encode(header, &steward.values, &[]);
-            let old = std::mem::replace(&mut contributions[s].1, value);
-            writer.put_contribution(
-                self.registry,
-                id.as_bytes(),
-                STEWARD,
-                &contributions[s].1,
-                Some(&old),
-                self.load_id,
-            );
+            contributions[s].1 = codec::encode(header, &steward.values, &[]);
         }
         Ok(())
     }
@@ -181,7 +172,12 @@ impl Merger {
     ) -> Result<Merged> {
         let decoded = self.decode(writer.store(), id, contributions)?;
         let golden = golden::survive(self.registry, &self.rules, &decoded);
-        self.review(writer, id, &golden, &decoded)?;
+        // A record has review items to revisit only if it has a conflict now, was flagged
+        // (an open item), or holds a steward's decision (a resolved one).
+        let (old_header, _) = codec::split(old)?;
+        if !golden.conflicts.is_empty() || old_header.needs_review || decoded.iter().any(|c| c.source == STEWARD) {
+            self.review(writer, id, &golden, &decoded)?;
+        }
         let header = Header {
             load_id: self.load_id,
             ended: golden.ended,

@@ -22,7 +22,7 @@ pub use progress::{Progress, ProgressStatus};
 use crate::error::{Error, Result};
 use crate::model::Registry;
 use crate::store::Store;
-use jichu_ingest::{LoadReport, Mode, Reason, Reject, RejectWriter, RowMapper, Source, Spec};
+use jichu_ingest::{KeyKind, LoadReport, Mode, Reason, Reject, RejectWriter, RowMapper, Source, Spec};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -173,10 +173,20 @@ pub fn check(spec: &Spec, spec_path: &Path, files: &[PathBuf], opts: &LoadOption
         spec.registry.parse().map_err(|m| Error::Invalid(format!("mapping spec {}: {m}", spec_path.display())))?;
     let schema = registry.schema();
     let defs = schema.defs();
+    let key = match spec.key_kind {
+        KeyKind::Canonical => schema.key.def(),
+        KeyKind::OrganisationCode if registry == Registry::Entities => crate::model::organisation_code_key(),
+        KeyKind::OrganisationCode => {
+            return Err(Error::Invalid(format!(
+                "mapping spec {}: key_kind = \"organisation_code\" is for entities",
+                spec_path.display()
+            )));
+        }
+    };
     let mut sources = Vec::with_capacity(files.len());
     for f in files {
         let source = Source::open(f, spec)?;
-        let mapper = RowMapper::new(spec, schema.key.def(), &defs, source.headers(), spec_path)?
+        let mapper = RowMapper::new(spec, key, &defs, source.headers(), spec_path)?
             .with_allowed_ids(opts.pilot_codes.clone());
         sources.push((source, Arc::new(mapper)));
     }
@@ -274,7 +284,24 @@ fn run(
     let multi_file = files.len() > 1;
     let mut sorter = sort::Sorter::new(tmp, "records", opts.sort_budget);
     let mappers: Vec<Arc<RowMapper>> = sources.iter().map(|(_, m)| m.clone()).collect();
-    read::read_all(sources, schema, load_id, opts.threads, |file, outcomes| {
+    // Rows keyed by an organisation code attach to the entity whose credit code embeds it.
+    let by_organisation_code = |code: &str| -> std::result::Result<String, String> {
+        match store.reader().entities_by_organisation_code(code) {
+            Ok(found) => match found.as_slice() {
+                [one] => Ok(one.clone()),
+                [] => Err(format!("no entity's credit code embeds organisation code {code}")),
+                many => Err(format!(
+                    "{} entities' credit codes embed organisation code {code}: {}",
+                    many.len(),
+                    many.join(", ")
+                )),
+            },
+            Err(e) => Err(format!("organisation code {code} could not be resolved: {e}")),
+        }
+    };
+    let resolve: Option<&read::Resolve<'_>> =
+        (spec.key_kind == KeyKind::OrganisationCode).then_some(&by_organisation_code as &read::Resolve<'_>);
+    read::read_all(sources, schema, load_id, opts.threads, resolve, |file, outcomes| {
         state.check_cancelled()?;
         state.report.read += outcomes.len() as u64;
         for outcome in outcomes {

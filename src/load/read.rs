@@ -8,7 +8,7 @@ use super::payload;
 use crate::error::{Error, Result};
 use crate::model::Schema;
 use crate::store::codec::{self, Header};
-use jichu_ingest::{RawRow, Reject, RowMapper, Source};
+use jichu_ingest::{RawRow, Reason, Reject, RowMapper, Source};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -29,12 +29,25 @@ pub enum Outcome {
     Bad(Reject),
 }
 
+/// Turns a row's key into the registry's key (an old identifier into the record it names), or
+/// says why it cannot.
+pub type Resolve<'a> = dyn Fn(&str) -> std::result::Result<String, String> + Sync + 'a;
+
 /// Maps, checks and encodes one raw row.
-pub fn prepare(schema: &Schema, mapper: &RowMapper, load_id: u32, row: &RawRow) -> Outcome {
+pub fn prepare(schema: &Schema, mapper: &RowMapper, load_id: u32, row: &RawRow, resolve: Option<&Resolve<'_>>) -> Outcome {
     let mut mapped = match mapper.map(row) {
         Ok(m) => m,
         Err(r) => return Outcome::Bad(r),
     };
+    if let Some(resolve) = resolve {
+        match resolve(&mapped.id) {
+            Ok(id) => mapped.id = id,
+            Err(message) => {
+                let raw = mapper.raw_text(&row.record);
+                return Outcome::Bad(Reject { line: row.line, reason: Reason::UnresolvedKey, message, raw, key: None });
+            }
+        }
+    }
     if let Some(check) = schema.row_check
         && let Err((reason, message)) = check(&mut mapped)
     {
@@ -70,6 +83,7 @@ pub fn read_all(
     schema: &'static Schema,
     load_id: u32,
     threads: usize,
+    resolve: Option<&Resolve<'_>>,
     mut on_batch: impl FnMut(usize, Vec<Outcome>) -> Result<()>,
 ) -> Result<()> {
     type Work = (u64, usize, Arc<RowMapper>, Vec<RawRow>);
@@ -108,7 +122,7 @@ pub fn read_all(
             let (rx, tx, spare) = (work_rx.clone(), done_tx.clone(), spare_tx.clone());
             scope.spawn(move || {
                 for (seq, file, mapper, rows) in rx {
-                    let out = rows.iter().map(|r| prepare(schema, &mapper, load_id, r)).collect();
+                    let out = rows.iter().map(|r| prepare(schema, &mapper, load_id, r, resolve)).collect();
                     let _ = spare.try_send(rows);
                     if tx.send((seq, file, out)).is_err() {
                         return;

@@ -78,21 +78,14 @@ fn run(writer: &mut Writer<'_>, merger: &Merger) -> Result<(u64, u64)> {
     let mut opts = ReadOptions::default();
     opts.set_iterate_range(PrefixRange([registry as u8]));
     opts.fill_cache(false);
-    let mut it = store.db().iterator_cf_opt(store.cf(cf::CONTRIBUTIONS), opts, IteratorMode::Start).peekable();
+    let it = store.db().iterator_cf_opt(store.cf(cf::CONTRIBUTIONS), opts, IteratorMode::Start);
     let (mut visited, mut changed) = (0, 0);
-    let mut group: Vec<(String, Vec<u8>)> = Vec::new();
-    while let Some(item) = it.next() {
+    for item in it {
         let (k, v) = item?;
-        let len = usize::from(*k.get(1).ok_or_else(|| Error::Codec("contribution key".into()))?);
-        let (id, source) = (&k[2..2 + len], &k[2 + len..]);
-        group.push((String::from_utf8_lossy(source).into_owned(), v.to_vec()));
-        let next_same =
-            matches!(it.peek(), Some(Ok((n, _))) if n.len() > 2 + len && n[1] as usize == len && &n[2..2 + len] == id);
-        if next_same {
-            continue;
-        }
+        let len = usize::from(*k.get(1).ok_or_else(|| Error::Codec("contributions key".into()))?);
+        let id = k.get(2..2 + len).ok_or_else(|| Error::Codec("contributions key".into()))?;
         let id = std::str::from_utf8(id).map_err(|_| Error::Codec("record key".into()))?;
-        let contributions = std::mem::take(&mut group);
+        let contributions = crate::store::decode_contributions(&v)?;
         let Some(old) = store.reader().get_raw(registry, id)? else { continue };
         visited += 1;
         if let Merged::Rewritten(golden) = merger.rewrite(writer, id, &contributions, &old)? {

@@ -43,7 +43,7 @@ pub fn resolve(
     let load_id = writer.begin_load(None, registry, STEWARD, Vec::new(), "review")?;
     let merger = Merger { rules: rules.clone(), registry, load_id, source: STEWARD.into(), opened: Default::default() };
     let result = (|| {
-        let mut contributions = merger.contributions(writer, &id, &old)?;
+        let (mut contributions, stored) = merger.contributions(writer, &id, &old)?;
         let value = match &decision {
             Decision::Choose(name) => {
                 let name = name.strip_prefix("source:").unwrap_or(name);
@@ -57,11 +57,6 @@ pub fn resolve(
             }
             Decision::Value(v) => own_value(schema.fields[field].kind, v)?,
         };
-        let (old_header, _) = codec::split(&old)?;
-        if !old_header.sourced {
-            let (source, bytes) = &contributions[0];
-            writer.put_contribution(registry, id.as_bytes(), source, bytes, None, load_id);
-        }
         let at = contributions.iter().position(|(s, _)| s == STEWARD);
         let mut values = match at {
             Some(i) => codec::decode(registry, &id, &contributions[i].1)?.values,
@@ -69,12 +64,11 @@ pub fn resolve(
         };
         values[field] = Some(value);
         let bytes = codec::encode(Header { load_id, ..Header::default() }, &values, &[]);
-        let previous = at.map(|i| contributions[i].1.clone());
-        writer.put_contribution(registry, id.as_bytes(), STEWARD, &bytes, previous.as_deref(), load_id);
         match at {
             Some(i) => contributions[i].1 = bytes,
             None => contributions.push((STEWARD.into(), bytes)),
         }
+        writer.put_contributions(registry, id.as_bytes(), &contributions, stored.as_deref(), load_id);
         item.status = ReviewStatus::Resolved;
         item.resolution = Some(Resolution {
             by: by.to_string(),

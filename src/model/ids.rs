@@ -19,6 +19,8 @@ pub enum IdError {
     Province(String),
     #[error("has check character {found}; expected {expected}")]
     Check { found: char, expected: char },
+    #[error("has {0} characters; an organisation code has 9 (8 and a check character)")]
+    OrgLength(usize),
     #[error("has organisation-code check character {found}; expected {expected}")]
     OrgCheck { found: char, expected: char },
     #[error("is neither a resident identity number nor a unified social credit code")]
@@ -156,6 +158,24 @@ pub fn org_check_char(first8: &[u8]) -> char {
         11 => '0',
         n => char::from(b'0' + n as u8),
     }
+}
+
+/// Normalises and validates a GB 11714 organisation code: 8 characters and a check character
+/// (written with or without the hyphen before it: `12345678-9`).
+pub fn parse_organisation_code(s: &str) -> Result<String, IdError> {
+    let s: String = canonical(s).chars().filter(|&c| c != '-').collect();
+    let b = s.as_bytes();
+    if b.len() != 9 || !s.is_ascii() {
+        return Err(IdError::OrgLength(s.chars().count()));
+    }
+    if let Some(pos) = b[..8].iter().position(|c| !c.is_ascii_digit() && !c.is_ascii_uppercase()) {
+        return Err(IdError::Char { pos: pos + 1, ch: b[pos] as char });
+    }
+    let expected = org_check_char(&b[..8]);
+    if b[8] as char != expected {
+        return Err(IdError::OrgCheck { found: b[8] as char, expected });
+    }
+    Ok(s)
 }
 
 /// Normalises a unified social credit code and checks its form; the check characters are

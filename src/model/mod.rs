@@ -313,6 +313,17 @@ pub(crate) fn check_credit_code(s: &str) -> Result<CheckedId, IdRejection> {
     credit_checked(ids::read_credit_code(s).map_err(|e| IdRejection::new(e.to_string()))?)
 }
 
+/// An organisation code (GB 11714), the key of an entities extract with
+/// `key_kind = "organisation_code"`.
+pub(crate) fn check_organisation_code(s: &str) -> Result<CheckedId, IdRejection> {
+    ids::parse_organisation_code(s).map(|id| CheckedId { id, needs_review: false }).map_err(|e| IdRejection::new(e.to_string()))
+}
+
+/// The key field of an extract keyed by organisation codes.
+pub fn organisation_code_key() -> FieldDef {
+    FieldDef { name: "id", kind: FieldKind::Identifier(check_organisation_code), required: true }
+}
+
 /// A well-formed credit code: valid, or refused — with the way to allow it when it may be a
 /// genuine Fujian pilot code.
 fn credit_checked(code: ids::CreditCode) -> Result<CheckedId, IdRejection> {

@@ -28,14 +28,20 @@ pub const UNLINKED: &str = "unlinked";
 /// (a kill, a cancel, a failure), and a record's earlier versions.
 pub const HISTORY: &str = "history";
 
-/// Each source's latest contribution to a record that more than one source supplies:
-/// `[registry][key length][key][source]` → the contribution, encoded as a record
-/// (`crate::golden`).
+/// The sources' latest contributions to a record that more than one source supplies:
+/// `[registry][key length][key]` → each source and its contribution, encoded as a record
+/// (`sources::encode_contributions`, `crate::golden`).
 pub const CONTRIBUTIONS: &str = "contributions";
 
 /// Identity conflicts for a data steward: `r[registry][key length][key][field]` → the item
 /// (JSON), `#[item id u64 BE]` → its `r` key, `next` → the next item id.
 pub const REVIEW: &str = "review";
+
+/// Entities by their GB 11714 organisation code (characters 9–17 of the credit code):
+/// `[organisation code][credit code]` → empty. What resolves rows and requests that name a
+/// company by its pre-2015 code. May hold an entry of an insert that was undone: every use
+/// checks the entity exists.
+pub const ORGANISATION_CODES: &str = "organisation_codes";
 
 /// The column family holding a registry's records (its name is the registry's name).
 pub fn records(r: Registry) -> &'static str {
@@ -57,6 +63,7 @@ pub fn all() -> impl Iterator<Item = &'static str> {
         UNLINKED,
         CONTRIBUTIONS,
         REVIEW,
+        ORGANISATION_CODES,
     ])
 }
 
@@ -96,7 +103,7 @@ pub fn options(name: &str, cache: &Cache) -> Options {
     }
     o.set_block_based_table_factory(&table_options(
         cache,
-        !matches!(name, META | CHANGES | HISTORY | FEED | UNLINKED | CONTRIBUTIONS | REVIEW),
+        !matches!(name, META | CHANGES | HISTORY | FEED | UNLINKED | CONTRIBUTIONS | REVIEW | ORGANISATION_CODES),
     ));
     if Registry::ALL.iter().any(|r| records(*r) == name) {
         o.set_memtable_whole_key_filtering(true);

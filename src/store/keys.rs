@@ -125,12 +125,6 @@ pub fn history_prefix(registry: Registry, id: &[u8]) -> Vec<u8> {
     k
 }
 
-/// A source's contribution to a record: `[registry][key length][key][source]`; the record's
-/// contributions are the range of [`history_prefix`].
-pub fn contribution(registry: Registry, id: &[u8], source: &str) -> Vec<u8> {
-    [history_prefix(registry, id), source.as_bytes().to_vec()].concat()
-}
-
 /// A record's review items: `r[registry][key length][key]`, then the field's index.
 pub fn review_prefix(registry: Registry, id: &[u8]) -> Vec<u8> {
     [&b"r"[..], &history_prefix(registry, id)].concat()
@@ -180,6 +174,15 @@ pub fn decode_side_history(rest: &[u8]) -> Option<(&[u8], u32)> {
     let load = rest.get(1 + len..5 + len)?;
     Some((part, u32::from_be_bytes(load.try_into().ok()?)))
 }
+
+/// An entity's entry in `organisation_codes`: the organisation code its credit code embeds,
+/// then the credit code. None for a key too short to be a credit code.
+pub fn organisation_code(credit_code: &[u8]) -> Option<Vec<u8>> {
+    (credit_code.len() == 18).then(|| [&credit_code[8..17], credit_code].concat())
+}
+
+/// Marks `organisation_codes` as holding every stored entity (filled once for older stores).
+pub const ORGANISATION_CODES_READY: &[u8] = b"orgcodes_ready";
 
 /// A removed edge's entry: the edge key, then the load that removed it.
 pub fn unlinked(edge: &[u8], load_id: u32) -> Vec<u8> {

@@ -15,7 +15,7 @@ mod sources;
 mod writer;
 
 pub use read::{Reader, Snapshot};
-pub use sources::{Resolution, ReviewItem, ReviewStatus, SourceValue};
+pub use sources::{Resolution, ReviewItem, ReviewStatus, SourceValue, decode_contributions, encode_contributions};
 pub use writer::Writer;
 
 use crate::error::{Error, Result};
@@ -142,6 +142,9 @@ impl Store {
         }
         if self.feed_next() == 1 && Registry::ALL.into_iter().any(|r| self.count(r) > 0) {
             self.writer().backfill_feed()?;
+        }
+        if self.db.get_pinned_cf(self.cf(cf::META), keys::ORGANISATION_CODES_READY)?.is_none() {
+            self.writer().backfill_organisation_codes()?;
         }
         Ok(())
     }

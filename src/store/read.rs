@@ -125,6 +125,22 @@ impl<'a> Reader<'a> {
         Ok(v.map(|v| v.to_vec()))
     }
 
+    /// The entities whose credit codes embed an organisation code (canonical), in key order.
+    pub fn entities_by_organisation_code(&self, code: &str) -> Result<Vec<String>> {
+        let mut opts = self.opts();
+        opts.set_iterate_range(PrefixRange(code.as_bytes()));
+        let mut out = Vec::new();
+        let it = self.store.db().iterator_cf_opt(self.store.cf(cf::ORGANISATION_CODES), opts, IteratorMode::Start);
+        for item in it {
+            let (k, _) = item?;
+            let id = std::str::from_utf8(&k[code.len()..]).map_err(|_| Error::Codec("organisation code key".into()))?;
+            if self.exists(Registry::Entities, id)? {
+                out.push(id.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether a record is stored under a key.
     pub fn exists(&self, registry: Registry, id: &str) -> Result<bool> {
         Ok(self.store.db().get_pinned_cf_opt(self.records(registry), id, &self.opts())?.is_some())

@@ -148,6 +148,10 @@ impl Writer<'_> {
             self.delete_raw(cf::HISTORY, &history_key);
             return Ok(());
         }
+        if old.is_empty() || !codec::split(&old)?.0.sourced {
+            // Back to a record one source supplies: it keeps no contributions.
+            self.delete_raw(cf::CONTRIBUTIONS, &keys::history_prefix(registry, id));
+        }
         let now = current.as_deref().map(|v| shape(registry, key, v)).transpose()?;
         let before = if old.is_empty() { None } else { Some(shape(registry, key, &old)?) };
         let links: Vec<_> = registry.schema().links().map(|(_, l)| l).collect();

@@ -78,20 +78,58 @@ fn from_json<T: for<'de> Deserialize<'de>>(v: &[u8]) -> Result<T> {
     serde_json::from_slice(v).map_err(|e| Error::Codec(e.to_string()))
 }
 
+/// A record's contributions in one value: `[count]([source length][source][value length u32
+/// LE][value])…`, by source. One key per record: a load merging a row reads and writes one.
+pub fn encode_contributions(all: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + all.iter().map(|(s, v)| 5 + s.len() + v.len()).sum::<usize>());
+    out.push(all.len().min(255) as u8);
+    for (source, value) in all.iter().take(255) {
+        let s = &source.as_bytes()[..source.len().min(255)];
+        out.push(s.len() as u8);
+        out.extend_from_slice(s);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// The contributions [`encode_contributions`] wrote.
+pub fn decode_contributions(mut b: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
+    let bad = || Error::Codec("contributions".into());
+    let (&n, rest) = b.split_first().ok_or_else(bad)?;
+    b = rest;
+    let mut out = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let (&len, rest) = b.split_first().ok_or_else(bad)?;
+        let source = rest.get(..usize::from(len)).ok_or_else(bad)?;
+        let source = String::from_utf8(source.to_vec()).map_err(|_| bad())?;
+        let rest = &rest[usize::from(len)..];
+        let size = u32::from_le_bytes(rest.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
+        let value = rest.get(4..4 + size).ok_or_else(bad)?;
+        out.push((source, value.to_vec()));
+        b = &rest[4 + size..];
+    }
+    Ok(out)
+}
+
 impl Writer<'_> {
-    /// Writes `source`'s contribution to a record (`old`: the one it replaces), logged for
-    /// undo under `load_id`.
-    pub fn put_contribution(
+    /// Writes a record's contributions (`old`: the stored value they replace, None when the
+    /// record had none). Only a replacement is logged for undo: a record gets its first
+    /// contributions with its first golden value, and undoing that value (back to a record one
+    /// source supplied) removes them.
+    pub fn put_contributions(
         &mut self,
         registry: Registry,
         id: &[u8],
-        source: &str,
-        value: &[u8],
+        all: &[(String, Vec<u8>)],
         old: Option<&[u8]>,
         load_id: u32,
     ) {
-        self.put_raw(cf::CONTRIBUTIONS, &keys::contribution(registry, id, source), value);
-        self.log_side(Side::Contribution, registry, id, source.as_bytes(), old, load_id);
+        self.put_raw(cf::CONTRIBUTIONS, &keys::history_prefix(registry, id), &encode_contributions(all));
+        if old.is_some() {
+            // A load writes a record's contributions once: no earlier entry of its own to keep.
+            self.log_side(Side::Contribution, registry, id, &[], old, load_id, false);
+        }
     }
 
     /// Writes a review item (`old`: the stored one it replaces), logged for undo.
@@ -107,7 +145,7 @@ impl Writer<'_> {
         let key = keys::review_item(registry, id, field);
         self.put_raw(cf::REVIEW, &key, &to_json(item)?);
         self.put_raw(cf::REVIEW, &keys::review_number(item.item), &key);
-        self.log_side(Side::Review, registry, id, &[field], old, load_id);
+        self.log_side(Side::Review, registry, id, &[field], old, load_id, true);
         Ok(())
     }
 
@@ -126,10 +164,22 @@ impl Writer<'_> {
         Ok(next)
     }
 
-    fn log_side(&mut self, side: Side, registry: Registry, id: &[u8], part: &[u8], old: Option<&[u8]>, load_id: u32) {
+    /// Logs what a side write replaced; with `first_only`, only the first value this load
+    /// replaced (a review item a load may write twice), which is what undo restores.
+    #[allow(clippy::too_many_arguments)]
+    fn log_side(
+        &mut self,
+        side: Side,
+        registry: Registry,
+        id: &[u8],
+        part: &[u8],
+        old: Option<&[u8]>,
+        load_id: u32,
+        first_only: bool,
+    ) {
         let history = keys::side_history(side, registry, id, part, load_id);
-        // The first value this load replaced is what undo restores.
-        let logged = self.store().db().get_pinned_cf(self.store().cf(cf::HISTORY), &history).ok().flatten().is_some();
+        let logged = first_only
+            && self.store().db().get_pinned_cf(self.store().cf(cf::HISTORY), &history).ok().flatten().is_some();
         if !logged {
             self.put_raw(cf::HISTORY, &history, old.unwrap_or(&[]));
         }
@@ -156,8 +206,7 @@ impl Writer<'_> {
                 }
                 match side {
                     Side::Contribution => {
-                        let source = std::str::from_utf8(part).map_err(|_| Error::Codec("source".into()))?;
-                        let key = keys::contribution(registry, id, source);
+                        let key = keys::history_prefix(registry, id);
                         if old.is_empty() {
                             self.delete_raw(cf::CONTRIBUTIONS, &key);
                         } else {
@@ -187,19 +236,20 @@ impl Writer<'_> {
 }
 
 impl Reader<'_> {
-    /// Every contribution to a record: `(source, encoded contribution)`, by source.
+    /// Every contribution to a record: `(source, encoded contribution)`; none for a record one
+    /// source supplies.
     pub fn contributions(&self, registry: Registry, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let prefix = keys::history_prefix(registry, id.as_bytes());
-        let mut opts = self.read_options();
-        opts.set_iterate_range(PrefixRange(prefix.clone()));
-        let store = self.store();
-        let mut out = Vec::new();
-        for item in store.db().iterator_cf_opt(store.cf(cf::CONTRIBUTIONS), opts, IteratorMode::Start) {
-            let (k, v) = item?;
-            let source = String::from_utf8(k[prefix.len()..].to_vec()).map_err(|_| Error::Codec("source".into()))?;
-            out.push((source, v.to_vec()));
+        match self.contributions_raw(registry, id)? {
+            Some(raw) => decode_contributions(&raw),
+            None => Ok(Vec::new()),
         }
-        Ok(out)
+    }
+
+    /// A record's contributions as stored (see [`encode_contributions`]).
+    pub fn contributions_raw(&self, registry: Registry, id: &str) -> Result<Option<Vec<u8>>> {
+        let store = self.store();
+        let key = keys::history_prefix(registry, id.as_bytes());
+        Ok(store.db().get_pinned_cf_opt(store.cf(cf::CONTRIBUTIONS), key, &self.read_options())?.map(|v| v.to_vec()))
     }
 
     /// A record's review items: `(field index, item, stored bytes)`.

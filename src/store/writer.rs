@@ -113,6 +113,33 @@ impl<'s> Writer<'s> {
         self.batch.put_cf(self.store.cf(cf::UNLINKED), keys::unlinked(key, load_id), []);
     }
 
+    /// Indexes a new entity by the organisation code its credit code embeds.
+    pub fn put_organisation_code(&mut self, credit_code: &[u8]) {
+        if let Some(k) = keys::organisation_code(credit_code) {
+            self.batch.put_cf(self.store.cf(cf::ORGANISATION_CODES), k, []);
+        }
+    }
+
+    /// Fills `organisation_codes` from the stored entities (a store from before it existed).
+    pub(super) fn backfill_organisation_codes(&mut self) -> Result<()> {
+        let store = self.store;
+        let mut n = 0u64;
+        for item in store.reader().scan(Registry::Entities) {
+            let (k, _) = item?;
+            self.put_organisation_code(&k);
+            n += 1;
+            if self.batch.len() >= 4096 {
+                self.commit()?;
+            }
+        }
+        self.batch.put_cf(store.cf(cf::META), keys::ORGANISATION_CODES_READY, []);
+        self.commit()?;
+        if n > 0 {
+            tracing::info!(entities = n, "entities indexed by organisation code");
+        }
+        Ok(())
+    }
+
     /// Sets (or, with `None`, removes) a record's point in the `points` column family.
     pub fn set_point(&mut self, registry: Registry, id: &[u8], point: Option<(f64, f64)>) {
         let key = keys::point(registry, id);

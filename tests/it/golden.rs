@@ -257,3 +257,50 @@ async fn recompute_after_a_rules_change_is_recorded_in_history_and_the_feed() {
     assert!(e["detail"].as_str().unwrap().contains("phon"), "{e}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_entity_row_keyed_by_its_organisation_code_attaches_to_its_entity() {
+    let t = TestStore::loaded();
+    let text = std::fs::read_to_string(fixture("entities.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let first = lines.next().unwrap();
+    let credit = first.split(',').next().unwrap();
+    let org = &credit[8..17];
+    let hyphenated = format!("{}-{}", &org[..8], &org[8..]);
+    let unknown = format!("12345678{}", jichu::model::ids::org_check_char(b"12345678"));
+    let rows = [
+        first.replacen(credit, &hyphenated, 1).replacen("存续", "在业", 1),
+        first.replacen(credit, &unknown, 1),
+        first.replacen(credit, "12345678-0", 1),
+    ];
+    let spec = std::fs::read_to_string(fixture("entities.toml"))
+        .unwrap()
+        .replacen("source = \"市市场监督管理局\"", "source = \"市税务局\"\nkey_kind = \"organisation_code\"", 1);
+    let dir = t.dir.path();
+    std::fs::write(dir.join("tax.toml"), spec).unwrap();
+    std::fs::write(dir.join("tax.csv"), format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+    let report = t.load(&dir.join("tax.toml"), &[dir.join("tax.csv")]);
+    assert_eq!((report.accepted, report.merged), (1, 1), "{report:?}");
+    let reasons: Vec<(u64, String)> = crate::common::reject_lines(&dir.join("rejects").join(format!("load-{}.csv", report.load_id)));
+    let check = jichu::model::ids::org_check_char(b"12345678");
+    let expected_third = if check == '0' { vec![] } else { vec![(4, "invalid_id".to_string())] };
+    assert_eq!(reasons, [vec![(3, "unresolved_key".to_string())], expected_third].concat());
+    let e = t.store.reader().get(Registry::Entities, credit).unwrap().unwrap();
+    let mut sources = e.sources.clone();
+    sources.sort();
+    assert_eq!(sources, vec!["市市场监督管理局".to_string(), "市税务局".to_string()]);
+
+    let s = Server::start(t.store.clone()).await;
+    let (code, _, body) = s.get(&format!("/v1/entities/by-organisation-code/{hyphenated}")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["id"], credit);
+    let (code, _, _) = s.get(&format!("/v1/entities/by-organisation-code/{unknown}")).await;
+    assert_eq!(code, 404);
+    let (code, _, b) = s.get("/v1/entities/by-organisation-code/1234").await;
+    assert_eq!((code, b["code"].as_str()), (400, Some("malformed_id")));
+    // The registry's own routes still answer beside it.
+    let (code, _, _) = s.get(&format!("/v1/entities/{credit}")).await;
+    assert_eq!(code, 200);
+    s.stop().await;
+}
