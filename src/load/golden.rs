@@ -185,7 +185,8 @@ impl Merger {
             effective_from: golden.effective_from,
             sourced: true,
         };
-        let value = codec::encode(header, &golden.values, &golden.extras);
+        let sources: Vec<String> = decoded.iter().filter(|c| !c.record.ended).map(|c| c.source.clone()).collect();
+        let value = codec::encode_golden(header, &golden.values, &golden.extras, &sources);
         let ((oh, ob), (nh, nb)) = (codec::split(old)?, codec::split(&value)?);
         let unstamped = |h: Header| Header { load_id: 0, ..h };
         if ob == nb && unstamped(oh) == unstamped(nh) {

@@ -27,7 +27,7 @@ pub struct Record {
     /// More than one source has contributed: it is a golden record computed from their
     /// contributions (`crate::golden`).
     pub sourced: bool,
-    /// For a sourced record read by key: the sources contributing now (filled by the reader).
+    /// For a golden record (`sourced`): the sources contributing now.
     pub sources: Vec<String>,
 }
 

@@ -106,11 +106,21 @@ fn from_wire(w: Wire) -> Result<Value> {
 
 /// Encodes a record's values and extras under `header`.
 pub fn encode(header: Header, values: &[Option<Value>], extras: &[(String, String)]) -> Vec<u8> {
+    encode_golden(Header { sourced: false, ..header }, values, extras, &[])
+}
+
+/// Encodes a golden record (`header.sourced`): its values, extras and the sources contributing
+/// to it, which its reads name without reading the contributions.
+pub fn encode_golden(header: Header, values: &[Option<Value>], extras: &[(String, String)], sources: &[String]) -> Vec<u8> {
     let wire: Vec<Option<WireRef<'_>>> = values.iter().map(|v| v.as_ref().map(to_wire)).collect();
     let mut out = Vec::with_capacity(128);
     put_header(&mut out, header);
     // Serialising plain data into a Vec cannot fail.
-    postcard::to_extend(&(wire, extras), out).expect("postcard into a Vec")
+    if header.sourced {
+        postcard::to_extend(&(wire, extras, sources), out).expect("postcard into a Vec")
+    } else {
+        postcard::to_extend(&(wire, extras), out).expect("postcard into a Vec")
+    }
 }
 
 fn flags(h: Header) -> u8 {
@@ -175,7 +185,9 @@ fn spans(body: &[u8]) -> Result<(Vec<&[u8]>, &[u8])> {
         fields.push(&rest[..rest.len() - after.len()]);
         rest = after;
     }
-    Ok((fields, rest))
+    // The extras, exactly: a golden record's sources follow them.
+    let (_, after) = postcard::take_from_bytes::<Vec<(&str, &str)>>(rest).map_err(bad)?;
+    Ok((fields, &rest[..rest.len() - after.len()]))
 }
 
 /// The bit set of fields (bit `extras_bit` for the extras) whose values differ between two
@@ -200,8 +212,13 @@ pub fn changed_fields(old: &[u8], new: &[u8], extras_bit: u32) -> Result<u64> {
 /// Decodes a stored value into a record.
 pub fn decode(registry: Registry, id: &str, bytes: &[u8]) -> Result<Record> {
     let (header, body) = split(bytes)?;
-    let (wire, extras): (Vec<Option<Wire>>, Vec<(String, String)>) =
-        postcard::from_bytes(body).map_err(|e| Error::Codec(e.to_string()))?;
+    let bad = |e: postcard::Error| Error::Codec(e.to_string());
+    let (wire, extras, sources): (Vec<Option<Wire>>, Vec<(String, String)>, Vec<String>) = if header.sourced {
+        postcard::from_bytes(body).map_err(bad)?
+    } else {
+        let (wire, extras) = postcard::from_bytes(body).map_err(bad)?;
+        (wire, extras, Vec::new())
+    };
     let mut values = wire.into_iter().map(|w| w.map(from_wire).transpose()).collect::<Result<Vec<_>>>()?;
     // A value written before a field was added decodes with that field empty.
     values.resize(registry.schema().fields.len(), None);
@@ -215,7 +232,7 @@ pub fn decode(registry: Registry, id: &str, bytes: &[u8]) -> Result<Record> {
         needs_review: header.needs_review,
         effective_from: header.effective_from,
         sourced: header.sourced,
-        sources: Vec::new(),
+        sources,
     })
 }
 
@@ -242,11 +259,13 @@ mod tests {
         fn records_round_trip(values in prop::collection::vec(value(), 8), extras in prop::collection::vec((".{1,8}", ".{0,8}"), 0..3), load_id: u32, ended: bool) {
             let effective_from = ended.then(|| NaiveDate::from_ymd_opt(2026, 11, 20).unwrap());
             let header = Header { load_id, ended, needs_review: false, effective_from, sourced: !ended };
-            let bytes = encode(header, &values, &extras);
+            let sources = if ended { vec![] } else { vec!["市公安局".to_string(), "市人社局".to_string()] };
+            let bytes = encode_golden(header, &values, &extras, &sources);
             let r = decode(Registry::Citizens, "x", &bytes).unwrap();
             prop_assert_eq!(r.values, values);
             prop_assert_eq!(r.extras, extras);
             prop_assert_eq!((r.load_id, r.ended, r.effective_from, r.sourced), (load_id, ended, effective_from, !ended));
+            prop_assert_eq!(r.sources, sources);
             let flipped = with_header(&bytes, Header { ended: !ended, effective_from: None, ..header }).unwrap();
             prop_assert_eq!(split(&flipped).unwrap().1, split(&bytes).unwrap().1);
         }
@@ -262,7 +281,8 @@ mod tests {
         ) {
             let other_extras = if same_extras { extras.clone() } else { vec![("x".to_string(), "y".to_string())] };
             let old = encode(Header::default(), &a, &extras);
-            let new = encode(Header::default(), &b, &other_extras);
+            let golden = Header { sourced: true, ..Header::default() };
+            let new = encode_golden(golden, &b, &other_extras, &["a".to_string()]);
             let (x, y) = (decode(Registry::Citizens, "k", &old).unwrap(), decode(Registry::Citizens, "k", &new).unwrap());
             let mut expected = 0u64;
             for (i, (p, q)) in x.values.iter().zip(&y.values).enumerate() {

@@ -149,21 +149,9 @@ impl<'a> Reader<'a> {
     /// One record by its canonical key.
     pub fn get(&self, registry: Registry, id: &str) -> Result<Option<Record>> {
         match self.store.db().get_pinned_cf_opt(self.records(registry), id, &self.opts())? {
-            Some(v) => Ok(Some(self.named(codec::decode(registry, id, &v)?)?)),
+            Some(v) => Ok(Some(codec::decode(registry, id, &v)?)),
             None => Ok(None),
         }
-    }
-
-    /// A golden record with the names of the sources contributing to it now.
-    fn named(&self, mut record: Record) -> Result<Record> {
-        if record.sourced {
-            for (source, value) in self.contributions(record.registry, &record.id)? {
-                if !codec::split(&value)?.0.ended {
-                    record.sources.push(source);
-                }
-            }
-        }
-        Ok(record)
     }
 
     /// One record if the answer is in memory (memtable or block cache): `None` when it would
@@ -172,11 +160,7 @@ impl<'a> Reader<'a> {
         let mut opts = self.opts();
         opts.set_read_tier(rocksdb::ReadTier::BlockCache);
         match self.store.db().get_pinned_cf_opt(self.records(registry), id, &opts) {
-            Ok(Some(v)) => match codec::decode(registry, id, &v)? {
-                // Its sources are read from the contributions (maybe not in memory).
-                r if r.sourced => Ok(None),
-                r => Ok(Some(Some(r))),
-            },
+            Ok(Some(v)) => Ok(Some(Some(codec::decode(registry, id, &v)?))),
             Ok(None) => Ok(Some(None)),
             Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
             Err(e) => Err(e.into()),
@@ -191,7 +175,7 @@ impl<'a> Reader<'a> {
             .into_iter()
             .zip(ids)
             .map(|(v, id)| match v? {
-                Some(v) => self.named(codec::decode(registry, id, &v)?).map(Some),
+                Some(v) => codec::decode(registry, id, &v).map(Some),
                 None => Ok(None),
             })
             .collect()

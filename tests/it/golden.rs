@@ -304,3 +304,35 @@ async fn an_entity_row_keyed_by_its_organisation_code_attaches_to_its_entity() {
     assert_eq!(code, 200);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn relations_follow_the_golden_values() {
+    let t = TestStore::loaded();
+    let text = std::fs::read_to_string(fixture("entities.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let first = lines.next().unwrap();
+    let credit = first.split(',').next().unwrap();
+    assert!(first.contains(CHEN), "the fixture's first company is represented by 陈志强");
+    // 税务 names 林秀英 its legal representative; the newest value wins (no rule names an authority).
+    let moved = first.replacen(CHEN, LIN, 1).replacen("陈志强", "林秀英", 1);
+    let spec = std::fs::read_to_string(fixture("entities.toml"))
+        .unwrap()
+        .replacen("source = \"市市场监督管理局\"", "source = \"市税务局\"", 1);
+    let dir = t.dir.path();
+    std::fs::write(dir.join("tax.toml"), spec).unwrap();
+    std::fs::write(dir.join("tax.csv"), format!("{header}\n{moved}\n")).unwrap();
+    let r = t.load(&dir.join("tax.toml"), &[dir.join("tax.csv")]);
+    assert_eq!((r.merged, r.review_items_opened), (1, 1), "a legal representative identifies an entity: {r:?}");
+    let s = Server::start(t.store.clone()).await;
+    let (_, _, e) = s.get(&format!("/v1/entities/{credit}")).await;
+    assert_eq!((e["legal_rep_id"].as_str(), e["needs_review"].as_bool()), (Some(LIN), Some(true)));
+    let represents = |v: &serde_json::Value| v.to_string().contains(credit);
+    let (_, _, lin) = s.get(&format!("/v1/citizens/{LIN}/relations")).await;
+    let (_, _, chen) = s.get(&format!("/v1/citizens/{CHEN}/relations")).await;
+    assert!(represents(&lin), "{lin}");
+    assert!(!represents(&chen), "{chen}");
+    let (_, _, q) = s.get("/v1/review?registry=entities").await;
+    assert_eq!(q["items"][0]["field"], "legal_rep_id", "{q}");
+    s.stop().await;
+}
