@@ -11,4 +11,4 @@ pub mod rules;
 pub mod survive;
 
 pub use rules::{Rule, Rules};
-pub use survive::{Conflict, Contribution, Golden, Provenance, STEWARD, identity_fields, survive};
+pub use survive::{Chosen, Conflict, Contribution, Golden, Provenance, STEWARD, identity_fields, survive};

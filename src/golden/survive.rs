@@ -22,12 +22,33 @@ pub struct Contribution {
 }
 
 /// Where a golden value came from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Provenance {
     /// Index into the contributions.
     pub contribution: usize,
-    /// The rule that chose it (`steward` for a steward's decision, `sole_source`).
-    pub rule: String,
+    pub chosen: Chosen,
+}
+
+/// What chose a golden value (named only when asked: a load computes many and shows none).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Chosen {
+    /// A steward's decision.
+    Steward,
+    /// The only contribution.
+    SoleSource,
+    /// The field's rule at this index.
+    Rule(usize),
+}
+
+impl Provenance {
+    /// The rule as `explain` shows it: `steward`, `sole_source`, or the rule's text.
+    pub fn rule(&self, rules: &Rules, registry: Registry, field: usize) -> String {
+        match self.chosen {
+            Chosen::Steward => STEWARD.into(),
+            Chosen::SoleSource => "sole_source".into(),
+            Chosen::Rule(i) => rules.of(registry, field).get(i).map_or_else(String::new, Rule::name),
+        }
+    }
 }
 
 /// Sources that disagree on a value that identifies the record.
@@ -93,8 +114,8 @@ pub fn survive(registry: Registry, rules: &Rules, contributions: &[Contribution]
     let mut provenance = Vec::with_capacity(schema.fields.len());
     for field in 0..schema.fields.len() {
         let chosen = match steward.filter(|&s| value_of(s, field).is_some()) {
-            Some(s) => Some(Provenance { contribution: s, rule: STEWARD.into() }),
-            None => rules.of(registry, field).iter().find_map(|rule| {
+            Some(s) => Some(Provenance { contribution: s, chosen: Chosen::Steward }),
+            None => rules.of(registry, field).iter().enumerate().find_map(|(r, rule)| {
                 let pick = match rule {
                     Rule::Source(name) => order
                         .iter()
@@ -103,10 +124,8 @@ pub fn survive(registry: Registry, rules: &Rules, contributions: &[Contribution]
                     Rule::MostRecent => order.iter().copied().find(|&i| value_of(i, field).is_some()),
                     Rule::MostFrequent => most_frequent(&order, |i| value_of(i, field)),
                 };
-                pick.map(|i| Provenance {
-                    contribution: i,
-                    rule: if sole { "sole_source".into() } else { rule.name() },
-                })
+                let chosen = if sole { Chosen::SoleSource } else { Chosen::Rule(r) };
+                pick.map(|i| Provenance { contribution: i, chosen })
             }),
         };
         values.push(chosen.as_ref().and_then(|p| value_of(p.contribution, field).cloned()));
@@ -218,8 +237,10 @@ mod tests {
         let g = survive(Registry::Citizens, &rules, &c);
         assert_eq!(text(&g, "name").as_deref(), Some("王磊"));
         assert_eq!(text(&g, "phone").as_deref(), Some("222"));
-        assert_eq!(g.provenance[field("name")], Some(Provenance { contribution: 0, rule: "source:公安".into() }));
-        assert_eq!(g.provenance[field("phone")].as_ref().unwrap().rule, "most_recent");
+        let rule = |f: &str| g.provenance[field(f)].unwrap().rule(&rules, Registry::Citizens, field(f));
+        assert_eq!(g.provenance[field("name")].unwrap().contribution, 0);
+        assert_eq!(rule("name"), "source:公安");
+        assert_eq!(rule("phone"), "most_recent");
         assert_eq!(g.conflicts.len(), 1, "the names differ");
         assert!(g.needs_review);
     }
@@ -275,7 +296,7 @@ mod tests {
         let c = [citizen("公安", 1, "王磊", Some("1")), citizen("人社", 2, "王蕾", Some("2")), steward];
         let g = survive(Registry::Citizens, &rules, &c);
         assert_eq!(text(&g, "name").as_deref(), Some("王蕾"));
-        assert_eq!(g.provenance[field("name")].as_ref().unwrap().rule, STEWARD);
+        assert_eq!(g.provenance[field("name")].unwrap().rule(&rules, Registry::Citizens, field("name")), STEWARD);
         assert!(g.conflicts.is_empty() && !g.needs_review);
         assert_eq!(text(&g, "phone").as_deref(), Some("2"));
     }

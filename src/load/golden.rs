@@ -94,8 +94,7 @@ impl Merger {
             None => contributions.push((self.source.clone(), next)),
         }
         self.steward_agreement(id, &mut contributions)?;
-        writer.put_contributions(self.registry, id.as_bytes(), &contributions, stored.as_deref(), self.load_id);
-        self.rewrite(writer, id, &contributions, old)
+        self.rewrite(writer, id, &contributions, stored.as_deref(), old)
     }
 
     /// The record's contributions, and their stored value: as stored, or the record itself
@@ -112,7 +111,7 @@ impl Merger {
         if header.sourced {
             let stored = store.reader().contributions_raw(self.registry, id)?;
             let all = match &stored {
-                Some(raw) => crate::store::decode_contributions(raw)?,
+                Some(raw) => crate::store::decode_contributions(raw, old)?,
                 None => Vec::new(),
             };
             return Ok((all, stored));
@@ -161,13 +160,15 @@ impl Merger {
             .collect()
     }
 
-    /// Recomputes the golden record from `contributions`, writes its review items, and says
-    /// whether its stored value `old` changes.
+    /// Recomputes the golden record from `contributions`, writes its review items and the
+    /// contributions (beside the golden value; `stored`: what they replace) unless they and the
+    /// golden value are unchanged, and says whether the record's stored value `old` changes.
     pub fn rewrite(
         &self,
         writer: &mut Writer<'_>,
         id: &str,
         contributions: &[(String, Vec<u8>)],
+        stored: Option<&[u8]>,
         old: &[u8],
     ) -> Result<Merged> {
         let decoded = self.decode(writer.store(), id, contributions)?;
@@ -189,10 +190,20 @@ impl Merger {
         let value = codec::encode_golden(header, &golden.values, &golden.extras, &sources);
         let ((oh, ob), (nh, nb)) = (codec::split(old)?, codec::split(&value)?);
         let unstamped = |h: Header| Header { load_id: 0, ..h };
-        if ob == nb && unstamped(oh) == unstamped(nh) {
-            return Ok(Merged::Contributed);
+        let merged = if ob == nb && unstamped(oh) == unstamped(nh) {
+            Merged::Contributed
+        } else {
+            Merged::Rewritten(Rewritten { value, values: golden.values, ended: golden.ended })
+        };
+        let beside = match &merged {
+            Merged::Rewritten(r) => r.value.as_slice(),
+            _ => old,
+        };
+        let encoded = crate::store::encode_contributions(contributions, beside)?;
+        if stored != Some(encoded.as_slice()) {
+            writer.put_contributions(self.registry, id.as_bytes(), contributions, beside, stored, self.load_id)?;
         }
-        Ok(Merged::Rewritten(Rewritten { value, values: golden.values, ended: golden.ended }))
+        Ok(merged)
     }
 
     /// Opens (or refreshes) an item per identity conflict; an open item whose sources now agree,

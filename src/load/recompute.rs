@@ -85,10 +85,10 @@ fn run(writer: &mut Writer<'_>, merger: &Merger) -> Result<(u64, u64)> {
         let len = usize::from(*k.get(1).ok_or_else(|| Error::Codec("contributions key".into()))?);
         let id = k.get(2..2 + len).ok_or_else(|| Error::Codec("contributions key".into()))?;
         let id = std::str::from_utf8(id).map_err(|_| Error::Codec("record key".into()))?;
-        let contributions = crate::store::decode_contributions(&v)?;
         let Some(old) = store.reader().get_raw(registry, id)? else { continue };
+        let contributions = crate::store::decode_contributions(&v, &old)?;
         visited += 1;
-        if let Merged::Rewritten(golden) = merger.rewrite(writer, id, &contributions, &old)? {
+        if let Merged::Rewritten(golden) = merger.rewrite(writer, id, &contributions, Some(&v), &old)? {
             let written = Written { value: &golden.value, point: golden.point(), targets: &golden.targets(registry) };
             write(writer, registry, id, written, Some(&old), merger.load_id)?;
             changed += 1;

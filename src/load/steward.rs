@@ -68,7 +68,6 @@ pub fn resolve(
             Some(i) => contributions[i].1 = bytes,
             None => contributions.push((STEWARD.into(), bytes)),
         }
-        writer.put_contributions(registry, id.as_bytes(), &contributions, stored.as_deref(), load_id);
         item.status = ReviewStatus::Resolved;
         item.resolution = Some(Resolution {
             by: by.to_string(),
@@ -85,7 +84,7 @@ pub fn resolve(
         });
         writer.put_review(registry, id.as_bytes(), field as u8, &item, Some(&old_item), load_id)?;
         writer.commit()?;
-        if let Merged::Rewritten(golden) = merger.rewrite(writer, &id, &contributions, &old)? {
+        if let Merged::Rewritten(golden) = merger.rewrite(writer, &id, &contributions, stored.as_deref(), &old)? {
             let written = Written { value: &golden.value, point: golden.point(), targets: &golden.targets(registry) };
             write(writer, registry, &id, written, Some(&old), load_id)?;
         }

@@ -55,7 +55,7 @@ pub fn explain(view: &View, shape: &Shape, record: &Record, rules: &Rules) -> Qu
         let recorded_at = view.lineage(c.record.load_id).and_then(|l| l.finished_at);
         out.insert(
             field.name.to_string(),
-            json!({"source": c.source, "load_id": c.record.load_id, "recorded_at": recorded_at, "rule": p.rule}),
+            json!({"source": c.source, "load_id": c.record.load_id, "recorded_at": recorded_at, "rule": p.rule(rules, registry, i)}),
         );
     }
     Ok(Value::Object(out))

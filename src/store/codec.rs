@@ -209,6 +209,86 @@ pub fn changed_fields(old: &[u8], new: &[u8], extras_bit: u32) -> Result<u64> {
     Ok(mask)
 }
 
+/// The length of a value's header.
+fn header_len(bytes: &[u8]) -> usize {
+    if bytes.get(1).is_some_and(|f| f & EFFECTIVE != 0) { HEADER + 4 } else { HEADER }
+}
+
+/// A contribution as stored beside its golden record: its header, then only the fields (and
+/// the extras) where it differs from the golden value — what the golden record holds is not
+/// stored twice. `[header length][header][diff count]([field][length u16 LE][encoded
+/// field])…[0 | 1 [length u32 LE][encoded extras]]`.
+pub fn diff_against(golden: &[u8], value: &[u8]) -> Result<Vec<u8>> {
+    const NONE: &[u8] = &[0];
+    let ((g_fields, g_extras), (fields, extras)) = (spans(split(golden)?.1)?, spans(split(value)?.1)?);
+    let header = &value[..header_len(value)];
+    let mut out = Vec::with_capacity(header.len() + 16);
+    out.push(header.len() as u8);
+    out.extend_from_slice(header);
+    let count_at = out.len();
+    out.push(0);
+    let mut count = 0u8;
+    for i in 0..g_fields.len().max(fields.len()).min(255) {
+        let own = fields.get(i).copied().unwrap_or(NONE);
+        if own != g_fields.get(i).copied().unwrap_or(NONE) {
+            out.push(i as u8);
+            out.extend_from_slice(&(own.len() as u16).to_le_bytes());
+            out.extend_from_slice(own);
+            count += 1;
+        }
+    }
+    out[count_at] = count;
+    if extras == g_extras {
+        out.push(0);
+    } else {
+        out.push(1);
+        out.extend_from_slice(&(extras.len() as u32).to_le_bytes());
+        out.extend_from_slice(extras);
+    }
+    Ok(out)
+}
+
+/// A contribution's value rebuilt from its [`diff_against`] the golden value, and the bytes of
+/// `diff` it took.
+pub fn apply_diff(golden: &[u8], diff: &[u8]) -> Result<(Vec<u8>, usize)> {
+    let bad = || Error::Codec("contribution".into());
+    let (g_fields, g_extras) = spans(split(golden)?.1)?;
+    let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
+        let s = diff.get(*at..*at + n).ok_or_else(bad)?;
+        *at += n;
+        Ok(s)
+    };
+    let mut at = 0;
+    let header_len = usize::from(take(&mut at, 1)?[0]);
+    let header = take(&mut at, header_len)?;
+    let count = take(&mut at, 1)?[0];
+    let mut fields: Vec<&[u8]> = g_fields.clone();
+    for _ in 0..count {
+        let i = usize::from(take(&mut at, 1)?[0]);
+        let len = u16::from_le_bytes(take(&mut at, 2)?.try_into().map_err(|_| bad())?);
+        let own = take(&mut at, usize::from(len))?;
+        if i >= fields.len() {
+            fields.resize(i + 1, &[0]);
+        }
+        fields[i] = own;
+    }
+    let extras = match take(&mut at, 1)?[0] {
+        0 => g_extras,
+        _ => {
+            let len = u32::from_le_bytes(take(&mut at, 4)?.try_into().map_err(|_| bad())?);
+            take(&mut at, len as usize)?
+        }
+    };
+    let mut out = Vec::with_capacity(golden.len());
+    out.extend_from_slice(header);
+    let mut out = postcard::to_extend(&fields.len(), out).map_err(|e| Error::Codec(e.to_string()))?;
+    for f in &fields {
+        out.extend_from_slice(f);
+    }
+    out.extend_from_slice(extras);
+    Ok((out, at))
+}
+
 /// Decodes a stored value into a record.
 pub fn decode(registry: Registry, id: &str, bytes: &[u8]) -> Result<Record> {
     let (header, body) = split(bytes)?;
@@ -294,6 +374,30 @@ mod tests {
                 expected |= 1 << 63;
             }
             prop_assert_eq!(changed_fields(&old, &new, 63).unwrap(), expected);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_contribution_rebuilds_from_its_difference_to_the_golden_value(
+            a in prop::collection::vec(value(), 8),
+            b in prop::collection::vec(value(), 6..9),
+            own_extras: bool,
+            effective: bool,
+        ) {
+            let extras = vec![("k".to_string(), "v".to_string())];
+            let golden = encode_golden(Header { sourced: true, ..Header::default() }, &a, &extras, &["s".to_string()]);
+            let header = Header {
+                load_id: 7,
+                effective_from: effective.then(|| NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()),
+                ..Header::default()
+            };
+            let contribution = encode(header, &b, if own_extras { &[] } else { &extras });
+            let diff = diff_against(&golden, &contribution).unwrap();
+            let (rebuilt, used) = apply_diff(&golden, &diff).unwrap();
+            prop_assert_eq!(used, diff.len());
+            let (x, y) = (decode(Registry::Citizens, "k", &contribution).unwrap(), decode(Registry::Citizens, "k", &rebuilt).unwrap());
+            prop_assert_eq!(x, y);
         }
     }
 

@@ -4,7 +4,7 @@
 //! that undoing a load restores them as it restores the record.
 
 use super::keys::{self, Side};
-use super::{Reader, Writer, cf};
+use super::{Reader, Writer, cf, codec};
 use crate::error::{Error, Result};
 use crate::model::Registry;
 use chrono::{DateTime, Utc};
@@ -78,58 +78,57 @@ fn from_json<T: for<'de> Deserialize<'de>>(v: &[u8]) -> Result<T> {
     serde_json::from_slice(v).map_err(|e| Error::Codec(e.to_string()))
 }
 
-/// A record's contributions in one value: `[count]([source length][source][value length u32
-/// LE][value])…`, by source. One key per record: a load merging a row reads and writes one.
-pub fn encode_contributions(all: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + all.iter().map(|(s, v)| 5 + s.len() + v.len()).sum::<usize>());
+/// A record's contributions in one value, each stored as its difference to the golden value
+/// beside it (`codec::diff_against`): `[count]([source length][source][difference])…`, by
+/// source. One key per record: a load merging a row reads and writes one.
+pub fn encode_contributions(all: &[(String, Vec<u8>)], golden: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(1 + all.iter().map(|(s, _)| 32 + s.len()).sum::<usize>());
     out.push(all.len().min(255) as u8);
     for (source, value) in all.iter().take(255) {
         let s = &source.as_bytes()[..source.len().min(255)];
         out.push(s.len() as u8);
         out.extend_from_slice(s);
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        out.extend_from_slice(value);
+        out.extend_from_slice(&codec::diff_against(golden, value)?);
     }
-    out
+    Ok(out)
 }
 
-/// The contributions [`encode_contributions`] wrote.
-pub fn decode_contributions(mut b: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
+/// The contributions [`encode_contributions`] stored beside `golden`: each source and its value.
+pub fn decode_contributions(stored: &[u8], golden: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
     let bad = || Error::Codec("contributions".into());
-    let (&n, rest) = b.split_first().ok_or_else(bad)?;
-    b = rest;
+    let (&n, mut b) = stored.split_first().ok_or_else(bad)?;
     let mut out = Vec::with_capacity(usize::from(n));
     for _ in 0..n {
         let (&len, rest) = b.split_first().ok_or_else(bad)?;
         let source = rest.get(..usize::from(len)).ok_or_else(bad)?;
         let source = String::from_utf8(source.to_vec()).map_err(|_| bad())?;
-        let rest = &rest[usize::from(len)..];
-        let size = u32::from_le_bytes(rest.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
-        let value = rest.get(4..4 + size).ok_or_else(bad)?;
-        out.push((source, value.to_vec()));
-        b = &rest[4 + size..];
+        let (value, used) = codec::apply_diff(golden, &rest[usize::from(len)..])?;
+        out.push((source, value));
+        b = &rest[usize::from(len) + used..];
     }
     Ok(out)
 }
 
 impl Writer<'_> {
-    /// Writes a record's contributions (`old`: the stored value they replace, None when the
-    /// record had none). Only a replacement is logged for undo: a record gets its first
-    /// contributions with its first golden value, and undoing that value (back to a record one
-    /// source supplied) removes them.
+    /// Writes a record's contributions beside its golden value `golden` (`old`: the stored
+    /// value they replace, None when the record had none). Only a replacement is logged for
+    /// undo: a record gets its first contributions with its first golden value, and undoing
+    /// that value (back to a record one source supplied) removes them.
     pub fn put_contributions(
         &mut self,
         registry: Registry,
         id: &[u8],
         all: &[(String, Vec<u8>)],
+        golden: &[u8],
         old: Option<&[u8]>,
         load_id: u32,
-    ) {
-        self.put_raw(cf::CONTRIBUTIONS, &keys::history_prefix(registry, id), &encode_contributions(all));
+    ) -> Result<()> {
+        self.put_raw(cf::CONTRIBUTIONS, &keys::history_prefix(registry, id), &encode_contributions(all, golden)?);
         if old.is_some() {
             // A load writes a record's contributions once: no earlier entry of its own to keep.
             self.log_side(Side::Contribution, registry, id, &[], old, load_id, false);
         }
+        Ok(())
     }
 
     /// Writes a review item (`old`: the stored one it replaces), logged for undo.
@@ -239,9 +238,9 @@ impl Reader<'_> {
     /// Every contribution to a record: `(source, encoded contribution)`; none for a record one
     /// source supplies.
     pub fn contributions(&self, registry: Registry, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        match self.contributions_raw(registry, id)? {
-            Some(raw) => decode_contributions(&raw),
-            None => Ok(Vec::new()),
+        match (self.contributions_raw(registry, id)?, self.get_raw(registry, id)?) {
+            (Some(raw), Some(golden)) => decode_contributions(&raw, &golden),
+            _ => Ok(Vec::new()),
         }
     }
 
