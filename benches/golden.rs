@@ -75,7 +75,7 @@ fn main() {
 
     let mut same = Vec::new();
     let mut second = Vec::new();
-    for round in 0..3 {
+    for round in 0..5 {
         let turn = |as_second: bool| {
             store.settle(Duration::from_secs(600));
             let spec = if as_second { &second_spec } else { &same_spec };
@@ -83,7 +83,12 @@ fn main() {
             assert_eq!(r.updated, merged);
             assert_eq!(r.merged, if as_second { merged } else { 0 });
             store.writer().undo(r.load_id as u32, "benchmark turn").expect("undo");
-            eprintln!("  {}: {:.0} rows/s, stages {:?}", if as_second { "second source" } else { "same source" }, r.rows_per_second, r.stage_seconds);
+            eprintln!(
+                "  {}: {:.0} rows/s, stages {:?}",
+                if as_second { "second source" } else { "same source" },
+                r.rows_per_second,
+                r.stage_seconds
+            );
             r.rows_per_second
         };
         if round % 2 == 0 {
@@ -133,11 +138,14 @@ fn main() {
     println!("| measure ({citizens} citizens; second source overlaps {merged}) | value |");
     println!("|---|---|");
     println!(
-        "| 5% extract as the same source (today's path) / as a second source (golden path), median of 3 | {same_median:.0} / {second_median:.0} rows/s = {:.0}% |",
+        "| 5% extract as the same source (today's path) / as a second source (golden path), median of 5 | {same_median:.0} / {second_median:.0} rows/s = {:.0}% |",
         100.0 * second_median / same_median
     );
     println!("| all turns, same source | {} |", same.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "));
-    println!("| all turns, second source | {} |", second.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "| all turns, second source | {} |",
+        second.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+    );
     println!("| second source load kept | {:.0} rows/s, {} merged |", kept.rows_per_second, kept.merged);
     println!(
         "| id lookup in process, random keys, before / after: p50, p99 | {:.1} / {:.1} µs, {:.1} / {:.1} µs |",

@@ -11,7 +11,6 @@
 
 use crate::error::{Error, Result};
 use crate::model::Registry;
-use std::collections::HashMap;
 use std::path::Path;
 
 /// One survivorship rule.
@@ -56,8 +55,9 @@ const DEFAULT: &[Rule] = &[Rule::MostRecent];
 /// The rules of every registry's fields.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rules {
-    /// `(registry, field index)` → its rules; absent: [`Rule::MostRecent`].
-    fields: HashMap<(Registry, usize), Vec<Rule>>,
+    /// By registry (its byte), then field index: the field's rules; empty or absent:
+    /// [`Rule::MostRecent`]. (A load asks for every field of every merged row.)
+    fields: Vec<Vec<Vec<Rule>>>,
 }
 
 impl Rules {
@@ -65,7 +65,7 @@ impl Rules {
     /// name them.
     pub fn parse(text: &str) -> std::result::Result<Rules, String> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
-        let mut fields = HashMap::new();
+        let mut fields: Vec<Vec<Vec<Rule>>> = vec![Vec::new(); Registry::ALL.len() + 1];
         for (registry_name, per_field) in &table {
             let registry: Registry = registry_name.parse()?;
             let schema = registry.schema();
@@ -83,7 +83,11 @@ impl Rules {
                 if rules.is_empty() {
                     return Err(format!("{registry_name}.{field} names no rule"));
                 }
-                fields.insert((registry, i), rules);
+                let per = &mut fields[registry as usize];
+                if per.len() <= i {
+                    per.resize(schema.fields.len().max(i + 1), Vec::new());
+                }
+                per[i] = rules;
             }
         }
         Ok(Rules { fields })
@@ -102,7 +106,10 @@ impl Rules {
 
     /// The rules of one field, in the order they are tried.
     pub fn of(&self, registry: Registry, field: usize) -> &[Rule] {
-        self.fields.get(&(registry, field)).map_or(DEFAULT, Vec::as_slice)
+        match self.fields.get(registry as usize).and_then(|f| f.get(field)) {
+            Some(rules) if !rules.is_empty() => rules,
+            _ => DEFAULT,
+        }
     }
 
     /// The field's authority: the source its first `source:` rule names.

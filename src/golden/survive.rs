@@ -179,16 +179,17 @@ fn conflicts(
         if steward.is_some_and(|s| contributions[s].record.values.get(field).is_some_and(Option::is_some)) {
             continue;
         }
-        let values: Vec<(String, Value)> = order
-            .iter()
-            .filter(|&&i| !contributions[i].record.ended)
-            .filter_map(|&i| {
+        let values = || {
+            order.iter().filter(|&&i| !contributions[i].record.ended).filter_map(move |&i| {
                 let v = contributions[i].record.values.get(field)?.as_ref()?;
-                Some((contributions[i].source.clone(), v.clone()))
+                Some((i, v))
             })
-            .collect();
-        let first = values.first().map(|(_, v)| identity_form(v));
-        if values.iter().any(|(_, v)| Some(identity_form(v)) != first) {
+        };
+        // Equal values are the same identity without normalising them (the common case), and
+        // nothing is copied unless they differ.
+        let Some((_, first)) = values().next() else { continue };
+        if values().any(|(_, v)| v != first && identity_form(v) != identity_form(first)) {
+            let values = values().map(|(i, v)| (contributions[i].source.clone(), v.clone())).collect();
             found.push(Conflict { field, values });
         }
     }

@@ -201,7 +201,7 @@ impl Merger {
         };
         let encoded = crate::store::encode_contributions(contributions, beside)?;
         if stored != Some(encoded.as_slice()) {
-            writer.put_contributions(self.registry, id.as_bytes(), contributions, beside, stored, self.load_id)?;
+            writer.put_contributions(self.registry, id.as_bytes(), &encoded, stored, self.load_id)?;
         }
         Ok(merged)
     }

@@ -186,8 +186,8 @@ pub fn check(spec: &Spec, spec_path: &Path, files: &[PathBuf], opts: &LoadOption
     let mut sources = Vec::with_capacity(files.len());
     for f in files {
         let source = Source::open(f, spec)?;
-        let mapper = RowMapper::new(spec, key, &defs, source.headers(), spec_path)?
-            .with_allowed_ids(opts.pilot_codes.clone());
+        let mapper =
+            RowMapper::new(spec, key, &defs, source.headers(), spec_path)?.with_allowed_ids(opts.pilot_codes.clone());
         sources.push((source, Arc::new(mapper)));
     }
     Ok(Checked { registry, sources })

@@ -34,7 +34,13 @@ pub enum Outcome {
 pub type Resolve<'a> = dyn Fn(&str) -> std::result::Result<String, String> + Sync + 'a;
 
 /// Maps, checks and encodes one raw row.
-pub fn prepare(schema: &Schema, mapper: &RowMapper, load_id: u32, row: &RawRow, resolve: Option<&Resolve<'_>>) -> Outcome {
+pub fn prepare(
+    schema: &Schema,
+    mapper: &RowMapper,
+    load_id: u32,
+    row: &RawRow,
+    resolve: Option<&Resolve<'_>>,
+) -> Outcome {
     let mut mapped = match mapper.map(row) {
         Ok(m) => m,
         Err(r) => return Outcome::Bad(r),

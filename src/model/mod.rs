@@ -316,7 +316,9 @@ pub(crate) fn check_credit_code(s: &str) -> Result<CheckedId, IdRejection> {
 /// An organisation code (GB 11714), the key of an entities extract with
 /// `key_kind = "organisation_code"`.
 pub(crate) fn check_organisation_code(s: &str) -> Result<CheckedId, IdRejection> {
-    ids::parse_organisation_code(s).map(|id| CheckedId { id, needs_review: false }).map_err(|e| IdRejection::new(e.to_string()))
+    ids::parse_organisation_code(s)
+        .map(|id| CheckedId { id, needs_review: false })
+        .map_err(|e| IdRejection::new(e.to_string()))
 }
 
 /// The key field of an extract keyed by organisation codes.

@@ -111,7 +111,12 @@ pub fn encode(header: Header, values: &[Option<Value>], extras: &[(String, Strin
 
 /// Encodes a golden record (`header.sourced`): its values, extras and the sources contributing
 /// to it, which its reads name without reading the contributions.
-pub fn encode_golden(header: Header, values: &[Option<Value>], extras: &[(String, String)], sources: &[String]) -> Vec<u8> {
+pub fn encode_golden(
+    header: Header,
+    values: &[Option<Value>],
+    extras: &[(String, String)],
+    sources: &[String],
+) -> Vec<u8> {
     let wire: Vec<Option<WireRef<'_>>> = values.iter().map(|v| v.as_ref().map(to_wire)).collect();
     let mut out = Vec::with_capacity(128);
     put_header(&mut out, header);
@@ -166,10 +171,12 @@ pub fn with_header(bytes: &[u8], header: Header) -> Result<Vec<u8>> {
 
 /// A field's value read in place (text borrowed), only to find where its encoding ends.
 #[derive(Deserialize)]
+/// Text is read as bytes: postcard writes a string as its length and bytes, and only where
+/// it ends matters here (UTF-8 was checked when the value was written).
 enum WireSpan<'a> {
-    Text(#[allow(dead_code)] &'a str),
+    Text(#[allow(dead_code)] &'a [u8]),
     Date(#[allow(dead_code)] i32),
-    Decimal(#[allow(dead_code)] &'a str),
+    Decimal(#[allow(dead_code)] &'a [u8]),
     Number(#[allow(dead_code)] f64),
     Point(#[allow(dead_code)] f64, #[allow(dead_code)] f64),
     Geometry(#[allow(dead_code)] Vec<Vec<Vec<(f64, f64)>>>),
@@ -186,7 +193,7 @@ fn spans(body: &[u8]) -> Result<(Vec<&[u8]>, &[u8])> {
         rest = after;
     }
     // The extras, exactly: a golden record's sources follow them.
-    let (_, after) = postcard::take_from_bytes::<Vec<(&str, &str)>>(rest).map_err(bad)?;
+    let (_, after) = postcard::take_from_bytes::<Vec<(&[u8], &[u8])>>(rest).map_err(bad)?;
     Ok((fields, &rest[..rest.len() - after.len()]))
 }
 
@@ -219,33 +226,54 @@ fn header_len(bytes: &[u8]) -> usize {
 /// stored twice. `[header length][header][diff count]([field][length u16 LE][encoded
 /// field])…[0 | 1 [length u32 LE][encoded extras]]`.
 pub fn diff_against(golden: &[u8], value: &[u8]) -> Result<Vec<u8>> {
-    const NONE: &[u8] = &[0];
-    let ((g_fields, g_extras), (fields, extras)) = (spans(split(golden)?.1)?, spans(split(value)?.1)?);
-    let header = &value[..header_len(value)];
-    let mut out = Vec::with_capacity(header.len() + 16);
-    out.push(header.len() as u8);
-    out.extend_from_slice(header);
-    let count_at = out.len();
-    out.push(0);
-    let mut count = 0u8;
-    for i in 0..g_fields.len().max(fields.len()).min(255) {
-        let own = fields.get(i).copied().unwrap_or(NONE);
-        if own != g_fields.get(i).copied().unwrap_or(NONE) {
-            out.push(i as u8);
-            out.extend_from_slice(&(own.len() as u16).to_le_bytes());
-            out.extend_from_slice(own);
-            count += 1;
-        }
+    let golden = GoldenSpans::of(golden)?;
+    golden.diff(value)
+}
+
+/// A golden value's encoded fields, found once for all its contributions.
+#[derive(Debug)]
+pub struct GoldenSpans<'a> {
+    fields: Vec<&'a [u8]>,
+    extras: &'a [u8],
+}
+
+impl<'a> GoldenSpans<'a> {
+    pub fn of(golden: &'a [u8]) -> Result<GoldenSpans<'a>> {
+        let (fields, extras) = spans(split(golden)?.1)?;
+        Ok(GoldenSpans { fields, extras })
     }
-    out[count_at] = count;
-    if extras == g_extras {
+
+    /// See [`diff_against`].
+    pub fn diff(&self, value: &[u8]) -> Result<Vec<u8>> {
+        const NONE: &[u8] = &[0];
+        let (g_fields, g_extras) = (&self.fields, self.extras);
+        let (fields, extras) = spans(split(value)?.1)?;
+        let header = &value[..header_len(value)];
+        let mut out = Vec::with_capacity(header.len() + 16);
+        out.push(header.len() as u8);
+        out.extend_from_slice(header);
+        let count_at = out.len();
         out.push(0);
-    } else {
-        out.push(1);
-        out.extend_from_slice(&(extras.len() as u32).to_le_bytes());
-        out.extend_from_slice(extras);
+        let mut count = 0u8;
+        for i in 0..g_fields.len().max(fields.len()).min(255) {
+            let own = fields.get(i).copied().unwrap_or(NONE);
+            if own != g_fields.get(i).copied().unwrap_or(NONE) {
+                out.push(i as u8);
+                out.extend_from_slice(&(own.len() as u16).to_le_bytes());
+                out.extend_from_slice(own);
+                count += 1;
+            }
+        }
+        out[count_at] = count;
+        if extras == g_extras {
+            out.push(0);
+        } else {
+            out.push(1);
+            out.extend_from_slice(&(extras.len() as u32).to_le_bytes());
+            out.extend_from_slice(extras);
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// A contribution's value rebuilt from its [`diff_against`] the golden value, and the bytes of

@@ -84,11 +84,12 @@ fn from_json<T: for<'de> Deserialize<'de>>(v: &[u8]) -> Result<T> {
 pub fn encode_contributions(all: &[(String, Vec<u8>)], golden: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(1 + all.iter().map(|(s, _)| 32 + s.len()).sum::<usize>());
     out.push(all.len().min(255) as u8);
+    let golden = codec::GoldenSpans::of(golden)?;
     for (source, value) in all.iter().take(255) {
         let s = &source.as_bytes()[..source.len().min(255)];
         out.push(s.len() as u8);
         out.extend_from_slice(s);
-        out.extend_from_slice(&codec::diff_against(golden, value)?);
+        out.extend_from_slice(&golden.diff(value)?);
     }
     Ok(out)
 }
@@ -110,20 +111,20 @@ pub fn decode_contributions(stored: &[u8], golden: &[u8]) -> Result<Vec<(String,
 }
 
 impl Writer<'_> {
-    /// Writes a record's contributions beside its golden value `golden` (`old`: the stored
-    /// value they replace, None when the record had none). Only a replacement is logged for
+    /// Writes a record's contributions, encoded beside its golden value
+    /// ([`encode_contributions`]; `old`: the stored value they replace, None when the record
+    /// had none). Only a replacement is logged for
     /// undo: a record gets its first contributions with its first golden value, and undoing
     /// that value (back to a record one source supplied) removes them.
     pub fn put_contributions(
         &mut self,
         registry: Registry,
         id: &[u8],
-        all: &[(String, Vec<u8>)],
-        golden: &[u8],
+        encoded: &[u8],
         old: Option<&[u8]>,
         load_id: u32,
     ) -> Result<()> {
-        self.put_raw(cf::CONTRIBUTIONS, &keys::history_prefix(registry, id), &encode_contributions(all, golden)?);
+        self.put_raw(cf::CONTRIBUTIONS, &keys::history_prefix(registry, id), encoded);
         if old.is_some() {
             // A load writes a record's contributions once: no earlier entry of its own to keep.
             self.log_side(Side::Contribution, registry, id, &[], old, load_id, false);

@@ -274,15 +274,18 @@ async fn an_entity_row_keyed_by_its_organisation_code_attaches_to_its_entity() {
         first.replacen(credit, &unknown, 1),
         first.replacen(credit, "12345678-0", 1),
     ];
-    let spec = std::fs::read_to_string(fixture("entities.toml"))
-        .unwrap()
-        .replacen("source = \"市市场监督管理局\"", "source = \"市税务局\"\nkey_kind = \"organisation_code\"", 1);
+    let spec = std::fs::read_to_string(fixture("entities.toml")).unwrap().replacen(
+        "source = \"市市场监督管理局\"",
+        "source = \"市税务局\"\nkey_kind = \"organisation_code\"",
+        1,
+    );
     let dir = t.dir.path();
     std::fs::write(dir.join("tax.toml"), spec).unwrap();
     std::fs::write(dir.join("tax.csv"), format!("{header}\n{}\n", rows.join("\n"))).unwrap();
     let report = t.load(&dir.join("tax.toml"), &[dir.join("tax.csv")]);
     assert_eq!((report.accepted, report.merged), (1, 1), "{report:?}");
-    let reasons: Vec<(u64, String)> = crate::common::reject_lines(&dir.join("rejects").join(format!("load-{}.csv", report.load_id)));
+    let reasons: Vec<(u64, String)> =
+        crate::common::reject_lines(&dir.join("rejects").join(format!("load-{}.csv", report.load_id)));
     let check = jichu::model::ids::org_check_char(b"12345678");
     let expected_third = if check == '0' { vec![] } else { vec![(4, "invalid_id".to_string())] };
     assert_eq!(reasons, [vec![(3, "unresolved_key".to_string())], expected_third].concat());
@@ -316,9 +319,11 @@ async fn relations_follow_the_golden_values() {
     assert!(first.contains(CHEN), "the fixture's first company is represented by 陈志强");
     // 税务 names 林秀英 its legal representative; the newest value wins (no rule names an authority).
     let moved = first.replacen(CHEN, LIN, 1).replacen("陈志强", "林秀英", 1);
-    let spec = std::fs::read_to_string(fixture("entities.toml"))
-        .unwrap()
-        .replacen("source = \"市市场监督管理局\"", "source = \"市税务局\"", 1);
+    let spec = std::fs::read_to_string(fixture("entities.toml")).unwrap().replacen(
+        "source = \"市市场监督管理局\"",
+        "source = \"市税务局\"",
+        1,
+    );
     let dir = t.dir.path();
     std::fs::write(dir.join("tax.toml"), spec).unwrap();
     std::fs::write(dir.join("tax.csv"), format!("{header}\n{moved}\n")).unwrap();
@@ -334,5 +339,51 @@ async fn relations_follow_the_golden_values() {
     assert!(!represents(&chen), "{chen}");
     let (_, _, q) = s.get("/v1/review?registry=entities").await;
     assert_eq!(q["items"][0]["field"], "legal_rep_id", "{q}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_review_queue_is_for_administrators_and_every_decision_is_audited() {
+    use jichu::access::{Role, keys};
+    let (t, rules) = with_rules(RULES);
+    load(&t, &rules, "renshe", RENSHE, false, &[row(LIN).replacen("林秀英", "林秀瑛", 1)]);
+    let access = t.dir.path().join("access.toml");
+    std::fs::write(
+        &access,
+        "[[department]]\nname = \"信息中心\"\nrole = \"admin\"\npurposes = [\"数据治理\"]\n[department.registries.citizens]\noperations = [\"get\"]\nfields = { id = \"full\", name = \"full\" }\n\n[[department]]\nname = \"市人社局\"\nrole = \"department\"\npurposes = [\"就业服务\"]\n[department.registries.citizens]\noperations = [\"get\"]\nfields = { id = \"full\", name = \"full\" }\n",
+    )
+    .unwrap();
+    let admin = keys::add(&access, "信息中心", Role::Admin).unwrap().1;
+    let hr = keys::add(&access, RENSHE, Role::Department).unwrap().1;
+    let s = Server::start_with(t.store.clone(), Config { insecure_no_auth: false, ..config(&t, &rules) }).await;
+    let get = |key: &str| s.client.get(s.url("/v1/review")).bearer_auth(key).send();
+    assert_eq!(get(&hr).await.unwrap().status(), 403, "a department does not steward");
+    let (code, _, q) = Server::parts(get(&admin).await.unwrap()).await;
+    assert_eq!(code, 200, "{q}");
+    let item = q["items"][0]["item"].as_u64().unwrap();
+    let r = s.client.post(s.url(&format!("/v1/review/{item}"))).bearer_auth(&admin).json(&json!({"value": "林 秀瑛"}));
+    let (code, _, done) = Server::parts(r.send().await.unwrap()).await;
+    assert_eq!(code, 200, "{done}");
+    assert_eq!(
+        (done["resolution"]["by"].as_str(), done["resolution"]["value"].as_str()),
+        (Some("信息中心"), Some("林 秀瑛"))
+    );
+    let purpose = percent_encoding::utf8_percent_encode("数据治理", percent_encoding::NON_ALPHANUMERIC).to_string();
+    let read = s.client.get(s.url(&format!("/v1/citizens/{LIN}"))).bearer_auth(&admin).header("x-purpose", purpose);
+    let (_, _, l) = Server::parts(read.send().await.unwrap()).await;
+    assert_eq!(l["name"], "林秀瑛", "a steward's own value is normalised as a load's would be");
+    let mut found = false;
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let trail = std::fs::read_to_string(t.dir.path().join("audit/audit.jsonl")).unwrap_or_default();
+        found = trail.lines().any(|l| {
+            l.contains("\"admin\"") && l.contains(&format!("/v1/review/{item}"))
+                || l.contains("\"admin\"") && l.contains("/v1/review/{item}")
+        });
+        if found {
+            break;
+        }
+    }
+    assert!(found, "the decision is in the audit trail");
     s.stop().await;
 }
