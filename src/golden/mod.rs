@@ -11,4 +11,7 @@ pub mod rules;
 pub mod survive;
 
 pub use rules::{Rule, Rules};
-pub use survive::{Chosen, Conflict, Contribution, Golden, Provenance, STEWARD, identity_fields, survive};
+pub use survive::{
+    Candidate, Cell, Choice, Chosen, Conflict, Contribution, Golden, Provenance, STEWARD, choose, conflicts,
+    identity_fields, may_conflict, survive,
+};

@@ -95,42 +95,113 @@ fn identity_form(v: &Value) -> Value {
     }
 }
 
-/// Computes the golden record from `contributions` by `rules`: live contributions (all of them
-/// when none is live) are tried newest first; a steward's value comes before every rule.
-pub fn survive(registry: Registry, rules: &Rules, contributions: &[Contribution]) -> Golden {
-    let schema = registry.schema();
-    let live = |c: &Contribution| !c.record.ended && c.source != STEWARD;
-    let any_live = contributions.iter().any(live);
-    // Candidates, newest first (ties by source, so the answer does not depend on key order).
-    let mut order: Vec<usize> = (0..contributions.len()).filter(|&i| live(&contributions[i]) || !any_live).collect();
+/// A field's value as the rules see it: there or not, and equal to another or not. Decoded
+/// values, or their encodings (a load compares those, without decoding).
+pub trait Cell: PartialEq {
+    fn present(&self) -> bool;
+}
+
+impl Cell for Option<Value> {
+    fn present(&self) -> bool {
+        self.is_some()
+    }
+}
+
+/// An encoded field: postcard writes an absent value as the one byte 0.
+impl Cell for &[u8] {
+    fn present(&self) -> bool {
+        *self != [0u8]
+    }
+}
+
+/// A contribution as the rules see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate<'a, C> {
+    pub source: &'a str,
+    /// Newer contributions have larger values.
+    pub recency: u64,
+    pub ended: bool,
+    /// One cell per field, in schema order (a missing one is absent).
+    pub cells: &'a [C],
+}
+
+/// Which contribution each field's value comes from.
+#[derive(Clone, Debug)]
+pub struct Choice {
+    pub provenance: Vec<Option<Provenance>>,
+    /// The contributions the rules tried, newest first: the live ones, or all when none is.
+    pub order: Vec<usize>,
+    /// No source contributes any more.
+    pub ended: bool,
+    /// The steward's contribution, if it stands.
+    pub steward: Option<usize>,
+}
+
+/// Applies `rules` to `candidates`: live contributions (all of them when none is live) are
+/// tried newest first; a steward's value comes before every rule.
+pub fn choose<C: Cell>(registry: Registry, rules: &Rules, candidates: &[Candidate<'_, C>]) -> Choice {
+    let fields = registry.schema().fields.len();
+    let live = |c: &Candidate<'_, C>| !c.ended && c.source != STEWARD;
+    let any_live = candidates.iter().any(live);
+    // Newest first (ties by source, so the answer does not depend on key order).
+    let mut order: Vec<usize> = (0..candidates.len()).filter(|&i| live(&candidates[i]) || !any_live).collect();
     order.sort_by(|&a, &b| {
-        let (x, y) = (&contributions[a], &contributions[b]);
-        y.recency.cmp(&x.recency).then_with(|| x.source.cmp(&y.source))
+        let (x, y) = (&candidates[a], &candidates[b]);
+        y.recency.cmp(&x.recency).then_with(|| x.source.cmp(y.source))
     });
-    let steward = contributions.iter().position(|c| c.source == STEWARD && !c.record.ended);
+    let steward = candidates.iter().position(|c| c.source == STEWARD && !c.ended);
     let sole = order.len() == 1 && steward.is_none();
-    let value_of = |i: usize, field: usize| contributions[i].record.values.get(field).and_then(Option::as_ref);
-    let mut values = Vec::with_capacity(schema.fields.len());
-    let mut provenance = Vec::with_capacity(schema.fields.len());
-    for field in 0..schema.fields.len() {
-        let chosen = match steward.filter(|&s| value_of(s, field).is_some()) {
+    let cell = |i: usize, field: usize| candidates[i].cells.get(field).filter(|c| c.present());
+    let mut provenance = Vec::with_capacity(fields);
+    for field in 0..fields {
+        let chosen = match steward.filter(|&s| cell(s, field).is_some()) {
             Some(s) => Some(Provenance { contribution: s, chosen: Chosen::Steward }),
             None => rules.of(registry, field).iter().enumerate().find_map(|(r, rule)| {
                 let pick = match rule {
-                    Rule::Source(name) => order
-                        .iter()
-                        .copied()
-                        .find(|&i| contributions[i].source == *name && value_of(i, field).is_some()),
-                    Rule::MostRecent => order.iter().copied().find(|&i| value_of(i, field).is_some()),
-                    Rule::MostFrequent => most_frequent(&order, |i| value_of(i, field)),
+                    Rule::Source(name) => {
+                        order.iter().copied().find(|&i| candidates[i].source == *name && cell(i, field).is_some())
+                    }
+                    Rule::MostRecent => order.iter().copied().find(|&i| cell(i, field).is_some()),
+                    Rule::MostFrequent => most_frequent(&order, |i| cell(i, field)),
                 };
                 let chosen = if sole { Chosen::SoleSource } else { Chosen::Rule(r) };
                 pick.map(|i| Provenance { contribution: i, chosen })
             }),
         };
-        values.push(chosen.as_ref().and_then(|p| value_of(p.contribution, field).cloned()));
         provenance.push(chosen);
     }
+    Choice { provenance, order, ended: !any_live, steward }
+}
+
+/// Whether live sources' values of an identity field differ at all (compared as they are; a
+/// difference may still be only spacing or full-width forms, which [`conflicts`] tells).
+pub fn may_conflict<C: Cell>(registry: Registry, candidates: &[Candidate<'_, C>], choice: &Choice) -> bool {
+    let schema = registry.schema();
+    identity_fields(registry).iter().filter_map(|name| schema.field_index(name)).any(|field| {
+        let decided = choice.steward.is_some_and(|s| candidates[s].cells.get(field).is_some_and(Cell::present));
+        let mut cells = choice
+            .order
+            .iter()
+            .filter(|&&i| !candidates[i].ended)
+            .filter_map(|&i| candidates[i].cells.get(field).filter(|c| c.present()));
+        let first = cells.next();
+        !decided && cells.any(|c| Some(c) != first)
+    })
+}
+
+/// Computes the golden record from `contributions` by `rules` ([`choose`]), with its values.
+pub fn survive(registry: Registry, rules: &Rules, contributions: &[Contribution]) -> Golden {
+    let candidates: Vec<Candidate<'_, Option<Value>>> = contributions
+        .iter()
+        .map(|c| Candidate { source: &c.source, recency: c.recency, ended: c.record.ended, cells: &c.record.values })
+        .collect();
+    let choice = choose(registry, rules, &candidates);
+    let Choice { provenance, order, ended, steward } = choice;
+    let values = provenance
+        .iter()
+        .enumerate()
+        .map(|(field, p)| p.and_then(|p| contributions[p.contribution].record.values.get(field).cloned().flatten()))
+        .collect();
     // Extras: every candidate's, a newer value for the same name replacing an older one.
     let mut extras = BTreeMap::new();
     for &i in order.iter().rev() {
@@ -143,7 +214,7 @@ pub fn survive(registry: Registry, rules: &Rules, contributions: &[Contribution]
     Golden {
         values,
         extras: extras.into_iter().collect(),
-        ended: !any_live,
+        ended,
         needs_review: flagged || !conflicts.is_empty(),
         effective_from: order.iter().find_map(|&i| contributions[i].record.effective_from),
         provenance,
@@ -152,7 +223,7 @@ pub fn survive(registry: Registry, rules: &Rules, contributions: &[Contribution]
 }
 
 /// The candidate holding the value most candidates share; ties to the newest.
-fn most_frequent<'a>(order: &[usize], value: impl Fn(usize) -> Option<&'a Value>) -> Option<usize> {
+fn most_frequent<'a, C: PartialEq + 'a>(order: &[usize], value: impl Fn(usize) -> Option<&'a C>) -> Option<usize> {
     let mut best: Option<(usize, usize)> = None; // (count, candidate)
     for &i in order {
         let Some(v) = value(i) else { continue };
@@ -165,8 +236,9 @@ fn most_frequent<'a>(order: &[usize], value: impl Fn(usize) -> Option<&'a Value>
     best.map(|(_, i)| i)
 }
 
-/// Identity fields on which live sources disagree, unless a steward has decided them.
-fn conflicts(
+/// Identity fields on which live sources disagree, unless a steward has decided them
+/// (`order`: the contributions tried, newest first, as [`choose`] gives them).
+pub fn conflicts(
     registry: Registry,
     contributions: &[Contribution],
     order: &[usize],

@@ -3,7 +3,7 @@
 //! survivorship rules, and identity conflicts opened for review — all in the load's batch.
 
 use crate::error::Result;
-use crate::golden::{self, Contribution, Golden, Rules, STEWARD};
+use crate::golden::{self, Candidate, Cell, Conflict, Contribution, Rules, STEWARD};
 use crate::model::{Registry, value_json};
 use crate::store::codec::{self, Header};
 use crate::store::{ReviewItem, ReviewStatus, SourceValue, Store, Writer};
@@ -163,6 +163,10 @@ impl Merger {
     /// Recomputes the golden record from `contributions`, writes its review items and the
     /// contributions (beside the golden value; `stored`: what they replace) unless they and the
     /// golden value are unchanged, and says whether the record's stored value `old` changes.
+    ///
+    /// The rules run on the encoded fields ([`golden::choose`]) and the golden value is
+    /// assembled from the chosen ones: nothing is decoded unless sources disagree on what
+    /// identifies the record, or their extras differ.
     pub fn rewrite(
         &self,
         writer: &mut Writer<'_>,
@@ -171,29 +175,72 @@ impl Merger {
         stored: Option<&[u8]>,
         old: &[u8],
     ) -> Result<Merged> {
-        let decoded = self.decode(writer.store(), id, contributions)?;
-        let golden = golden::survive(self.registry, &self.rules, &decoded);
+        let store = writer.store();
+        let parts = contributions.iter().map(|(_, v)| codec::fields(v)).collect::<Result<Vec<_>>>()?;
+        let candidates: Vec<Candidate<'_, &[u8]>> = contributions
+            .iter()
+            .zip(&parts)
+            .map(|((source, _), (header, cells, _))| Candidate {
+                source,
+                recency: store.lineage(header.load_id).and_then(|l| l.finish_order()).unwrap_or(u64::MAX),
+                ended: header.ended,
+                cells,
+            })
+            .collect();
+        let choice = golden::choose(self.registry, &self.rules, &candidates);
+        const NONE: &[u8] = &[0];
+        let fields: Vec<&[u8]> = choice
+            .provenance
+            .iter()
+            .enumerate()
+            .map(|(field, p)| p.and_then(|p| parts[p.contribution].1.get(field).copied()).unwrap_or(NONE))
+            .collect();
+        // Extras: every candidate's, a newer value for the same name replacing an older one.
+        let first_extras = choice.order.first().map_or(&[0u8][..], |&i| parts[i].2);
+        let merged_extras;
+        let extras = if choice.order.iter().all(|&i| parts[i].2 == first_extras) {
+            first_extras
+        } else {
+            let mut all = std::collections::BTreeMap::new();
+            for &i in choice.order.iter().rev() {
+                all.extend(codec::decode_extras(parts[i].2)?);
+            }
+            merged_extras = codec::encode_extras(&all.into_iter().collect::<Vec<_>>());
+            &merged_extras[..]
+        };
+        let conflicts = if golden::may_conflict(self.registry, &candidates, &choice) {
+            let decoded = self.decode(store, id, contributions)?;
+            golden::conflicts(self.registry, &decoded, &choice.order, choice.steward)
+        } else {
+            Vec::new()
+        };
         // A record has review items to revisit only if it has a conflict now, was flagged
         // (an open item), or holds a steward's decision (a resolved one).
         let (old_header, _) = codec::split(old)?;
-        if !golden.conflicts.is_empty() || old_header.needs_review || decoded.iter().any(|c| c.source == STEWARD) {
-            self.review(writer, id, &golden, &decoded)?;
+        let stewarded = candidates.iter().any(|c| c.source == STEWARD);
+        if !conflicts.is_empty() || old_header.needs_review || stewarded {
+            let decided: Vec<bool> = (0..fields.len())
+                .map(|f| choice.steward.is_some_and(|s| candidates[s].cells.get(f).is_some_and(|c| c.present())))
+                .collect();
+            self.review(writer, id, &conflicts, &decided)?;
         }
+        let flagged = choice.order.iter().any(|&i| parts[i].0.needs_review);
         let header = Header {
             load_id: self.load_id,
-            ended: golden.ended,
-            needs_review: golden.needs_review,
-            effective_from: golden.effective_from,
+            ended: choice.ended,
+            needs_review: flagged || !conflicts.is_empty(),
+            effective_from: choice.order.iter().find_map(|&i| parts[i].0.effective_from),
             sourced: true,
         };
-        let sources: Vec<String> = decoded.iter().filter(|c| !c.record.ended).map(|c| c.source.clone()).collect();
-        let value = codec::encode_golden(header, &golden.values, &golden.extras, &sources);
+        let sources: Vec<String> = candidates.iter().filter(|c| !c.ended).map(|c| c.source.to_string()).collect();
+        let value = codec::encode_golden_spans(header, &fields, extras, &sources);
         let ((oh, ob), (nh, nb)) = (codec::split(old)?, codec::split(&value)?);
         let unstamped = |h: Header| Header { load_id: 0, ..h };
         let merged = if ob == nb && unstamped(oh) == unstamped(nh) {
             Merged::Contributed
         } else {
-            Merged::Rewritten(Rewritten { value, values: golden.values, ended: golden.ended })
+            let values = codec::decode(self.registry, id, &value)?.values;
+            Merged::Rewritten(Rewritten { value, values, ended: choice.ended })
         };
         let beside = match &merged {
             Merged::Rewritten(r) => r.value.as_slice(),
@@ -208,11 +255,12 @@ impl Merger {
 
     /// Opens (or refreshes) an item per identity conflict; an open item whose sources now agree,
     /// or a steward's decision its authority has come to agree with, is marked agreed.
-    fn review(&self, writer: &mut Writer<'_>, id: &str, golden: &Golden, decoded: &[Contribution]) -> Result<()> {
+    /// `decided`: per field, whether a steward's value stands for it.
+    fn review(&self, writer: &mut Writer<'_>, id: &str, conflicts: &[Conflict], decided: &[bool]) -> Result<()> {
         let store = writer.store();
         let existing = store.reader().review_items_of(self.registry, id)?;
         let fields = self.registry.schema().fields;
-        for conflict in &golden.conflicts {
+        for conflict in conflicts {
             let values: Vec<SourceValue> = conflict
                 .values
                 .iter()
@@ -250,11 +298,10 @@ impl Merger {
         }
         for (field, item, bytes) in &existing {
             let i = usize::from(*field);
-            if golden.conflicts.iter().any(|c| c.field == i) {
+            if conflicts.iter().any(|c| c.field == i) {
                 continue;
             }
-            let decided =
-                decoded.iter().any(|c| c.source == STEWARD && !c.record.ended && c.record.values[i].is_some());
+            let decided = decided.get(i).copied().unwrap_or(false);
             let agreed = match item.status {
                 ReviewStatus::Open => true,
                 ReviewStatus::Resolved => !decided,

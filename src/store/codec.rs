@@ -216,6 +216,36 @@ pub fn changed_fields(old: &[u8], new: &[u8], extras_bit: u32) -> Result<u64> {
     Ok(mask)
 }
 
+/// A value's header, encoded fields and encoded extras, read in place.
+pub fn fields(value: &[u8]) -> Result<(Header, Vec<&[u8]>, &[u8])> {
+    let (header, body) = split(value)?;
+    let (fields, extras) = spans(body)?;
+    Ok((header, fields, extras))
+}
+
+/// Extras decoded from their encoding (see [`fields`]).
+pub fn decode_extras(encoded: &[u8]) -> Result<Vec<(String, String)>> {
+    postcard::from_bytes(encoded).map_err(|e| Error::Codec(e.to_string()))
+}
+
+/// Extras encoded as a value holds them.
+pub fn encode_extras(extras: &[(String, String)]) -> Vec<u8> {
+    postcard::to_allocvec(extras).expect("postcard into a Vec")
+}
+
+/// A golden value assembled from encoded fields and extras (each as [`fields`] gives them,
+/// taken from the contributions the rules chose), without decoding any.
+pub fn encode_golden_spans(header: Header, fields: &[&[u8]], extras: &[u8], sources: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + fields.iter().map(|f| f.len()).sum::<usize>() + extras.len());
+    put_header(&mut out, Header { sourced: true, ..header });
+    let mut out = postcard::to_extend(&fields.len(), out).expect("postcard into a Vec");
+    for f in fields {
+        out.extend_from_slice(f);
+    }
+    out.extend_from_slice(extras);
+    postcard::to_extend(&sources, out).expect("postcard into a Vec")
+}
+
 /// The length of a value's header.
 fn header_len(bytes: &[u8]) -> usize {
     if bytes.get(1).is_some_and(|f| f & EFFECTIVE != 0) { HEADER + 4 } else { HEADER }
@@ -426,6 +456,21 @@ mod tests {
             prop_assert_eq!(used, diff.len());
             let (x, y) = (decode(Registry::Citizens, "k", &contribution).unwrap(), decode(Registry::Citizens, "k", &rebuilt).unwrap());
             prop_assert_eq!(x, y);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_golden_value_assembled_from_fields_equals_one_encoded_whole(values in prop::collection::vec(value(), 8)) {
+            let extras = vec![("k".to_string(), "v".to_string())];
+            let header = Header { load_id: 3, sourced: true, ..Header::default() };
+            let sources = vec!["a".to_string(), "b".to_string()];
+            let whole = encode_golden(header, &values, &extras, &sources);
+            let plain = encode(header, &values, &extras);
+            let (_, f, x) = fields(&plain).unwrap();
+            prop_assert_eq!(encode_golden_spans(header, &f, x, &sources), whole);
+            prop_assert_eq!(decode_extras(x).unwrap(), extras.clone());
+            prop_assert_eq!(encode_extras(&extras), x.to_vec());
         }
     }
 
