@@ -19,28 +19,41 @@ pub(crate) struct Merger {
     pub opened: std::cell::Cell<u64>,
 }
 
-/// A golden record to write anew.
+/// A golden record to write anew, with what its edges and point need.
 pub(crate) struct Rewritten {
     pub value: Vec<u8>,
-    pub values: Vec<Option<Value>>,
-    pub ended: bool,
+    /// Its references, in the order of the schema's links ("" for none).
+    targets: Vec<String>,
+    /// Its current location (none once ended).
+    point: Option<(f64, f64)>,
 }
 
 impl Rewritten {
     /// Its references, in the order of the schema's links ("" for none).
-    pub fn targets(&self, registry: Registry) -> Vec<&str> {
-        registry.schema().links().map(|(i, _)| self.values[i].as_ref().and_then(Value::as_text).unwrap_or("")).collect()
+    pub fn targets(&self, _registry: Registry) -> Vec<&str> {
+        self.targets.iter().map(String::as_str).collect()
     }
 
-    /// Its current location (none once ended).
     pub fn point(&self) -> Option<(f64, f64)> {
-        if self.ended {
-            return None;
-        }
-        self.values.iter().flatten().find_map(|v| match v {
-            Value::Point(p) => Some((p.x(), p.y())),
+        self.point
+    }
+
+    /// Reads references and location from the chosen encoded fields (the rest stay encoded).
+    fn new(registry: Registry, value: Vec<u8>, fields: &[&[u8]], ended: bool) -> Result<Rewritten> {
+        let schema = registry.schema();
+        let field = |i: usize| fields.get(i).map_or(Ok(None), |f| codec::decode_field(f));
+        let targets = schema
+            .links()
+            .map(|(i, _)| Ok(field(i)?.and_then(|v| v.as_text().map(str::to_string)).unwrap_or_default()))
+            .collect::<Result<Vec<String>>>()?;
+        let point = match schema.field_index("location") {
+            Some(i) if !ended => match field(i)? {
+                Some(Value::Point(p)) => Some((p.x(), p.y())),
+                _ => None,
+            },
             _ => None,
-        })
+        };
+        Ok(Rewritten { value, targets, point })
     }
 }
 
@@ -236,17 +249,13 @@ impl Merger {
         let value = codec::encode_golden_spans(header, &fields, extras, &sources);
         let ((oh, ob), (nh, nb)) = (codec::split(old)?, codec::split(&value)?);
         let unstamped = |h: Header| Header { load_id: 0, ..h };
-        let merged = if ob == nb && unstamped(oh) == unstamped(nh) {
-            Merged::Contributed
+        let (merged, beside) = if ob == nb && unstamped(oh) == unstamped(nh) {
+            (Merged::Contributed, codec::GoldenSpans::of(old)?)
         } else {
-            let values = codec::decode(self.registry, id, &value)?.values;
-            Merged::Rewritten(Rewritten { value, values, ended: choice.ended })
+            let rewritten = Rewritten::new(self.registry, value, &fields, choice.ended)?;
+            (Merged::Rewritten(rewritten), codec::GoldenSpans::from_parts(fields, extras))
         };
-        let beside = match &merged {
-            Merged::Rewritten(r) => r.value.as_slice(),
-            _ => old,
-        };
-        let encoded = crate::store::encode_contributions(contributions, beside)?;
+        let encoded = crate::store::encode_contributions_parts(contributions, &parts, &beside)?;
         if stored != Some(encoded.as_slice()) {
             writer.put_contributions(self.registry, id.as_bytes(), &encoded, stored, self.load_id)?;
         }

@@ -223,6 +223,12 @@ pub fn fields(value: &[u8]) -> Result<(Header, Vec<&[u8]>, &[u8])> {
     Ok((header, fields, extras))
 }
 
+/// One encoded field decoded (see [`fields`]).
+pub fn decode_field(encoded: &[u8]) -> Result<Option<Value>> {
+    let wire: Option<Wire> = postcard::from_bytes(encoded).map_err(|e| Error::Codec(e.to_string()))?;
+    wire.map(from_wire).transpose()
+}
+
 /// Extras decoded from their encoding (see [`fields`]).
 pub fn decode_extras(encoded: &[u8]) -> Result<Vec<(String, String)>> {
     postcard::from_bytes(encoded).map_err(|e| Error::Codec(e.to_string()))
@@ -273,11 +279,21 @@ impl<'a> GoldenSpans<'a> {
         Ok(GoldenSpans { fields, extras })
     }
 
+    /// The golden value's fields and extras as [`fields`] gave them.
+    pub fn from_parts(fields: Vec<&'a [u8]>, extras: &'a [u8]) -> GoldenSpans<'a> {
+        GoldenSpans { fields, extras }
+    }
+
     /// See [`diff_against`].
     pub fn diff(&self, value: &[u8]) -> Result<Vec<u8>> {
+        let (fields, extras) = spans(split(value)?.1)?;
+        self.diff_parts(value, &fields, extras)
+    }
+
+    /// [`GoldenSpans::diff`] of a value whose fields and extras were found already.
+    pub fn diff_parts(&self, value: &[u8], fields: &[&[u8]], extras: &[u8]) -> Result<Vec<u8>> {
         const NONE: &[u8] = &[0];
         let (g_fields, g_extras) = (&self.fields, self.extras);
-        let (fields, extras) = spans(split(value)?.1)?;
         let header = &value[..header_len(value)];
         let mut out = Vec::with_capacity(header.len() + 16);
         out.push(header.len() as u8);

@@ -15,7 +15,10 @@ mod sources;
 mod writer;
 
 pub use read::{Reader, Snapshot};
-pub use sources::{Resolution, ReviewItem, ReviewStatus, SourceValue, decode_contributions, encode_contributions};
+pub use sources::{
+    Resolution, ReviewItem, ReviewStatus, SourceValue, decode_contributions, encode_contributions,
+    encode_contributions_parts,
+};
 pub use writer::Writer;
 
 use crate::error::{Error, Result};

@@ -94,6 +94,24 @@ pub fn encode_contributions(all: &[(String, Vec<u8>)], golden: &[u8]) -> Result<
     Ok(out)
 }
 
+/// [`encode_contributions`] of contributions whose encoded fields and extras were found
+/// already (`parts`, as `codec::fields` gives them, in the same order).
+pub fn encode_contributions_parts(
+    all: &[(String, Vec<u8>)],
+    parts: &[(codec::Header, Vec<&[u8]>, &[u8])],
+    golden: &codec::GoldenSpans<'_>,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(1 + all.iter().map(|(s, _)| 32 + s.len()).sum::<usize>());
+    out.push(all.len().min(255) as u8);
+    for ((source, value), (_, fields, extras)) in all.iter().zip(parts).take(255) {
+        let s = &source.as_bytes()[..source.len().min(255)];
+        out.push(s.len() as u8);
+        out.extend_from_slice(s);
+        out.extend_from_slice(&golden.diff_parts(value, fields, extras)?);
+    }
+    Ok(out)
+}
+
 /// The contributions [`encode_contributions`] stored beside `golden`: each source and its value.
 pub fn decode_contributions(stored: &[u8], golden: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
     let bad = || Error::Codec("contributions".into());
