@@ -216,8 +216,11 @@ pub fn changed_fields(old: &[u8], new: &[u8], extras_bit: u32) -> Result<u64> {
     Ok(mask)
 }
 
+/// A value's header, encoded fields and encoded extras, read in place ([`fields`]).
+pub type Parts<'a> = (Header, Vec<&'a [u8]>, &'a [u8]);
+
 /// A value's header, encoded fields and encoded extras, read in place.
-pub fn fields(value: &[u8]) -> Result<(Header, Vec<&[u8]>, &[u8])> {
+pub fn fields(value: &[u8]) -> Result<Parts<'_>> {
     let (header, body) = split(value)?;
     let (fields, extras) = spans(body)?;
     Ok((header, fields, extras))
@@ -367,7 +370,8 @@ pub fn apply_diff(golden: &[u8], diff: &[u8]) -> Result<(Vec<u8>, usize)> {
 pub fn decode(registry: Registry, id: &str, bytes: &[u8]) -> Result<Record> {
     let (header, body) = split(bytes)?;
     let bad = |e: postcard::Error| Error::Codec(e.to_string());
-    let (wire, extras, sources): (Vec<Option<Wire>>, Vec<(String, String)>, Vec<String>) = if header.sourced {
+    type Body = (Vec<Option<Wire>>, Vec<(String, String)>, Vec<String>);
+    let (wire, extras, sources): Body = if header.sourced {
         postcard::from_bytes(body).map_err(bad)?
     } else {
         let (wire, extras) = postcard::from_bytes(body).map_err(bad)?;

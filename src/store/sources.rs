@@ -98,7 +98,7 @@ pub fn encode_contributions(all: &[(String, Vec<u8>)], golden: &[u8]) -> Result<
 /// already (`parts`, as `codec::fields` gives them, in the same order).
 pub fn encode_contributions_parts(
     all: &[(String, Vec<u8>)],
-    parts: &[(codec::Header, Vec<&[u8]>, &[u8])],
+    parts: &[codec::Parts<'_>],
     golden: &codec::GoldenSpans<'_>,
 ) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(1 + all.iter().map(|(s, _)| 32 + s.len()).sum::<usize>());
@@ -212,7 +212,7 @@ impl Writer<'_> {
             let prefix = keys::side_history_prefix(side, registry, id);
             let mut opts = rocksdb::ReadOptions::default();
             opts.set_iterate_range(PrefixRange(prefix.clone()));
-            let entries: Vec<(Box<[u8]>, Box<[u8]>)> = store
+            let entries: Vec<super::KeyValue> = store
                 .db()
                 .iterator_cf_opt(store.cf(cf::HISTORY), opts, IteratorMode::Start)
                 .collect::<std::result::Result<_, _>>()?;
