@@ -258,13 +258,18 @@ async fn recompute_after_a_rules_change_is_recorded_in_history_and_the_feed() {
     s.stop().await;
 }
 
+/// The entities fixture's header and first row.
+fn first_entity() -> (String, String) {
+    let text = std::fs::read_to_string(fixture("entities.csv")).unwrap();
+    let mut lines = text.lines().map(str::to_string);
+    (lines.next().unwrap(), lines.next().unwrap())
+}
+
 #[tokio::test]
 async fn an_entity_row_keyed_by_its_organisation_code_attaches_to_its_entity() {
     let t = TestStore::loaded();
-    let text = std::fs::read_to_string(fixture("entities.csv")).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    let first = lines.next().unwrap();
+    let (header, first) = first_entity();
+    let (header, first) = (header.as_str(), first.as_str());
     let credit = first.split(',').next().unwrap();
     let org = &credit[8..17];
     let hyphenated = format!("{}-{}", &org[..8], &org[8..]);
@@ -311,10 +316,8 @@ async fn an_entity_row_keyed_by_its_organisation_code_attaches_to_its_entity() {
 #[tokio::test]
 async fn relations_follow_the_golden_values() {
     let t = TestStore::loaded();
-    let text = std::fs::read_to_string(fixture("entities.csv")).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    let first = lines.next().unwrap();
+    let (header, first) = first_entity();
+    let (header, first) = (header.as_str(), first.as_str());
     let credit = first.split(',').next().unwrap();
     assert!(first.contains(CHEN), "the fixture's first company is represented by 陈志强");
     // 税务 names 林秀英 its legal representative; the newest value wins (no rule names an authority).
