@@ -255,7 +255,7 @@ impl Merger {
             let rewritten = Rewritten::new(self.registry, value, &fields, choice.ended)?;
             (Merged::Rewritten(rewritten), codec::GoldenSpans::from_parts(fields, extras))
         };
-        let encoded = crate::store::encode_contributions_parts(contributions, &parts, &beside)?;
+        let encoded = crate::store::encode_contributions(contributions, &parts, &beside)?;
         if stored != Some(encoded.as_slice()) {
             writer.put_contributions(self.registry, id.as_bytes(), &encoded, stored, self.load_id)?;
         }

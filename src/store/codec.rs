@@ -260,15 +260,6 @@ fn header_len(bytes: &[u8]) -> usize {
     if bytes.get(1).is_some_and(|f| f & EFFECTIVE != 0) { HEADER + 4 } else { HEADER }
 }
 
-/// A contribution as stored beside its golden record: its header, then only the fields (and
-/// the extras) where it differs from the golden value — what the golden record holds is not
-/// stored twice. `[header length][header][diff count]([field][length u16 LE][encoded
-/// field])…[0 | 1 [length u32 LE][encoded extras]]`.
-pub fn diff_against(golden: &[u8], value: &[u8]) -> Result<Vec<u8>> {
-    let golden = GoldenSpans::of(golden)?;
-    golden.diff(value)
-}
-
 /// A golden value's encoded fields, found once for all its contributions.
 #[derive(Debug)]
 pub struct GoldenSpans<'a> {
@@ -287,7 +278,10 @@ impl<'a> GoldenSpans<'a> {
         GoldenSpans { fields, extras }
     }
 
-    /// See [`diff_against`].
+    /// `value`, a contribution, as stored beside its golden record: its header, then only the
+    /// fields (and the extras) where it differs from the golden value — what the golden record
+    /// holds is not stored twice. `[header length][header][diff count]([field][length u16
+    /// LE][encoded field])…[0 | 1 [length u32 LE][encoded extras]]`.
     pub fn diff(&self, value: &[u8]) -> Result<Vec<u8>> {
         let (fields, extras) = spans(split(value)?.1)?;
         self.diff_parts(value, &fields, extras)
@@ -325,7 +319,7 @@ impl<'a> GoldenSpans<'a> {
     }
 }
 
-/// A contribution's value rebuilt from its [`diff_against`] the golden value, and the bytes of
+/// A contribution's value rebuilt from its difference ([`GoldenSpans::diff`]) to the golden value, and the bytes of
 /// `diff` it took.
 pub fn apply_diff(golden: &[u8], diff: &[u8]) -> Result<(Vec<u8>, usize)> {
     let bad = || Error::Codec("contribution".into());
@@ -471,7 +465,7 @@ mod tests {
                 ..Header::default()
             };
             let contribution = encode(header, &b, if own_extras { &[] } else { &extras });
-            let diff = diff_against(&golden, &contribution).unwrap();
+            let diff = GoldenSpans::of(&golden).unwrap().diff(&contribution).unwrap();
             let (rebuilt, used) = apply_diff(&golden, &diff).unwrap();
             prop_assert_eq!(used, diff.len());
             let (x, y) = (decode(Registry::Citizens, "k", &contribution).unwrap(), decode(Registry::Citizens, "k", &rebuilt).unwrap());

@@ -15,10 +15,7 @@ mod sources;
 mod writer;
 
 pub use read::{Reader, Snapshot};
-pub use sources::{
-    Resolution, ReviewItem, ReviewStatus, SourceValue, decode_contributions, encode_contributions,
-    encode_contributions_parts,
-};
+pub use sources::{Resolution, ReviewItem, ReviewStatus, SourceValue, decode_contributions, encode_contributions};
 pub use writer::Writer;
 
 use crate::error::{Error, Result};

@@ -79,24 +79,10 @@ fn from_json<T: for<'de> Deserialize<'de>>(v: &[u8]) -> Result<T> {
 }
 
 /// A record's contributions in one value, each stored as its difference to the golden value
-/// beside it (`codec::diff_against`): `[count]([source length][source][difference])…`, by
-/// source. One key per record: a load merging a row reads and writes one.
-pub fn encode_contributions(all: &[(String, Vec<u8>)], golden: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(1 + all.iter().map(|(s, _)| 32 + s.len()).sum::<usize>());
-    out.push(all.len().min(255) as u8);
-    let golden = codec::GoldenSpans::of(golden)?;
-    for (source, value) in all.iter().take(255) {
-        let s = &source.as_bytes()[..source.len().min(255)];
-        out.push(s.len() as u8);
-        out.extend_from_slice(s);
-        out.extend_from_slice(&golden.diff(value)?);
-    }
-    Ok(out)
-}
-
-/// [`encode_contributions`] of contributions whose encoded fields and extras were found
-/// already (`parts`, as `codec::fields` gives them, in the same order).
-pub fn encode_contributions_parts(
+/// beside it (`codec::GoldenSpans::diff`): `[count]([source length][source][difference])…`,
+/// by source. One key per record: a load merging a row reads and writes one. `parts` are the
+/// contributions' encoded fields and extras, as `codec::fields` gives them, in the same order.
+pub fn encode_contributions(
     all: &[(String, Vec<u8>)],
     parts: &[codec::Parts<'_>],
     golden: &codec::GoldenSpans<'_>,
