@@ -12,7 +12,7 @@ use crate::load::recompute::{self, Recomputed};
 use crate::load::steward::{self, Decision};
 use crate::model::Registry;
 use crate::query::Caller;
-use crate::store::{ReviewItem, ReviewStatus};
+use crate::store::{ReviewItem, ReviewStatus, Writer};
 use axum::extract::{Extension, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -111,27 +111,42 @@ pub async fn resolve(
         _ => return Err(ApiError::BadRequest("give one of `choose` (\"source:NAME\") and `value`".into())),
     };
     let by = caller.principal.as_ref().map_or_else(|| "local".to_string(), |p| p.department.name.clone());
+    let resolved = write_and_publish(&state, move |writer, rules| {
+        let item = steward::resolve(writer, rules, number, decision, &by)?;
+        let changed = item.is_some();
+        Ok((item, changed))
+    })
+    .await?;
+    resolved.map(axum::Json).ok_or_else(|| ApiError::BadRequest(format!("no review item {number}")).not_found())
+}
+
+/// Runs `work` on the blocking pool with the rules as the file now says and the store's writer
+/// — refused with `writer_busy` while a load holds it, never waited for — then, when it says it
+/// changed something, publishes, so the answer and every later read see it.
+async fn write_and_publish<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&mut Writer<'_>, &Rules) -> crate::Result<(T, bool)> + Send + 'static,
+) -> Result<T, ApiError> {
     let rules_file = state.config.survivorship_file();
     let service = state.service.clone();
-    let resolved = tokio::task::spawn_blocking(move || -> Result<Option<ReviewItem>, ApiError> {
+    tokio::task::spawn_blocking(move || -> Result<T, ApiError> {
         let rules = Rules::load(&rules_file)?;
         let mut writer = service.store.try_writer().ok_or(ApiError::WriterBusy)?;
-        let item = steward::resolve(&mut writer, &rules, number, decision, &by)?;
+        let (done, changed) = work(&mut writer, &rules)?;
         drop(writer);
-        if item.is_some() {
+        if changed {
             service.publish()?;
         }
-        Ok(item)
+        Ok(done)
     })
     .await
-    .map_err(|e| crate::Error::Internal(format!("the review task failed: {e}")))??;
-    resolved.map(axum::Json).ok_or_else(|| ApiError::BadRequest(format!("no review item {number}")).not_found())
+    .map_err(|e| crate::Error::Internal(format!("the stewardship task failed: {e}")))?
 }
 
 /// `?registry=` of a recomputation.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct RecomputeQuery {
-    /// Only this registry (default: citizens and entities, and every other registry).
+    /// Only this registry (default: every registry).
     pub registry: Option<String>,
 }
 
@@ -153,20 +168,13 @@ pub async fn recompute(
         Some(r) => vec![r.parse::<Registry>().map_err(ApiError::BadRequest)?],
         None => Registry::ALL.to_vec(),
     };
-    let rules_file = state.config.survivorship_file();
-    let service = state.service.clone();
-    let done = tokio::task::spawn_blocking(move || -> Result<Vec<Recomputed>, ApiError> {
-        let rules = Rules::load(&rules_file)?;
-        let mut writer = service.store.try_writer().ok_or(ApiError::WriterBusy)?;
+    let done = write_and_publish(&state, move |writer, rules| {
         let done = registries
             .iter()
-            .map(|r| recompute::recompute_with(&mut writer, &rules, *r))
+            .map(|r| recompute::recompute_with(writer, rules, *r))
             .collect::<crate::Result<Vec<_>>>()?;
-        drop(writer);
-        service.publish()?;
-        Ok(done)
+        Ok((done, true))
     })
-    .await
-    .map_err(|e| crate::Error::Internal(format!("the recompute task failed: {e}")))??;
+    .await?;
     Ok(axum::Json(done))
 }

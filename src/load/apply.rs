@@ -243,8 +243,7 @@ fn apply_chunk(
                 Merged::Contributed => state.report.updated += 1,
                 Merged::Rewritten(golden) => {
                     state.report.updated += 1;
-                    let written =
-                        Written { value: &golden.value, point: golden.point(), targets: &golden.targets(registry) };
+                    let written = Written { value: &golden.value, point: golden.point(), targets: &golden.targets() };
                     write(writer, registry, id, written, Some(old), state.report.load_id as u32)?;
                 }
             }
@@ -359,8 +358,7 @@ where
                 Merged::Unchanged => continue,
                 Merged::Contributed => {}
                 Merged::Rewritten(golden) => {
-                    let written =
-                        Written { value: &golden.value, point: golden.point(), targets: &golden.targets(registry) };
+                    let written = Written { value: &golden.value, point: golden.point(), targets: &golden.targets() };
                     write(writer, registry, id, written, Some(&value), state.report.load_id as u32)?;
                 }
             }

@@ -30,7 +30,7 @@ pub(crate) struct Rewritten {
 
 impl Rewritten {
     /// Its references, in the order of the schema's links ("" for none).
-    pub fn targets(&self, _registry: Registry) -> Vec<&str> {
+    pub fn targets(&self) -> Vec<&str> {
         self.targets.iter().map(String::as_str).collect()
     }
 

@@ -13,13 +13,15 @@ use serde_json::{Map, Value, json};
 /// one source has supplied it. None: no such record.
 pub fn sources(view: &View, registry: Registry, id: &str) -> QueryResult<Option<Vec<(String, Record)>>> {
     let reader = view.reader();
-    let Some(record) = reader.get(registry, id)? else { return Ok(None) };
+    let Some(raw) = reader.get_raw(registry, id)? else { return Ok(None) };
+    let record = codec::decode(registry, id, &raw)?;
     if !record.sourced {
         let source = view.lineage(record.load_id).map_or_else(String::new, |l| l.source.clone());
         return Ok(Some(vec![(source, record)]));
     }
+    let stored = reader.contributions_raw(registry, id)?.unwrap_or_default();
     let mut out = Vec::new();
-    for (source, value) in reader.contributions(registry, id)? {
+    for (source, value) in crate::store::decode_contributions(&stored, &raw)? {
         out.push((source, codec::decode(registry, id, &value)?));
     }
     let order = |r: &Record| view.lineage(r.load_id).and_then(|l| l.finish_order()).unwrap_or(0);
