@@ -14,6 +14,9 @@ pub struct Config {
     pub addr: SocketAddr,
     pub block_cache_bytes: usize,
     pub request_timeout: Duration,
+    /// How long a connection may take to send a request's head, and stay idle between
+    /// requests, before the server closes it.
+    pub header_timeout: Duration,
     pub max_body_bytes: usize,
     /// Keys per `POST …/lookup` call.
     pub max_lookup_ids: usize,
@@ -34,6 +37,10 @@ pub struct Config {
     pub backup_dir: Option<PathBuf>,
     /// Threads a load inside a running server maps rows with (the rest answer requests).
     pub live_load_threads: usize,
+    /// Threads that run queries (search, spatial, lookups, profiles); default: the cores.
+    pub query_threads: usize,
+    /// Queries that may wait for a query thread; past that a request is refused with 503.
+    pub query_queue: usize,
     /// Departments, grants and keys; default `DATA_DIR/access.toml`.
     pub access_file: Option<PathBuf>,
     /// No keys, no grants, no audit (`jichu serve --insecure-no-auth`, loopback only).
@@ -52,6 +59,7 @@ impl Default for Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             block_cache_bytes: default_block_cache(),
             request_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
             max_lookup_ids: 1000,
             text_memory_bytes: 1 << 30,
@@ -62,6 +70,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             backup_dir: None,
             live_load_threads: (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1),
+            query_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            query_queue: 256,
             access_file: None,
             insecure_no_auth: false,
             history_retention_days: None,
@@ -89,6 +99,7 @@ pub struct FileConfig {
     pub addr: Option<SocketAddr>,
     pub block_cache_mb: Option<usize>,
     pub request_timeout_secs: Option<u64>,
+    pub header_timeout_secs: Option<u64>,
     pub max_body_bytes: Option<usize>,
     pub max_lookup_ids: Option<usize>,
     pub text_memory_mb: Option<usize>,
@@ -99,6 +110,8 @@ pub struct FileConfig {
     pub shutdown_grace_secs: Option<u64>,
     pub backup_dir: Option<PathBuf>,
     pub live_load_threads: Option<usize>,
+    pub query_threads: Option<usize>,
+    pub query_queue: Option<usize>,
     pub access_file: Option<PathBuf>,
     pub history_retention_days: Option<u32>,
     pub survivorship_file: Option<PathBuf>,
@@ -129,6 +142,9 @@ impl Config {
             if let Some(v) = f.request_timeout_secs {
                 c.request_timeout = Duration::from_secs(v);
             }
+            if let Some(v) = f.header_timeout_secs {
+                c.header_timeout = Duration::from_secs(v.max(1));
+            }
             if let Some(v) = f.max_body_bytes {
                 c.max_body_bytes = v;
             }
@@ -158,6 +174,12 @@ impl Config {
             }
             if let Some(v) = f.live_load_threads {
                 c.live_load_threads = v.max(1);
+            }
+            if let Some(v) = f.query_threads {
+                c.query_threads = v.max(1);
+            }
+            if let Some(v) = f.query_queue {
+                c.query_queue = v.max(1);
             }
             if let Some(v) = f.access_file {
                 c.access_file = Some(v);

@@ -122,7 +122,12 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     if admin_route && !audit.available() {
         return with_id(ApiError::AuditUnavailable.into_response(), &id);
     }
-    let caller = Caller { principal: Some(principal), purpose, trace: Arc::new(Mutex::new(Default::default())) };
+    let caller = Caller {
+        principal: Some(principal),
+        purpose,
+        trace: Arc::new(Mutex::new(Default::default())),
+        cancel: Default::default(),
+    };
     req.extensions_mut().insert(caller.clone());
     req.extensions_mut().insert(Recorder { audit: Some(audit.clone()), entry: entry.clone() });
     let response = next.run(req).await;

@@ -4,7 +4,7 @@
 use super::auth::Recorder;
 use super::extract::Query;
 use super::problem::{ApiError, Problem};
-use super::{AppState, blocking, json_body};
+use super::{AppState, json_body};
 use crate::query::changes::{self, ChangesQuery, MAX_LIMIT, Page};
 use crate::query::{Caller, QueryError, records};
 use axum::extract::{Extension, State};
@@ -81,7 +81,11 @@ pub async fn changes(
     if streamed {
         // Refusals (grants, purpose) come now, as problems, not inside the stream.
         let (view, c, first) = (state.view(), caller.clone(), q.clone());
-        blocking(move || changes::changes(&view, &c, &ChangesQuery { limit: 1, ..first }).map(|_| ())).await?;
+        state
+            .query(&caller.cancel.clone(), move || {
+                changes::changes(&view, &c, &ChangesQuery { limit: 1, ..first }).map(|_| ())
+            })
+            .await?;
         *caller.trace.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         return Ok(stream(state, caller, recorder, q).into_response());
     }
@@ -102,7 +106,7 @@ pub async fn changes(
 
 async fn read(state: &AppState, caller: &Caller, q: &ChangesQuery) -> Result<Page, ApiError> {
     let (view, caller, q) = (state.view(), caller.clone(), q.clone());
-    blocking(move || changes::changes(&view, &caller, &q)).await
+    state.query(&caller.cancel.clone(), move || changes::changes(&view, &caller, &q)).await
 }
 
 /// The feed as server-sent events from the cursor on: each change an event (`id` its

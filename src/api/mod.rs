@@ -2,7 +2,7 @@
 //!
 //! [`router`] builds every route together with its OpenAPI description (utoipa-axum), so the
 //! document cannot drift from the routes. [`serve`] runs it on a listener until `shutdown`.
-//! Store reads run on tokio's blocking pool, never on the async workers.
+//! Queries run on a bounded pool of their own ([`pool`]), never on the async workers.
 
 mod access;
 mod auth;
@@ -11,8 +11,10 @@ mod catalog;
 mod changes;
 mod export;
 mod extract;
+mod limits;
 mod loads;
 mod ops;
+mod pool;
 mod problem;
 mod records;
 mod review;
@@ -58,6 +60,8 @@ pub struct AppState {
     owns_shutdown: bool,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
+    /// Where queries run (see [`pool`]).
+    pub pool: Arc<pool::QueryPool>,
 }
 
 impl AppState {
@@ -76,7 +80,10 @@ impl AppState {
         };
         let service = Arc::new(Service::open(store, &config)?);
         let loads = LoadQueue::start(service.clone(), QueueSettings::from_config(&config)?)?;
+        let pool = pool::QueryPool::new(config.query_threads, config.query_queue)
+            .map_err(|e| crate::Error::Internal(format!("query threads could not start: {e}")))?;
         Ok(AppState {
+            pool: Arc::new(pool),
             service,
             loads,
             access,
@@ -92,6 +99,16 @@ impl AppState {
     /// compare the two).
     pub fn without_access(&self) -> AppState {
         AppState { access: None, audit: None, _watch: None, owns_shutdown: false, ..self.clone() }
+    }
+
+    /// Runs a query on the query pool (see [`pool`]): refused with 503 when its queue is full,
+    /// cancelled when the request stops waiting.
+    pub(crate) async fn query<T: Send + 'static>(
+        &self,
+        cancel: &crate::query::Cancel,
+        f: impl FnOnce() -> QueryResult<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.pool.run(cancel, f).await
     }
 
     /// The view a new request answers from.
@@ -154,17 +171,6 @@ fn document_access(doc: &mut utoipa::openapi::OpenApi) {
 pub(crate) fn json_body(value: &impl serde::Serialize) -> Result<axum::response::Response, ApiError> {
     let body = serde_json::to_vec(value).map_err(|e| crate::Error::Codec(e.to_string()))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-/// Runs a query on the blocking pool (it reads the store and the indexes).
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> QueryResult<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ApiError::from),
-        // A panic is the service's fault: a 500 (logged), never the client's.
-        Err(e) => Err(crate::Error::Codec(format!("request task failed: {e}")).into()),
-    }
 }
 
 /// The routes and their OpenAPI document, built together.
@@ -234,7 +240,8 @@ pub fn router(state: AppState) -> Router {
                 .concurrency_limit(1024),
         )
         .layer(axum::middleware::from_fn_with_state(timeout, ops::deadline))
-        // Outside the deadline, so that a request that ran out of time is counted too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::check))
+        // Outside the deadline and the limits, so that every answer is counted.
         .layer(axum::middleware::from_fn(ops::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -246,33 +253,62 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.
+///
+/// Connections are served by hyper directly (HTTP/1.1), for the limits `axum::serve` does not
+/// set: a connection that takes longer than `header_timeout` to send a request's head, or
+/// stays idle that long between requests, is closed; hyper's own head limits sit above those
+/// of [`limits`], which answer in problem+json.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
     let (loads, audit, owns) = (state.loads.clone(), state.audit.clone(), state.owns_shutdown);
+    let (grace, header_timeout) = (state.config.shutdown_grace, state.config.header_timeout);
+    let app = router(state);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_headers(4 * limits::MAX_HEADERS)
+        .max_buf_size(16 * limits::MAX_HEADER_BYTES);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file handles or a connection reset before it was taken: go on.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away mid-request is not the server's error.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
     // Requests in flight get `shutdown_grace` to finish; then the server stops anyway, so a
     // request that will not end cannot keep the store locked and a restart waiting.
-    let grace = state.config.shutdown_grace;
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let signalled = stopping.clone();
-    let signal = async move {
-        shutdown.await;
-        signalled.notify_one();
-    };
-    let served = tokio::select! {
-        served = axum::serve(listener, router(state)).with_graceful_shutdown(signal) => served,
-        _ = async {
-            stopping.notified().await;
-            tokio::time::sleep(grace).await;
-        } => {
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(grace) => {
             tracing::warn!(grace_secs = grace.as_secs_f64(), "requests still running after the grace period: stopping anyway");
-            Ok(())
         }
-    };
+    }
     if !owns {
-        return served;
+        return Ok(());
     }
     // A running load is stopped and undone; it stays queued for the next start. The audit
     // trail writes what it holds and signs its head.
@@ -283,7 +319,7 @@ pub async fn serve(
         }
     })
     .await;
-    served
+    Ok(())
 }
 
 /// Resolves on SIGINT (ctrl-c) or SIGTERM.

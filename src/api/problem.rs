@@ -35,6 +35,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("the request body is larger than the server accepts")]
     BodyTooLarge,
+    #[error("the request target is longer than {0} bytes; send long inputs in a POST body")]
+    UriTooLong(usize),
+    #[error("the request's headers are larger than the server accepts ({0})")]
+    HeadersTooLarge(String),
     /// The server ran out of time (not the client: 503, not 408).
     #[error("the request took longer than the server's timeout; retry, or ask for less")]
     Timeout,
@@ -93,6 +97,7 @@ impl ApiError {
                     StatusCode::FORBIDDEN
                 }
                 QueryError::PurposeRequired => StatusCode::BAD_REQUEST,
+                QueryError::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
                 QueryError::Internal(crate::Error::Invalid(_)) => StatusCode::BAD_REQUEST,
                 QueryError::Internal(crate::Error::StoreInUse(_)) => StatusCode::SERVICE_UNAVAILABLE,
                 QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -100,6 +105,8 @@ impl ApiError {
             ApiError::UnknownRoute | ApiError::LoadNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout | ApiError::WriterBusy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
@@ -124,6 +131,7 @@ impl ApiError {
                 QueryError::FieldNotGranted(_) => "field_not_granted",
                 QueryError::PurposeRequired => "purpose_required",
                 QueryError::PurposeNotAllowed(_) => "purpose_not_allowed",
+                QueryError::Cancelled => "timeout",
                 QueryError::Internal(crate::Error::Invalid(_)) => "bad_request",
                 QueryError::Internal(crate::Error::StoreInUse(_)) => "unavailable",
                 QueryError::Internal(_) => "internal",
@@ -132,6 +140,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::BodyTooLarge => "body_too_large",
+            ApiError::UriTooLong(_) => "uri_too_long",
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::Timeout => "timeout",
             ApiError::WriterBusy => "writer_busy",
             ApiError::Ambiguous(_) => "ambiguous",

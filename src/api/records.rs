@@ -2,7 +2,7 @@
 
 use super::extract::{Json, Path, Query};
 use super::problem::{ApiError, Problem};
-use super::{AppState, blocking, json_body};
+use super::{AppState, json_body};
 use crate::access::Operation;
 use crate::golden::Rules;
 use crate::model::RecordJson;
@@ -100,7 +100,7 @@ pub async fn get_record(
         Some(found) => found,
         None => {
             let v = view.clone();
-            blocking(move || at.get(&v, registry, &id)).await?
+            state.query(&caller.cancel.clone(), move || at.get(&v, registry, &id)).await?
         }
     };
     let record = record.filter(|r| shape.sees(r)).ok_or(QueryError::NotFound(registry.as_str()))?;
@@ -112,7 +112,7 @@ pub async fn get_record(
     }
     let rules = Rules::load(&state.config.survivorship_file())?;
     let (v, s, r) = (view.clone(), shape.clone(), record.clone());
-    let provenance = blocking(move || golden::explain(&v, &s, &r, &rules)).await?;
+    let provenance = state.query(&caller.cancel.clone(), move || golden::explain(&v, &s, &r, &rules)).await?;
     let mut body =
         serde_json::to_value(caller.render(&view, &shape, &record)).map_err(|e| crate::Error::Codec(e.to_string()))?;
     body["provenance"] = provenance;
@@ -143,7 +143,8 @@ pub async fn by_organisation_code(
     let shape = caller.shape(registry, Operation::Get, q.fields.as_ref().map(|f| f.split(',')), true)?;
     let view = state.view();
     let v = view.clone();
-    let found = blocking(move || Ok(v.reader().entities_by_organisation_code(&code)?)).await?;
+    let found =
+        state.query(&caller.cancel.clone(), move || Ok(v.reader().entities_by_organisation_code(&code)?)).await?;
     let id = match found.as_slice() {
         [one] => one.clone(),
         [] => return Err(QueryError::NotFound(registry.as_str()).into()),
@@ -156,7 +157,7 @@ pub async fn by_organisation_code(
         }
     };
     let v = view.clone();
-    let record = blocking(move || Ok(v.reader().get(registry, &id)?)).await?;
+    let record = state.query(&caller.cancel.clone(), move || Ok(v.reader().get(registry, &id)?)).await?;
     let record = record.filter(|r| shape.sees(r)).ok_or(QueryError::NotFound(registry.as_str()))?;
     json_body(&caller.render(&view, &shape, &record))
 }
@@ -197,7 +198,7 @@ pub async fn sources(
     let shape = caller.shape(registry, Operation::Get, None::<[&str; 0]>, true)?;
     let view = state.view();
     let v = view.clone();
-    let list = blocking(move || golden::sources(&v, registry, &id)).await?;
+    let list = state.query(&caller.cancel.clone(), move || golden::sources(&v, registry, &id)).await?;
     let list = list
         .filter(|l| l.first().is_some_and(|(_, r)| shape.sees(r)))
         .ok_or(QueryError::NotFound(registry.as_str()))?;
@@ -242,7 +243,7 @@ pub async fn lookup(
     let view = state.view();
     let at = at(&caller, registry, &view, q.as_of.as_deref())?;
     let (v, s) = (view.clone(), shape.clone());
-    let found = blocking(move || records::lookup(&v, &s, &req.ids, at)).await?;
+    let found = state.query(&caller.cancel.clone(), move || records::lookup(&v, &s, &req.ids, at)).await?;
     let records = found.records.iter().map(|r| r.as_ref().map(|r| caller.render(&view, &shape, r))).collect();
     json_body(&LookupResponse { records, not_found: &found.not_found, invalid: &found.invalid })
 }
@@ -268,7 +269,7 @@ pub async fn relations(
     let shape = caller.shape(registry, Operation::Relations, None::<[&str; 0]>, true)?;
     let view = state.view();
     let at = at(&caller, registry, &view, q.as_of.as_deref())?;
-    let out = blocking(move || records::relations(&view, &caller, &shape, &id, at)).await?;
+    let out = state.query(&caller.cancel.clone(), move || records::relations(&view, &caller, &shape, &id, at)).await?;
     Ok(axum::Json(out.ok_or(QueryError::NotFound(registry.as_str()))?))
 }
 
@@ -293,7 +294,7 @@ pub async fn profile(
     let shape = caller.shape(registry, Operation::Profile, None::<[&str; 0]>, true)?;
     let view = state.view();
     let at = at(&caller, registry, &view, q.as_of.as_deref())?;
-    let out = blocking(move || records::profile(&view, &caller, &shape, &id, at)).await?;
+    let out = state.query(&caller.cancel.clone(), move || records::profile(&view, &caller, &shape, &id, at)).await?;
     Ok(axum::Json(out.ok_or(QueryError::NotFound(registry.as_str()))?))
 }
 
@@ -322,6 +323,10 @@ pub async fn history(
     if limit == 0 || limit > history::MAX_VERSIONS {
         return Err(QueryError::BadRequest(format!("limit must be between 1 and {}", history::MAX_VERSIONS)).into());
     }
-    let page = blocking(move || history::history(&view, &caller, &shape, &id, q.cursor.as_deref(), limit)).await?;
+    let page = state
+        .query(&caller.cancel.clone(), move || {
+            history::history(&view, &caller, &shape, &id, q.cursor.as_deref(), limit)
+        })
+        .await?;
     json_body(&page.ok_or(QueryError::NotFound(registry.as_str()))?)
 }

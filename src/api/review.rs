@@ -63,12 +63,14 @@ pub async fn list(
         return Err(ApiError::BadRequest("`limit` is between 1 and 1000".into()));
     }
     let view = state.view();
-    let page = super::blocking(move || {
-        let keep =
-            |i: &ReviewItem| registry.is_none_or(|r| i.registry == r.as_str()) && status.is_none_or(|s| i.status == s);
-        Ok(view.reader().review_items(after, limit, keep)?)
-    })
-    .await?;
+    let page = state
+        .query(&Default::default(), move || {
+            let keep = |i: &ReviewItem| {
+                registry.is_none_or(|r| i.registry == r.as_str()) && status.is_none_or(|s| i.status == s)
+            };
+            Ok(view.reader().review_items(after, limit, keep)?)
+        })
+        .await?;
     let (items, more) = page;
     let next = more.then(|| items.last().map(|i| i.item.to_string())).flatten();
     Ok(axum::Json(ReviewPage { items, next }))

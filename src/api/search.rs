@@ -1,9 +1,9 @@
 //! Full-text search: `POST /v1/{registry}/search` and `POST /v1/search` (every registry). A
 //! request with a cursor answers from the view the first page came from.
 
+use super::AppState;
 use super::extract::{Json, Path};
 use super::problem::{ApiError, Problem};
-use super::{AppState, blocking};
 use crate::model::Registry;
 use crate::query::records::registry;
 use crate::query::search::{self, SearchRequest};
@@ -26,7 +26,7 @@ async fn run(
         }
         None => current,
     };
-    let body = blocking(move || search::run(&view, &caller, &registries, &req)).await?;
+    let body = state.query(&caller.cancel.clone(), move || search::run(&view, &caller, &registries, &req)).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

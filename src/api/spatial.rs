@@ -3,7 +3,7 @@
 
 use super::extract::{Json, Path, Query};
 use super::problem::{ApiError, Problem};
-use super::{AppState, blocking, json_body};
+use super::{AppState, json_body};
 use crate::access::Operation;
 use crate::model::Registry;
 use crate::query::records::registry;
@@ -66,11 +66,12 @@ pub async fn near(
     let shape = shape(&caller, registry, &req.fields)?;
     let geojson = wants_geojson(&headers);
     let view = state.view();
-    let body = blocking(move || {
-        let found = spatial::near(&view, &shape, &req)?;
-        Ok(spatial::render(&view, &caller, &shape, &found, geojson))
-    })
-    .await?;
+    let body = state
+        .query(&caller.cancel.clone(), move || {
+            let found = spatial::near(&view, &shape, &req)?;
+            Ok(spatial::render(&view, &caller, &shape, &found, geojson))
+        })
+        .await?;
     answer(body, geojson)
 }
 
@@ -95,11 +96,12 @@ pub async fn within(
     let shape = shape(&caller, registry, &req.fields)?;
     let geojson = wants_geojson(&headers);
     let view = state.view();
-    let body = blocking(move || {
-        let found = spatial::within(&view, &shape, &req)?;
-        Ok(spatial::render(&view, &caller, &shape, &found, geojson))
-    })
-    .await?;
+    let body = state
+        .query(&caller.cancel.clone(), move || {
+            let found = spatial::within(&view, &shape, &req)?;
+            Ok(spatial::render(&view, &caller, &shape, &found, geojson))
+        })
+        .await?;
     answer(body, geojson)
 }
 
@@ -121,10 +123,11 @@ pub async fn containing(
     let shape = shape(&caller, Registry::Parcels, &None)?;
     let geojson = wants_geojson(&headers);
     let view = state.view();
-    let body = blocking(move || {
-        let found = spatial::containing(&view, &shape, q.lon, q.lat)?;
-        Ok(spatial::render(&view, &caller, &shape, &found, geojson))
-    })
-    .await?;
+    let body = state
+        .query(&caller.cancel.clone(), move || {
+            let found = spatial::containing(&view, &shape, q.lon, q.lat)?;
+            Ok(spatial::render(&view, &caller, &shape, &found, geojson))
+        })
+        .await?;
     answer(body, geojson)
 }

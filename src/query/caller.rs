@@ -28,6 +28,8 @@ pub struct Caller {
     /// `X-Purpose`, decoded.
     pub purpose: Option<String>,
     pub trace: Arc<Mutex<Trace>>,
+    /// Set when the request runs out of time or its client goes away.
+    pub cancel: super::Cancel,
 }
 
 /// How a request may return one registry's records: the rule of each field (and the key),
@@ -42,6 +44,8 @@ pub struct Shape {
     pub rows: Option<HashSet<String>>,
     /// Names of the personal or sensitive fields these records are returned with.
     personal: Vec<&'static str>,
+    /// The request's cancellation (the caller's).
+    pub cancel: super::Cancel,
 }
 
 impl Shape {
@@ -183,7 +187,7 @@ impl Caller {
             self.check_purpose()?;
         }
         let rows = grant.and_then(|g| g.rows.as_ref()).map(|r| r.district.iter().cloned().collect());
-        Ok(Shape { registry, access, only, rows, personal })
+        Ok(Shape { registry, access, only, rows, personal, cancel: self.cancel.clone() })
     }
 
     /// Personal values are read only for a purpose the department declared.

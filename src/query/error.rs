@@ -28,6 +28,9 @@ pub enum QueryError {
     PurposeRequired,
     #[error("{0}")]
     PurposeNotAllowed(String),
+    /// The request ran out of time or its client went away.
+    #[error("the request was cancelled: it ran out of time or its client went away")]
+    Cancelled,
     #[error("internal error")]
     Internal(#[from] crate::Error),
 }

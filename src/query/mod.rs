@@ -3,6 +3,7 @@
 //! The API, the scale benchmark and the tests all read through it.
 
 mod caller;
+pub mod cancel;
 pub mod catalog;
 pub mod changes;
 mod error;
@@ -15,5 +16,6 @@ pub mod spatial;
 mod view;
 
 pub use caller::{Caller, Shape, Trace};
+pub use cancel::Cancel;
 pub use error::{QueryError, QueryResult};
 pub use view::{View, Views};

@@ -5,11 +5,13 @@ use super::caller::{Caller, Shape};
 use super::error::{QueryError, QueryResult};
 use super::view::View;
 use crate::model::{Record, Registry};
+use crate::spatial::PointLayer;
 use jichu_indexes::spatial::Hit;
+use jichu_indexes::spatial::{Area, Circle, PolygonArea, Region};
 use jichu_ingest::Value;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
-use std::collections::BinaryHeap;
+use std::ops::ControlFlow;
 use utoipa::ToSchema;
 
 /// Largest radius a query may ask for, and most hits it may return.
@@ -81,10 +83,16 @@ pub fn near(view: &View, shape: &Shape, req: &NearRequest) -> QueryResult<Found>
                 let count = if shape.rows.is_none() {
                     layer.index.count_within_radius(req.lon, req.lat, r)
                 } else {
-                    let mut n = 0;
-                    layer.index.for_each_within_radius(req.lon, req.lat, r, |id, _| {
-                        n += shape.sees_key(layer.key(id)) as usize
+                    // Rows to check one by one: cancellable.
+                    let (mut n, mut tick) = (0, shape.cancel.ticker());
+                    let circle = Circle { lon: req.lon, lat: req.lat, radius_m: r };
+                    let flow = layer.index.visit_in(&circle, |id, _| {
+                        n += shape.sees_key(layer.key(id)) as usize;
+                        if tick.stop() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
                     });
+                    if flow.is_break() {
+                        return Err(QueryError::Cancelled);
+                    }
                     n
                 };
                 return Ok(Found { records: vec![], distances: None, count, count_only: true });
@@ -140,8 +148,13 @@ fn polygon_of(v: &Json) -> QueryResult<geo::Polygon<f64>> {
     Ok(p)
 }
 
-/// What lies in an area: points inside it (edges included), or parcels intersecting it. The
-/// count is of every match; the records are the `limit` smallest keys.
+/// What lies in an area: points inside it (edges included), or parcels intersecting it.
+///
+/// The count is of every match: for points from the tree's node counts (a node wholly inside
+/// the area adds its count unvisited), so a city-wide area costs its boundary. The records are
+/// the first `limit` matches in the index's order (nearby records together), returned by key:
+/// the work is bounded by `limit`. Visits one by one (a caller who sees only some rows, parcels)
+/// look at the request's cancellation.
 pub fn within(view: &View, shape: &Shape, req: &WithinRequest) -> QueryResult<Found> {
     let registry = shape.registry;
     let area = match (&req.bbox, &req.polygon) {
@@ -153,65 +166,80 @@ pub fn within(view: &View, shape: &Shape, req: &WithinRequest) -> QueryResult<Fo
             }
             None
         }
-        (None, Some(p)) => Some(polygon_of(p)?),
+        (None, Some(p)) => {
+            Some(PolygonArea::new(polygon_of(p)?).ok_or_else(|| QueryError::BadRequest("empty polygon".into()))?)
+        }
         _ => return Err(QueryError::BadRequest("give exactly one of `bbox` or `polygon`".into())),
     };
     let limit = hits_limit(req.limit)?;
-    // Count every match but keep only the `limit` smallest keys (a bounded max-heap): a
-    // city-wide area costs no memory.
-    let spatial = &view.spatial;
-    let mut top = TopKeys { count: 0, limit, heap: BinaryHeap::with_capacity(limit + 1) };
-    if registry == Registry::Parcels {
-        let layer = &spatial.parcels;
-        let ids = match (&area, req.bbox) {
-            (Some(p), _) => layer.index.intersecting(p),
-            (None, Some(b)) => layer.index.intersecting_bbox(&b),
-            _ => vec![],
-        };
-        ids.iter().map(|&i| layer.key(i)).filter(|k| shape.sees_key(k)).for_each(|k| top.offer(k));
-    } else {
-        let layer =
-            spatial.points(registry).ok_or_else(|| QueryError::BadRequest(format!("{registry} has no locations")))?;
-        let b = match (&area, req.bbox) {
-            (Some(p), _) => {
-                let r = geo::BoundingRect::bounding_rect(p)
-                    .ok_or_else(|| QueryError::BadRequest("empty polygon".into()))?;
-                [r.min().x, r.min().y, r.max().x, r.max().y]
-            }
-            (None, Some(b)) => b,
+    let (count, mut keys) = if registry == Registry::Parcels {
+        let area = match (&area, &req.bbox) {
+            (Some(p), _) => Area::Polygon(p.polygon()),
+            (None, Some(b)) => Area::Box(*b),
             _ => unreachable!("checked above"),
         };
-        layer.index.for_each_in_bbox(&b, |i, pt| {
-            let inside = area.as_ref().is_none_or(|p| {
-                use geo::{CoordinatePosition, coordinate_position::CoordPos};
-                p.coordinate_position(&geo::Coord { x: pt[0], y: pt[1] }) != CoordPos::Outside
-            });
-            if inside && shape.sees_key(layer.key(i)) {
-                top.offer(layer.key(i));
-            }
-        });
-    }
-    let count = top.count;
-    let keys: Vec<String> = top.heap.into_sorted_vec().into_iter().map(str::to_string).collect();
+        parcels_within(view, &area, shape, limit)?
+    } else {
+        let layer = view
+            .spatial
+            .points(registry)
+            .ok_or_else(|| QueryError::BadRequest(format!("{registry} has no locations")))?;
+        match (&area, &req.bbox) {
+            (Some(p), _) => points_within(layer, p, shape, limit)?,
+            (None, Some(b)) => points_within(layer, b, shape, limit)?,
+            _ => unreachable!("checked above"),
+        }
+    };
+    keys.sort_unstable();
     let records = view.reader().get_many(registry, &keys)?;
     Ok(Found { records, distances: None, count, count_only: false })
 }
 
-/// The `limit` smallest keys offered, and how many were offered.
-struct TopKeys<'a> {
-    count: usize,
+/// How many points a region holds that the caller sees, and the keys of the first `limit`.
+fn points_within(
+    layer: &PointLayer,
+    region: &impl Region,
+    shape: &Shape,
     limit: usize,
-    heap: BinaryHeap<&'a str>,
+) -> QueryResult<(usize, Vec<String>)> {
+    let mut keys = Vec::with_capacity(limit);
+    if shape.rows.is_none() {
+        let _ = layer.index.visit_in(region, |id, _| {
+            keys.push(layer.key(id).to_string());
+            if keys.len() < limit { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+        });
+        return Ok((layer.index.count_in(region), keys));
+    }
+    let (mut count, mut tick) = (0, shape.cancel.ticker());
+    let flow = layer.index.visit_in(region, |id, _| {
+        let key = layer.key(id);
+        if shape.sees_key(key) {
+            count += 1;
+            if keys.len() < limit {
+                keys.push(key.to_string());
+            }
+        }
+        if tick.stop() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    });
+    if flow.is_break() { Err(QueryError::Cancelled) } else { Ok((count, keys)) }
 }
 
-impl<'a> TopKeys<'a> {
-    fn offer(&mut self, key: &'a str) {
-        self.count += 1;
-        self.heap.push(key);
-        if self.heap.len() > self.limit {
-            self.heap.pop();
+/// How many parcels intersecting an area the caller sees, and the keys of the first `limit`:
+/// each candidate is tested exactly, so this visits every one (cancellable).
+fn parcels_within(view: &View, area: &Area<'_>, shape: &Shape, limit: usize) -> QueryResult<(usize, Vec<String>)> {
+    let layer = &view.spatial.parcels;
+    let (mut count, mut keys, mut tick) = (0, Vec::with_capacity(limit), shape.cancel.ticker());
+    let flow = layer.index.visit_intersecting(area, |i| {
+        let key = layer.key(i);
+        if shape.sees_key(key) {
+            count += 1;
+            if keys.len() < limit {
+                keys.push(key.to_string());
+            }
         }
-    }
+        if tick.stop() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    });
+    if flow.is_break() { Err(QueryError::Cancelled) } else { Ok((count, keys)) }
 }
 
 /// The parcels whose polygon contains the point (boundary included, holes excluded).

@@ -10,12 +10,15 @@
 //! degrees around a circle on the sphere), and distances are great-circle distances.
 
 use super::points::Hit;
+use super::polygons::Area;
+use super::region::{Circle, Region};
 use super::sphere::haversine_m;
 use super::{BBox, PointIndex, PolygonIndex};
-use geo::{BoundingRect, Coord, CoordinatePosition, Intersects, MultiPolygon, Polygon, coordinate_position::CoordPos};
+use geo::{BoundingRect, Coord, CoordinatePosition, MultiPolygon, coordinate_position::CoordPos};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 type AddedPoint = GeomWithData<[f64; 2], u32>;
@@ -48,12 +51,19 @@ fn circle_box(lon: f64, lat: f64, m: f64) -> Option<AABB<[f64; 2]>> {
 pub struct LayeredPoints {
     base: Arc<PointIndex>,
     masked: Arc<HashSet<u32>>,
+    /// The masked base points where they lie, so that a count can take them off the base's.
+    masked_points: Arc<RTree<AddedPoint>>,
     added: Arc<RTree<AddedPoint>>,
 }
 
 impl LayeredPoints {
     pub fn new(base: PointIndex) -> LayeredPoints {
-        LayeredPoints { base: Arc::new(base), masked: Arc::default(), added: Arc::default() }
+        LayeredPoints {
+            base: Arc::new(base),
+            masked: Arc::default(),
+            masked_points: Arc::default(),
+            added: Arc::default(),
+        }
     }
 
     pub fn base(&self) -> &PointIndex {
@@ -83,7 +93,11 @@ impl LayeredPoints {
     /// are the caller's; an added id must not be a base id).
     pub fn changed(&self, mask: &[u32], remove: &[([f64; 2], u32)], add: &[([f64; 2], u32)]) -> LayeredPoints {
         let mut masked = HashSet::clone(&self.masked);
-        masked.extend(mask.iter().copied());
+        let new: HashSet<u32> = mask.iter().copied().filter(|id| masked.insert(*id)).collect();
+        let mut masked_points = RTree::clone(&self.masked_points);
+        for (p, id) in self.base.points_of(&new) {
+            masked_points.insert(AddedPoint::new(p, id));
+        }
         let mut added = RTree::clone(&self.added);
         for &(p, id) in remove {
             added.remove(&AddedPoint::new(p, id));
@@ -91,7 +105,12 @@ impl LayeredPoints {
         for &(p, id) in add {
             added.insert(AddedPoint::new(p, id));
         }
-        LayeredPoints { base: self.base.clone(), masked: Arc::new(masked), added: Arc::new(added) }
+        LayeredPoints {
+            base: self.base.clone(),
+            masked: Arc::new(masked),
+            masked_points: Arc::new(masked_points),
+            added: Arc::new(added),
+        }
     }
 
     /// The `k` current points nearest to `(lon, lat)`, nearest first (ties by id), optionally
@@ -145,42 +164,44 @@ impl LayeredPoints {
         }
     }
 
-    /// Calls `visit(id, distance)` for every current point within `radius_m`.
-    pub fn for_each_within_radius(&self, lon: f64, lat: f64, radius_m: f64, mut visit: impl FnMut(u32, f64)) {
-        self.base.for_each_within_radius(lon, lat, radius_m, |id, d| {
-            if !self.masked.contains(&id) {
-                visit(id, d);
-            }
-        });
-        self.added_within(lon, lat, radius_m, visit);
-    }
-
-    /// How many current points lie within `radius_m`.
+    /// How many current points lie within `radius_m` (see [`PointIndex::count_within_radius`]).
     pub fn count_within_radius(&self, lon: f64, lat: f64, radius_m: f64) -> usize {
-        if self.delta_len() == 0 {
-            return self.base.count_within_radius(lon, lat, radius_m);
-        }
-        let mut n = 0;
-        self.for_each_within_radius(lon, lat, radius_m, |_, _| n += 1);
-        n
+        self.count_in(&Circle { lon, lat, radius_m })
     }
 
-    /// Calls `visit(id, [lon, lat])` for every current point inside a box (edges included).
-    pub fn for_each_in_bbox(&self, b: &BBox, mut visit: impl FnMut(u32, [f64; 2])) {
-        self.base.for_each_in_bbox(b, |id, p| {
-            if !self.masked.contains(&id) {
-                visit(id, p);
-            }
-        });
+    /// How many current points lie in a region: the base's count from its nodes, less its
+    /// masked points there, plus the added points there.
+    pub fn count_in(&self, region: &impl Region) -> usize {
+        let in_region = |tree: &RTree<AddedPoint>| {
+            let b = region.envelope();
+            let env = AABB::from_corners([b[0], b[1]], [b[2], b[3]]);
+            tree.locate_in_envelope(&env).filter(|p| region.contains(*p.geom())).count()
+        };
+        self.base.count_in(region) - in_region(&self.masked_points) + in_region(&self.added)
+    }
+
+    /// Calls `visit(id, [lon, lat])` for every current point in a region until it breaks: the
+    /// base's in tree order, then the added ones.
+    pub fn visit_in(
+        &self,
+        region: &impl Region,
+        mut visit: impl FnMut(u32, [f64; 2]) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        self.base.visit_in(
+            region,
+            |id, p| if self.masked.contains(&id) { ControlFlow::Continue(()) } else { visit(id, p) },
+        )?;
+        let b = region.envelope();
         let env = AABB::from_corners([b[0], b[1]], [b[2], b[3]]);
-        for p in self.added.locate_in_envelope(&env) {
-            visit(p.data, *p.geom());
-        }
+        self.added
+            .locate_in_envelope(&env)
+            .filter(|p| region.contains(*p.geom()))
+            .try_for_each(|p| visit(p.data, *p.geom()))
     }
 
     /// Heap bytes: the base and the changed part (estimated: rstar nodes are not exposed).
     pub fn memory_bytes(&self) -> usize {
-        self.base.memory_bytes() + self.masked.len() * 8 + self.added.size() * 48
+        self.base.memory_bytes() + self.masked.len() * 56 + self.added.size() * 48
     }
 }
 
@@ -269,28 +290,33 @@ impl LayeredPolygons {
         self.current(self.base.containing(lon, lat), added)
     }
 
-    /// Ids of the current polygons intersecting a box; ordered by id.
-    pub fn intersecting_bbox(&self, b: &BBox) -> Vec<u32> {
-        let rect = geo::Rect::new(Coord { x: b[0], y: b[1] }, Coord { x: b[2], y: b[3] });
+    /// Calls `visit(id)` for every current polygon intersecting an area until it breaks: the
+    /// base's in tree order, then the added ones.
+    pub fn visit_intersecting(
+        &self,
+        area: &Area<'_>,
+        mut visit: impl FnMut(u32) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        self.base.visit_intersecting(area, |id| {
+            if self.masked.contains(&id) { ControlFlow::Continue(()) } else { visit(id) }
+        })?;
+        let Some(b) = area.envelope() else { return ControlFlow::Continue(()) };
         let env = AABB::from_corners([b[0], b[1]], [b[2], b[3]]);
-        let added = self
-            .added
+        self.added
             .locate_in_envelope_intersecting(&env)
-            .filter(|a| self.shapes.get(&a.data).is_some_and(|g| g.intersects(&rect)))
-            .map(|a| a.data);
-        self.current(self.base.intersecting_bbox(b), added)
+            .filter(|a| self.shapes.get(&a.data).is_some_and(|g| area.meets(g)))
+            .try_for_each(|a| visit(a.data))
     }
 
-    /// Ids of the current polygons intersecting a polygon; ordered by id.
-    pub fn intersecting(&self, area: &Polygon<f64>) -> Vec<u32> {
-        let Some(r) = area.bounding_rect() else { return vec![] };
-        let env = AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]);
-        let added = self
-            .added
-            .locate_in_envelope_intersecting(&env)
-            .filter(|a| self.shapes.get(&a.data).is_some_and(|g| g.intersects(area)))
-            .map(|a| a.data);
-        self.current(self.base.intersecting(area), added)
+    /// Ids of the current polygons intersecting a box; ordered by id.
+    pub fn intersecting_bbox(&self, b: &BBox) -> Vec<u32> {
+        let mut out = Vec::new();
+        let _ = self.visit_intersecting(&Area::Box(*b), |id| {
+            out.push(id);
+            ControlFlow::Continue(())
+        });
+        out.sort_unstable();
+        out
     }
 
     pub fn memory_bytes(&self) -> usize {
@@ -339,7 +365,11 @@ mod tests {
             prop_assert_eq!(layered.nearest(lon, lat, usize::MAX, Some(r)), within);
             let b = [lon - 0.05, lat - 0.03, lon + 0.05, lat + 0.03];
             let mut got = Vec::new();
-            layered.for_each_in_bbox(&b, |id, _| got.push(id));
+            let _ = layered.visit_in(&b, |id, _| {
+                got.push(id);
+                ControlFlow::Continue(())
+            });
+            prop_assert_eq!(layered.count_in(&b), got.len());
             got.sort_unstable();
             let mut want: Vec<u32> = current.iter().filter(|(p, _)| p[0] >= b[0] && p[0] <= b[2] && p[1] >= b[1] && p[1] <= b[3]).map(|(_, id)| *id).collect();
             want.sort_unstable();
@@ -352,7 +382,7 @@ mod tests {
 
     fn square(x: f64, y: f64, d: f64) -> MultiPolygon<f64> {
         let ring = vec![(x, y), (x + d, y), (x + d, y + d), (x, y + d), (x, y)];
-        MultiPolygon(vec![Polygon::new(geo::LineString::from(ring), vec![])])
+        MultiPolygon(vec![geo::Polygon::new(geo::LineString::from(ring), vec![])])
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! Spatial indexes: a packed R-tree ([`tree`]) with great-circle geometry ([`sphere`]),
-//! specialised for points ([`PointIndex`]) and polygons ([`PolygonIndex`]), and layered
+//! specialised for points ([`PointIndex`]) and polygons ([`PolygonIndex`]), areas to ask
+//! about ([`region`]: boxes, circles, polygons), and layered
 //! versions of both that take changes without a rebuild ([`LayeredPoints`], [`LayeredPolygons`]).
 
 mod layered;
 pub mod persist;
 mod points;
 mod polygons;
+pub mod region;
 pub mod sphere;
 mod tree;
 
 pub use layered::{LayeredPoints, LayeredPolygons};
 pub use points::{Hit, PointIndex};
-pub use polygons::PolygonIndex;
+pub use polygons::{Area, PolygonIndex};
+pub use region::{Circle, Overlap, PolygonArea, Region};
 
 /// `[min_lon, min_lat, max_lon, max_lat]` in degrees (WGS84).
 pub type BBox = [f64; 4];

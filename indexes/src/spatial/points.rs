@@ -2,10 +2,13 @@
 //! with great-circle distances in metres.
 
 use super::BBox;
+use super::region::{Circle, Region};
 use super::sphere::{haversine_m, min_dist_to_box_m};
 use super::tree::{NodeRef, PackedTree};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::collections::HashSet;
+use std::ops::ControlFlow;
 
 /// A point found: the caller's id and its distance from the query point in metres.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -118,33 +121,40 @@ impl PointIndex {
         out
     }
 
-    /// Calls `visit(id, distance)` for every point within `radius_m`.
-    pub fn for_each_within_radius(&self, lon: f64, lat: f64, radius_m: f64, mut visit: impl FnMut(u32, f64)) {
-        let Some(root) = self.tree.root() else { return };
-        let mut stack = vec![root];
-        while let Some(n) = stack.pop() {
-            if min_dist_to_box_m(lon, lat, &self.tree.bbox(n)) > radius_m {
-                continue;
-            }
-            for c in self.tree.children(n) {
-                if n.level == 0 {
-                    let [x, y] = self.tree.leaves[c];
-                    let d = haversine_m(lon, lat, x, y);
-                    if d <= radius_m {
-                        visit(self.tree.ids[c], d);
-                    }
-                } else {
-                    stack.push(NodeRef { level: n.level - 1, index: c });
-                }
-            }
-        }
+    /// How many points lie within `radius_m`: nodes wholly inside the circle add their counts
+    /// unvisited, so a city-wide radius costs its boundary, not its points.
+    pub fn count_within_radius(&self, lon: f64, lat: f64, radius_m: f64) -> usize {
+        self.tree.count_in(&Circle { lon, lat, radius_m })
     }
 
-    /// How many points lie within `radius_m`.
-    pub fn count_within_radius(&self, lon: f64, lat: f64, radius_m: f64) -> usize {
-        let mut n = 0;
-        self.for_each_within_radius(lon, lat, radius_m, |_, _| n += 1);
-        n
+    /// How many points lie in a region (its boundary included), counted as
+    /// [`PointIndex::count_within_radius`] is.
+    pub fn count_in(&self, region: &impl Region) -> usize {
+        self.tree.count_in(region)
+    }
+
+    /// Calls `visit(id, [lon, lat])` for every point in a region, in tree order (nearby points
+    /// together), until it breaks: an answer of `limit` points costs about `limit` visits.
+    pub fn visit_in(
+        &self,
+        region: &impl Region,
+        mut visit: impl FnMut(u32, [f64; 2]) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        self.tree.visit_in(region, |c| visit(self.tree.ids[c], self.tree.leaves[c]))
+    }
+
+    /// The ids of the points in `ids` that this index holds, with their points (one pass).
+    pub fn points_of(&self, ids: &HashSet<u32>) -> Vec<([f64; 2], u32)> {
+        if ids.is_empty() {
+            return vec![];
+        }
+        self.tree
+            .ids
+            .iter()
+            .zip(&self.tree.leaves)
+            .filter(|(id, _)| ids.contains(id))
+            .map(|(&id, &p)| (p, id))
+            .collect()
     }
 
     /// Writes the index (see [`super::persist`]).
@@ -157,16 +167,13 @@ impl PointIndex {
         Ok(PointIndex { tree: PackedTree::read(r)? })
     }
 
-    /// Calls `visit(id, [lon, lat])` for every point inside a box (edges included), in tree
-    /// order, holding nothing: a city-wide box costs no memory.
-    pub fn for_each_in_bbox(&self, b: &BBox, mut visit: impl FnMut(u32, [f64; 2])) {
-        self.tree.search(b, |c| visit(self.tree.ids[c], self.tree.leaves[c]));
-    }
-
     /// Points inside a box (edges included), as `(id, [lon, lat])`, ordered by id.
     pub fn within_bbox(&self, b: &BBox) -> Vec<(u32, [f64; 2])> {
         let mut out = Vec::new();
-        self.for_each_in_bbox(b, |id, p| out.push((id, p)));
+        let _ = self.visit_in(b, |id, p| {
+            out.push((id, p));
+            ControlFlow::Continue(())
+        });
         out.sort_unstable_by_key(|(id, _)| *id);
         out
     }
@@ -216,7 +223,7 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
-        fn nearest_radius_and_box_match_brute_force(points in cloud(), lon in 117.8f64..118.5, lat in 24.3f64..24.9, k in 1usize..30, r in 10.0f64..20_000.0) {
+        fn nearest_radius_and_box_match_brute_force(points in cloud(), lon in 117.8f64..118.5, lat in 24.3f64..24.9, k in 1usize..30, r in 10.0f64..60_000.0) {
             let index = PointIndex::build(points.clone());
             let all = brute(&points, lon, lat);
             prop_assert_eq!(index.nearest(lon, lat, k, None), all.iter().take(k).copied().collect::<Vec<_>>());
@@ -226,6 +233,7 @@ mod tests {
             let b = [lon - 0.05, lat - 0.03, lon + 0.05, lat + 0.03];
             let mut want: Vec<u32> = points.iter().filter(|(p, _)| p[0] >= b[0] && p[0] <= b[2] && p[1] >= b[1] && p[1] <= b[3]).map(|(_, id)| *id).collect();
             want.sort_unstable();
+            prop_assert_eq!(index.count_in(&b), want.len());
             prop_assert_eq!(index.within_bbox(&b).into_iter().map(|(id, _)| id).collect::<Vec<_>>(), want);
         }
     }

@@ -4,6 +4,31 @@
 use super::BBox;
 use super::tree::PackedTree;
 use geo::{BoundingRect, Coord, CoordinatePosition, Intersects, MultiPolygon, Polygon, coordinate_position::CoordPos};
+use std::ops::ControlFlow;
+
+/// An area parcels are asked to intersect.
+#[derive(Clone, Copy, Debug)]
+pub enum Area<'a> {
+    Box(BBox),
+    Polygon(&'a Polygon<f64>),
+}
+
+impl Area<'_> {
+    pub fn envelope(&self) -> Option<BBox> {
+        match self {
+            Area::Box(b) => Some(*b),
+            Area::Polygon(p) => p.bounding_rect().map(|r| [r.min().x, r.min().y, r.max().x, r.max().y]),
+        }
+    }
+
+    /// Whether a shape intersects the area (exact, `geo`).
+    pub fn meets(&self, shape: &MultiPolygon<f64>) -> bool {
+        match self {
+            Area::Box(b) => shape.intersects(&geo::Rect::new(Coord { x: b[0], y: b[1] }, Coord { x: b[2], y: b[3] })),
+            Area::Polygon(p) => shape.intersects(*p),
+        }
+    }
+}
 
 /// An immutable index of polygons by their envelopes, with the geometries for exact tests.
 #[derive(Debug)]
@@ -42,36 +67,43 @@ impl PolygonIndex {
     pub fn containing(&self, lon: f64, lat: f64) -> Vec<u32> {
         let c = Coord { x: lon, y: lat };
         let mut out = Vec::new();
-        self.tree.search(&[lon, lat, lon, lat], |i| {
+        let _ = self.tree.search(&[lon, lat, lon, lat], |i| {
             if self.shapes[i].coordinate_position(&c) != CoordPos::Outside {
                 out.push(self.tree.ids[i]);
             }
+            ControlFlow::Continue(())
         });
         out.sort_unstable();
         out
+    }
+
+    /// Calls `visit(id)` for every polygon intersecting an area, in tree order, until it breaks.
+    pub fn visit_intersecting(
+        &self,
+        area: &Area<'_>,
+        mut visit: impl FnMut(u32) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let Some(b) = area.envelope() else { return ControlFlow::Continue(()) };
+        self.tree.search(&b, |i| {
+            if area.meets(&self.shapes[i]) { visit(self.tree.ids[i]) } else { ControlFlow::Continue(()) }
+        })
     }
 
     /// Ids of the polygons intersecting a box; ordered by id.
     pub fn intersecting_bbox(&self, b: &BBox) -> Vec<u32> {
-        let rect = geo::Rect::new(Coord { x: b[0], y: b[1] }, Coord { x: b[2], y: b[3] });
-        let mut out = Vec::new();
-        self.tree.search(b, |i| {
-            if self.shapes[i].intersects(&rect) {
-                out.push(self.tree.ids[i]);
-            }
-        });
-        out.sort_unstable();
-        out
+        self.collect(&Area::Box(*b))
     }
 
     /// Ids of the polygons intersecting a polygon; ordered by id.
     pub fn intersecting(&self, area: &Polygon<f64>) -> Vec<u32> {
-        let Some(b) = area.bounding_rect() else { return vec![] };
+        self.collect(&Area::Polygon(area))
+    }
+
+    fn collect(&self, area: &Area<'_>) -> Vec<u32> {
         let mut out = Vec::new();
-        self.tree.search(&[b.min().x, b.min().y, b.max().x, b.max().y], |i| {
-            if self.shapes[i].intersects(area) {
-                out.push(self.tree.ids[i]);
-            }
+        let _ = self.visit_intersecting(area, |id| {
+            out.push(id);
+            ControlFlow::Continue(())
         });
         out.sort_unstable();
         out

@@ -55,6 +55,33 @@ fn exact_min_dist_to_box_m(lon: f64, lat: f64, b: &BBox) -> f64 {
     best
 }
 
+/// The greatest great-circle distance in metres from a point to any point of a box, or
+/// infinity where that is not certain (a box reaching a pole or the point's antipodal
+/// meridian).
+///
+/// Along a parallel the distance grows with the longitude gap, so the farthest points lie on a
+/// bounding meridian; along one, `cos(distance) = A sin φ + B cos φ = K cos(φ − θ)` is least at
+/// an end of the box's latitudes or at `θ + 180°` when that lies between them (only if B < 0).
+pub fn max_dist_to_box_m(lon: f64, lat: f64, b: &BBox) -> f64 {
+    let [min_lon, min_lat, max_lon, max_lat] = *b;
+    let antipode = if lon > 0.0 { lon - 180.0 } else { lon + 180.0 };
+    if min_lat <= -89.9 || max_lat >= 89.9 || (min_lon..=max_lon).contains(&antipode) || max_lon - min_lon >= 180.0 {
+        return f64::INFINITY;
+    }
+    let mut worst: f64 = 0.0;
+    for edge in [min_lon, max_lon] {
+        worst = worst.max(haversine_m(lon, lat, edge, min_lat)).max(haversine_m(lon, lat, edge, max_lat));
+        let (a, b) = (lat.to_radians().sin(), lat.to_radians().cos() * (lon - edge).to_radians().cos());
+        if b < 0.0 {
+            let far = (-a).atan2(-b).to_degrees();
+            if (min_lat..=max_lat).contains(&far) {
+                worst = worst.max(haversine_m(lon, lat, edge, far));
+            }
+        }
+    }
+    worst + BOUND_SLACK_M
+}
+
 /// A box certain to contain every point within `radius_m` of a point (for box queries).
 pub fn radius_bbox(lon: f64, lat: f64, radius_m: f64) -> BBox {
     let dlat = (radius_m / EARTH_RADIUS_M).to_degrees();
@@ -93,6 +120,14 @@ mod tests {
                 }
             }
             prop_assert!(bound <= best, "bound {} > sampled {}", bound, best);
+            let far = max_dist_to_box_m(lon, lat, &b);
+            let mut worst: f64 = 0.0;
+            for i in 0..=40 {
+                for j in 0..=40 {
+                    worst = worst.max(haversine_m(lon, lat, bx + w * i as f64 / 40.0, by + h * j as f64 / 40.0));
+                }
+            }
+            prop_assert!(far >= worst, "bound {} < sampled {}", far, worst);
         }
     }
 }

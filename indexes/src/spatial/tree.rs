@@ -3,6 +3,8 @@
 //! leaf costs its own bytes plus 1/16 of a box, and building is one sort.
 
 use super::BBox;
+use super::region::{Overlap, Region};
+use std::ops::ControlFlow;
 
 pub(crate) const NODE: usize = 16;
 
@@ -14,6 +16,17 @@ pub(crate) trait Leaf: Copy {
 impl Leaf for [f64; 2] {
     fn bbox(&self) -> BBox {
         [self[0], self[1], self[0], self[1]]
+    }
+}
+
+/// A leaf that is a point.
+pub(crate) trait Located: Leaf {
+    fn point(&self) -> [f64; 2];
+}
+
+impl Located for [f64; 2] {
+    fn point(&self) -> [f64; 2] {
+        *self
     }
 }
 
@@ -116,15 +129,68 @@ impl<L: Leaf> PackedTree<L> {
         n.index * NODE..((n.index + 1) * NODE).min(len)
     }
 
-    /// Leaf positions whose boxes intersect `b`.
-    pub fn search(&self, b: &BBox, mut visit: impl FnMut(usize)) {
+    /// The leaf positions under a node: packed, a node of level `L` holds `NODE^(L+1)`
+    /// consecutive leaves, so its count is known without being stored.
+    pub fn leaf_range(&self, n: NodeRef) -> std::ops::Range<usize> {
+        let span = NODE.pow(n.level as u32 + 1);
+        n.index * span..((n.index + 1) * span).min(self.leaves.len())
+    }
+
+    /// How many leaves lie in a region: a node wholly inside adds its count without a visit, so
+    /// the cost follows the region's boundary, not its area.
+    pub fn count_in(&self, region: &impl Region) -> usize
+    where
+        L: Located,
+    {
+        let mut n = 0;
+        let mut stack: Vec<NodeRef> = self.root().into_iter().collect();
+        while let Some(node) = stack.pop() {
+            match region.overlap(&self.bbox(node)) {
+                Overlap::Outside => {}
+                Overlap::Inside => n += self.leaf_range(node).len(),
+                Overlap::Across if node.level == 0 => {
+                    n += self.children(node).filter(|&c| region.contains(self.leaves[c].point())).count()
+                }
+                Overlap::Across => {
+                    stack.extend(self.children(node).map(|index| NodeRef { level: node.level - 1, index }))
+                }
+            }
+        }
+        n
+    }
+
+    /// Calls `visit` with the position of every leaf in a region, in tree order (nearby
+    /// leaves together), until it breaks.
+    pub fn visit_in(&self, region: &impl Region, mut visit: impl FnMut(usize) -> ControlFlow<()>) -> ControlFlow<()>
+    where
+        L: Located,
+    {
+        let mut stack: Vec<NodeRef> = self.root().into_iter().collect();
+        while let Some(node) = stack.pop() {
+            match region.overlap(&self.bbox(node)) {
+                Overlap::Outside => {}
+                Overlap::Inside => self.leaf_range(node).try_for_each(&mut visit)?,
+                Overlap::Across if node.level == 0 => {
+                    self.children(node).filter(|&c| region.contains(self.leaves[c].point())).try_for_each(&mut visit)?
+                }
+                // Reversed onto the stack, so that children come off it in tree order.
+                Overlap::Across => {
+                    stack.extend(self.children(node).rev().map(|index| NodeRef { level: node.level - 1, index }))
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Leaf positions whose boxes intersect `b`, until `visit` breaks.
+    pub fn search(&self, b: &BBox, mut visit: impl FnMut(usize) -> ControlFlow<()>) -> ControlFlow<()> {
         let hits = |x: &BBox| x[0] <= b[2] && x[2] >= b[0] && x[1] <= b[3] && x[3] >= b[1];
         let mut stack: Vec<NodeRef> = self.root().into_iter().filter(|r| hits(&self.bbox(*r))).collect();
         while let Some(n) = stack.pop() {
             for c in self.children(n) {
                 if n.level == 0 {
                     if hits(&self.leaves[c].bbox()) {
-                        visit(c);
+                        visit(c)?;
                     }
                 } else {
                     let child = NodeRef { level: n.level - 1, index: c };
@@ -134,6 +200,7 @@ impl<L: Leaf> PackedTree<L> {
                 }
             }
         }
+        ControlFlow::Continue(())
     }
 
     /// Heap bytes held (leaves, ids, node boxes).
