@@ -174,3 +174,68 @@ async fn a_cursor_pages_only_its_own_search() {
     let (status, _, p) = s.post("/v1/entities/search", &json!({"q": "福建", "cursor": cursor})).await;
     assert_eq!((status, p["code"].as_str()), (400, Some("bad_request")), "another registry: {p}");
 }
+
+/// Writes raw bytes on a fresh connection and reads what the server answers until it closes
+/// the connection or `wait` passes.
+async fn raw(s: &Server, request: &[u8], wait: Duration) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(request).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + wait;
+    let closed = loop {
+        match tokio::time::timeout_at(deadline.into(), conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn oversized_heads_and_declared_bodies_are_problems_before_any_body_is_read() {
+    let t = TestStore::loaded();
+    let s = Server::start(t.store.clone()).await;
+    // A 9 KB target: 414; seventy header fields: 431; both problem+json.
+    let r = s.client.get(s.url(&format!("/v1/citizens/{CHEN}?fields={}", "x".repeat(9000)))).send().await.unwrap();
+    assert_eq!(r.status(), 414);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let mut req = s.client.get(s.url("/healthz"));
+    for i in 0..70 {
+        req = req.header(format!("x-filler-{i}"), "1");
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 431);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "headers_too_large", "{body}");
+    // A 5 MB body announced with `Expect: 100-continue` is refused at once: no `100 Continue`.
+    let head = format!(
+        "POST /v1/citizens/lookup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        5 << 20
+    );
+    let (answer, _) = raw(&s, head.as_bytes(), Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue") && answer.contains("body_too_large"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_client_that_sends_its_head_slowly_or_idles_is_disconnected() {
+    let t = TestStore::loaded();
+    let config = jichu::config::Config {
+        insecure_no_auth: true,
+        header_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let s = Server::start_with(t.store.clone(), config).await;
+    // Half a head, then nothing: closed after the header timeout, not held open.
+    let started = Instant::now();
+    let (_, closed) = raw(&s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(5)).await;
+    assert!(closed, "a half-sent head held the connection for 5 s");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    // A kept-alive connection that goes idle after its answer is closed too.
+    let (answer, closed) = raw(&s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(closed, "an idle connection was held for 5 s");
+}

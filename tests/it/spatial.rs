@@ -113,6 +113,15 @@ async fn within_box_and_polygon_match_brute_force() {
     let got: Vec<String> =
         body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(got, want);
+    assert_eq!(body["count"], want.len());
+    // A limit below the count: the count is still of every match; the hits are `limit` of
+    // them, by key.
+    let (_, _, body) = s.post("/v1/citizens/within", &json!({"polygon": tri, "limit": 2})).await;
+    assert_eq!(body["count"], want.len());
+    let got: Vec<String> =
+        body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(got.len(), 2.min(want.len()));
+    assert!(got.iter().all(|k| want.contains(k)) && got.is_sorted(), "{got:?}");
     let (_, _, body) = s.post("/v1/parcels/within", &json!({"bbox": [118.085, 24.455, 118.14, 24.51]})).await;
     let parcels: Vec<&str> = body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
     assert_eq!(parcels, vec!["350203001001GB00001", "350203001001GB00002", "350206002001GB00003"]);
