@@ -4,12 +4,14 @@
 //! loaded store of that size, loads citizens, entities and parcels, then measures: the spatial
 //! index build from the store (what `jichu serve` does before its first answer), memory per
 //! point, and single-thread in-process latency of kNN-10, 500 m radius counts and
-//! containing-point over 10,000 random points of the city each; then the layered index (changes
+//! containing-point over 10,000 random points of the city each, and of 50 km radius counts and
+//! city-wide area counts (from node counts, against visiting every point); then the layered index (changes
 //! over the packed base) against a rebuilt one, at 0.1% to 10% of the points changed.
 
 use jichu::load::{LoadOptions, load};
 use jichu::spatial::SpatialIndex;
 use jichu::store::{Store, StoreOptions};
+use jichu_indexes::spatial::Circle;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -67,7 +69,7 @@ fn main() {
     let [x0, y0, x1, y1] = jichu::generator::EXTENT;
     let mut rng = SmallRng::seed_from_u64(11);
     let queries: Vec<(f64, f64)> = (0..10_000).map(|_| (rng.random_range(x0..x1), rng.random_range(y0..y1))).collect();
-    let time = |f: &dyn Fn(f64, f64) -> usize| -> (Vec<u64>, usize) {
+    let time_on = |queries: &[(f64, f64)], f: &dyn Fn(f64, f64) -> usize| -> (Vec<u64>, usize) {
         let mut total = 0;
         let ns = queries
             .iter()
@@ -79,10 +81,33 @@ fn main() {
             .collect();
         (ns, total)
     };
+    let time = |f: &dyn Fn(f64, f64) -> usize| time_on(&queries, f);
     let c = &index.citizens.index;
     let (knn, _) = time(&|x, y| c.nearest(x, y, 10, None).len());
     let (radius, found) = time(&|x, y| c.count_within_radius(x, y, 500.0));
     let (contains, hits) = time(&|x, y| index.parcels.index.containing(x, y).len());
+    // Wide areas: counted from the tree's node counts, against visiting every point (the
+    // baseline, on fewer queries: it is slow).
+    let scan = |x: f64, y: f64| {
+        let mut n = 0;
+        let _ = c.visit_in(&Circle { lon: x, lat: y, radius_m: 50_000.0 }, |_, _| {
+            n += 1;
+            std::ops::ControlFlow::Continue(())
+        });
+        n
+    };
+    let (wide, wide_found) = time_on(&queries[..500], &|x, y| c.count_within_radius(x, y, 50_000.0));
+    let (wide_scan, _) = time_on(&queries[..20], &scan);
+    let city = [x0, y0, x1, y1];
+    let (city_count, city_found) = time_on(&queries[..500], &|_, _| c.count_in(&city));
+    let (city_first, _) = time_on(&queries[..500], &|_, _| {
+        let mut n = 0;
+        let _ = c.visit_in(&city, |_, _| {
+            n += 1;
+            if n < 100 { std::ops::ControlFlow::Continue(()) } else { std::ops::ControlFlow::Break(()) }
+        });
+        n
+    });
 
     println!();
     println!("| measure | value |");
@@ -113,6 +138,18 @@ fn main() {
         percentiles(radius),
         found as f64 / queries.len() as f64
     );
+    println!(
+        "| radius 50 km count, from node counts | {} (mean {:.0} points counted) |",
+        percentiles(wide),
+        wide_found as f64 / 500.0
+    );
+    println!("| radius 50 km count, visiting every point (baseline) | {} |", percentiles(wide_scan));
+    println!(
+        "| within the whole city: count from node counts | {} ({} points) |",
+        percentiles(city_count),
+        city_found / 500
+    );
+    println!("| within the whole city: first 100 points | {} |", percentiles(city_first));
     println!(
         "| containing point | {} ({:.0}% of points in a parcel) |",
         percentiles(contains),

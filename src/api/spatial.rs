@@ -81,7 +81,7 @@ pub async fn near(
     params(("registry" = String, Path, description = "citizens, entities or parcels")),
     request_body = WithinRequest,
     responses(
-        (status = 200, description = "`count` (all matches) and `hits` ordered by key, at most `limit` (GeoJSON on request)", body = Object),
+        (status = 200, description = "`count` (all matches) and `hits`: the first `limit` matches in the index's spatial order, sorted by key (GeoJSON on request)", body = Object),
         (status = 400, description = "bad box or polygon", body = Problem, content_type = "application/problem+json"),
     )
 )]

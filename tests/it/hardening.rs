@@ -223,11 +223,8 @@ async fn oversized_heads_and_declared_bodies_are_problems_before_any_body_is_rea
 #[tokio::test]
 async fn a_client_that_sends_its_head_slowly_or_idles_is_disconnected() {
     let t = TestStore::loaded();
-    let config = jichu::config::Config {
-        insecure_no_auth: true,
-        header_timeout: Duration::from_secs(1),
-        ..Default::default()
-    };
+    let config =
+        jichu::config::Config { insecure_no_auth: true, header_timeout: Duration::from_secs(1), ..Default::default() };
     let s = Server::start_with(t.store.clone(), config).await;
     // Half a head, then nothing: closed after the header timeout, not held open.
     let started = Instant::now();

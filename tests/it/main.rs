@@ -7,6 +7,7 @@ mod bench;
 mod changes;
 mod common;
 mod crash;
+mod disk;
 mod export;
 mod extracts;
 mod fuzz;

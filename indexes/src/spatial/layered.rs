@@ -94,10 +94,18 @@ impl LayeredPoints {
     pub fn changed(&self, mask: &[u32], remove: &[([f64; 2], u32)], add: &[([f64; 2], u32)]) -> LayeredPoints {
         let mut masked = HashSet::clone(&self.masked);
         let new: HashSet<u32> = mask.iter().copied().filter(|id| masked.insert(*id)).collect();
-        let mut masked_points = RTree::clone(&self.masked_points);
-        for (p, id) in self.base.points_of(&new) {
-            masked_points.insert(AddedPoint::new(p, id));
-        }
+        let found = self.base.points_of(&new);
+        // Many at once: one bulk load beats inserting them one by one.
+        let masked_points = if found.len() > 1024 && found.len() * 4 > self.masked_points.size() {
+            let all = self.masked_points.iter().copied().chain(found.into_iter().map(|(p, id)| AddedPoint::new(p, id)));
+            RTree::bulk_load(all.collect())
+        } else {
+            let mut tree = RTree::clone(&self.masked_points);
+            for (p, id) in found {
+                tree.insert(AddedPoint::new(p, id));
+            }
+            tree
+        };
         let mut added = RTree::clone(&self.added);
         for &(p, id) in remove {
             added.remove(&AddedPoint::new(p, id));
