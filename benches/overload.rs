@@ -70,7 +70,8 @@ impl Server {
             .args(["--log", "warn", "serve", "--insecure-no-auth", "--addr", &format!("127.0.0.1:{port}")])
             .spawn()
             .expect("serve");
-        let base = format!("http://127.0.0.1:{port}");
+        // Made first, so that a server that never answers is killed as the panic unwinds.
+        let server = Server { child, base: format!("http://127.0.0.1:{port}") };
         let deadline = Instant::now() + Duration::from_secs(120);
         let up = || {
             use std::io::{Read, Write};
@@ -78,13 +79,13 @@ impl Server {
             c.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").ok()?;
             let mut answer = String::new();
             c.read_to_string(&mut answer).ok()?;
-            answer.starts_with("HTTP/1.1 200").then_some(())
+            answer.split_whitespace().nth(1).is_some_and(|s| s == "200").then_some(())
         };
         while up().is_none() {
             assert!(Instant::now() < deadline, "the server did not start");
             std::thread::sleep(Duration::from_millis(200));
         }
-        Server { child, base }
+        server
     }
 
     /// Peak resident memory so far, MiB.
