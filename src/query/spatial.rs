@@ -2,6 +2,7 @@
 //! JSON or as a GeoJSON FeatureCollection.
 
 use super::caller::{Caller, Shape};
+use super::cancel::Ticker;
 use super::error::{QueryError, QueryResult};
 use super::view::View;
 use crate::model::{Record, Registry};
@@ -210,36 +211,48 @@ fn points_within(
         });
         return Ok((layer.index.count_in(region), keys));
     }
-    let (mut count, mut tick) = (0, shape.cancel.ticker());
-    let flow = layer.index.visit_in(region, |id, _| {
-        let key = layer.key(id);
-        if shape.sees_key(key) {
-            count += 1;
-            if keys.len() < limit {
-                keys.push(key.to_string());
+    let mut gather = Gather::new(shape, limit);
+    let flow = layer.index.visit_in(region, |id, _| gather.offer(layer.key(id)));
+    gather.finish(flow)
+}
+
+/// Counts the keys a caller sees, keeps the first `limit`, and stops when the request is
+/// cancelled (a visit one by one costs what the area holds).
+struct Gather<'a> {
+    shape: &'a Shape,
+    limit: usize,
+    count: usize,
+    keys: Vec<String>,
+    tick: Ticker<'a>,
+}
+
+impl<'a> Gather<'a> {
+    fn new(shape: &'a Shape, limit: usize) -> Gather<'a> {
+        Gather { shape, limit, count: 0, keys: Vec::with_capacity(limit), tick: shape.cancel.ticker() }
+    }
+
+    fn offer(&mut self, key: &str) -> ControlFlow<()> {
+        if self.shape.sees_key(key) {
+            self.count += 1;
+            if self.keys.len() < self.limit {
+                self.keys.push(key.to_string());
             }
         }
-        if tick.stop() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    });
-    if flow.is_break() { Err(QueryError::Cancelled) } else { Ok((count, keys)) }
+        if self.tick.stop() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    }
+
+    fn finish(self, flow: ControlFlow<()>) -> QueryResult<(usize, Vec<String>)> {
+        if flow.is_break() { Err(QueryError::Cancelled) } else { Ok((self.count, self.keys)) }
+    }
 }
 
 /// How many parcels intersecting an area the caller sees, and the keys of the first `limit`:
 /// each candidate is tested exactly, so this visits every one (cancellable).
 fn parcels_within(view: &View, area: &Area<'_>, shape: &Shape, limit: usize) -> QueryResult<(usize, Vec<String>)> {
     let layer = &view.spatial.parcels;
-    let (mut count, mut keys, mut tick) = (0, Vec::with_capacity(limit), shape.cancel.ticker());
-    let flow = layer.index.visit_intersecting(area, |i| {
-        let key = layer.key(i);
-        if shape.sees_key(key) {
-            count += 1;
-            if keys.len() < limit {
-                keys.push(key.to_string());
-            }
-        }
-        if tick.stop() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    });
-    if flow.is_break() { Err(QueryError::Cancelled) } else { Ok((count, keys)) }
+    let mut gather = Gather::new(shape, limit);
+    let flow = layer.index.visit_intersecting(area, |i| gather.offer(layer.key(i)));
+    gather.finish(flow)
 }
 
 /// The parcels whose polygon contains the point (boundary included, holes excluded).
