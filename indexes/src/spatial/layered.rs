@@ -185,7 +185,8 @@ impl LayeredPoints {
             let env = AABB::from_corners([b[0], b[1]], [b[2], b[3]]);
             tree.locate_in_envelope(&env).filter(|p| region.contains(*p.geom())).count()
         };
-        self.base.count_in(region) - in_region(&self.masked_points) + in_region(&self.added)
+        // Saturating: a masked point is a base point, so it was counted, but never panic on it.
+        (self.base.count_in(region) + in_region(&self.added)).saturating_sub(in_region(&self.masked_points))
     }
 
     /// Calls `visit(id, [lon, lat])` for every current point in a region until it breaks: the
