@@ -82,7 +82,7 @@ pub async fn changes(
         // Refusals (grants, purpose) come now, as problems, not inside the stream.
         let (view, c, first) = (state.view(), caller.clone(), q.clone());
         state
-            .query(&caller.cancel.clone(), move || {
+            .query(caller.cancel.clone(), move || {
                 changes::changes(&view, &c, &ChangesQuery { limit: 1, ..first }).map(|_| ())
             })
             .await?;
@@ -106,7 +106,7 @@ pub async fn changes(
 
 async fn read(state: &AppState, caller: &Caller, q: &ChangesQuery) -> Result<Page, ApiError> {
     let (view, caller, q) = (state.view(), caller.clone(), q.clone());
-    state.query(&caller.cancel.clone(), move || changes::changes(&view, &caller, &q)).await
+    state.query(caller.cancel.clone(), move || changes::changes(&view, &caller, &q)).await
 }
 
 /// The feed as server-sent events from the cursor on: each change an event (`id` its

@@ -101,11 +101,11 @@ impl AppState {
         AppState { access: None, audit: None, _watch: None, owns_shutdown: false, ..self.clone() }
     }
 
-    /// Runs a query on the query pool (see [`pool`]): refused with 503 when its queue is full,
+    /// Runs a query on the query pool (see [`pool`]): refused with 429 when its queue is full,
     /// cancelled when the request stops waiting.
     pub(crate) async fn query<T: Send + 'static>(
         &self,
-        cancel: &crate::query::Cancel,
+        cancel: crate::query::Cancel,
         f: impl FnOnce() -> QueryResult<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         self.pool.run(cancel, f).await

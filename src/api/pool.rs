@@ -1,7 +1,7 @@
 //! The query pool: a fixed number of threads for reads that use CPU (search, spatial queries,
 //! lookups, profiles), apart from tokio's async workers, behind a bounded queue.
 //!
-//! A request whose queue is full is refused at once (503 `overloaded`) rather than waiting
+//! A request whose queue is full is refused at once (429 `overloaded`) rather than waiting
 //! without bound. A request that stops waiting — it ran out of time, or its client went away
 //! and its future was dropped — cancels its query ([`Cancel`]): a query not yet started is
 //! skipped, a long one stops at its next look at the flag. So the work in hand never exceeds
@@ -17,7 +17,6 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Debug)]
 pub struct QueryPool {
     jobs: Sender<Job>,
-    threads: usize,
 }
 
 impl QueryPool {
@@ -34,17 +33,13 @@ impl QueryPool {
                 }
             })?;
         }
-        Ok(QueryPool { jobs, threads })
-    }
-
-    pub fn threads(&self) -> usize {
-        self.threads
+        Ok(QueryPool { jobs })
     }
 
     /// Runs `f` on the pool. Dropping the returned future before it finishes cancels `cancel`.
     pub async fn run<T: Send + 'static>(
         &self,
-        cancel: &Cancel,
+        cancel: Cancel,
         f: impl FnOnce() -> QueryResult<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -63,9 +58,9 @@ impl QueryPool {
             }
             Err(TrySendError::Disconnected(_)) => return Err(QueryError::Cancelled.into()),
         }
-        let guard = CancelOnDrop(Some(cancel.clone()));
+        let mut guard = CancelOnDrop(Some(&cancel));
         let outcome = rx.await;
-        std::mem::forget(guard);
+        guard.0 = None;
         match outcome {
             Ok(Ok(result)) => result.map_err(ApiError::from),
             // A panic is the service's fault: a 500 (logged), never the client's.
@@ -84,9 +79,9 @@ impl QueryPool {
 }
 
 /// Cancels the query when the request's future is dropped while waiting for it.
-struct CancelOnDrop(Option<Cancel>);
+struct CancelOnDrop<'a>(Option<&'a Cancel>);
 
-impl Drop for CancelOnDrop {
+impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.0.take() {
             c.cancel();
@@ -108,7 +103,7 @@ mod tests {
         let (p, c, s) = (pool.clone(), long.clone(), started.clone());
         let running = tokio::spawn(async move {
             let flag = c.clone();
-            let query = p.run(&c, move || {
+            let query = p.run(c, move || {
                 s.wait();
                 while !flag.is_cancelled() {
                     std::thread::sleep(Duration::from_millis(1));
@@ -119,8 +114,8 @@ mod tests {
         });
         tokio::task::spawn_blocking(move || started.wait()).await.unwrap();
         // The only thread is busy: one query waits in the queue, the next is refused.
-        let (a, b) = (Cancel::default(), Cancel::default());
-        let (queued, refused) = tokio::join!(pool.run(&a, || Ok(1)), pool.run(&b, || Ok(2)));
+        let (queued, refused) =
+            tokio::join!(pool.run(Cancel::default(), || Ok(1)), pool.run(Cancel::default(), || Ok(2)));
         assert!(matches!(refused, Err(ApiError::Overloaded)), "{refused:?}");
         assert_eq!(queued.unwrap(), 1, "the queued query ran once the long one stopped");
         assert!(running.await.unwrap().is_err(), "the long query outlived its timeout");

@@ -100,7 +100,7 @@ pub async fn get_record(
         Some(found) => found,
         None => {
             let v = view.clone();
-            state.query(&caller.cancel.clone(), move || at.get(&v, registry, &id)).await?
+            state.query(caller.cancel.clone(), move || at.get(&v, registry, &id)).await?
         }
     };
     let record = record.filter(|r| shape.sees(r)).ok_or(QueryError::NotFound(registry.as_str()))?;
@@ -112,7 +112,7 @@ pub async fn get_record(
     }
     let rules = Rules::load(&state.config.survivorship_file())?;
     let (v, s, r) = (view.clone(), shape.clone(), record.clone());
-    let provenance = state.query(&caller.cancel.clone(), move || golden::explain(&v, &s, &r, &rules)).await?;
+    let provenance = state.query(caller.cancel.clone(), move || golden::explain(&v, &s, &r, &rules)).await?;
     let mut body =
         serde_json::to_value(caller.render(&view, &shape, &record)).map_err(|e| crate::Error::Codec(e.to_string()))?;
     body["provenance"] = provenance;
@@ -144,7 +144,7 @@ pub async fn by_organisation_code(
     let view = state.view();
     let v = view.clone();
     let found =
-        state.query(&caller.cancel.clone(), move || Ok(v.reader().entities_by_organisation_code(&code)?)).await?;
+        state.query(caller.cancel.clone(), move || Ok(v.reader().entities_by_organisation_code(&code)?)).await?;
     let id = match found.as_slice() {
         [one] => one.clone(),
         [] => return Err(QueryError::NotFound(registry.as_str()).into()),
@@ -157,7 +157,7 @@ pub async fn by_organisation_code(
         }
     };
     let v = view.clone();
-    let record = state.query(&caller.cancel.clone(), move || Ok(v.reader().get(registry, &id)?)).await?;
+    let record = state.query(caller.cancel.clone(), move || Ok(v.reader().get(registry, &id)?)).await?;
     let record = record.filter(|r| shape.sees(r)).ok_or(QueryError::NotFound(registry.as_str()))?;
     json_body(&caller.render(&view, &shape, &record))
 }
@@ -198,7 +198,7 @@ pub async fn sources(
     let shape = caller.shape(registry, Operation::Get, None::<[&str; 0]>, true)?;
     let view = state.view();
     let v = view.clone();
-    let list = state.query(&caller.cancel.clone(), move || golden::sources(&v, registry, &id)).await?;
+    let list = state.query(caller.cancel.clone(), move || golden::sources(&v, registry, &id)).await?;
     let list = list
         .filter(|l| l.first().is_some_and(|(_, r)| shape.sees(r)))
         .ok_or(QueryError::NotFound(registry.as_str()))?;
@@ -243,7 +243,7 @@ pub async fn lookup(
     let view = state.view();
     let at = at(&caller, registry, &view, q.as_of.as_deref())?;
     let (v, s) = (view.clone(), shape.clone());
-    let found = state.query(&caller.cancel.clone(), move || records::lookup(&v, &s, &req.ids, at)).await?;
+    let found = state.query(caller.cancel.clone(), move || records::lookup(&v, &s, &req.ids, at)).await?;
     let records = found.records.iter().map(|r| r.as_ref().map(|r| caller.render(&view, &shape, r))).collect();
     json_body(&LookupResponse { records, not_found: &found.not_found, invalid: &found.invalid })
 }
@@ -269,7 +269,7 @@ pub async fn relations(
     let shape = caller.shape(registry, Operation::Relations, None::<[&str; 0]>, true)?;
     let view = state.view();
     let at = at(&caller, registry, &view, q.as_of.as_deref())?;
-    let out = state.query(&caller.cancel.clone(), move || records::relations(&view, &caller, &shape, &id, at)).await?;
+    let out = state.query(caller.cancel.clone(), move || records::relations(&view, &caller, &shape, &id, at)).await?;
     Ok(axum::Json(out.ok_or(QueryError::NotFound(registry.as_str()))?))
 }
 
@@ -294,7 +294,7 @@ pub async fn profile(
     let shape = caller.shape(registry, Operation::Profile, None::<[&str; 0]>, true)?;
     let view = state.view();
     let at = at(&caller, registry, &view, q.as_of.as_deref())?;
-    let out = state.query(&caller.cancel.clone(), move || records::profile(&view, &caller, &shape, &id, at)).await?;
+    let out = state.query(caller.cancel.clone(), move || records::profile(&view, &caller, &shape, &id, at)).await?;
     Ok(axum::Json(out.ok_or(QueryError::NotFound(registry.as_str()))?))
 }
 
@@ -324,9 +324,7 @@ pub async fn history(
         return Err(QueryError::BadRequest(format!("limit must be between 1 and {}", history::MAX_VERSIONS)).into());
     }
     let page = state
-        .query(&caller.cancel.clone(), move || {
-            history::history(&view, &caller, &shape, &id, q.cursor.as_deref(), limit)
-        })
+        .query(caller.cancel.clone(), move || history::history(&view, &caller, &shape, &id, q.cursor.as_deref(), limit))
         .await?;
     json_body(&page.ok_or(QueryError::NotFound(registry.as_str()))?)
 }

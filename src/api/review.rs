@@ -64,7 +64,7 @@ pub async fn list(
     }
     let view = state.view();
     let page = state
-        .query(&Default::default(), move || {
+        .query(Default::default(), move || {
             let keep = |i: &ReviewItem| {
                 registry.is_none_or(|r| i.registry == r.as_str()) && status.is_none_or(|s| i.status == s)
             };

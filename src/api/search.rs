@@ -26,7 +26,7 @@ async fn run(
         }
         None => current,
     };
-    let body = state.query(&caller.cancel.clone(), move || search::run(&view, &caller, &registries, &req)).await?;
+    let body = state.query(caller.cancel.clone(), move || search::run(&view, &caller, &registries, &req)).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

@@ -67,7 +67,7 @@ pub async fn near(
     let geojson = wants_geojson(&headers);
     let view = state.view();
     let body = state
-        .query(&caller.cancel.clone(), move || {
+        .query(caller.cancel.clone(), move || {
             let found = spatial::near(&view, &shape, &req)?;
             Ok(spatial::render(&view, &caller, &shape, &found, geojson))
         })
@@ -97,7 +97,7 @@ pub async fn within(
     let geojson = wants_geojson(&headers);
     let view = state.view();
     let body = state
-        .query(&caller.cancel.clone(), move || {
+        .query(caller.cancel.clone(), move || {
             let found = spatial::within(&view, &shape, &req)?;
             Ok(spatial::render(&view, &caller, &shape, &found, geojson))
         })
@@ -124,7 +124,7 @@ pub async fn containing(
     let geojson = wants_geojson(&headers);
     let view = state.view();
     let body = state
-        .query(&caller.cancel.clone(), move || {
+        .query(caller.cancel.clone(), move || {
             let found = spatial::containing(&view, &shape, q.lon, q.lat)?;
             Ok(spatial::render(&view, &caller, &shape, &found, geojson))
         })
