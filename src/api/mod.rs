@@ -18,6 +18,7 @@ mod pool;
 mod problem;
 mod records;
 mod review;
+mod schemas;
 mod search;
 mod spatial;
 
@@ -221,11 +222,18 @@ pub fn router(state: AppState) -> Router {
         ),
     );
     document_access(&mut doc);
-    let doc = Arc::new(doc);
+    let mut doc = serde_json::to_value(&doc).expect("the OpenAPI document is JSON");
+    schemas::apply(&mut doc);
+    let doc: Arc<[u8]> = serde_json::to_vec(&doc).expect("the OpenAPI document is JSON").into();
     let timeout = state.config.request_timeout;
     let body_limit = state.config.max_body_bytes;
     routes
-        .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .route(
+            "/openapi.json",
+            get(move || async move {
+                ([(axum::http::header::CONTENT_TYPE, "application/json")], axum::body::Bytes::copy_from_slice(&doc))
+            }),
+        )
         .fallback(|| async { ApiError::UnknownRoute })
         // axum adds the `Allow` header of the route's methods.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

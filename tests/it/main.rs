@@ -16,6 +16,7 @@ mod hardening;
 mod history;
 mod live;
 mod load;
+mod openapi;
 mod search;
 mod spatial;
 mod store;
