@@ -439,7 +439,6 @@ pub fn citizens_delta(
 
 /// Writes the five extracts and their specs into `dir`.
 pub fn generate(dir: &Path, o: &GenOptions) -> Result<GenCounts> {
-    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let mut c = GenCounts {
         citizens: o.citizens,
         entities: o.entities(),
@@ -448,119 +447,147 @@ pub fn generate(dir: &Path, o: &GenOptions) -> Result<GenCounts> {
         licences: o.citizens / 2,
         bytes: 0,
     };
-    let seed = o.seed;
-    c.bytes +=
-        write_csv(dir, "citizens.csv", CITIZENS_HEADER, c.citizens, seed, |i, r, out| citizen_row(i, seed, r, out))?;
-    c.bytes += write_csv(
-        dir,
-        "entities.csv",
-        "统一社会信用代码,企业名称,法定代表人,法定代表人身份证号,成立日期,注册资本,企业类型,经营范围,住所,经度,纬度,登记状态",
-        c.entities,
-        seed,
-        |i, r, out| entity_row(i, o, r, out),
-    )?;
-    let parcels = c.parcels;
-    c.bytes += write_csv(
-        dir,
-        "parcels.csv",
-        "宗地代码,用途,面积,坐落,宗地范围",
-        parcels,
-        seed,
-        move |i, r, out| parcel_row(i, parcels, r, out),
-    )?;
-    c.bytes += write_csv(
-        dir,
-        "credit.csv",
-        "信用记录编号,主体代码,类别,事由,决定日期,决定机关,公示状态",
-        c.credit,
-        seed,
-        |i, r, out| credit_row(i, o, r, out),
-    )?;
-    c.bytes += write_csv(
-        dir,
-        "licences.csv",
-        "证照编号,证照类型,持证主体代码,持证主体名称,发证机关,发证日期,有效期至,证照状态",
-        c.licences,
-        seed,
-        |i, r, out| licence_row(i, o, r, out),
-    )?;
-    write_spec(
-        dir,
-        "citizens.toml",
-        "citizens",
-        "市公安局",
-        &[
-            ("id", "公民身份号码"),
-            ("name", "姓名"),
-            ("gender", "性别"),
-            ("ethnicity", "民族"),
-            ("birth_date", "出生日期"),
-            ("household_address", "户籍地址"),
-            ("address", "现住址"),
-            ("phone", "联系电话"),
-            ("lon", "经度"),
-            ("lat", "纬度"),
-        ],
-    )?;
-    write_spec(
-        dir,
-        "entities.toml",
-        "entities",
-        "市市场监督管理局",
-        &[
-            ("id", "统一社会信用代码"),
-            ("name", "企业名称"),
-            ("legal_rep_name", "法定代表人"),
-            ("legal_rep_id", "法定代表人身份证号"),
-            ("founded_on", "成立日期"),
-            ("registered_capital", "注册资本"),
-            ("kind", "企业类型"),
-            ("business_scope", "经营范围"),
-            ("address", "住所"),
-            ("lon", "经度"),
-            ("lat", "纬度"),
-            ("status", "登记状态"),
-        ],
-    )?;
-    write_spec(
-        dir,
-        "parcels.toml",
-        "parcels",
-        "市自然资源和规划局",
-        &[("id", "宗地代码"), ("land_use", "用途"), ("area_m2", "面积"), ("address", "坐落"), ("geometry", "宗地范围")],
-    )?;
-    write_spec(
-        dir,
-        "credit.toml",
-        "credit",
-        "市发展和改革委员会",
-        &[
-            ("id", "信用记录编号"),
-            ("subject_id", "主体代码"),
-            ("category", "类别"),
-            ("reason", "事由"),
-            ("decided_on", "决定日期"),
-            ("authority", "决定机关"),
-            ("status", "公示状态"),
-        ],
-    )?;
-    write_spec(
-        dir,
-        "licences.toml",
-        "licences",
-        "市政务服务中心",
-        &[
-            ("id", "证照编号"),
-            ("licence_type", "证照类型"),
-            ("holder_id", "持证主体代码"),
-            ("holder_name", "持证主体名称"),
-            ("issuer", "发证机关"),
-            ("issued_on", "发证日期"),
-            ("valid_until", "有效期至"),
-            ("status", "证照状态"),
-        ],
-    )?;
+    for name in LOAD_ORDER {
+        c.bytes += generate_one(dir, o, name)?;
+    }
     Ok(c)
+}
+
+/// Writes one registry's extract (`NAME.csv`) and its spec (`NAME.toml`) into `dir`, the same
+/// as [`generate`] writes them: each extract depends only on the options, so a large run can
+/// generate, load and delete one registry at a time. Returns the CSV's bytes.
+pub fn generate_one(dir: &Path, o: &GenOptions, name: &str) -> Result<u64> {
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    let seed = o.seed;
+    match name {
+        "citizens" => {
+            write_spec(
+                dir,
+                "citizens.toml",
+                "citizens",
+                "市公安局",
+                &[
+                    ("id", "公民身份号码"),
+                    ("name", "姓名"),
+                    ("gender", "性别"),
+                    ("ethnicity", "民族"),
+                    ("birth_date", "出生日期"),
+                    ("household_address", "户籍地址"),
+                    ("address", "现住址"),
+                    ("phone", "联系电话"),
+                    ("lon", "经度"),
+                    ("lat", "纬度"),
+                ],
+            )?;
+            write_csv(dir, "citizens.csv", CITIZENS_HEADER, o.citizens, seed, |i, r, out| citizen_row(i, seed, r, out))
+        }
+        "entities" => {
+            write_spec(
+                dir,
+                "entities.toml",
+                "entities",
+                "市市场监督管理局",
+                &[
+                    ("id", "统一社会信用代码"),
+                    ("name", "企业名称"),
+                    ("legal_rep_name", "法定代表人"),
+                    ("legal_rep_id", "法定代表人身份证号"),
+                    ("founded_on", "成立日期"),
+                    ("registered_capital", "注册资本"),
+                    ("kind", "企业类型"),
+                    ("business_scope", "经营范围"),
+                    ("address", "住所"),
+                    ("lon", "经度"),
+                    ("lat", "纬度"),
+                    ("status", "登记状态"),
+                ],
+            )?;
+            write_csv(
+                dir,
+                "entities.csv",
+                "统一社会信用代码,企业名称,法定代表人,法定代表人身份证号,成立日期,注册资本,企业类型,经营范围,住所,经度,纬度,登记状态",
+                o.entities(),
+                seed,
+                |i, r, out| entity_row(i, o, r, out),
+            )
+        }
+        "parcels" => {
+            write_spec(
+                dir,
+                "parcels.toml",
+                "parcels",
+                "市自然资源和规划局",
+                &[
+                    ("id", "宗地代码"),
+                    ("land_use", "用途"),
+                    ("area_m2", "面积"),
+                    ("address", "坐落"),
+                    ("geometry", "宗地范围"),
+                ],
+            )?;
+            let parcels = o.parcels();
+            write_csv(
+                dir,
+                "parcels.csv",
+                "宗地代码,用途,面积,坐落,宗地范围",
+                parcels,
+                seed,
+                move |i, r, out| parcel_row(i, parcels, r, out),
+            )
+        }
+        "credit" => {
+            write_spec(
+                dir,
+                "credit.toml",
+                "credit",
+                "市发展和改革委员会",
+                &[
+                    ("id", "信用记录编号"),
+                    ("subject_id", "主体代码"),
+                    ("category", "类别"),
+                    ("reason", "事由"),
+                    ("decided_on", "决定日期"),
+                    ("authority", "决定机关"),
+                    ("status", "公示状态"),
+                ],
+            )?;
+            write_csv(
+                dir,
+                "credit.csv",
+                "信用记录编号,主体代码,类别,事由,决定日期,决定机关,公示状态",
+                o.citizens * 3 / 10,
+                seed,
+                |i, r, out| credit_row(i, o, r, out),
+            )
+        }
+        "licences" => {
+            write_spec(
+                dir,
+                "licences.toml",
+                "licences",
+                "市政务服务中心",
+                &[
+                    ("id", "证照编号"),
+                    ("licence_type", "证照类型"),
+                    ("holder_id", "持证主体代码"),
+                    ("holder_name", "持证主体名称"),
+                    ("issuer", "发证机关"),
+                    ("issued_on", "发证日期"),
+                    ("valid_until", "有效期至"),
+                    ("status", "证照状态"),
+                ],
+            )?;
+            write_csv(
+                dir,
+                "licences.csv",
+                "证照编号,证照类型,持证主体代码,持证主体名称,发证机关,发证日期,有效期至,证照状态",
+                o.citizens / 2,
+                seed,
+                |i, r, out| licence_row(i, o, r, out),
+            )
+        }
+        other => Err(Error::Invalid(format!("no generator for registry `{other}`"))),
+    }
 }
 
 /// The extracts in load order: holders before what they hold.

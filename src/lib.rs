@@ -13,6 +13,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod footprint;
 pub mod generator;
 pub mod golden;
 pub mod load;

@@ -147,6 +147,13 @@ enum Command {
     },
     /// Rebuild the full-text index from the store (the spatial index rebuilds at `serve`).
     Reindex,
+    /// Disk use of the data directory by part (each column family, the full-text and spatial
+    /// indexes), in bytes and bytes per record. The store must not be served.
+    Stats {
+        /// Print JSON instead of a Markdown table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate a consistent set of the five extracts with their specs.
     Gen {
         /// Citizens to generate (about 2.2 records in all per citizen).
@@ -373,6 +380,16 @@ fn main() -> anyhow::Result<()> {
             if let Some(path) = out {
                 std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
                     .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::Stats { json } => {
+            let store = open(&config)?;
+            let f = jichu::footprint::Footprint::measure(&store);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&f)?);
+            } else {
+                print!("{}", f.markdown());
             }
             Ok(())
         }

@@ -243,20 +243,16 @@ pub fn last_finished(at: Reader<'_>) -> Result<u64> {
     Ok(at.stored_loads()?.iter().filter_map(Lineage::finish_order).max().unwrap_or(0))
 }
 
-const MAGIC: &[u8; 8] = b"JICHUSP2";
+const MAGIC: &[u8; 8] = b"JICHUSP3";
 
 impl Keys {
     fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
-        persist::put_bytes(w, &self.bytes)?;
-        persist::put_u32s(w, &self.ends)
+        persist::put_front_coded(w, (0..self.ends.len()).map(|i| self.get(i as u32).as_bytes()))
     }
 
     fn read(r: &mut impl Read) -> std::io::Result<Keys> {
-        let keys = Keys { bytes: persist::get_bytes(r)?, ends: persist::get_u32s(r)? };
-        if keys.ends.last().is_some_and(|&e| e as usize != keys.bytes.len()) {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "spatial index file: bad keys"));
-        }
-        Ok(keys)
+        let (bytes, ends) = persist::get_front_coded(r)?;
+        Ok(Keys { bytes, ends })
     }
 }
 

@@ -1,7 +1,8 @@
 //! `jichu bench`: the scale benchmark, one command from nothing to a report.
 //!
-//! It generates the five extracts (`jichu gen`); loads them as `jichu load` does (store, then
-//! full-text index), timed per registry and per stage; builds the spatial index as `jichu
+//! It generates the five extracts (`jichu gen`) one at a time, each loaded as `jichu load` does
+//! (store, then full-text index; timed per registry and per stage) and deleted before the next
+//! is generated, so that a large run needs disk for one extract, not five; builds the spatial index as `jichu
 //! serve` does; reopens cold (OS caches dropped when permitted) and times the first answer;
 //! runs the mixed workload from a deterministic query file with 1 and 2 clients, in process
 //! and over HTTP; and reports disk bytes per record, peak RSS and the machine, as
@@ -21,7 +22,7 @@ use crate::load::{Progress, load_indexed};
 use crate::model::Registry;
 use crate::spatial::SpatialIndex;
 use crate::store::Store;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use workload::Query;
@@ -50,16 +51,6 @@ pub struct BenchOptions {
     pub drop_caches: bool,
 }
 
-fn dir_bytes(path: &Path) -> u64 {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => m.len(),
-        Ok(m) if m.is_dir() => std::fs::read_dir(path)
-            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| dir_bytes(&e.path())).sum())
-            .unwrap_or(0),
-        _ => 0,
-    }
-}
-
 /// Asks the kernel to drop the page cache (root only); says what happened.
 fn drop_caches() -> String {
     let _ = std::process::Command::new("sync").status();
@@ -81,25 +72,30 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     }
     let mut report = BenchReport::new(o, Machine::detect(&o.dir));
 
-    // 1. Generate.
-    let t = Instant::now();
-    let counts = generator::generate(&extracts, &GenOptions { citizens: o.citizens, seed: o.seed })?;
-    report.generate_seconds = t.elapsed().as_secs_f64();
-    let spec = std::fs::read_to_string(extracts.join("citizens.toml")).map_err(Error::io(&extracts))?;
-    report.csv_bytes = counts.bytes;
-    tracing::info!(seconds = report.generate_seconds, bytes = counts.bytes, "generated the extracts");
-
-    // 2. Load, as `jichu load` does; then the spatial index, as `jichu serve` does.
+    // 1–2. Generate each extract, load it as `jichu load` does (store, then full-text index)
+    // and delete it: at most one registry's CSV is on disk at a time. Then the spatial index,
+    // as `jichu serve` builds it.
+    let generation = GenOptions { citizens: o.citizens, seed: o.seed };
     let store = Store::open(&config.store_dir(), &config.store_options())?;
+    let mut spec = String::new();
     for name in LOAD_ORDER {
+        let t = Instant::now();
+        let bytes = generator::generate_one(&extracts, &generation, name)?;
+        report.generate_seconds += t.elapsed().as_secs_f64();
+        report.csv_bytes += bytes;
+        tracing::info!(registry = name, seconds = t.elapsed().as_secs_f64(), bytes, "generated the extract");
         let spec_path = extracts.join(format!("{name}.toml"));
-        let spec = jichu_ingest::Spec::from_path(&spec_path)?;
+        if name == "citizens" {
+            // The live part of the workload loads deltas with the citizens' spec.
+            spec = std::fs::read_to_string(&spec_path).map_err(Error::io(&spec_path))?;
+        }
+        let parsed = jichu_ingest::Spec::from_path(&spec_path)?;
         let mut opts = config.load_options()?;
         if o.progress {
             opts.progress = Progress::auto();
         }
         let csv = [extracts.join(format!("{name}.csv"))];
-        let (r, _) = load_indexed(&store, &spec, &spec_path, &csv, &opts, config.text_writer())?;
+        let (r, _) = load_indexed(&store, &parsed, &spec_path, &csv, &opts, config.text_writer())?;
         let stage = |k: &str| r.stage_seconds.get(k).copied().unwrap_or(0.0);
         let timing = LoadTiming {
             registry: name.to_string(),
@@ -113,14 +109,18 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         };
         tracing::info!(registry = name, rows = r.read, rows_per_second = r.rows_per_second, "loaded");
         report.loads.push(timing);
+        report.memory.push(report::Memory::now(&format!("loading {name}")));
+        // The run's disk peak is here: the data directory with this extract still beside it.
+        report.peak_disk_bytes = report.peak_disk_bytes.max(crate::footprint::dir_bytes(&o.dir));
+        if !o.keep_extracts {
+            std::fs::remove_file(&csv[0]).map_err(Error::io(&csv[0]))?;
+        }
     }
     let t = Instant::now();
     drop(SpatialIndex::open(&store)?);
     report.spatial_seconds = t.elapsed().as_secs_f64();
+    report.memory.push(report::Memory::now("building the spatial index"));
     report.finish_loads();
-    if !o.keep_extracts {
-        std::fs::remove_dir_all(&extracts).map_err(Error::io(&extracts))?;
-    }
     drop(store);
     // The spatial index is saved by a background thread: wait so that the reopen reads it.
     let spatial_file = config.data_dir.join("spatial.idx");
@@ -139,14 +139,11 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     let state = AppState::new(store.clone(), config.clone())?;
     let first = generator::citizen_id(0);
     let answered = state.view().reader().get(Registry::Citizens, &first)?.is_some();
+    report.memory.push(report::Memory::now("reopening"));
     report.cold = Cold { caches, seconds_to_first_answer: t.elapsed().as_secs_f64(), first_answer_found: answered };
 
     // 5 (before the workload fills caches further). Disk.
-    let records: u64 = Registry::ALL.iter().map(|r| store.count(*r)).sum();
-    let store_bytes = dir_bytes(&config.store_dir());
-    let text_bytes = dir_bytes(&config.data_dir.join("text"));
-    let spatial_bytes = dir_bytes(&spatial_file);
-    report.disk = Disk::new(records, store_bytes, text_bytes, spatial_bytes, report.csv_bytes);
+    report.disk = Disk::new(crate::footprint::Footprint::measure(&store), report.csv_bytes);
 
     // 4. The workload.
     let queries_path = o.dir.join("queries.jsonl");
@@ -155,6 +152,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     report.query_file = queries_path.display().to_string();
     run_workload(&state, &queries, o, &spec, &callers, &mut report)?;
 
+    report.memory.push(report::Memory::now("the workload"));
     report.peak_rss_bytes = report::peak_rss_bytes();
     report.total_seconds = started.elapsed().as_secs_f64();
     Ok(report)

@@ -102,18 +102,20 @@ pub struct Disk {
     pub bytes_per_record: f64,
     /// All of it against the extracts' CSV bytes.
     pub csv_ratio: f64,
+    /// Each part (every column family, the full-text and spatial indexes), largest first.
+    pub parts: Vec<crate::footprint::Part>,
 }
 
 impl Disk {
-    pub fn new(records: u64, store: u64, text: u64, spatial: u64, csv: u64) -> Disk {
-        let total = store + text + spatial;
+    pub fn new(f: crate::footprint::Footprint, csv: u64) -> Disk {
         Disk {
-            records,
-            store_bytes: store,
-            full_text_bytes: text,
-            spatial_bytes: spatial,
-            bytes_per_record: total as f64 / records.max(1) as f64,
-            csv_ratio: total as f64 / csv.max(1) as f64,
+            records: f.records,
+            store_bytes: f.store_bytes,
+            full_text_bytes: f.full_text_bytes,
+            spatial_bytes: f.spatial_bytes,
+            bytes_per_record: f.bytes_per_record,
+            csv_ratio: f.total_bytes as f64 / csv.max(1) as f64,
+            parts: f.parts,
         }
     }
 }
@@ -161,6 +163,9 @@ pub struct BenchReport {
     pub machine: Machine,
     pub generate_seconds: f64,
     pub csv_bytes: u64,
+    /// The most the run's folder held (data directory and extracts), measured after each load.
+    pub peak_disk_bytes: u64,
+    pub keep_extracts: bool,
     pub loads: Vec<LoadTiming>,
     /// Building the spatial index from the store, as `jichu serve` does after a load.
     pub spatial_seconds: f64,
@@ -176,6 +181,8 @@ pub struct BenchReport {
     /// Loads submitted to the running server while it answers (with the HTTP workload).
     pub live: Option<super::live::LiveReport>,
     pub peak_rss_bytes: u64,
+    /// Resident memory after each stage.
+    pub memory: Vec<Memory>,
     pub total_seconds: f64,
 }
 
@@ -214,6 +221,29 @@ pub fn peak_rss_bytes() -> u64 {
     proc_kib("/proc/self/status", "VmHWM:")
 }
 
+/// Resident memory at one point of the run: where memory that grows with N shows first.
+#[derive(Debug, Default, Serialize)]
+pub struct Memory {
+    pub after: String,
+    /// Resident now: anonymous (heap) and file-backed (mapped index files, which the kernel
+    /// may drop) apart.
+    pub anonymous_bytes: u64,
+    pub file_bytes: u64,
+    /// The peak so far (VmHWM).
+    pub peak_bytes: u64,
+}
+
+impl Memory {
+    pub fn now(after: &str) -> Memory {
+        Memory {
+            after: after.into(),
+            anonymous_bytes: proc_kib("/proc/self/status", "RssAnon:"),
+            file_bytes: proc_kib("/proc/self/status", "RssFile:"),
+            peak_bytes: peak_rss_bytes(),
+        }
+    }
+}
+
 impl BenchReport {
     pub fn new(o: &BenchOptions, machine: Machine) -> BenchReport {
         BenchReport {
@@ -221,6 +251,7 @@ impl BenchReport {
             citizens: o.citizens,
             seed: o.seed,
             machine,
+            keep_extracts: o.keep_extracts,
             ..BenchReport::default()
         }
     }
@@ -259,8 +290,15 @@ impl BenchReport {
             m.disk,
             m.os
         );
-        let _ =
-            writeln!(s, "Generated {:.2} GB of CSV in {:.1} s.\n", self.csv_bytes as f64 / 1e9, self.generate_seconds);
+        let _ = writeln!(
+            s,
+            "Generated {:.2} GB of CSV in {:.1} s, one extract at a time, each deleted once loaded{}; \
+                 the folder's peak: {:.2} GB.\n",
+            self.csv_bytes as f64 / 1e9,
+            self.generate_seconds,
+            if self.keep_extracts { " (kept: --keep-extracts)" } else { "" },
+            self.peak_disk_bytes as f64 / 1e9
+        );
         let _ = writeln!(
             s,
             "| load | rows | rejected | seconds | rows/s (all indexes) | parse+validate s | store s | full-text s |"
@@ -307,6 +345,24 @@ impl BenchReport {
             self.cold.seconds_to_first_answer,
             self.cold.caches
         );
+        let _ = writeln!(s, "| resident after | heap GiB | mapped files GiB | peak so far GiB |\n|---|---:|---:|---:|");
+        for m in &self.memory {
+            let _ = writeln!(
+                s,
+                "| {} | {:.2} | {:.2} | {:.2} |",
+                m.after,
+                gib(m.anonymous_bytes),
+                gib(m.file_bytes),
+                gib(m.peak_bytes)
+            );
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(s, "| part | MiB | bytes/record |\n|---|---:|---:|");
+        for p in &d.parts {
+            let _ =
+                writeln!(s, "| {} | {:.1} | {:.1} |", p.part, p.bytes as f64 / (1u64 << 20) as f64, p.bytes_per_record);
+        }
+        let _ = writeln!(s);
         let _ = writeln!(s, "| query | mode | clients | queries | errors | per second | p50 ms | p99 ms | p99.9 ms |");
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
         for q in &self.queries {

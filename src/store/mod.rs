@@ -295,6 +295,16 @@ impl Store {
             .sum()
     }
 
+    /// Bytes of SST files on disk per column family, in [`cf::all`] order.
+    pub fn disk_bytes_by_column_family(&self) -> Vec<(&'static str, u64)> {
+        cf::all()
+            .map(|name| {
+                let bytes = self.db.property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size").ok().flatten();
+                (name, bytes.unwrap_or(0))
+            })
+            .collect()
+    }
+
     /// Waits (at most `limit`) until no flush or compaction is running or pending: a benchmark
     /// measures one load without the background work the one before it left.
     pub fn settle(&self, limit: std::time::Duration) -> bool {

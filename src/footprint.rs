@@ -1,0 +1,99 @@
+//! What the data directory costs on disk, part by part: each column family of the store,
+//! the store's other files (write-ahead log, manifest), the full-text index and the saved
+//! spatial index, in bytes and bytes per record. `jichu stats` prints it and `jichu bench`
+//! reports it, so that a change to a format is measured before it is argued for.
+
+use crate::model::Registry;
+use crate::store::Store;
+use serde::Serialize;
+use std::path::Path;
+
+/// One part of the data directory.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Part {
+    /// `store/citizens`, `store/other`, `full-text`, `spatial`…
+    pub part: String,
+    pub bytes: u64,
+    pub bytes_per_record: f64,
+}
+
+/// The data directory's parts and their sum.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Footprint {
+    pub records: u64,
+    pub store_bytes: u64,
+    pub full_text_bytes: u64,
+    pub spatial_bytes: u64,
+    pub total_bytes: u64,
+    pub bytes_per_record: f64,
+    /// Every part with a byte on disk, largest first.
+    pub parts: Vec<Part>,
+}
+
+/// Bytes of a file, or of every file under a folder.
+pub fn dir_bytes(path: &Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(m) if m.is_dir() => std::fs::read_dir(path)
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| dir_bytes(&e.path())).sum())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+impl Footprint {
+    /// Measures an open store and the indexes beside it in its data directory.
+    pub fn measure(store: &Store) -> Footprint {
+        let records: u64 = Registry::ALL.iter().map(|r| store.count(*r)).sum();
+        let per = |bytes: u64| bytes as f64 / records.max(1) as f64;
+        let store_bytes = dir_bytes(store.path());
+        let full_text_bytes = dir_bytes(&crate::text::TextLayer::dir_of(store));
+        let spatial_bytes = dir_bytes(&crate::spatial::SpatialIndex::file_of(store));
+        let mut parts: Vec<Part> = store
+            .disk_bytes_by_column_family()
+            .into_iter()
+            .map(|(name, bytes)| Part { part: format!("store/{name}"), bytes, bytes_per_record: per(bytes) })
+            .collect();
+        let sst: u64 = parts.iter().map(|p| p.bytes).sum();
+        let other = store_bytes.saturating_sub(sst);
+        parts.push(Part { part: "store/other (log, manifest)".into(), bytes: other, bytes_per_record: per(other) });
+        parts.push(Part { part: "full-text".into(), bytes: full_text_bytes, bytes_per_record: per(full_text_bytes) });
+        parts.push(Part { part: "spatial".into(), bytes: spatial_bytes, bytes_per_record: per(spatial_bytes) });
+        parts.retain(|p| p.bytes > 0);
+        parts.sort_by_key(|p| std::cmp::Reverse(p.bytes));
+        let total_bytes = store_bytes + full_text_bytes + spatial_bytes;
+        Footprint {
+            records,
+            store_bytes,
+            full_text_bytes,
+            spatial_bytes,
+            total_bytes,
+            bytes_per_record: per(total_bytes),
+            parts,
+        }
+    }
+
+    /// A Markdown table of the parts.
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::from("| part | MiB | bytes/record | share |\n|---|---:|---:|---:|\n");
+        for p in &self.parts {
+            let _ = writeln!(
+                s,
+                "| {} | {:.1} | {:.1} | {:.1}% |",
+                p.part,
+                p.bytes as f64 / (1u64 << 20) as f64,
+                p.bytes_per_record,
+                100.0 * p.bytes as f64 / self.total_bytes.max(1) as f64
+            );
+        }
+        let _ = writeln!(
+            s,
+            "| **all ({} records)** | {:.1} | {:.1} | 100% |",
+            self.records,
+            self.total_bytes as f64 / (1u64 << 20) as f64,
+            self.bytes_per_record
+        );
+        s
+    }
+}
