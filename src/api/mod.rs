@@ -48,8 +48,15 @@ use utoipa_axum::routes;
 /// What every handler shares: the service (store, indexes, published views), the load queue,
 /// access control and the audit trail (both absent with `--insecure-no-auth`), the
 /// configuration.
+///
+/// One `Arc` around the parts: every layer and handler that takes the state clones it, so a
+/// clone is one reference count, not one per part.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The parts of an [`AppState`] (reached through it by `Deref`).
+#[derive(Clone, Debug)]
+pub struct Shared {
     pub service: Arc<Service>,
     pub loads: Arc<LoadQueue>,
     pub access: Option<Arc<AccessControl>>,
@@ -63,6 +70,13 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Where queries run (see [`pool`]).
     pub pool: Arc<pool::QueryPool>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -83,7 +97,7 @@ impl AppState {
         let loads = LoadQueue::start(service.clone(), QueueSettings::from_config(&config)?)?;
         let pool = pool::QueryPool::new(config.query_threads, config.query_queue)
             .map_err(|e| crate::Error::Internal(format!("query threads could not start: {e}")))?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             pool: Arc::new(pool),
             service,
             loads,
@@ -93,13 +107,19 @@ impl AppState {
             owns_shutdown: true,
             config: Arc::new(config),
             metrics: ops::metrics_handle(),
-        })
+        })))
     }
 
     /// The same service without access control or audit (`--insecure-no-auth`; benchmarks
     /// compare the two).
     pub fn without_access(&self) -> AppState {
-        AppState { access: None, audit: None, _watch: None, owns_shutdown: false, ..self.clone() }
+        AppState(Arc::new(Shared {
+            access: None,
+            audit: None,
+            _watch: None,
+            owns_shutdown: false,
+            ..Shared::clone(&self.0)
+        }))
     }
 
     /// Runs a query on the query pool (see [`pool`]): refused with 429 when its queue is full,
