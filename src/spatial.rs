@@ -14,7 +14,9 @@
 use crate::error::Result;
 use crate::model::{Lineage, Registry};
 use crate::store::{Reader, Store, codec};
+use jichu_indexes::spatial::keys::SortedKeys;
 use jichu_indexes::spatial::{LayeredPoints, LayeredPolygons, PointIndex, PolygonIndex, persist};
+use std::borrow::Cow;
 use jichu_ingest::Value;
 use std::collections::HashMap;
 use std::fs::File;
@@ -28,60 +30,16 @@ use std::time::Instant;
 pub const FOLD_FRACTION: f64 = 0.05;
 pub const FOLD_MIN: usize = 50_000;
 
-/// Record keys by dense position: one byte arena and 32-bit end offsets (22 bytes for an
-/// identity number). Up to 4 GiB of keys per registry: about 200M identity numbers.
-#[derive(Debug, Default)]
-pub struct Keys {
-    bytes: Vec<u8>,
-    ends: Vec<u32>,
+/// Record keys by dense position, front-coded (about 7 bytes for an identity number).
+type Keys = SortedKeys;
+
+fn push_key(keys: &mut Keys, key: &[u8]) -> Result<u32> {
+    keys.push(key).map_err(|e| crate::Error::Internal(format!("spatial layer keys: {e:?}")))
 }
 
-impl Keys {
-    fn push(&mut self, key: &[u8]) -> Result<u32> {
-        self.bytes.extend_from_slice(key);
-        let end = u32::try_from(self.bytes.len())
-            .map_err(|_| crate::Error::Internal("more than 4 GiB of keys in one spatial layer".into()))?;
-        self.ends.push(end);
-        Ok((self.ends.len() - 1) as u32)
-    }
-
-    fn shrink(mut self) -> Self {
-        self.bytes.shrink_to_fit();
-        self.ends.shrink_to_fit();
-        self
-    }
-
-    pub fn get(&self, i: u32) -> &str {
-        let i = i as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        std::str::from_utf8(&self.bytes[start..self.ends[i] as usize]).unwrap_or_default()
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// The position of a key (keys are pushed in key order).
-    pub fn find(&self, key: &str) -> Option<u32> {
-        let (mut lo, mut hi) = (0usize, self.ends.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.get(mid as u32).cmp(key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid as u32),
-            }
-        }
-        None
-    }
-
-    fn memory_bytes(&self) -> usize {
-        self.bytes.capacity() + self.ends.capacity() * 4
-    }
+/// A base key as text (keys are the store's keys: UTF-8).
+fn base_key(keys: &Keys, id: u32) -> Cow<'static, str> {
+    Cow::Owned(String::from_utf8(keys.get(id)).unwrap_or_default())
 }
 
 /// Keys of entries added after a base was built: ids from the base's length on.
@@ -106,10 +64,10 @@ impl PointLayer {
     }
 
     /// The key of a hit's id.
-    pub fn key(&self, id: u32) -> &str {
+    pub fn key(&self, id: u32) -> Cow<'_, str> {
         match (id as usize).checked_sub(self.keys.len()) {
-            None => self.keys.get(id),
-            Some(i) => self.added.keys.get(i).map_or("", |k| k),
+            None => base_key(&self.keys, id),
+            Some(i) => Cow::Borrowed(self.added.keys.get(i).map_or("", |k| k)),
         }
     }
 
@@ -118,7 +76,7 @@ impl PointLayer {
         let mut added = Added::clone(&self.added);
         let (mut mask, mut remove, mut add) = (Vec::new(), Vec::new(), Vec::new());
         for (key, point) in changes {
-            if let Some(id) = self.keys.find(&key) {
+            if let Some(id) = self.keys.find(key.as_bytes()) {
                 mask.push(id);
             }
             if let Some((id, p)) = added.by_key.remove(key.as_str()) {
@@ -158,10 +116,10 @@ impl PolygonLayer {
         PolygonLayer { index: LayeredPolygons::new(index), keys: Arc::new(keys), added: Arc::default() }
     }
 
-    pub fn key(&self, id: u32) -> &str {
+    pub fn key(&self, id: u32) -> Cow<'_, str> {
         match (id as usize).checked_sub(self.keys.len()) {
-            None => self.keys.get(id),
-            Some(i) => self.added.keys.get(i).map_or("", |k| k),
+            None => base_key(&self.keys, id),
+            Some(i) => Cow::Borrowed(self.added.keys.get(i).map_or("", |k| k)),
         }
     }
 
@@ -169,7 +127,7 @@ impl PolygonLayer {
         let mut added = Added::clone(&self.added);
         let (mut mask, mut remove, mut add) = (Vec::new(), Vec::new(), Vec::new());
         for (key, shape) in changes {
-            if let Some(id) = self.keys.find(&key) {
+            if let Some(id) = self.keys.find(key.as_bytes()) {
                 mask.push(id);
             }
             if let Some((id, ())) = added.by_key.remove(key.as_str()) {
@@ -208,7 +166,7 @@ fn point_layer(at: Reader<'_>, registry: Registry) -> Result<PointLayer> {
     let mut points = Vec::new();
     for item in at.points(registry) {
         let (k, lon, lat) = item?;
-        points.push(([lon, lat], keys.push(&k)?));
+        points.push(([lon, lat], push_key(&mut keys, &k)?));
     }
     Ok(PointLayer::new(PointIndex::build(points), keys.shrink()))
 }
@@ -232,7 +190,7 @@ fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
     for item in at.scan(Registry::Parcels) {
         let (k, v) = item?;
         if let Some(g) = parcel_shape(&v)? {
-            shapes.push((g, keys.push(&k)?));
+            shapes.push((g, push_key(&mut keys, &k)?));
         }
     }
     Ok(PolygonLayer::new(PolygonIndex::build(shapes), keys.shrink()))
@@ -243,18 +201,7 @@ pub fn last_finished(at: Reader<'_>) -> Result<u64> {
     Ok(at.stored_loads()?.iter().filter_map(Lineage::finish_order).max().unwrap_or(0))
 }
 
-const MAGIC: &[u8; 8] = b"JICHUSP3";
-
-impl Keys {
-    fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
-        persist::put_front_coded(w, (0..self.ends.len()).map(|i| self.get(i as u32).as_bytes()))
-    }
-
-    fn read(r: &mut impl Read) -> std::io::Result<Keys> {
-        let (bytes, ends) = persist::get_front_coded(r)?;
-        Ok(Keys { bytes, ends })
-    }
-}
+const MAGIC: &[u8; 8] = b"JICHUSP4";
 
 impl SpatialIndex {
     /// The index file of a store: beside it, in the data directory.

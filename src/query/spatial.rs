@@ -76,7 +76,7 @@ pub fn near(view: &View, shape: &Shape, req: &NearRequest) -> QueryResult<Found>
     check_point(req.lon, req.lat)?;
     let hits: Vec<Hit> = match (req.k, req.radius_m) {
         (Some(k), None) if (1..=MAX_HITS).contains(&k) => {
-            layer.index.nearest_where(req.lon, req.lat, k, None, |id| shape.sees_key(layer.key(id)))
+            layer.index.nearest_where(req.lon, req.lat, k, None, |id| shape.sees_key(&layer.key(id)))
         }
         (Some(k), None) => return Err(QueryError::BadRequest(format!("k must be 1 to {MAX_HITS}, got {k}"))),
         (None, Some(r)) if r.is_finite() && r > 0.0 && r <= MAX_RADIUS_M => {
@@ -88,7 +88,7 @@ pub fn near(view: &View, shape: &Shape, req: &NearRequest) -> QueryResult<Found>
                     let (mut n, mut tick) = (0, shape.cancel.ticker());
                     let circle = Circle { lon: req.lon, lat: req.lat, radius_m: r };
                     let flow = layer.index.visit_in(&circle, |id, _| {
-                        n += shape.sees_key(layer.key(id)) as usize;
+                        n += shape.sees_key(&layer.key(id)) as usize;
                         if tick.stop() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
                     });
                     if flow.is_break() {
@@ -100,7 +100,7 @@ pub fn near(view: &View, shape: &Shape, req: &NearRequest) -> QueryResult<Found>
             }
             // Nearest-first with a distance cap: work bounded by `limit`, not by the area.
             let limit = hits_limit(req.limit)?;
-            layer.index.nearest_where(req.lon, req.lat, limit, Some(r), |id| shape.sees_key(layer.key(id)))
+            layer.index.nearest_where(req.lon, req.lat, limit, Some(r), |id| shape.sees_key(&layer.key(id)))
         }
         (None, Some(r)) => {
             return Err(QueryError::BadRequest(format!(
@@ -212,7 +212,7 @@ fn points_within(
         return Ok((layer.index.count_in(region), keys));
     }
     let mut gather = Gather::new(shape, limit);
-    let flow = layer.index.visit_in(region, |id, _| gather.offer(layer.key(id)));
+    let flow = layer.index.visit_in(region, |id, _| gather.offer(&layer.key(id)));
     gather.finish(flow)
 }
 
@@ -251,7 +251,7 @@ impl<'a> Gather<'a> {
 fn parcels_within(view: &View, area: &Area<'_>, shape: &Shape, limit: usize) -> QueryResult<(usize, Vec<String>)> {
     let layer = &view.spatial.parcels;
     let mut gather = Gather::new(shape, limit);
-    let flow = layer.index.visit_intersecting(area, |i| gather.offer(layer.key(i)));
+    let flow = layer.index.visit_intersecting(area, |i| gather.offer(&layer.key(i)));
     gather.finish(flow)
 }
 

@@ -4,6 +4,7 @@
 //! versions of both that take changes without a rebuild ([`LayeredPoints`], [`LayeredPolygons`]).
 
 mod layered;
+pub mod keys;
 pub mod persist;
 mod points;
 mod polygons;
