@@ -3,8 +3,8 @@
 //! about ([`region`]: boxes, circles, polygons), and layered
 //! versions of both that take changes without a rebuild ([`LayeredPoints`], [`LayeredPolygons`]).
 
-mod layered;
 pub mod keys;
+mod layered;
 pub mod persist;
 mod points;
 mod polygons;
