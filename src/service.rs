@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::load::Progress;
-use crate::query::{View, Views};
+use crate::query::{SpatialSlot, View, Views};
 use crate::spatial::SpatialIndex;
 use crate::store::Store;
 use crate::text::TextLayer;
@@ -23,6 +23,18 @@ pub struct Service {
     publishing: Mutex<Option<TextWriter>>,
     /// A fold of the spatial index is running in the background.
     folding: std::sync::atomic::AtomicBool,
+    /// The thread reading (or building) the first view's spatial index: joined on drop, so
+    /// that a dropped service has let go of its store.
+    spatial_open: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let handle = self.spatial_open.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Service {
@@ -42,14 +54,21 @@ pub struct Published {
 
 impl Service {
     /// Opens the service over a store: brings the full-text index in step (a load interrupted
-    /// after it finished is indexed here), opens or builds the spatial index, and publishes the
-    /// first view.
+    /// after it finished is indexed here) and publishes the first view, whose spatial index a
+    /// background thread reads from its file (or builds) meanwhile: spatial reads wait for it.
     pub fn open(store: Arc<Store>, config: &Config) -> Result<Service> {
         let text = TextLayer::open(&store)?;
         let snapshot = store.snapshot()?;
         text.sync(snapshot.reader(), config.text_writer(), &Progress::auto())?;
-        let spatial = SpatialIndex::open_at(snapshot.reader())?;
-        let view = View::new(rand::random(), 1, snapshot, text.index.searcher()?, Arc::new(spatial))?;
+        // The spatial index is read (or built) by a thread of its own: at 100M records its file
+        // is gigabytes, and reads by key, search and the rest need not wait for it.
+        let spatial = SpatialSlot::pending();
+        let view = Arc::new(View::new(rand::random(), 1, snapshot, text.index.searcher()?, spatial.clone())?);
+        let first = view.clone();
+        let spatial_open = std::thread::Builder::new()
+            .name("spatial-open".into())
+            .spawn(move || spatial.fill(SpatialIndex::open_at(first.reader())))
+            .map_err(|e| crate::Error::Internal(format!("the spatial index thread could not start: {e}")))?;
         Ok(Service {
             store,
             text,
@@ -57,6 +76,7 @@ impl Service {
             text_options: config.text_writer(),
             publishing: Mutex::new(None),
             folding: Default::default(),
+            spatial_open: Mutex::new(Some(spatial_open)),
         })
     }
 
@@ -76,16 +96,22 @@ impl Service {
         self.text.sync_with(&mut writer, snapshot.reader(), self.text_options, &Progress::quiet())?;
         let text_seconds = started.elapsed().as_secs_f64();
         let loads = snapshot.reader().stored_loads()?;
-        let spatial = current.spatial.apply(snapshot.reader(), &loads)?;
+        let spatial = current.spatial()?.apply(snapshot.reader(), &loads)?;
         let spatial_seconds = started.elapsed().as_secs_f64() - text_seconds;
         let searcher = self.text.index.searcher()?;
-        let view = View::new(current.epoch, current.generation + 1, snapshot, searcher, Arc::new(spatial))?;
+        let view = View::new(
+            current.epoch,
+            current.generation + 1,
+            snapshot,
+            searcher,
+            SpatialSlot::ready(Arc::new(spatial)),
+        )?;
         let published = self.views.publish(view);
         drop(writer);
         let generation = published.generation;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(generation, text_seconds, spatial_seconds, seconds, "published");
-        if published.spatial.due_for_fold() && !self.folding.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        if published.spatial()?.due_for_fold() && !self.folding.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let service = self.clone();
             std::thread::spawn(move || {
                 if let Err(e) = service.fold(&published) {
@@ -101,15 +127,15 @@ impl Service {
     /// off the publication's path; then publishes the current state with them (the loads
     /// published meanwhile applied on top), as the next generation of the same data.
     fn fold(&self, view: &View) -> Result<()> {
-        let folded = view.spatial.fold(view.reader())?;
+        let folded = view.spatial()?.fold(view.reader())?;
         let _one = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.views.current();
-        let spatial = if current.spatial.finished == folded.finished {
+        let spatial = if current.spatial()?.finished == folded.finished {
             folded
         } else {
             folded.apply(current.reader(), &current.reader().stored_loads()?)?
         };
-        self.views.publish(current.with_spatial(Arc::new(spatial)));
+        self.views.publish(current.with_spatial(SpatialSlot::ready(Arc::new(spatial))));
         Ok(())
     }
 

@@ -71,7 +71,14 @@ pub async fn deadline(State(limit): State<Duration>, request: Request, next: Nex
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "ok", body = Object)))]
 pub async fn healthz(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
     let view = state.view();
-    axum::Json(serde_json::json!({"status": "ok", "generation": view.generation, "sequence": view.snapshot.sequence()}))
+    // Spatial reads wait while a start still reads the spatial index (everything else answers).
+    let spatial = if view.spatial_ready() { "ready" } else { "loading" };
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "generation": view.generation,
+        "sequence": view.snapshot.sequence(),
+        "spatial_index": spatial,
+    }))
 }
 
 /// Prometheus text exposition: request counts and latency histograms per route and status,

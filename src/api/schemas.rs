@@ -97,8 +97,8 @@ pub fn components() -> Vec<(String, Value)> {
         (
             "Health",
             object(
-                json!({"status": string, "generation": integer, "sequence": integer}),
-                &["status", "generation", "sequence"],
+                json!({"status": string, "generation": integer, "sequence": integer, "spatial_index": {"type": "string", "enum": ["ready", "loading"]}}),
+                &["status", "generation", "sequence", "spatial_index"],
             ),
         ),
         (

@@ -151,13 +151,14 @@ pub fn in_process(state: &AppState, q: &Query) -> Result<usize> {
             at.get_many(Registry::Citizens, &keys)?.iter().flatten().count()
         }
         Query::Knn([lon, lat]) => {
-            let layer = &view.spatial.citizens;
+            let spatial = view.spatial()?;
+            let layer = &spatial.citizens;
             let hits = layer.index.nearest(*lon, *lat, 10, None);
             let keys: Vec<String> = hits.iter().map(|h| layer.key(h.id).to_string()).collect();
             std::hint::black_box(keys).len()
         }
-        Query::Radius([lon, lat]) => view.spatial.citizens.index.count_within_radius(*lon, *lat, 500.0),
-        Query::Containing([lon, lat]) => view.spatial.parcels.index.containing(*lon, *lat).len(),
+        Query::Radius([lon, lat]) => view.spatial()?.citizens.index.count_within_radius(*lon, *lat, 500.0),
+        Query::Containing([lon, lat]) => view.spatial()?.parcels.index.containing(*lon, *lat).len(),
     })
 }
 

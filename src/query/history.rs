@@ -175,7 +175,7 @@ impl At {
 
     /// The parcels containing a point at this state.
     pub fn parcels_at(self, view: &View, lon: f64, lat: f64) -> QueryResult<Vec<String>> {
-        let indexed = super::spatial::parcels_at(view, lon, lat);
+        let indexed = super::spatial::parcels_at(view, lon, lat)?;
         let At::Then(t) = self else { return Ok(indexed) };
         // Candidates: those containing it now, and every parcel changed since.
         let mut candidates: BTreeSet<String> = indexed.into_iter().collect();

@@ -70,7 +70,8 @@ pub fn check_point(lon: f64, lat: f64) -> QueryResult<()> {
 /// the caller's rows count.
 pub fn near(view: &View, shape: &Shape, req: &NearRequest) -> QueryResult<Found> {
     let registry = shape.registry;
-    let layer = view.spatial.points(registry).ok_or_else(|| {
+    let spatial = view.spatial()?;
+    let layer = spatial.points(registry).ok_or_else(|| {
         QueryError::BadRequest(format!("{registry} has no point locations; near works on citizens and entities"))
     })?;
     check_point(req.lon, req.lat)?;
@@ -181,10 +182,9 @@ pub fn within(view: &View, shape: &Shape, req: &WithinRequest) -> QueryResult<Fo
         };
         parcels_within(view, &area, shape, limit)?
     } else {
-        let layer = view
-            .spatial
-            .points(registry)
-            .ok_or_else(|| QueryError::BadRequest(format!("{registry} has no locations")))?;
+        let spatial = view.spatial()?;
+        let layer =
+            spatial.points(registry).ok_or_else(|| QueryError::BadRequest(format!("{registry} has no locations")))?;
         match (&area, &req.bbox) {
             (Some(p), _) => points_within(layer, p, shape, limit)?,
             (None, Some(b)) => points_within(layer, b, shape, limit)?,
@@ -249,7 +249,8 @@ impl<'a> Gather<'a> {
 /// How many parcels intersecting an area the caller sees, and the keys of the first `limit`:
 /// each candidate is tested exactly, so this visits every one (cancellable).
 fn parcels_within(view: &View, area: &Area<'_>, shape: &Shape, limit: usize) -> QueryResult<(usize, Vec<String>)> {
-    let layer = &view.spatial.parcels;
+    let spatial = view.spatial()?;
+    let layer = &spatial.parcels;
     let mut gather = Gather::new(shape, limit);
     let flow = layer.index.visit_intersecting(area, |i| gather.offer(&layer.key(i)));
     gather.finish(flow)
@@ -258,16 +259,17 @@ fn parcels_within(view: &View, area: &Area<'_>, shape: &Shape, limit: usize) -> 
 /// The parcels whose polygon contains the point (boundary included, holes excluded).
 pub fn containing(view: &View, shape: &Shape, lon: f64, lat: f64) -> QueryResult<Found> {
     check_point(lon, lat)?;
-    let keys: Vec<String> = parcels_at(view, lon, lat).into_iter().filter(|k| shape.sees_key(k)).collect();
+    let keys: Vec<String> = parcels_at(view, lon, lat)?.into_iter().filter(|k| shape.sees_key(k)).collect();
     let count = keys.len();
     let records = view.reader().get_many(Registry::Parcels, &keys)?;
     Ok(Found { records, distances: None, count, count_only: false })
 }
 
 /// Keys of the parcels containing a point.
-pub fn parcels_at(view: &View, lon: f64, lat: f64) -> Vec<String> {
-    let layer = &view.spatial.parcels;
-    layer.index.containing(lon, lat).iter().map(|&i| layer.key(i).to_string()).collect()
+pub fn parcels_at(view: &View, lon: f64, lat: f64) -> QueryResult<Vec<String>> {
+    let spatial = view.spatial()?;
+    let layer = &spatial.parcels;
+    Ok(layer.index.containing(lon, lat).iter().map(|&i| layer.key(i).to_string()).collect())
 }
 
 fn geometry_of(record: &Record) -> Option<geojson::Geometry> {

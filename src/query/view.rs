@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use jichu_indexes::text::TextSearcher;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// One published state.
@@ -28,7 +28,7 @@ pub struct View {
     /// Shared with a view that differs only in its spatial index's layout (a fold).
     pub snapshot: Arc<Snapshot>,
     pub text: TextSearcher,
-    pub spatial: Arc<SpatialIndex>,
+    spatial: SpatialSlot,
     /// The loads this state holds (finished), by id.
     pub loads: BTreeMap<u32, Arc<Lineage>>,
     /// The last position of the change feed in this state.
@@ -41,7 +41,7 @@ impl View {
         generation: u64,
         snapshot: Snapshot,
         text: TextSearcher,
-        spatial: Arc<SpatialIndex>,
+        spatial: SpatialSlot,
     ) -> Result<View> {
         let loads = snapshot.reader().finished_loads()?;
         let feed_last = snapshot.reader().feed_last()?;
@@ -59,7 +59,7 @@ impl View {
 
     /// The same state with another spatial index (of the same loads, laid out anew), as the
     /// next generation.
-    pub fn with_spatial(&self, spatial: Arc<SpatialIndex>) -> View {
+    pub fn with_spatial(&self, spatial: SpatialSlot) -> View {
         View {
             epoch: self.epoch,
             generation: self.generation + 1,
@@ -70,6 +70,18 @@ impl View {
             loads: self.loads.clone(),
             feed_last: self.feed_last,
         }
+    }
+
+    /// The spatial index of this state; at a start, waits until the background thread has read
+    /// (or built) it. Only spatial reads and publications call this, so reads by key, search
+    /// and the rest answer while the index is loading.
+    pub fn spatial(&self) -> Result<Arc<SpatialIndex>> {
+        self.spatial.get()
+    }
+
+    /// Whether the spatial index is there (a spatial read would not wait).
+    pub fn spatial_ready(&self) -> bool {
+        self.spatial.is_ready()
     }
 
     /// Reads of the store at this view's state.
@@ -92,6 +104,54 @@ impl View {
     }
 }
 
+/// A view's spatial index: there from the start, or being read (or built) by a background
+/// thread at a start, so that the first answer by key does not wait for a multi-gigabyte file.
+/// Spatial reads wait for it ([`SpatialSlot::get`]).
+#[derive(Clone, Debug)]
+pub struct SpatialSlot(Arc<Slot>);
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// `None` while loading; the error of a load that failed, as text (shared by every waiter).
+    index: Mutex<Option<std::result::Result<Arc<SpatialIndex>, String>>>,
+    filled: Condvar,
+}
+
+impl SpatialSlot {
+    pub fn ready(index: Arc<SpatialIndex>) -> SpatialSlot {
+        SpatialSlot(Arc::new(Slot { index: Mutex::new(Some(Ok(index))), filled: Condvar::new() }))
+    }
+
+    /// A slot to be filled once by [`SpatialSlot::fill`].
+    pub fn pending() -> SpatialSlot {
+        SpatialSlot(Arc::default())
+    }
+
+    pub fn fill(&self, index: Result<SpatialIndex>) {
+        let mut slot = self.0.index.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(index.map(Arc::new).map_err(|e| e.to_string()));
+        self.0.filled.notify_all();
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.index.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// The index, once there.
+    pub fn get(&self) -> Result<Arc<SpatialIndex>> {
+        let mut slot = self.0.index.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match &*slot {
+                Some(Ok(index)) => return Ok(index.clone()),
+                Some(Err(e)) => {
+                    return Err(crate::Error::Internal(format!("the spatial index could not be opened: {e}")));
+                }
+                None => slot = self.0.filled.wait(slot).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+}
+
 /// The current view and the recently superseded ones.
 pub struct Views {
     current: ArcSwap<View>,
@@ -109,9 +169,9 @@ impl std::fmt::Debug for Views {
 }
 
 impl Views {
-    pub fn new(first: View, retention: Duration) -> Views {
+    pub fn new(first: Arc<View>, retention: Duration) -> Views {
         let published = tokio::sync::watch::Sender::new(first.generation);
-        Views { current: ArcSwap::from_pointee(first), retired: Mutex::new(VecDeque::new()), retention, published }
+        Views { current: ArcSwap::new(first), retired: Mutex::new(VecDeque::new()), retention, published }
     }
 
     /// The view new requests answer from.

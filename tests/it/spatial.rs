@@ -244,3 +244,32 @@ fn the_saved_index_serves_only_an_unchanged_store() {
     let nearest = rebuilt.citizens.index.nearest(118.30, 24.70, 1, None)[0];
     assert_eq!(rebuilt.citizens.key(nearest.id), newcomer);
 }
+
+/// A start reads the saved spatial index on a thread of its own: a spatial read sent at once
+/// waits for it and answers as a brute-force scan does; a stopped server has let go of its
+/// store even if it stopped while that thread ran.
+#[tokio::test]
+async fn a_start_opens_the_spatial_index_in_the_background() {
+    use jichu::spatial::SpatialIndex;
+    let t = TestStore::loaded();
+    drop(SpatialIndex::open(&t.store).unwrap());
+    let file = SpatialIndex::file_of(&t.store);
+    for _ in 0..100 {
+        if file.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pts = points(&t, Registry::Citizens);
+    let (lon, lat) = QUERIES[0];
+    let s = Server::start(t.store.clone()).await;
+    let (st, _, body) = s.post("/v1/citizens/near", &json!({"lon": lon, "lat": lat, "k": 3})).await;
+    assert_eq!(st, 200, "{body}");
+    same(&hits(&body), &by_distance(&pts, lon, lat)[..3.min(pts.len())]);
+    s.stop().await;
+    // Stopped before its spatial index could be there: the store is still released.
+    let s = Server::start(t.store.clone()).await;
+    s.stop().await;
+    let t = t.reopen();
+    assert!(t.store.count(Registry::Citizens) > 0);
+}
