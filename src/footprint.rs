@@ -75,25 +75,20 @@ impl Footprint {
 
     /// A Markdown table of the parts.
     pub fn markdown(&self) -> String {
-        use std::fmt::Write;
-        let mut s = String::from("| part | MiB | bytes/record | share |\n|---|---:|---:|---:|\n");
-        for p in &self.parts {
-            let _ = writeln!(
-                s,
-                "| {} | {:.1} | {:.1} | {:.1}% |",
-                p.part,
-                p.bytes as f64 / (1u64 << 20) as f64,
-                p.bytes_per_record,
-                100.0 * p.bytes as f64 / self.total_bytes.max(1) as f64
-            );
-        }
-        let _ = writeln!(
-            s,
-            "| **all ({} records)** | {:.1} | {:.1} | 100% |",
-            self.records,
-            self.total_bytes as f64 / (1u64 << 20) as f64,
-            self.bytes_per_record
-        );
-        s
+        parts_table(&self.parts, self.records, self.total_bytes)
     }
+}
+
+/// The parts as a Markdown table, each with its share of `total_bytes`, and a total row.
+pub fn parts_table(parts: &[Part], records: u64, total_bytes: u64) -> String {
+    use std::fmt::Write;
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let mut s = String::from("| part | MiB | bytes/record | share |\n|---|---:|---:|---:|\n");
+    for p in parts {
+        let share = 100.0 * p.bytes as f64 / total_bytes.max(1) as f64;
+        let _ = writeln!(s, "| {} | {:.1} | {:.1} | {share:.1}% |", p.part, mib(p.bytes), p.bytes_per_record);
+    }
+    let per_record = total_bytes as f64 / records.max(1) as f64;
+    let _ = writeln!(s, "| **all ({records} records)** | {:.1} | {per_record:.1} | 100% |", mib(total_bytes));
+    s
 }

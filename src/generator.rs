@@ -153,6 +153,12 @@ impl GenOptions {
     fn parcels(&self) -> u64 {
         (self.citizens / 10).max(1)
     }
+    fn credit(&self) -> u64 {
+        self.citizens * 3 / 10
+    }
+    fn licences(&self) -> u64 {
+        self.citizens / 2
+    }
 }
 
 /// A large odd multiplier: `i ↦ i·P mod M` is a bijection on `0..M` when gcd(P, M) = 1.
@@ -443,8 +449,8 @@ pub fn generate(dir: &Path, o: &GenOptions) -> Result<GenCounts> {
         citizens: o.citizens,
         entities: o.entities(),
         parcels: o.parcels(),
-        credit: o.citizens * 3 / 10,
-        licences: o.citizens / 2,
+        credit: o.credit(),
+        licences: o.licences(),
         bytes: 0,
     };
     for name in LOAD_ORDER {
@@ -555,7 +561,7 @@ pub fn generate_one(dir: &Path, o: &GenOptions, name: &str) -> Result<u64> {
                 dir,
                 "credit.csv",
                 "信用记录编号,主体代码,类别,事由,决定日期,决定机关,公示状态",
-                o.citizens * 3 / 10,
+                o.credit(),
                 seed,
                 |i, r, out| credit_row(i, o, r, out),
             )
@@ -581,7 +587,7 @@ pub fn generate_one(dir: &Path, o: &GenOptions, name: &str) -> Result<u64> {
                 dir,
                 "licences.csv",
                 "证照编号,证照类型,持证主体代码,持证主体名称,发证机关,发证日期,有效期至,证照状态",
-                o.citizens / 2,
+                o.licences(),
                 seed,
                 |i, r, out| licence_row(i, o, r, out),
             )

@@ -30,15 +30,12 @@ use std::time::Instant;
 pub const FOLD_FRACTION: f64 = 0.05;
 pub const FOLD_MIN: usize = 50_000;
 
-/// Record keys by dense position, front-coded (about 7 bytes for an identity number).
-type Keys = SortedKeys;
-
-fn push_key(keys: &mut Keys, key: &[u8]) -> Result<u32> {
+fn push_key(keys: &mut SortedKeys, key: &[u8]) -> Result<u32> {
     keys.push(key).map_err(|e| crate::Error::Internal(format!("spatial layer keys: {e:?}")))
 }
 
 /// A base key as text (keys are the store's keys: UTF-8).
-fn base_key(keys: &Keys, id: u32) -> Cow<'static, str> {
+fn base_key(keys: &SortedKeys, id: u32) -> Cow<'static, str> {
     Cow::Owned(String::from_utf8(keys.get(id)).unwrap_or_default())
 }
 
@@ -54,12 +51,12 @@ struct Added<P> {
 #[derive(Clone, Debug)]
 pub struct PointLayer {
     pub index: LayeredPoints,
-    keys: Arc<Keys>,
+    keys: Arc<SortedKeys>,
     added: Arc<Added<[f64; 2]>>,
 }
 
 impl PointLayer {
-    fn new(index: PointIndex, keys: Keys) -> PointLayer {
+    fn new(index: PointIndex, keys: SortedKeys) -> PointLayer {
         PointLayer { index: LayeredPoints::new(index), keys: Arc::new(keys), added: Arc::default() }
     }
 
@@ -107,12 +104,12 @@ fn due(changed: usize, base: usize) -> bool {
 #[derive(Clone, Debug)]
 pub struct PolygonLayer {
     pub index: LayeredPolygons,
-    keys: Arc<Keys>,
+    keys: Arc<SortedKeys>,
     added: Arc<Added<()>>,
 }
 
 impl PolygonLayer {
-    fn new(index: PolygonIndex, keys: Keys) -> PolygonLayer {
+    fn new(index: PolygonIndex, keys: SortedKeys) -> PolygonLayer {
         PolygonLayer { index: LayeredPolygons::new(index), keys: Arc::new(keys), added: Arc::default() }
     }
 
@@ -162,7 +159,7 @@ pub struct SpatialIndex {
 }
 
 fn point_layer(at: Reader<'_>, registry: Registry) -> Result<PointLayer> {
-    let mut keys = Keys::default();
+    let mut keys = SortedKeys::default();
     let mut points = Vec::new();
     for item in at.points(registry) {
         let (k, lon, lat) = item?;
@@ -185,7 +182,7 @@ fn parcel_shape(value: &[u8]) -> Result<Option<geo::MultiPolygon<f64>>> {
 }
 
 fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
-    let mut keys = Keys::default();
+    let mut keys = SortedKeys::default();
     let mut shapes = Vec::new();
     for item in at.scan(Registry::Parcels) {
         let (k, v) = item?;
@@ -403,12 +400,12 @@ impl SpatialIndex {
         }
         let point_layer = |r: &mut BufReader<File>| -> std::io::Result<PointLayer> {
             let index = PointIndex::read(r)?;
-            Ok(PointLayer::new(index, Keys::read(r)?))
+            Ok(PointLayer::new(index, SortedKeys::read(r)?))
         };
         let citizens = point_layer(&mut r)?;
         let entities = point_layer(&mut r)?;
         let index = PolygonIndex::read(&mut r)?;
-        let parcels = PolygonLayer::new(index, Keys::read(&mut r)?);
+        let parcels = PolygonLayer::new(index, SortedKeys::read(&mut r)?);
         Ok(Some(SpatialIndex { citizens, entities, parcels, finished, build_seconds: 0.0, from_file: true }))
     }
 

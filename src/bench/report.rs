@@ -360,12 +360,8 @@ impl BenchReport {
             );
         }
         let _ = writeln!(s);
-        let _ = writeln!(s, "| part | MiB | bytes/record |\n|---|---:|---:|");
-        for p in &d.parts {
-            let _ =
-                writeln!(s, "| {} | {:.1} | {:.1} |", p.part, p.bytes as f64 / (1u64 << 20) as f64, p.bytes_per_record);
-        }
-        let _ = writeln!(s);
+        let total = d.store_bytes + d.full_text_bytes + d.spatial_bytes;
+        let _ = writeln!(s, "{}", crate::footprint::parts_table(&d.parts, d.records, total));
         let _ = writeln!(s, "| query | mode | clients | queries | errors | per second | p50 ms | p99 ms | p99.9 ms |");
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
         for q in &self.queries {
