@@ -109,7 +109,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         };
         tracing::info!(registry = name, rows = r.read, rows_per_second = r.rows_per_second, "loaded");
         report.loads.push(timing);
-        report.memory.push(report::Memory::now(&format!("loading {name}")));
+        report.memory.push(report::Memory::of_store(&format!("loading {name}"), &store));
         // The run's disk peak is here: the data directory with this extract still beside it.
         report.peak_disk_bytes = report.peak_disk_bytes.max(crate::footprint::dir_bytes(&o.dir));
         if !o.keep_extracts {
@@ -119,7 +119,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     let t = Instant::now();
     drop(SpatialIndex::open(&store)?);
     report.spatial_seconds = t.elapsed().as_secs_f64();
-    report.memory.push(report::Memory::now("building the spatial index"));
+    report.memory.push(report::Memory::of_store("building the spatial index", &store));
     report.finish_loads();
     drop(store);
     // The spatial index is saved by a background thread: wait so that the reopen reads it.
@@ -147,7 +147,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         first_answer_found: answered,
         seconds_to_spatial_index: t.elapsed().as_secs_f64(),
     };
-    report.memory.push(report::Memory::now("reopening"));
+    report.memory.push(report::Memory::of_service("reopening", &state.service));
 
     // 5 (before the workload fills caches further). Disk.
     report.disk = Disk::new(crate::footprint::Footprint::measure(&store), report.csv_bytes);
@@ -159,7 +159,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     report.query_file = queries_path.display().to_string();
     run_workload(&state, &queries, o, &spec, &callers, &mut report)?;
 
-    report.memory.push(report::Memory::now("loads while serving (the end)"));
+    report.memory.push(report::Memory::of_service("loads while serving (the end)", &state.service));
     report.peak_rss_bytes = report::peak_rss_bytes();
     report.total_seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -235,7 +235,7 @@ fn run_workload(
         let lags = state.audit.as_ref().map(|a| a.lags()).unwrap_or_default();
         report.access = Some(AccessCost::new(with_a, without, with_b, lags));
     }
-    report.memory.push(report::Memory::now("the workload, before loads while serving"));
+    report.memory.push(report::Memory::of_service("the workload, before loads while serving", &state.service));
     // Loads while serving: a delta submitted with readers running.
     report.live = Some(live::run(state, &runtime, &base, callers, o.citizens, o.seed, citizens_spec, queries)?);
     let _ = stop.send(());

@@ -233,15 +233,34 @@ pub struct Memory {
     pub file_bytes: u64,
     /// The peak so far (VmHWM).
     pub peak_bytes: u64,
+    /// What of the heap RocksDB holds (block cache, memtables).
+    pub store: crate::store::StoreMemory,
+    /// Spatial indexes the service holds (the current view's and any other still referenced),
+    /// and the superseded views kept for search cursors; none before the service opens.
+    pub spatial_bytes: u64,
+    pub retained_views: usize,
 }
 
 impl Memory {
-    pub fn now(after: &str) -> Memory {
+    /// The process's memory while only the store is open (the loads).
+    pub fn of_store(after: &str, store: &crate::store::Store) -> Memory {
         Memory {
             after: after.into(),
             anonymous_bytes: proc_kib("/proc/self/status", "RssAnon:"),
             file_bytes: proc_kib("/proc/self/status", "RssFile:"),
             peak_bytes: peak_rss_bytes(),
+            store: store.memory(),
+            ..Memory::default()
+        }
+    }
+
+    /// The process's memory while the service runs.
+    pub fn of_service(after: &str, service: &crate::service::Service) -> Memory {
+        let views = service.views.memory();
+        Memory {
+            spatial_bytes: views.spatial_bytes as u64,
+            retained_views: views.retained,
+            ..Memory::of_store(after, &service.store)
         }
     }
 }
@@ -348,13 +367,20 @@ impl BenchReport {
             self.cold.seconds_to_spatial_index,
             self.cold.caches
         );
-        let _ = writeln!(s, "| resident after | heap GiB | mapped files GiB | peak so far GiB |\n|---|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "| resident after | heap GiB | of which block cache | memtables | spatial indexes | views kept | mapped files GiB | peak so far GiB |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for m in &self.memory {
             let _ = writeln!(
                 s,
-                "| {} | {:.2} | {:.2} | {:.2} |",
+                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.2} |",
                 m.after,
                 gib(m.anonymous_bytes),
+                gib(m.store.block_cache_bytes),
+                gib(m.store.memtable_bytes),
+                gib(m.spatial_bytes),
+                m.retained_views,
                 gib(m.file_bytes),
                 gib(m.peak_bytes)
             );

@@ -18,4 +18,4 @@ mod view;
 pub use caller::{Caller, Shape, Trace};
 pub use cancel::Cancel;
 pub use error::{QueryError, QueryResult};
-pub use view::{SpatialSlot, View, Views};
+pub use view::{SpatialSlot, View, Views, ViewsMemory};

@@ -4,7 +4,8 @@
 //! the same finished loads. A request takes the current view when it starts and answers from it
 //! alone, so it sees one state throughout, and a load becomes visible to every kind of read at
 //! the moment its view is published ([`Views::publish`]). Superseded views are kept for
-//! [`Views::retention`] so that search cursors keep paging over the state they started on.
+//! [`Views::retention`] so that search cursors keep paging over the state they started on;
+//! they keep their store snapshot and full-text searcher, not their spatial index.
 
 use crate::error::Result;
 use crate::model::{Lineage, Registry};
@@ -72,6 +73,21 @@ impl View {
         }
     }
 
+    /// The same state as kept for search cursors once superseded: without its spatial index,
+    /// which after a fold is a whole base (1.6 GiB at 30M citizens) that no cursor reads.
+    fn for_cursors(&self) -> View {
+        View {
+            epoch: self.epoch,
+            generation: self.generation,
+            published_at: self.published_at,
+            snapshot: self.snapshot.clone(),
+            text: self.text.clone(),
+            spatial: SpatialSlot::superseded(),
+            loads: self.loads.clone(),
+            feed_last: self.feed_last,
+        }
+    }
+
     /// The spatial index of this state; at a start, waits until the background thread has read
     /// (or built) it. Only spatial reads and publications call this, so reads by key, search
     /// and the rest answer while the index is loading.
@@ -127,6 +143,19 @@ impl SpatialSlot {
         SpatialSlot(Arc::default())
     }
 
+    /// The slot of a view kept only for search cursors (see [`View::for_cursors`]).
+    fn superseded() -> SpatialSlot {
+        let slot = SpatialSlot::pending();
+        *slot.0.index.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Err("a superseded view keeps no spatial index".into()));
+        slot
+    }
+
+    /// The index if it is there, without waiting.
+    fn peek(&self) -> Option<Arc<SpatialIndex>> {
+        self.0.index.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|r| r.as_ref().ok().cloned())
+    }
+
     pub fn fill(&self, index: Result<SpatialIndex>) {
         let mut slot = self.0.index.lock().unwrap_or_else(|e| e.into_inner());
         *slot = Some(index.map(Arc::new).map_err(|e| e.to_string()));
@@ -150,6 +179,15 @@ impl SpatialSlot {
             }
         }
     }
+}
+
+/// What [`Views::memory`] reports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ViewsMemory {
+    /// Heap bytes of the current view's spatial index (0 while it loads).
+    pub spatial_bytes: usize,
+    /// Superseded views kept for search cursors.
+    pub retained: usize,
 }
 
 /// The current view and the recently superseded ones.
@@ -184,8 +222,16 @@ impl Views {
         self.retention
     }
 
+    /// What the views hold in memory, for the benchmark's report.
+    pub fn memory(&self) -> ViewsMemory {
+        let retained = self.retired.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let spatial_bytes = self.current().spatial.peek().map_or(0, |s| s.memory_bytes());
+        ViewsMemory { spatial_bytes, retained }
+    }
+
     /// The view of a generation, if it is current or was superseded less than
-    /// [`Views::retention`] ago.
+    /// [`Views::retention`] ago: a superseded one answers search cursors only (it keeps no
+    /// spatial index).
     pub fn at(&self, generation: u64) -> Option<Arc<View>> {
         let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current();
@@ -196,13 +242,14 @@ impl Views {
         retired.iter().find(|(v, _)| v.generation == generation).map(|(v, _)| v.clone())
     }
 
-    /// Makes `view` the current one; the one it replaces is retired. (Under the retired
-    /// list's lock, so that [`Views::at`] finds the old view in one place or the other.)
+    /// Makes `view` the current one; the one it replaces is retired without its spatial index
+    /// (requests already holding it finish with it). Under the retired list's lock, so that
+    /// [`Views::at`] finds the old view in one place or the other.
     pub fn publish(&self, view: View) -> Arc<View> {
         let view = Arc::new(view);
         let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.current.swap(view.clone());
-        retired.push_back((old, Instant::now()));
+        retired.push_back((Arc::new(old.for_cursors()), Instant::now()));
         self.prune_locked(&mut retired);
         self.published.send_replace(view.generation);
         view

@@ -41,6 +41,13 @@ impl Default for StoreOptions {
     }
 }
 
+/// What [`Store::memory`] reports.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct StoreMemory {
+    pub block_cache_bytes: u64,
+    pub memtable_bytes: u64,
+}
+
 /// A raw stored key and value.
 pub type KeyValue = (Box<[u8]>, Box<[u8]>);
 
@@ -54,6 +61,8 @@ pub struct Edge {
 
 pub struct Store {
     db: DB,
+    /// The block cache every column family shares (kept to report its use).
+    cache: Cache,
     /// Held for the store's life: one process owns a store (see [`Store::open`]).
     _lock: std::fs::File,
     path: PathBuf,
@@ -114,6 +123,7 @@ impl Store {
         let db = DB::open_cf_descriptors(&db_opts, dir, cf::descriptors(&cache, expired))?;
         let store = Store {
             db,
+            cache,
             _lock: lock,
             path: dir.into(),
             counts: Default::default(),
@@ -293,6 +303,17 @@ impl Store {
                 self.db.property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size").ok().flatten()
             })
             .sum()
+    }
+
+    /// Memory RocksDB holds outside the files the kernel maps: the block cache (data, index
+    /// and filter blocks) and the memtables of every column family.
+    pub fn memory(&self) -> StoreMemory {
+        let memtables = cf::all()
+            .filter_map(|name| {
+                self.db.property_int_value_cf(self.cf(name), "rocksdb.cur-size-all-mem-tables").ok().flatten()
+            })
+            .sum();
+        StoreMemory { block_cache_bytes: self.cache.get_usage() as u64, memtable_bytes: memtables }
     }
 
     /// Bytes of SST files on disk per column family, in [`cf::all`] order.

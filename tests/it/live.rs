@@ -436,3 +436,25 @@ async fn an_upload_over_the_limit_is_refused() {
     let spool: Vec<_> = std::fs::read_dir(t.dir.path().join("spool")).unwrap().collect();
     assert!(spool.is_empty(), "{spool:?}");
 }
+
+/// A superseded view is kept for search cursors with its snapshot and searcher only: its
+/// spatial index (a whole base after a fold) is let go at once.
+#[test]
+fn a_superseded_view_keeps_no_spatial_index() {
+    let t = TestStore::loaded();
+    let config = jichu::config::Config { insecure_no_auth: true, ..Default::default() };
+    let service = std::sync::Arc::new(jichu::service::Service::open(t.store.clone(), &config).unwrap());
+    let first = service.view();
+    assert!(first.spatial().is_ok());
+    let published = service.publish().unwrap();
+    assert_eq!(published.generation, first.generation + 1);
+    // A request that held the view before the publication still has its spatial index.
+    assert!(first.spatial().is_ok());
+    let kept = service.views.at(first.generation).expect("kept for cursors");
+    assert!(kept.spatial().is_err(), "a superseded view keeps no spatial index");
+    assert_eq!(kept.count(Registry::Citizens), first.count(Registry::Citizens));
+    assert!(service.view().spatial().is_ok());
+    let memory = service.views.memory();
+    assert_eq!(memory.retained, 1);
+    assert!(memory.spatial_bytes > 0);
+}
