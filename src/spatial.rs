@@ -160,12 +160,16 @@ pub struct SpatialIndex {
 
 fn point_layer(at: Reader<'_>, registry: Registry) -> Result<PointLayer> {
     let mut keys = SortedKeys::default();
-    let mut points = Vec::new();
+    // Sized once from the registry's count (points are at most that many): no doubling, no
+    // copy of a vector of tens of millions of points while it grows.
+    let count = usize::try_from(at.stored_count(registry)?).unwrap_or(0);
+    let (mut points, mut ids) = (Vec::with_capacity(count), Vec::with_capacity(count));
     for item in at.points(registry) {
         let (k, lon, lat) = item?;
-        points.push(([lon, lat], push_key(&mut keys, &k)?));
+        points.push([lon, lat]);
+        ids.push(push_key(&mut keys, &k)?);
     }
-    Ok(PointLayer::new(PointIndex::build(points), keys.shrink()))
+    Ok(PointLayer::new(PointIndex::from_parts(points, ids), keys.shrink()))
 }
 
 /// A parcel's current geometry (None when ended or without one).

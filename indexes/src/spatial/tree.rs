@@ -59,6 +59,32 @@ fn union(a: BBox, b: BBox) -> BBox {
 
 const EMPTY: BBox = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
 
+/// Puts `leaves` and `ids` in the order `order` gives (position k takes the element at index
+/// `order[k]`, each below 2^32), in place, following each cycle of the permutation once;
+/// bit 63 of `order` marks the positions done.
+fn permute<L: Copy>(leaves: &mut [L], ids: &mut [u32], order: &mut [u64]) {
+    const DONE: u64 = 1 << 63;
+    for start in 0..order.len() {
+        if order[start] & DONE != 0 {
+            continue;
+        }
+        let (leaf, id) = (leaves[start], ids[start]);
+        let mut k = start;
+        loop {
+            let from = order[k] as usize;
+            order[k] = DONE;
+            if from == start {
+                leaves[k] = leaf;
+                ids[k] = id;
+                break;
+            }
+            leaves[k] = leaves[from];
+            ids[k] = ids[from];
+            k = from;
+        }
+    }
+}
+
 /// Position of `(x, y)` (each in 0..2^16) along a Hilbert curve of order 16.
 fn hilbert(mut x: u32, mut y: u32) -> u64 {
     let n: u32 = 1 << 16;
@@ -82,21 +108,35 @@ fn hilbert(mut x: u32, mut y: u32) -> u64 {
 
 impl<L: Leaf> PackedTree<L> {
     pub fn build(items: Vec<(L, u32)>) -> Self {
-        let extent = items.iter().fold(EMPTY, |acc, (l, _)| union(acc, l.bbox()));
+        let (leaves, ids) = items.into_iter().unzip();
+        Self::from_parts(leaves, ids)
+    }
+
+    /// Builds from leaves and their ids (same length), sorting both in place: the build holds
+    /// 8 bytes per leaf beyond them (its Hilbert order), so a fold of 30M points does not hold
+    /// several copies of them at once.
+    pub fn from_parts(mut leaves: Vec<L>, mut ids: Vec<u32>) -> Self {
+        assert_eq!(leaves.len(), ids.len(), "one id per leaf");
+        assert!(leaves.len() <= u32::MAX as usize, "at most 2^32 leaves");
+        let extent = leaves.iter().fold(EMPTY, |acc, l| union(acc, l.bbox()));
         let (w, h) = ((extent[2] - extent[0]).max(1e-12), (extent[3] - extent[1]).max(1e-12));
         let scale = |v: f64, lo: f64, span: f64| (((v - lo) / span) * 65535.0).clamp(0.0, 65535.0) as u32;
-        let mut order: Vec<(u64, u32)> = items
+        // Position on the curve (< 2^32 at order 16) above, leaf index below: sorting the
+        // packed words orders by curve, then by index, as sorting the pairs did.
+        let mut order: Vec<u64> = leaves
             .iter()
             .enumerate()
-            .map(|(i, (l, _))| {
+            .map(|(i, l)| {
                 let b = l.bbox();
                 let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
-                (hilbert(scale(cx, extent[0], w), scale(cy, extent[1], h)), i as u32)
+                (hilbert(scale(cx, extent[0], w), scale(cy, extent[1], h)) << 32) | i as u64
             })
             .collect();
         order.sort_unstable();
-        let leaves: Vec<L> = order.iter().map(|&(_, i)| items[i as usize].0).collect();
-        let ids: Vec<u32> = order.iter().map(|&(_, i)| items[i as usize].1).collect();
+        for o in &mut order {
+            *o &= u64::from(u32::MAX);
+        }
+        permute(&mut leaves, &mut ids, &mut order);
         drop(order);
         let mut levels = Vec::new();
         if !leaves.is_empty() {
@@ -208,5 +248,34 @@ impl<L: Leaf> PackedTree<L> {
         self.leaves.capacity() * size_of::<L>()
             + self.ids.capacity() * size_of::<u32>()
             + self.levels.iter().map(|l| l.capacity() * size_of::<BBox>()).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Sorting in place gives the order a gather by the sorted (curve, index) pairs gives.
+        #[test]
+        fn in_place_build_orders_as_a_gather(points in prop::collection::vec((-180.0..180.0f64, -90.0..90.0f64), 0..300)) {
+            let leaves: Vec<[f64; 2]> = points.iter().map(|&(x, y)| [x, y]).collect();
+            let ids: Vec<u32> = (0..leaves.len() as u32).map(|i| i * 7 + 1).collect();
+            let tree = PackedTree::from_parts(leaves.clone(), ids.clone());
+            let extent = leaves.iter().fold(EMPTY, |acc, l| union(acc, l.bbox()));
+            let (w, h) = ((extent[2] - extent[0]).max(1e-12), (extent[3] - extent[1]).max(1e-12));
+            let scale = |v: f64, lo: f64, span: f64| (((v - lo) / span) * 65535.0).clamp(0.0, 65535.0) as u32;
+            let mut pairs: Vec<(u64, u32)> = leaves
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (hilbert(scale(l[0], extent[0], w), scale(l[1], extent[1], h)), i as u32))
+                .collect();
+            pairs.sort_unstable();
+            let expected: Vec<[f64; 2]> = pairs.iter().map(|&(_, i)| leaves[i as usize]).collect();
+            let expected_ids: Vec<u32> = pairs.iter().map(|&(_, i)| ids[i as usize]).collect();
+            prop_assert_eq!(tree.leaves, expected);
+            prop_assert_eq!(tree.ids, expected_ids);
+        }
     }
 }
