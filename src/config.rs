@@ -224,6 +224,17 @@ impl Config {
         jichu_indexes::text::WriterOptions { memory_bytes: self.text_memory_bytes, ..Default::default() }
     }
 
+    /// The writer a running service keeps between publications: a quarter of the load's
+    /// budget (at least 64 MiB). A publication indexes one delta while readers need the page
+    /// cache; its arena is freed at each commit, so a smaller budget only means more segments
+    /// for the background merges, while a full budget put up to 1 GiB on the server's peak.
+    pub fn publication_text_writer(&self) -> jichu_indexes::text::WriterOptions {
+        jichu_indexes::text::WriterOptions {
+            memory_bytes: (self.text_memory_bytes / 4).max(64 << 20),
+            ..Default::default()
+        }
+    }
+
     /// Load settings: scratch space in the data directory, the pilot-code allow-list.
     pub fn load_options(&self) -> Result<crate::load::LoadOptions> {
         let mut opts = crate::load::LoadOptions::new(&self.data_dir);

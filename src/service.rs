@@ -73,7 +73,7 @@ impl Service {
             store,
             text,
             views: Views::new(view, config.cursor_retention),
-            text_options: config.text_writer(),
+            text_options: config.publication_text_writer(),
             publishing: Mutex::new(None),
             folding: Default::default(),
             spatial_open: Mutex::new(Some(spatial_open)),
