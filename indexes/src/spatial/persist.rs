@@ -16,36 +16,76 @@ pub fn get_u64(r: &mut impl Read) -> io::Result<u64> {
     Ok(u64::from_le_bytes(b))
 }
 
+/// Bytes converted a chunk at a time: a file of tens of millions of points is written and
+/// read without a second copy of it in memory.
+const CHUNK: usize = 1 << 16;
+
 /// A length-prefixed run of f64s.
 pub(crate) fn put_f64s(w: &mut impl Write, v: impl ExactSizeIterator<Item = f64>) -> io::Result<()> {
-    put_u64(w, v.len() as u64)?;
-    let mut buf = Vec::with_capacity(v.len() * 8);
+    write_f64s(w, v.len(), v)
+}
+
+/// `n` f64s from `v`, length first, through a small buffer.
+fn write_f64s(w: &mut impl Write, n: usize, v: impl Iterator<Item = f64>) -> io::Result<()> {
+    put_u64(w, n as u64)?;
+    let mut buf = Vec::with_capacity(CHUNK);
     for x in v {
         buf.extend_from_slice(&x.to_le_bytes());
+        if buf.len() == CHUNK {
+            w.write_all(&buf)?;
+            buf.clear();
+        }
     }
     w.write_all(&buf)
 }
 
 pub(crate) fn get_f64s(r: &mut impl Read) -> io::Result<Vec<f64>> {
     let n = get_u64(r)?;
-    let buf = read_n(r, n.checked_mul(8).ok_or_else(|| bad("length"))?)?;
-    Ok(buf.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect())
+    let mut out = Vec::with_capacity(n.min(1 << 23) as usize);
+    read_chunks(r, n.checked_mul(8).ok_or_else(|| bad("length"))?, 8, |b| {
+        out.extend(b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())));
+    })?;
+    Ok(out)
 }
 
 /// A length-prefixed run of u32s.
 pub fn put_u32s(w: &mut impl Write, v: &[u32]) -> io::Result<()> {
     put_u64(w, v.len() as u64)?;
-    let mut buf = Vec::with_capacity(v.len() * 4);
-    for x in v {
-        buf.extend_from_slice(&x.to_le_bytes());
+    for chunk in v.chunks(CHUNK / 4) {
+        let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+        w.write_all(&bytes)?;
     }
-    w.write_all(&buf)
+    Ok(())
 }
 
 pub fn get_u32s(r: &mut impl Read) -> io::Result<Vec<u32>> {
     let n = get_u64(r)?;
-    let buf = read_n(r, n.checked_mul(4).ok_or_else(|| bad("length"))?)?;
-    Ok(buf.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default())).collect())
+    let mut out = Vec::with_capacity(n.min(1 << 24) as usize);
+    read_chunks(r, n.checked_mul(4).ok_or_else(|| bad("length"))?, 4, |b| {
+        out.extend(b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default())));
+    })?;
+    Ok(out)
+}
+
+/// Reads exactly `n` bytes, passing them to `each` a chunk at a time (each a multiple of
+/// `unit`, which divides `n`). Nothing of size `n` is allocated up front, so a damaged length
+/// ends in a short read, not in one huge allocation.
+fn read_chunks(r: &mut impl Read, n: u64, unit: usize, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    if n % unit as u64 != 0 {
+        return Err(bad("length"));
+    }
+    let mut buf = vec![0u8; CHUNK / unit * unit];
+    let mut left = n;
+    while left > 0 {
+        let len = left.min(buf.len() as u64) as usize;
+        r.read_exact(&mut buf[..len]).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => io::Error::new(e.kind(), "spatial index file: truncated"),
+            _ => e,
+        })?;
+        each(&buf[..len]);
+        left -= len as u64;
+    }
+    Ok(())
 }
 
 /// Length-prefixed bytes.
@@ -77,14 +117,15 @@ pub(crate) fn bad(what: &str) -> io::Error {
 /// Leaves that know how to flatten themselves to f64s.
 pub(crate) trait Flat: Leaf {
     const WIDTH: usize;
-    fn push(&self, out: &mut Vec<f64>);
+    /// The leaf's f64s (the first [`Flat::WIDTH`] of them).
+    fn flat(&self) -> [f64; 4];
     fn from(v: &[f64]) -> Self;
 }
 
 impl Flat for [f64; 2] {
     const WIDTH: usize = 2;
-    fn push(&self, out: &mut Vec<f64>) {
-        out.extend_from_slice(self);
+    fn flat(&self) -> [f64; 4] {
+        [self[0], self[1], 0.0, 0.0]
     }
     fn from(v: &[f64]) -> Self {
         [v[0], v[1]]
@@ -93,29 +134,51 @@ impl Flat for [f64; 2] {
 
 impl Flat for BBox {
     const WIDTH: usize = 4;
-    fn push(&self, out: &mut Vec<f64>) {
-        out.extend_from_slice(self);
+    fn flat(&self) -> [f64; 4] {
+        *self
     }
     fn from(v: &[f64]) -> Self {
         [v[0], v[1], v[2], v[3]]
     }
 }
 
+/// A run of leaves as written by [`write_flat`]: read straight into its vector.
+fn get_flat<L: Flat>(r: &mut impl Read) -> io::Result<Vec<L>> {
+    let n = get_u64(r)?;
+    if n % L::WIDTH as u64 != 0 {
+        return Err(bad("length"));
+    }
+    let mut out = Vec::with_capacity((n / L::WIDTH as u64).min(1 << 22) as usize);
+    read_chunks(r, n.checked_mul(8).ok_or_else(|| bad("length"))?, 8 * L::WIDTH, |b| {
+        for leaf in b.chunks_exact(8 * L::WIDTH) {
+            let mut v = [0.0; 4];
+            for (x, c) in v.iter_mut().zip(leaf.chunks_exact(8)) {
+                *x = f64::from_le_bytes(c.try_into().unwrap_or_default());
+            }
+            out.push(L::from(&v[..L::WIDTH]));
+        }
+    })?;
+    Ok(out)
+}
+
+/// Leaves as a length-prefixed run of f64s.
+fn write_flat<L: Flat>(w: &mut impl Write, leaves: &[L]) -> io::Result<()> {
+    write_f64s(w, leaves.len() * L::WIDTH, leaves.iter().flat_map(|l| l.flat().into_iter().take(L::WIDTH)))
+}
+
 impl<L: Flat> PackedTree<L> {
     pub(crate) fn write(&self, w: &mut impl Write) -> io::Result<()> {
-        let mut flat = Vec::with_capacity(self.leaves.len() * L::WIDTH);
-        self.leaves.iter().for_each(|l| l.push(&mut flat));
-        put_f64s(w, flat.into_iter())?;
+        write_flat(w, &self.leaves)?;
         put_u32s(w, &self.ids)?;
         put_u64(w, self.levels.len() as u64)?;
         for level in &self.levels {
-            put_f64s(w, level.iter().flatten().copied().collect::<Vec<_>>().into_iter())?;
+            write_flat(w, level)?;
         }
         Ok(())
     }
 
     pub(crate) fn read(r: &mut impl Read) -> io::Result<Self> {
-        let leaves: Vec<L> = get_f64s(r)?.chunks_exact(L::WIDTH).map(L::from).collect();
+        let leaves: Vec<L> = get_flat(r)?;
         let ids = get_u32s(r)?;
         if ids.len() != leaves.len() {
             return Err(bad("ids"));
@@ -123,7 +186,7 @@ impl<L: Flat> PackedTree<L> {
         let n = get_u64(r)? as usize;
         let mut levels = Vec::with_capacity(n.min(64));
         for _ in 0..n {
-            levels.push(get_f64s(r)?.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect());
+            levels.push(get_flat::<BBox>(r)?);
         }
         Ok(PackedTree { leaves, ids, levels })
     }

@@ -254,6 +254,19 @@ mod tests {
         let back = PointIndex::read(&mut bytes.as_slice()).unwrap();
         assert_eq!(back.nearest(118.1, 24.5, 20, None), index.nearest(118.1, 24.5, 20, None));
         assert!(PointIndex::read(&mut &bytes[..bytes.len() / 2]).is_err(), "a truncated file is an error");
+        // Cut anywhere, or with a length that does not fit the data, it is an error, never a
+        // panic or a huge allocation.
+        for cut in (0..bytes.len()).step_by(997) {
+            assert!(PointIndex::read(&mut &bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut odd = bytes.clone();
+        odd[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+        assert!(PointIndex::read(&mut odd.as_slice()).is_err(), "a damaged length is an error");
+        // The bytes are the layout before chunked writing: a saved file still opens.
+        assert_eq!(
+            bytes.len(),
+            8 + 5000 * 16 + 8 + 5000 * 4 + 8 + index.tree.levels.iter().map(|l| 8 + l.len() * 32).sum::<usize>()
+        );
     }
 
     #[test]
