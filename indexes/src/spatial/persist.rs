@@ -71,7 +71,7 @@ pub fn get_u32s(r: &mut impl Read) -> io::Result<Vec<u32>> {
 /// `unit`, which divides `n`). Nothing of size `n` is allocated up front, so a damaged length
 /// ends in a short read, not in one huge allocation.
 fn read_chunks(r: &mut impl Read, n: u64, unit: usize, mut each: impl FnMut(&[u8])) -> io::Result<()> {
-    if n % unit as u64 != 0 {
+    if !n.is_multiple_of(unit as u64) {
         return Err(bad("length"));
     }
     let mut buf = vec![0u8; CHUNK / unit * unit];
@@ -145,7 +145,7 @@ impl Flat for BBox {
 /// A run of leaves as written by [`write_flat`]: read straight into its vector.
 fn get_flat<L: Flat>(r: &mut impl Read) -> io::Result<Vec<L>> {
     let n = get_u64(r)?;
-    if n % L::WIDTH as u64 != 0 {
+    if !n.is_multiple_of(L::WIDTH as u64) {
         return Err(bad("length"));
     }
     let mut out = Vec::with_capacity((n / L::WIDTH as u64).min(1 << 22) as usize);
