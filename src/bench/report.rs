@@ -235,8 +235,8 @@ pub struct Memory {
     pub peak_bytes: u64,
     /// What of the heap RocksDB holds (block cache, memtables).
     pub store: crate::store::StoreMemory,
-    /// Spatial indexes the service holds (the current view's and any other still referenced),
-    /// and the superseded views kept for search cursors; none before the service opens.
+    /// The current view's spatial index, and the superseded views kept for search cursors
+    /// (which hold none); zero before the service opens.
     pub spatial_bytes: u64,
     pub retained_views: usize,
 }

@@ -298,22 +298,21 @@ impl Store {
 
     /// Bytes of SST files on disk, all column families.
     pub fn disk_bytes(&self) -> u64 {
-        cf::all()
-            .filter_map(|name| {
-                self.db.property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size").ok().flatten()
-            })
-            .sum()
+        self.property_sum("rocksdb.total-sst-files-size")
+    }
+
+    /// An integer property summed over every column family.
+    fn property_sum(&self, property: &str) -> u64 {
+        cf::all().filter_map(|name| self.db.property_int_value_cf(self.cf(name), property).ok().flatten()).sum()
     }
 
     /// Memory RocksDB holds outside the files the kernel maps: the block cache (data, index
     /// and filter blocks) and the memtables of every column family.
     pub fn memory(&self) -> StoreMemory {
-        let memtables = cf::all()
-            .filter_map(|name| {
-                self.db.property_int_value_cf(self.cf(name), "rocksdb.cur-size-all-mem-tables").ok().flatten()
-            })
-            .sum();
-        StoreMemory { block_cache_bytes: self.cache.get_usage() as u64, memtable_bytes: memtables }
+        StoreMemory {
+            block_cache_bytes: self.cache.get_usage() as u64,
+            memtable_bytes: self.property_sum("rocksdb.cur-size-all-mem-tables"),
+        }
     }
 
     /// Bytes of SST files on disk per column family, in [`cf::all`] order.

@@ -25,13 +25,31 @@ pub(crate) fn put_f64s(w: &mut impl Write, v: impl ExactSizeIterator<Item = f64>
     write_f64s(w, v.len(), v)
 }
 
-/// `n` f64s from `v`, length first, through a small buffer.
+/// `n` f64s from `v`, length first.
 fn write_f64s(w: &mut impl Write, n: usize, v: impl Iterator<Item = f64>) -> io::Result<()> {
+    write_run(w, n, v.map(f64::to_le_bytes))
+}
+
+pub(crate) fn get_f64s(r: &mut impl Read) -> io::Result<Vec<f64>> {
+    get_run(r, f64::from_le_bytes)
+}
+
+/// A length-prefixed run of u32s.
+pub fn put_u32s(w: &mut impl Write, v: &[u32]) -> io::Result<()> {
+    write_run(w, v.len(), v.iter().map(|x| x.to_le_bytes()))
+}
+
+pub fn get_u32s(r: &mut impl Read) -> io::Result<Vec<u32>> {
+    get_run(r, u32::from_le_bytes)
+}
+
+/// `n` fixed-width values (their little-endian bytes), length first, through a small buffer.
+fn write_run<const W: usize>(w: &mut impl Write, n: usize, v: impl Iterator<Item = [u8; W]>) -> io::Result<()> {
     put_u64(w, n as u64)?;
     let mut buf = Vec::with_capacity(CHUNK);
     for x in v {
-        buf.extend_from_slice(&x.to_le_bytes());
-        if buf.len() == CHUNK {
+        buf.extend_from_slice(&x);
+        if buf.len() + W > CHUNK {
             w.write_all(&buf)?;
             buf.clear();
         }
@@ -39,30 +57,12 @@ fn write_f64s(w: &mut impl Write, n: usize, v: impl Iterator<Item = f64>) -> io:
     w.write_all(&buf)
 }
 
-pub(crate) fn get_f64s(r: &mut impl Read) -> io::Result<Vec<f64>> {
+/// A run written by [`write_run`], decoded a chunk at a time into its vector.
+fn get_run<T, const W: usize>(r: &mut impl Read, decode: fn([u8; W]) -> T) -> io::Result<Vec<T>> {
     let n = get_u64(r)?;
-    let mut out = Vec::with_capacity(n.min(1 << 23) as usize);
-    read_chunks(r, n.checked_mul(8).ok_or_else(|| bad("length"))?, 8, |b| {
-        out.extend(b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())));
-    })?;
-    Ok(out)
-}
-
-/// A length-prefixed run of u32s.
-pub fn put_u32s(w: &mut impl Write, v: &[u32]) -> io::Result<()> {
-    put_u64(w, v.len() as u64)?;
-    for chunk in v.chunks(CHUNK / 4) {
-        let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
-        w.write_all(&bytes)?;
-    }
-    Ok(())
-}
-
-pub fn get_u32s(r: &mut impl Read) -> io::Result<Vec<u32>> {
-    let n = get_u64(r)?;
-    let mut out = Vec::with_capacity(n.min(1 << 24) as usize);
-    read_chunks(r, n.checked_mul(4).ok_or_else(|| bad("length"))?, 4, |b| {
-        out.extend(b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default())));
+    let mut out = Vec::with_capacity(n.min(1 << 22) as usize);
+    read_chunks(r, n.checked_mul(W as u64).ok_or_else(|| bad("length"))?, W, |b| {
+        out.extend(b.chunks_exact(W).map(|c| decode(c.try_into().unwrap_or([0; W]))));
     })?;
     Ok(out)
 }
