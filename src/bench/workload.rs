@@ -124,6 +124,8 @@ fn text_query(field: &str, text: &str) -> SearchQuery {
     SearchQuery {
         matches: vec![Match { text: text.into(), fields: vec![field_name(Registry::Citizens, field)] }],
         limit: 20,
+        // Counted as the API counts (`exact_total` not asked).
+        count_limit: Some(crate::query::search::COUNT_LIMIT),
         ..SearchQuery::default()
     }
 }

@@ -33,6 +33,8 @@ pub const MAX_LIMIT: usize = 100;
 pub const MAX_WINDOW: usize = 10_000;
 /// Subjects a `subject_name` is resolved to, most relevant first.
 pub const MAX_SUBJECTS: usize = 1000;
+/// Matches are counted up to this many unless a search asks for `exact_total`.
+pub const COUNT_LIMIT: u64 = MAX_WINDOW as u64;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +59,9 @@ pub struct SearchRequest {
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Count every match (default false: `total` stops at 10,000, the deepest a cursor pages,
+    /// as counting millions of matches costs far more than finding the best of them).
+    pub exact_total: Option<bool>,
     /// Fields of each hit's record to return; all when absent.
     pub fields: Option<Vec<String>>,
 }
@@ -74,7 +79,8 @@ struct SearchHit<'a> {
 #[derive(Debug, Serialize)]
 struct SearchResponse<'a> {
     total: u64,
-    /// False when `subject_name` matched more subjects than are followed.
+    /// False when `total` stopped at 10,000 (unless `exact_total` was asked) or when
+    /// `subject_name` matched more subjects than are followed.
     total_exact: bool,
     hits: Vec<SearchHit<'a>>,
     next_cursor: Option<String>,
@@ -313,6 +319,7 @@ fn build(view: &View, caller: &Caller, shapes: &[Shape], req: &SearchRequest) ->
         registries: registries.iter().map(|r| *r as u8).collect(),
         include_ended: req.include_ended.unwrap_or(false),
         limit: req.limit.unwrap_or(20),
+        count_limit: (!req.exact_total.unwrap_or(false)).then_some(COUNT_LIMIT),
         ..SearchQuery::default()
     };
     if !(1..=MAX_LIMIT).contains(&query.limit) {
@@ -441,6 +448,7 @@ fn build(view: &View, caller: &Caller, shapes: &[Shape], req: &SearchRequest) ->
                 fields: qualify(&[Registry::Citizens, Registry::Entities], ["name"].into_iter(), include_ended),
             }],
             limit: MAX_SUBJECTS,
+            count_limit: Some(MAX_SUBJECTS as u64 + 1),
             ..SearchQuery::default()
         };
         let found = view.text.search(&subjects)?;
@@ -536,7 +544,7 @@ pub fn run(view: &View, caller: &Caller, registries: &[Registry], req: &SearchRe
         };
         hits.push(SearchHit { registry, id, score: h.score, record });
     }
-    let answer = SearchResponse { total: found.total, total_exact: exact, hits, next_cursor };
+    let answer = SearchResponse { total: found.total, total_exact: exact && found.total_exact, hits, next_cursor };
     serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(crate::Error::Codec(e.to_string())))
 }
 

@@ -267,6 +267,10 @@ async fn the_search_api_ranks_pages_filters_and_explains_its_errors() {
     let all = search(&s, "/v1/citizens/search", json!({"q": "福建", "limit": 100})).await;
     let total = all["total"].as_u64().unwrap() as usize;
     assert!(total > 10);
+    // Below 10,000 matches the bounded count is the exact one.
+    assert_eq!(all["total_exact"], true);
+    let exact = search(&s, "/v1/citizens/search", json!({"q": "福建", "limit": 100, "exact_total": true})).await;
+    assert_eq!((&exact["total"], &exact["total_exact"]), (&all["total"], &json!(true)));
     let mut paged = Vec::new();
     let mut body = json!({"q": "福建", "limit": 3});
     loop {

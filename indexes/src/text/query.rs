@@ -7,11 +7,14 @@
 
 use super::analyzer::{self, Grams};
 use super::{Fields, Result, TextError, TextSearcher};
+use std::collections::HashMap;
 use std::ops::Bound;
 use tantivy::collector::TopDocs;
-use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, ConstScoreQuery, EnableScoring, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+};
 use tantivy::schema::{Field, FieldType, IndexRecordOption, Value};
-use tantivy::{TantivyDocument, Term};
+use tantivy::{DocAddress, DocSet, Score, Searcher, TERMINATED, TantivyDocument, Term};
 
 /// Text to find in some fields.
 #[derive(Clone, Debug)]
@@ -45,6 +48,10 @@ pub struct SearchQuery {
     pub scopes: Vec<(u8, Option<Filter>)>,
     pub offset: usize,
     pub limit: usize,
+    /// Count matches up to this many and stop there; `None` counts them all. An exact count
+    /// walks every match — millions for a road's name at 100M citizens — where the top hits
+    /// need not (Elasticsearch stops at 10,000 by default for the same reason).
+    pub count_limit: Option<u64>,
 }
 
 /// One hit: the record's registry byte and key, and its score.
@@ -57,8 +64,10 @@ pub struct Hit {
 
 #[derive(Clone, Debug, Default)]
 pub struct Hits {
-    /// Every matching document, exactly counted.
+    /// Matching documents: all of them, or `count_limit` when there were at least that many.
     pub total: u64,
+    /// Whether `total` counts every match (false when it stopped at `count_limit`).
+    pub total_exact: bool,
     pub hits: Vec<Hit>,
 }
 
@@ -130,6 +139,9 @@ fn part_query(fields: &[Field], tokens: &[String]) -> BoxQuery {
 pub(super) fn run(s: &TextSearcher, q: &SearchQuery) -> Result<Hits> {
     let f = &*s.fields;
     let mut clauses: Vec<(Occur, BoxQuery)> = Vec::new();
+    // The last part's fields and tokens: when it is the whole query, its top hits can be
+    // found with pruning ([`top_over_fields`]).
+    let mut last_part: Option<(Vec<Field>, Vec<String>)> = None;
     for m in &q.matches {
         let fields = m.fields.iter().map(|name| f.typed_field(name, is_text)).collect::<Result<Vec<_>>>()?;
         let before = clauses.len();
@@ -139,6 +151,7 @@ pub(super) fn run(s: &TextSearcher, q: &SearchQuery) -> Result<Hits> {
             tokens.dedup();
             if !tokens.is_empty() && !fields.is_empty() {
                 clauses.push((Occur::Must, part_query(&fields, &tokens)));
+                last_part = Some((fields.clone(), tokens));
             }
         }
         if clauses.len() == before {
@@ -182,20 +195,21 @@ pub(super) fn run(s: &TextSearcher, q: &SearchQuery) -> Result<Hits> {
     }
     // A lone clause is searched as itself: tantivy prunes a term query or a term intersection
     // with block-max WAND, but scores every match of a boolean query wrapping one.
-    let query: BoxQuery = if clauses.len() == 1 && clauses[0].0 == Occur::Must {
-        clauses.remove(0).1
-    } else {
-        Box::new(BooleanQuery::new(clauses))
-    };
+    let lone = clauses.len() == 1 && clauses[0].0 == Occur::Must;
+    let query: BoxQuery = if lone { clauses.remove(0).1 } else { Box::new(BooleanQuery::new(clauses)) };
     let searcher = &s.searcher;
     // Two passes: top-k may skip blocks that cannot enter it (block-max WAND), and the count
     // needs no scores.
-    let top = if q.limit == 0 {
-        Vec::new()
-    } else {
-        searcher.search(query.as_ref(), &TopDocs::with_limit(q.limit).and_offset(q.offset).order_by_score())?
+    let top = match last_part {
+        _ if q.limit == 0 => Vec::new(),
+        Some((fields, tokens)) if lone && (2..=MAX_PRUNED_FIELDS).contains(&fields.len()) => {
+            let mut top = top_over_fields(searcher, &fields, &tokens, q.offset + q.limit)?;
+            top.drain(..q.offset.min(top.len()));
+            top
+        }
+        _ => searcher.search(query.as_ref(), &TopDocs::with_limit(q.limit).and_offset(q.offset).order_by_score())?,
     };
-    let total = query.count(searcher)?;
+    let (total, total_exact) = count(searcher, query.as_ref(), q.count_limit)?;
     let mut hits = Vec::with_capacity(top.len());
     for (score, address) in top {
         let doc: TantivyDocument = searcher.doc(address)?;
@@ -203,5 +217,161 @@ pub(super) fn run(s: &TextSearcher, q: &SearchQuery) -> Result<Hits> {
         let (registry, key) = uid.split_once(':').unwrap_or_default();
         hits.push(Hit { registry: registry.parse().unwrap_or(0), key: key.to_string(), score });
     }
-    Ok(Hits { total: total as u64, hits })
+    Ok(Hits { total, total_exact, hits })
+}
+
+/// Fields of one part searched by [`top_over_fields`]: it makes 2^n − 1 searches.
+const MAX_PRUNED_FIELDS: usize = 3;
+
+/// The best `k` documents of one part over several fields (all its tokens within one field),
+/// in relevance order, ties in index order — what the union of the per-field intersections
+/// ranks first, found with pruning.
+///
+/// tantivy prunes a term intersection with block-max WAND but scores every match of a union
+/// of intersections, and a road's name matches millions of addresses at 100M citizens. The
+/// union scores a document by summing over the fields it matches, so a document matching
+/// exactly the fields S scores what the intersection of all of S's terms scores; and whatever
+/// ranks above it in that intersection ranks above it in the union too. So each document of
+/// the union's top k is in the top k of its own S's intersection, and the top k of every
+/// non-empty S, merged by best score, is the union's top k.
+fn top_over_fields(
+    searcher: &Searcher,
+    fields: &[Field],
+    tokens: &[String],
+    k: usize,
+) -> Result<Vec<(Score, DocAddress)>> {
+    let mut best: HashMap<DocAddress, Score> = HashMap::new();
+    for subset in 1..1usize << fields.len() {
+        let mut terms: Vec<BoxQuery> = Vec::new();
+        for (i, &f) in fields.iter().enumerate() {
+            if subset & (1 << i) != 0 {
+                terms.extend(tokens.iter().map(|t| term_query(f, t)));
+            }
+        }
+        let query: BoxQuery =
+            if terms.len() == 1 { terms.remove(0) } else { Box::new(BooleanQuery::intersection(terms)) };
+        for (score, address) in searcher.search(query.as_ref(), &TopDocs::with_limit(k).order_by_score())? {
+            let s = best.entry(address).or_insert(score);
+            *s = s.max(score);
+        }
+    }
+    let mut top: Vec<(Score, DocAddress)> = best.into_iter().map(|(a, s)| (s, a)).collect();
+    top.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    top.truncate(k);
+    Ok(top)
+}
+
+/// Counts the matches of `query`, stopping at `limit`: the count, and whether it is all of them.
+fn count(searcher: &Searcher, query: &dyn Query, limit: Option<u64>) -> Result<(u64, bool)> {
+    let Some(limit) = limit else { return Ok((query.count(searcher)? as u64, true)) };
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let mut n = 0u64;
+    for reader in searcher.segment_readers() {
+        let mut docs = weight.scorer(reader, 1.0)?;
+        let alive = reader.alive_bitset();
+        let mut doc = docs.doc();
+        while doc != TERMINATED {
+            if alive.is_none_or(|a| a.is_alive(doc)) {
+                n += 1;
+                if n >= limit {
+                    return Ok((limit, false));
+                }
+            }
+            doc = docs.advance();
+        }
+    }
+    Ok((n, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::{TextField, TextIndex, TextSpec, WriterOptions};
+
+    const ROADS: [&str; 5] = ["湖滨南路", "湖滨北路", "中山路", "嘉禾路", "南山路"];
+    const FIELDS: [&str; 3] = ["r.name", "r.address", "r.note"];
+
+    /// 3,000 documents whose three fields hold 0–2 roads each, with numbers that vary their
+    /// lengths (so scores differ) — many documents match a road in two or three fields.
+    fn corpus() -> (tempfile::TempDir, TextIndex) {
+        let dir = tempfile::tempdir().unwrap();
+        let field = |name: &str, grams| TextField { name: name.into(), grams, norms: true };
+        let spec = TextSpec {
+            text: vec![field(FIELDS[0], Grams::UniAndBi), field(FIELDS[1], Grams::Bi), field(FIELDS[2], Grams::Bi)],
+            ..TextSpec::default()
+        };
+        let index = TextIndex::open(dir.path(), &spec).unwrap();
+        let mut w = index.writer(WriterOptions { threads: 1, memory_bytes: 20 << 20, no_merge: true }).unwrap();
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for i in 0..3000 {
+            let mut doc = w.doc(1, &i.to_string(), false);
+            for name in FIELDS {
+                let text: String = (0..next(3))
+                    .map(|_| format!("{}{}号{}", ROADS[next(5) as usize], next(400), "室".repeat(next(4) as usize)))
+                    .collect();
+                doc.text(index.field(name).unwrap(), &text);
+            }
+            w.add(doc).unwrap();
+            if i % 1000 == 999 {
+                w.commit("").unwrap(); // several segments
+            }
+        }
+        w.commit("").unwrap();
+        w.finish().unwrap();
+        index.reload().unwrap();
+        (dir, index)
+    }
+
+    fn find(text: &str, fields: &[&str], offset: usize, limit: usize) -> SearchQuery {
+        SearchQuery {
+            matches: vec![Match { text: text.into(), fields: fields.iter().map(|f| f.to_string()).collect() }],
+            offset,
+            limit,
+            ..SearchQuery::default()
+        }
+    }
+
+    /// The pruned top hits over several fields are the union's: the same scores in the same
+    /// order as a query tantivy scores in full (the same match inside a scope), each hit with
+    /// the score full scoring gives it, and the same total.
+    #[test]
+    fn top_over_fields_is_the_unions_top() {
+        let (_dir, index) = corpus();
+        for fields in [&FIELDS[..2], &FIELDS[1..], &FIELDS[..]] {
+            for text in ["湖滨南路", "中山路", "南路", "湖滨", "嘉禾路12号"] {
+                let in_full = |q: SearchQuery| SearchQuery { scopes: vec![(1, None)], ..q };
+                let all = index.search(&in_full(find(text, fields, 0, 3000))).unwrap();
+                assert!(all.total > 2, "{text}: {} matches", all.total);
+                let score: HashMap<&str, f32> = all.hits.iter().map(|h| (h.key.as_str(), h.score)).collect();
+                for (offset, limit) in [(0, 1), (0, 10), (5, 20), (40, 7)] {
+                    let pruned = index.search(&find(text, fields, offset, limit)).unwrap();
+                    let full = index.search(&in_full(find(text, fields, offset, limit))).unwrap();
+                    assert_eq!(pruned.total, full.total);
+                    assert!(pruned.total_exact);
+                    assert_eq!(pruned.hits.len(), full.hits.len(), "{text} {fields:?} {offset}+{limit}");
+                    for (p, f) in pruned.hits.iter().zip(&full.hits) {
+                        assert!((p.score - f.score).abs() < 1e-4, "{text} {fields:?}: {} vs {}", p.score, f.score);
+                        assert!((p.score - score[p.key.as_str()]).abs() < 1e-4, "{text}: {} scored apart", p.key);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_count_stops_at_its_limit() {
+        let (_dir, index) = corpus();
+        let all = index.search(&find("南路", &FIELDS, 0, 5)).unwrap();
+        assert!(all.total_exact && all.total > 100);
+        let capped = index.search(&SearchQuery { count_limit: Some(100), ..find("南路", &FIELDS, 0, 5) }).unwrap();
+        assert_eq!((capped.total, capped.total_exact), (100, false));
+        assert_eq!(capped.hits, all.hits, "the limit bounds the count, not the hits");
+        let loose = SearchQuery { count_limit: Some(all.total + 1), ..find("南路", &FIELDS, 0, 5) };
+        let under = index.search(&loose).unwrap();
+        assert_eq!((under.total, under.total_exact), (all.total, true));
+    }
 }
