@@ -166,14 +166,14 @@ fn build_schema(spec: &TextSpec) -> Schema {
     b.add_u64_field("ended", number.clone());
     for field in &spec.text {
         let tokenizer = if field.grams == Grams::UniAndBi { TOKENIZER_NAMES } else { TOKENIZER_BI };
-        // Term frequencies only where they rank: names (a surname twice in a name is a
-        // signal). Addresses keep document ids alone: 7–10% less indexing time and 3.6%
-        // less index at 1M citizens (`jichu load` of the five extracts, twice each way), and
-        // an address's rank is its rarer bigrams (idf), not how often one repeats.
-        let freqs =
-            if field.grams == Grams::UniAndBi { IndexRecordOption::WithFreqs } else { IndexRecordOption::Basic };
-        let indexing =
-            TextFieldIndexing::default().set_tokenizer(tokenizer).set_index_option(freqs).set_fieldnorms(field.norms);
+        // Term frequencies in every scored field: with them tantivy stores each posting
+        // block's best score, which block-max pruning needs. Without them (document ids
+        // only, as addresses had for 7–10% less indexing time) a block's best reads as
+        // zero and the pruned top hits skip every full block after the first: wrong hits.
+        let indexing = TextFieldIndexing::default()
+            .set_tokenizer(tokenizer)
+            .set_index_option(IndexRecordOption::WithFreqs)
+            .set_fieldnorms(field.norms);
         b.add_text_field(&field.name, TextOptions::default().set_indexing_options(indexing));
     }
     for name in &spec.keywords {

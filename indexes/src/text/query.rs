@@ -362,6 +362,41 @@ mod tests {
         }
     }
 
+    /// Block-max pruning finds the best document wherever it lies: one short address (the
+    /// best BM25 score) among thousands of longer ones, in a middle block of its posting
+    /// lists, for a lone bigram (one term) and a road (an intersection), in every kind of
+    /// text field. Pruning is only sound where the index keeps each block's best score.
+    #[test]
+    fn pruning_finds_the_best_in_any_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let field = |name: &str, grams| TextField { name: name.into(), grams, norms: true };
+        let spec = TextSpec {
+            text: vec![field("r.name", Grams::UniAndBi), field("r.address", Grams::Bi)],
+            ..TextSpec::default()
+        };
+        let index = TextIndex::open(dir.path(), &spec).unwrap();
+        let mut w = index.writer(WriterOptions { threads: 1, memory_bytes: 20 << 20, no_merge: true }).unwrap();
+        for i in 0..3000 {
+            let mut doc = w.doc(1, &i.to_string(), false);
+            let text =
+                if i == 1700 { "中山路".to_string() } else { format!("中山路{}号{}", i, "室".repeat(i % 7)) };
+            for name in ["r.name", "r.address"] {
+                doc.text(index.field(name).unwrap(), &text);
+            }
+            w.add(doc).unwrap();
+        }
+        w.commit("").unwrap();
+        w.finish().unwrap();
+        index.reload().unwrap();
+        for f in ["r.name", "r.address"] {
+            for text in ["山路", "中山路"] {
+                let top = index.search(&find(text, &[f], 0, 3)).unwrap();
+                assert_eq!(top.total, 3000);
+                assert_eq!(top.hits[0].key, "1700", "{f} {text}: {:?}", top.hits);
+            }
+        }
+    }
+
     #[test]
     fn a_count_stops_at_its_limit() {
         let (_dir, index) = corpus();
