@@ -7,8 +7,8 @@
 #   benches/http/search_ab.sh DATA_DIR BIN_A BIN_B [BIN …]
 #
 # DATA_DIR holds a store filled from the generator's extracts (its roads): `jichu gen` +
-# `jichu load`, or the `data` folder inside a `jichu bench --data-dir` folder. Needs wrk. EXACT_TOTAL=1 in the environment makes every search ask for
-# its exact count (see address.lua).
+# `jichu load`, or the `data` folder inside a `jichu bench --data-dir` folder. Needs wrk.
+# EXACT_TOTAL=1 in the environment makes every search ask for its exact count (address.lua).
 set -euo pipefail
 DATA=$1
 shift
