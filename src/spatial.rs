@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::model::{Lineage, Registry};
 use crate::store::{Reader, Store, codec};
 use jichu_indexes::spatial::keys::SortedKeys;
-use jichu_indexes::spatial::{LayeredPoints, LayeredPolygons, PointIndex, PolygonIndex, persist};
+use jichu_indexes::spatial::{LayeredPoints, LayeredPolygons, PointIndex, PolygonBuilder, PolygonIndex, persist};
 use jichu_ingest::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -187,14 +187,14 @@ fn parcel_shape(value: &[u8]) -> Result<Option<geo::MultiPolygon<f64>>> {
 
 fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
     let mut keys = SortedKeys::default();
-    let mut shapes = Vec::new();
+    let mut shapes = PolygonBuilder::default();
     for item in at.scan(Registry::Parcels) {
         let (k, v) = item?;
         if let Some(g) = parcel_shape(&v)? {
-            shapes.push((g, push_key(&mut keys, &k)?));
+            shapes.push(&g, push_key(&mut keys, &k)?);
         }
     }
-    Ok(PolygonLayer::new(PolygonIndex::build(shapes), keys.shrink()))
+    Ok(PolygonLayer::new(shapes.finish(), keys.shrink()))
 }
 
 /// The last load a store state holds, in the order loads finished.

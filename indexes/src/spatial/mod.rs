@@ -14,7 +14,7 @@ mod tree;
 
 pub use layered::{LayeredPoints, LayeredPolygons};
 pub use points::{Hit, PointIndex};
-pub use polygons::{Area, PolygonIndex};
+pub use polygons::{Area, PolygonBuilder, PolygonIndex};
 pub use region::{Circle, Overlap, PolygonArea, Region};
 
 /// `[min_lon, min_lat, max_lon, max_lat]` in degrees (WGS84).

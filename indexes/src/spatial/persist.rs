@@ -20,18 +20,9 @@ pub fn get_u64(r: &mut impl Read) -> io::Result<u64> {
 /// read without a second copy of it in memory.
 const CHUNK: usize = 1 << 16;
 
-/// A length-prefixed run of f64s.
-pub(crate) fn put_f64s(w: &mut impl Write, v: impl ExactSizeIterator<Item = f64>) -> io::Result<()> {
-    write_f64s(w, v.len(), v)
-}
-
 /// `n` f64s from `v`, length first.
 fn write_f64s(w: &mut impl Write, n: usize, v: impl Iterator<Item = f64>) -> io::Result<()> {
     write_run(w, n, v.map(f64::to_le_bytes))
-}
-
-pub(crate) fn get_f64s(r: &mut impl Read) -> io::Result<Vec<f64>> {
-    get_run(r, f64::from_le_bytes)
 }
 
 /// A length-prefixed run of u32s.
@@ -60,16 +51,25 @@ fn write_run<const W: usize>(w: &mut impl Write, n: usize, v: impl Iterator<Item
 /// A run written by [`write_run`], decoded a chunk at a time into its vector.
 fn get_run<T, const W: usize>(r: &mut impl Read, decode: fn([u8; W]) -> T) -> io::Result<Vec<T>> {
     let n = get_u64(r)?;
-    let mut out = Vec::with_capacity(n.min(1 << 22) as usize);
+    let mut out = sized(n)?;
     read_chunks(r, n.checked_mul(W as u64).ok_or_else(|| bad("length"))?, W, |b| {
         out.extend(b.chunks_exact(W).map(|c| decode(c.try_into().unwrap_or([0; W]))));
     })?;
     Ok(out)
 }
 
+/// An empty vector with room for exactly `n` values, so that reading a run of a hundred
+/// million does not double its way there (holding up to twice its size, and copying it on
+/// each doubling). A damaged length that cannot be reserved is an error. One that can takes
+/// address space only: its pages are not touched before the short read ends it.
+fn sized<T>(n: u64) -> io::Result<Vec<T>> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(usize::try_from(n).map_err(|_| bad("length"))?).map_err(|_| bad("length"))?;
+    Ok(out)
+}
+
 /// Reads exactly `n` bytes, passing them to `each` a chunk at a time (each a multiple of
-/// `unit`, which divides `n`). Nothing of size `n` is allocated up front, so a damaged length
-/// ends in a short read, not in one huge allocation.
+/// `unit`, which divides `n`), through one small buffer.
 fn read_chunks(r: &mut impl Read, n: u64, unit: usize, mut each: impl FnMut(&[u8])) -> io::Result<()> {
     if !n.is_multiple_of(unit as u64) {
         return Err(bad("length"));
@@ -99,10 +99,9 @@ pub fn get_bytes(r: &mut impl Read) -> io::Result<Vec<u8>> {
     read_n(r, n)
 }
 
-/// Exactly `n` bytes. The buffer grows with what is read, so a damaged length cannot make
-/// one huge allocation before the short read is noticed.
+/// Exactly `n` bytes (see [`sized`]).
 fn read_n(r: &mut impl Read, n: u64) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(n.min(64 << 20) as usize);
+    let mut buf = sized(n)?;
     r.take(n).read_to_end(&mut buf)?;
     if buf.len() as u64 != n {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spatial index file: truncated"));
@@ -143,12 +142,12 @@ impl Flat for BBox {
 }
 
 /// A run of leaves as written by [`write_flat`]: read straight into its vector.
-fn get_flat<L: Flat>(r: &mut impl Read) -> io::Result<Vec<L>> {
+pub(crate) fn get_flat<L: Flat>(r: &mut impl Read) -> io::Result<Vec<L>> {
     let n = get_u64(r)?;
     if !n.is_multiple_of(L::WIDTH as u64) {
         return Err(bad("length"));
     }
-    let mut out = Vec::with_capacity((n / L::WIDTH as u64).min(1 << 22) as usize);
+    let mut out = sized(n / L::WIDTH as u64)?;
     read_chunks(r, n.checked_mul(8).ok_or_else(|| bad("length"))?, 8 * L::WIDTH, |b| {
         for leaf in b.chunks_exact(8 * L::WIDTH) {
             let mut v = [0.0; 4];
@@ -162,7 +161,7 @@ fn get_flat<L: Flat>(r: &mut impl Read) -> io::Result<Vec<L>> {
 }
 
 /// Leaves as a length-prefixed run of f64s.
-fn write_flat<L: Flat>(w: &mut impl Write, leaves: &[L]) -> io::Result<()> {
+pub(crate) fn write_flat<L: Flat>(w: &mut impl Write, leaves: &[L]) -> io::Result<()> {
     write_f64s(w, leaves.len() * L::WIDTH, leaves.iter().flat_map(|l| l.flat().into_iter().take(L::WIDTH)))
 }
 
