@@ -42,7 +42,7 @@ pub struct PolygonIndex {
 /// three or more allocations a parcel (a generated parcel with its tree entry: 167 bytes
 /// flat, 206 nested). A shape is rebuilt as a `MultiPolygon` only for the exact test of a
 /// candidate.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 struct Shapes {
     /// Shape after shape: its polygons, then for each polygon its rings, then for each ring
     /// its points (the file form's counts).
@@ -53,12 +53,33 @@ struct Shapes {
     coord_at: Vec<u64>,
 }
 
+impl Default for Shapes {
+    fn default() -> Shapes {
+        Shapes::with_capacity(0, 0, 0)
+    }
+}
+
 impl Shapes {
+    /// No shapes yet, with room for `shapes` of them, `counts` counts and `coords` points.
+    fn with_capacity(shapes: usize, counts: usize, coords: usize) -> Shapes {
+        let mut out = Shapes {
+            counts: Vec::with_capacity(counts),
+            coords: Vec::with_capacity(coords),
+            count_at: Vec::with_capacity(shapes + 1),
+            coord_at: Vec::with_capacity(shapes + 1),
+        };
+        out.count_at.push(0);
+        out.coord_at.push(0);
+        out
+    }
+
+    /// Ends the shape whose counts and points were just appended.
+    fn close(&mut self) {
+        self.count_at.push(self.counts.len() as u32);
+        self.coord_at.push(self.coords.len() as u64);
+    }
+
     fn push(&mut self, g: &MultiPolygon<f64>) {
-        if self.count_at.is_empty() {
-            self.count_at.push(0);
-            self.coord_at.push(0);
-        }
         self.counts.push(g.0.len() as u32);
         for p in &g.0 {
             self.counts.push(1 + p.interiors().len() as u32);
@@ -67,12 +88,11 @@ impl Shapes {
                 self.coords.extend(ring.0.iter().map(|c| [c.x, c.y]));
             }
         }
-        self.count_at.push(self.counts.len() as u32);
-        self.coord_at.push(self.coords.len() as u64);
+        self.close();
     }
 
     fn len(&self) -> usize {
-        self.count_at.len().saturating_sub(1)
+        self.count_at.len() - 1
     }
 
     /// Shape `i` as `geo` has it.
@@ -98,20 +118,12 @@ impl Shapes {
 
     /// The same shapes in another order: `order[k]` is the shape to put at `k`.
     fn reorder(&self, order: &[u32]) -> Shapes {
-        let mut out = Shapes {
-            counts: Vec::with_capacity(self.counts.len()),
-            coords: Vec::with_capacity(self.coords.len()),
-            count_at: Vec::with_capacity(order.len() + 1),
-            coord_at: Vec::with_capacity(order.len() + 1),
-        };
-        out.count_at.push(0);
-        out.coord_at.push(0);
+        let mut out = Shapes::with_capacity(order.len(), self.counts.len(), self.coords.len());
         for &i in order {
             let i = i as usize;
             out.counts.extend_from_slice(&self.counts[self.count_at[i] as usize..self.count_at[i + 1] as usize]);
             out.coords.extend_from_slice(&self.coords[self.coord_at[i] as usize..self.coord_at[i + 1] as usize]);
-            out.count_at.push(out.counts.len() as u32);
-            out.coord_at.push(out.coords.len() as u64);
+            out.close();
         }
         out
     }
