@@ -18,6 +18,7 @@ pub mod generator;
 pub mod golden;
 pub mod load;
 pub mod loads;
+pub mod memory;
 pub mod model;
 pub mod query;
 pub mod service;

@@ -19,8 +19,11 @@ pub struct Service {
     pub text: TextLayer,
     pub views: Views,
     text_options: WriterOptions,
-    /// One publication at a time; the full-text writer kept between them.
-    publishing: Mutex<Option<TextWriter>>,
+    /// One publication at a time. Each opens the full-text writer and lets it go once its
+    /// commit's merges are done (this thread, which the next publication joins first): a
+    /// writer kept between publications held every delete it had queued, ~1 KiB per changed
+    /// record, for as long as the process ran.
+    publishing: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// A fold of the spatial index is running in the background.
     folding: std::sync::atomic::AtomicBool,
     /// The thread reading (or building) the first view's spatial index: joined on drop, so
@@ -33,6 +36,28 @@ impl Drop for Service {
         let handle = self.spatial_open.get_mut().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
             let _ = h.join();
+        }
+        // A dropped service has let go of the full-text writer's lock too.
+        if let Some(h) = self.publishing.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Lets a publication's full-text writer go once its merges are done, off the publication's
+/// path; the next publication waits for this thread before it opens a writer.
+fn finish_in_background(writer: Option<TextWriter>) -> Option<std::thread::JoinHandle<()>> {
+    let writer = writer?;
+    let finish = move || {
+        if let Err(e) = writer.finish() {
+            tracing::warn!(error = %e, "full-text merges after a publication failed");
+        }
+    };
+    match std::thread::Builder::new().name("text-finish".into()).spawn(finish) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not start the full-text finishing thread");
+            None
         }
     }
 }
@@ -89,11 +114,17 @@ impl Service {
     /// (the records finished loads changed) and the spatial index (the same, layered) in step
     /// with it, and makes the view current. Readers switch at that one moment.
     pub fn publish(self: &Arc<Self>) -> Result<Published> {
-        let mut writer = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut finishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = finishing.take() {
+            let _ = h.join();
+        }
         let started = Instant::now();
         let current = self.views.current();
         let snapshot = self.store.snapshot()?;
-        self.text.sync_with(&mut writer, snapshot.reader(), self.text_options, &Progress::quiet())?;
+        let mut writer = None;
+        let synced = self.text.sync_with(&mut writer, snapshot.reader(), self.text_options, &Progress::quiet());
+        *finishing = finish_in_background(writer);
+        synced?;
         let text_seconds = started.elapsed().as_secs_f64();
         let loads = snapshot.reader().stored_loads()?;
         let spatial = current.spatial()?.apply(snapshot.reader(), &loads)?;
@@ -107,7 +138,7 @@ impl Service {
             SpatialSlot::ready(Arc::new(spatial)),
         )?;
         let published = self.views.publish(view);
-        drop(writer);
+        drop(finishing);
         let generation = published.generation;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(generation, text_seconds, spatial_seconds, seconds, "published");

@@ -82,7 +82,7 @@ pub async fn healthz(State(state): State<AppState>) -> axum::Json<serde_json::Va
 }
 
 /// Prometheus text exposition: request counts and latency histograms per route and status,
-/// records per registry.
+/// records per registry, and where the process's memory is (`jichu_memory_bytes` by part).
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let view = state.view();
@@ -90,5 +90,19 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         metrics::gauge!("jichu_records", "registry" => r.as_str()).set(view.count(r) as f64);
     }
     metrics::gauge!("jichu_published_generation").set(view.generation as f64);
+    let store = state.service.store.memory();
+    let views = state.service.views.memory();
+    for (part, bytes) in [
+        ("resident_anonymous", crate::memory::resident_anonymous()),
+        ("resident_file", crate::memory::resident_file()),
+        ("block_cache", store.block_cache_bytes),
+        ("block_cache_pinned", store.block_cache_pinned_bytes),
+        ("memtables", store.memtable_bytes),
+        ("table_readers", store.table_readers_bytes),
+        ("spatial_index", views.spatial_bytes as u64),
+    ] {
+        metrics::gauge!("jichu_memory_bytes", "part" => part).set(bytes as f64);
+    }
+    metrics::gauge!("jichu_views_retained").set(views.retained as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

@@ -2,6 +2,7 @@
 
 use super::BenchOptions;
 use super::workload::Timing;
+use crate::memory::proc_kib;
 use serde::Serialize;
 use std::fmt::Write;
 use std::path::Path;
@@ -14,17 +15,6 @@ pub struct Machine {
     /// `df` of the benchmark folder: device, size, available.
     pub disk: String,
     pub os: String,
-}
-
-/// A `Key: N kB` line of a /proc file, in bytes.
-fn proc_kib(file: &str, key: &str) -> u64 {
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with(key))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 impl Machine {
@@ -220,7 +210,7 @@ impl AccessCost {
 
 /// The process's peak resident set (VmHWM).
 pub fn peak_rss_bytes() -> u64 {
-    proc_kib("/proc/self/status", "VmHWM:")
+    crate::memory::peak_resident()
 }
 
 /// Resident memory at one point of the run: where memory that grows with N shows first.
@@ -246,8 +236,8 @@ impl Memory {
     pub fn of_store(after: &str, store: &crate::store::Store) -> Memory {
         Memory {
             after: after.into(),
-            anonymous_bytes: proc_kib("/proc/self/status", "RssAnon:"),
-            file_bytes: proc_kib("/proc/self/status", "RssFile:"),
+            anonymous_bytes: crate::memory::resident_anonymous(),
+            file_bytes: crate::memory::resident_file(),
             peak_bytes: peak_rss_bytes(),
             store: store.memory(),
             ..Memory::default()

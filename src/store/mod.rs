@@ -45,7 +45,11 @@ impl Default for StoreOptions {
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct StoreMemory {
     pub block_cache_bytes: u64,
+    /// Of the block cache, what readers (iterators, pinned slices) hold and cannot be evicted.
+    pub block_cache_pinned_bytes: u64,
     pub memtable_bytes: u64,
+    /// Table readers' memory outside the block cache.
+    pub table_readers_bytes: u64,
 }
 
 /// A raw stored key and value.
@@ -307,11 +311,13 @@ impl Store {
     }
 
     /// Memory RocksDB holds outside the files the kernel maps: the block cache (data, index
-    /// and filter blocks) and the memtables of every column family.
+    /// and filter blocks), the memtables of every column family and the table readers.
     pub fn memory(&self) -> StoreMemory {
         StoreMemory {
             block_cache_bytes: self.cache.get_usage() as u64,
+            block_cache_pinned_bytes: self.cache.get_pinned_usage() as u64,
             memtable_bytes: self.property_sum("rocksdb.cur-size-all-mem-tables"),
+            table_readers_bytes: self.property_sum("rocksdb.estimate-table-readers-mem"),
         }
     }
 

@@ -184,10 +184,28 @@ async fn health_and_metrics() {
     let (status, _, body) = s.get("/healthz").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
     s.get(&format!("/v1/citizens/{CHEN}")).await;
+    for _ in 0..200 {
+        if s.get("/healthz").await.2["spatial_index"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     let text = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("jichu_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/v1/{registry}/{id}\""));
     assert!(text.contains("jichu_http_request_duration_seconds_bucket"));
     assert!(text.contains("jichu_records{registry=\"citizens\"}"));
+    // Where the memory is: the process's resident heap, and the parts jichu can name.
+    let gauge = |part: &str| -> f64 {
+        let prefix = format!("jichu_memory_bytes{{part=\"{part}\"}} ");
+        let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{part}: {text}"));
+        line[prefix.len()..].trim().parse().unwrap()
+    };
+    assert!(gauge("resident_anonymous") > 0.0);
+    assert!(gauge("spatial_index") > 0.0, "the fixture has located citizens");
+    assert!(gauge("block_cache") > 0.0, "a read went through the cache");
+    for part in ["memtables", "table_readers", "block_cache_pinned", "resident_file"] {
+        gauge(part);
+    }
     assert!(!text.contains(CHEN), "no key in metrics");
 }

@@ -370,6 +370,20 @@ impl TextWriter {
         self.push(UserOperation::Delete(Term::from_field_text(self.fields.uid, &uid(registry, key))))
     }
 
+    /// Deletes the documents of many records of a registry (before adding their new versions)
+    /// as one operation. Queued one by one, each delete held ~0.5 KiB in tantivy's delete
+    /// queue until the commit (a term query's scoring cache): 1 GiB for a 2M-record delta.
+    /// Operations queued before keep their order.
+    pub fn delete_many(&mut self, registry: u8, keys: &[&str]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.flush()?;
+        let terms = keys.iter().map(|k| Term::from_field_text(self.fields.uid, &uid(registry, k)));
+        self.writer.delete_query(Box::new(tantivy::query::TermSetQuery::new(terms)))?;
+        Ok(())
+    }
+
     /// Deletes every document of a registry (before rebuilding it).
     pub fn delete_registry(&mut self, registry: u8) -> Result<()> {
         self.push(UserOperation::Delete(Term::from_field_u64(self.fields.registry, registry as u64)))
