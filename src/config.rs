@@ -224,7 +224,7 @@ impl Config {
         jichu_indexes::text::WriterOptions { memory_bytes: self.text_memory_bytes, ..Default::default() }
     }
 
-    /// The writer a running service keeps between publications: a quarter of the load's
+    /// The writer a running service opens for each publication: a quarter of the load's
     /// budget (at least 64 MiB). A publication indexes one delta while readers need the page
     /// cache; its arena is freed at each commit, so a smaller budget only means more segments
     /// for the background merges, while a full budget put up to 1 GiB on the server's peak.

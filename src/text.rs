@@ -224,9 +224,9 @@ impl TextLayer {
         Ok(report)
     }
 
-    /// [`TextLayer::sync`] with a writer kept between syncs (a running service keeps one: no
-    /// writer is started per publication, and merges run in the background instead of
-    /// holding a publication up). `writer` is made when a sync needs one.
+    /// [`TextLayer::sync`] with the caller's writer, made when a sync needs one; the caller
+    /// finishes it (a running service does so off the publication's path, so that merges do
+    /// not hold a publication up, and never keeps it for the next: see `Service::publish`).
     pub fn sync_with(
         &self,
         writer: &mut Option<TextWriter>,
