@@ -170,6 +170,15 @@ impl Service {
         Ok(())
     }
 
+    /// Waits until the last publication's full-text writer is let go (its merges done): after
+    /// this, no writer is held until the next publication (tests, shutdown).
+    pub fn text_writer_done(&self) {
+        let handle = self.publishing.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
     /// How long superseded views stay available (search cursors).
     pub fn retention(&self) -> Duration {
         self.views.retention()

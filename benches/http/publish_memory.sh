@@ -35,11 +35,15 @@ fi
 for s in 7 8; do
   [ -f "$WORK/u$s/citizens.csv" ] || "$BIN" gen --citizens 300000 --seed $s --out "$WORK/u$s" --log warn >/dev/null
 done
-KEY=$("$BIN" keys --data-dir "$D" add --department bench-ops --role admin --log warn | tail -1)
+KEY=$("$BIN" keys --data-dir "$D" add --department bench-ops --role admin --log warn 2>/dev/null | tail -1)
 "$BIN" serve --data-dir "$D" --addr 127.0.0.1:$PORT --log info > "$WORK/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 120); do curl -sf -o /dev/null http://127.0.0.1:$PORT/healthz && break; sleep 0.5; done
+# Until the spatial index is read (the first view's, in the background).
+for _ in $(seq 1 240); do
+  curl -sf http://127.0.0.1:$PORT/healthz 2>/dev/null | grep -q '"spatial_index":"ready"' && break
+  sleep 0.5
+done
 memory() {
   curl -s -H "Authorization: Bearer $KEY" http://127.0.0.1:$PORT/metrics \
     | sed -n 's/^jichu_memory_bytes{part="\(.*\)"} \(.*\)$/\1 \2/p' | sort \
@@ -53,7 +57,7 @@ memory "start"
 for i in $(seq 1 "$ROUNDS"); do
   s=$(( i % 2 == 1 ? 7 : 8 ))
   "$BIN" load --server http://127.0.0.1:$PORT --key "$KEY" --spec "$WORK/u$s/citizens.toml" \
-    "$WORK/u$s/citizens.csv" --log warn > /dev/null
+    "$WORK/u$s/citizens.csv" --log warn > /dev/null 2>&1
   sleep 8
   memory "load $i (seed $s)"
 done
