@@ -21,7 +21,7 @@ pub struct Service {
     text_options: WriterOptions,
     /// One publication at a time. Each opens the full-text writer and lets it go once its
     /// commit's merges are done (this thread, which the next publication joins first): a
-    /// writer kept between publications held every delete it had queued, ~1 KiB per changed
+    /// writer kept between publications held every delete it had queued, ~0.5 KiB per changed
     /// record, for as long as the process ran.
     publishing: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// A fold of the spatial index is running in the background.
