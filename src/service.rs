@@ -38,9 +38,14 @@ impl Drop for Service {
             let _ = h.join();
         }
         // A dropped service has let go of the full-text writer's lock too.
-        if let Some(h) = self.publishing.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = h.join();
-        }
+        join_finishing(self.publishing.get_mut().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Waits for the last publication's writer to be let go, if one is still finishing.
+fn join_finishing(finishing: &mut Option<std::thread::JoinHandle<()>>) {
+    if let Some(h) = finishing.take() {
+        let _ = h.join();
     }
 }
 
@@ -115,9 +120,7 @@ impl Service {
     /// with it, and makes the view current. Readers switch at that one moment.
     pub fn publish(self: &Arc<Self>) -> Result<Published> {
         let mut finishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = finishing.take() {
-            let _ = h.join();
-        }
+        join_finishing(&mut finishing);
         let started = Instant::now();
         let current = self.views.current();
         let snapshot = self.store.snapshot()?;
@@ -173,10 +176,7 @@ impl Service {
     /// Waits until the last publication's full-text writer is let go (its merges done): after
     /// this, no writer is held until the next publication (tests, shutdown).
     pub fn text_writer_done(&self) {
-        let handle = self.publishing.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = handle {
-            let _ = h.join();
-        }
+        join_finishing(&mut self.publishing.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     /// How long superseded views stay available (search cursors).

@@ -307,8 +307,10 @@ impl TextLayer {
         }
         let keys: Vec<&str> = keys.iter().filter_map(|k| std::str::from_utf8(k).ok()).collect();
         let mut n = 0;
-        // One delete for many records: each delete costs every segment a pass over a bitset
-        // of its documents, so thousands at once rather than one per record.
+        // One delete operation for thousands of records: queued one per record, each held
+        // ~0.5 KiB until the commit; a set of terms costs each segment one pass over a bitset
+        // of its documents, so it is worth it only in bulk (measured: the full-text part of a
+        // 300k-record publication 6.5–8.7 s one by one, 4.5–5.2 s in sets of 8,192).
         for deleted in keys.chunks(DELETES_AT_ONCE) {
             writer.delete_many(registry as u8, deleted).map_err(text_err)?;
             for chunk in deleted.chunks(1024) {

@@ -372,7 +372,7 @@ impl TextWriter {
 
     /// Deletes the documents of many records of a registry (before adding their new versions)
     /// as one operation. Queued one by one, each delete held ~0.5 KiB in tantivy's delete
-    /// queue until the commit (a term query's scoring cache): 1 GiB for a 2M-record delta.
+    /// queue until the commit (a term query's scoring cache): about 1 GiB for a 2M-record delta.
     /// Operations queued before keep their order.
     pub fn delete_many(&mut self, registry: u8, keys: &[&str]) -> Result<()> {
         if keys.is_empty() {
