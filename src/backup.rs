@@ -126,7 +126,7 @@ pub fn restore(dir: &Path, id: Option<u32>, to: &Path, force: bool) -> Result<Ba
             to.display()
         )));
     }
-    for derived in ["store", "text", "spatial.idx"] {
+    for derived in ["store", "text", "spatial", "spatial.idx"] {
         let path = to.join(derived);
         if path.is_dir() {
             std::fs::remove_dir_all(&path).map_err(Error::io(&path))?;

@@ -48,7 +48,7 @@ impl Footprint {
         let per = |bytes: u64| bytes as f64 / records.max(1) as f64;
         let store_bytes = dir_bytes(store.path());
         let full_text_bytes = dir_bytes(&crate::text::TextLayer::dir_of(store));
-        let spatial_bytes = dir_bytes(&crate::spatial::SpatialIndex::file_of(store));
+        let spatial_bytes = dir_bytes(&crate::spatial::SpatialIndex::dir_of(store));
         let mut parts: Vec<Part> = store
             .disk_bytes_by_column_family()
             .into_iter()

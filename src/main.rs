@@ -402,7 +402,7 @@ fn main() -> anyhow::Result<()> {
         Command::Reindex => {
             let store = open(&config)?;
             let (_, r) = TextLayer::rebuild(&store, config.text_writer(), &Progress::auto())?;
-            std::fs::remove_file(jichu::spatial::SpatialIndex::file_of(&store)).ok();
+            std::fs::remove_dir_all(jichu::spatial::SpatialIndex::dir_of(&store)).ok();
             eprintln!(
                 "full-text index rebuilt: {} documents in {:.1}s ({:.0}/s)",
                 r.indexed, r.seconds, r.docs_per_second

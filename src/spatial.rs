@@ -7,20 +7,22 @@
 //! by binary search. A finished load's changes are applied without a rebuild
 //! ([`SpatialIndex::apply`]): the keys it wrote (its change log) are masked in the packed base
 //! and their new positions added to a small rstar layer ([`LayeredPoints`]); a layer whose
-//! changes pass [`FOLD_FRACTION`] of its base is rebuilt instead. A built index is saved
-//! beside the store (`spatial.idx`) with the last load it reflects; a start with the same
-//! last load reads the file instead of rebuilding.
+//! changes pass [`FOLD_FRACTION`] of its base is rebuilt instead. Each layer's packed base is
+//! saved beside the store (`spatial/citizens.idx`, `entities.idx`, `parcels.idx`) with the
+//! last load it reflects, and served from that file, memory-mapped: a start maps a layer no
+//! load has changed since instead of rebuilding it, and a base costs the process no heap — the
+//! kernel keeps what queries touch in the page cache, and can take it back.
 
 use crate::error::Result;
 use crate::model::{Lineage, Registry};
 use crate::store::{Reader, Store, codec};
-use jichu_indexes::spatial::keys::SortedKeys;
-use jichu_indexes::spatial::{LayeredPoints, LayeredPolygons, PointIndex, PolygonBuilder, PolygonIndex, persist};
+use jichu_indexes::spatial::keys::{KeysBuilder, SortedKeys};
+use jichu_indexes::spatial::persist::{self, Mapped};
+use jichu_indexes::spatial::{LayeredPoints, LayeredPolygons, PointIndex, PolygonBuilder, PolygonIndex};
 use jichu_ingest::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,7 +32,7 @@ use std::time::Instant;
 pub const FOLD_FRACTION: f64 = 0.05;
 pub const FOLD_MIN: usize = 50_000;
 
-fn push_key(keys: &mut SortedKeys, key: &[u8]) -> Result<u32> {
+fn push_key(keys: &mut KeysBuilder, key: &[u8]) -> Result<u32> {
     keys.push(key).map_err(|e| crate::Error::Internal(format!("spatial layer keys: {e:?}")))
 }
 
@@ -159,7 +161,7 @@ pub struct SpatialIndex {
 }
 
 fn point_layer(at: Reader<'_>, registry: Registry) -> Result<PointLayer> {
-    let mut keys = SortedKeys::default();
+    let mut keys = KeysBuilder::default();
     // Sized once from the registry's count (points are at most that many): no doubling, no
     // copy of a vector of tens of millions of points while it grows.
     let count = usize::try_from(at.stored_count(registry)?).unwrap_or(0);
@@ -169,7 +171,7 @@ fn point_layer(at: Reader<'_>, registry: Registry) -> Result<PointLayer> {
         points.push([lon, lat]);
         ids.push(push_key(&mut keys, &k)?);
     }
-    Ok(PointLayer::new(PointIndex::from_parts(points, ids), keys.shrink()))
+    Ok(PointLayer::new(PointIndex::from_parts(points, ids), keys.finish()))
 }
 
 /// A parcel's current geometry (None when ended or without one).
@@ -186,7 +188,7 @@ fn parcel_shape(value: &[u8]) -> Result<Option<geo::MultiPolygon<f64>>> {
 }
 
 fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
-    let mut keys = SortedKeys::default();
+    let mut keys = KeysBuilder::default();
     let mut shapes = PolygonBuilder::default();
     for item in at.scan(Registry::Parcels) {
         let (k, v) = item?;
@@ -194,20 +196,131 @@ fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
             shapes.push(&g, push_key(&mut keys, &k)?);
         }
     }
-    Ok(PolygonLayer::new(shapes.finish(), keys.shrink()))
+    Ok(PolygonLayer::new(shapes.finish(), keys.finish()))
 }
 
-/// The last load a store state holds, in the order loads finished.
-pub fn last_finished(at: Reader<'_>) -> Result<u64> {
-    Ok(at.stored_loads()?.iter().filter_map(Lineage::finish_order).max().unwrap_or(0))
+/// A layer's packed base, as its file holds it (see [`persist`]).
+trait Persisted: Sized + Clone + Send + Sync + 'static {
+    const MAGIC: &'static [u8; 8];
+    /// Whether the layer has changes over its base (only a base without them is saved).
+    fn layered(&self) -> bool;
+    fn write(&self, w: &mut dyn Write) -> std::io::Result<()>;
+    fn map(m: &mut Mapped) -> std::io::Result<Self>;
+    fn build(at: Reader<'_>, registry: Registry) -> Result<Self>;
 }
 
-const MAGIC: &[u8; 8] = b"JICHUSP4";
+impl Persisted for PointLayer {
+    const MAGIC: &'static [u8; 8] = b"JICHUPT1";
+    fn layered(&self) -> bool {
+        self.index.delta_len() > 0
+    }
+    fn write(&self, mut w: &mut dyn Write) -> std::io::Result<()> {
+        self.index.base().write(&mut w)?;
+        self.keys.write(&mut w)
+    }
+    fn map(m: &mut Mapped) -> std::io::Result<Self> {
+        let index = PointIndex::map(m)?;
+        Ok(PointLayer::new(index, SortedKeys::map(m)?))
+    }
+    fn build(at: Reader<'_>, registry: Registry) -> Result<Self> {
+        point_layer(at, registry)
+    }
+}
+
+impl Persisted for PolygonLayer {
+    const MAGIC: &'static [u8; 8] = b"JICHUPL1";
+    fn layered(&self) -> bool {
+        self.index.delta_len() > 0
+    }
+    fn write(&self, mut w: &mut dyn Write) -> std::io::Result<()> {
+        self.index.base().write(&mut w)?;
+        self.keys.write(&mut w)
+    }
+    fn map(m: &mut Mapped) -> std::io::Result<Self> {
+        let index = PolygonIndex::map(m)?;
+        Ok(PolygonLayer::new(index, SortedKeys::map(m)?))
+    }
+    /// Parcels are the one polygon layer.
+    fn build(at: Reader<'_>, _: Registry) -> Result<Self> {
+        polygon_layer(at)
+    }
+}
+
+/// The file of a registry's layer in the index directory.
+fn layer_file(dir: &Path, registry: Registry) -> PathBuf {
+    dir.join(format!("{}.idx", registry.as_str()))
+}
+
+/// Maps a layer's file (its mark returned with it).
+fn map_layer<L: Persisted>(path: &Path) -> std::io::Result<(u64, L)> {
+    let (mark, mut m) = persist::open(path, L::MAGIC)?;
+    let layer = L::map(&mut m)?;
+    m.finish()?;
+    Ok((mark, layer))
+}
+
+/// Saves a layer's base (marked with the last load it reflects) and serves it from its file
+/// from now on: the built layer's heap goes when it is dropped. A layer that cannot be saved or
+/// mapped back is served as built (logged; the next start builds it again).
+fn persisted<L: Persisted>(layer: L, path: &Path, mark: u64) -> L {
+    if layer.layered() {
+        return layer;
+    }
+    let saved = persist::save(path, L::MAGIC, mark, |w| layer.write(w)).and_then(|()| map_layer::<L>(path));
+    match saved {
+        // Two saves of one mark are of one store state; another mark is another layer.
+        Ok((m, mapped)) if m == mark => mapped,
+        Ok(_) => layer,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not save the spatial layer {}: serving it from memory", path.display());
+            layer
+        }
+    }
+}
+
+/// Saves a built layer from a background thread (a publication does not wait for the disk);
+/// it is mapped at the next start.
+fn save_in_background<L: Persisted>(layer: &L, path: PathBuf, mark: u64) {
+    if layer.layered() {
+        return;
+    }
+    let layer = layer.clone();
+    std::thread::spawn(move || {
+        if let Err(e) = persist::save(&path, L::MAGIC, mark, |w| layer.write(w)) {
+            tracing::warn!(error = %e, "could not save the spatial layer {}", path.display());
+        }
+    });
+}
+
+/// A registry's layer as `at` holds it: mapped from its file when no load of the registry
+/// finished after the file's mark (and the mark is not past `at`'s last load: a file from
+/// another store state), else built and saved. True when it came from the file.
+fn layer_at<L: Persisted>(
+    at: Reader<'_>,
+    dir: &Path,
+    registry: Registry,
+    loads: &[Lineage],
+    finished: u64,
+) -> Result<(L, bool)> {
+    let path = layer_file(dir, registry);
+    let newest =
+        loads.iter().filter(|l| l.registry == registry.as_str()).filter_map(Lineage::finish_order).max().unwrap_or(0);
+    match persist::mark(&path, L::MAGIC) {
+        Ok(Some(mark)) if mark <= finished && newest <= mark => match map_layer::<L>(&path) {
+            Ok((m, layer)) if m == mark => return Ok((layer, true)),
+            Ok(_) => tracing::warn!("spatial layer {} changed while it was opened: rebuilding", path.display()),
+            Err(e) => tracing::warn!(error = %e, "spatial layer {} unreadable: rebuilding", path.display()),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "spatial layer {} unreadable: rebuilding", path.display()),
+    }
+    Ok((persisted(L::build(at, registry)?, &path, finished), false))
+}
 
 impl SpatialIndex {
-    /// The index file of a store: beside it, in the data directory.
-    pub fn file_of(store: &Store) -> PathBuf {
-        store.path().with_file_name("spatial.idx")
+    /// The directory of a store's spatial layers: beside it, in the data directory.
+    pub fn dir_of(store: &Store) -> PathBuf {
+        store.path().with_file_name("spatial")
     }
 
     /// The index of the store's latest state (tools, benchmarks, tests).
@@ -215,38 +328,45 @@ impl SpatialIndex {
         Self::open_at(store.reader()).map(Arc::new)
     }
 
-    /// Reads the saved index if it reflects the same last load as `at`; otherwise builds it
-    /// and saves it from a background thread (serving does not wait for the disk; a failure
-    /// to save is logged, and the next start rebuilds).
+    /// Maps each layer's file if no load changed the layer since it was saved; builds (and
+    /// saves, then maps) the others — the three in parallel.
     pub fn open_at(at: Reader<'_>) -> Result<SpatialIndex> {
-        let path = Self::file_of(at.store());
-        let finished = last_finished(at)?;
+        // The single file of an earlier version, superseded by a file per layer.
+        std::fs::remove_file(at.store().path().with_file_name("spatial.idx")).ok();
+        let dir = Self::dir_of(at.store());
+        std::fs::create_dir_all(&dir).map_err(crate::Error::io(&dir))?;
+        let loads = at.stored_loads()?;
+        let finished = loads.iter().filter_map(Lineage::finish_order).max().unwrap_or(0);
         let started = Instant::now();
-        match Self::read(&path, finished) {
-            Ok(Some(mut index)) => {
-                index.build_seconds = started.elapsed().as_secs_f64();
-                tracing::info!(
-                    seconds = format!("{:.2}", index.build_seconds),
-                    "spatial index read from {}",
-                    path.display()
-                );
-                return Ok(index);
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "spatial index file unreadable: rebuilding"),
-        }
-        let index = Self::build(at, finished)?;
-        index.save_in_background(path);
-        Ok(index)
-    }
-
-    fn save_in_background(&self, path: PathBuf) {
-        let saved = self.clone();
-        std::thread::spawn(move || {
-            if let Err(e) = saved.save(&path) {
-                tracing::warn!(error = %e, "could not save the spatial index to {}", path.display());
-            }
+        let (citizens, entities, parcels) = std::thread::scope(|s| {
+            let c = s.spawn(|| layer_at::<PointLayer>(at, &dir, Registry::Citizens, &loads, finished));
+            let e = s.spawn(|| layer_at::<PointLayer>(at, &dir, Registry::Entities, &loads, finished));
+            let p = layer_at::<PolygonLayer>(at, &dir, Registry::Parcels, &loads, finished);
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<(PointLayer, bool)>>| {
+                h.join().unwrap_or_else(|_| Err(crate::Error::Internal("spatial index build panicked".into())))
+            };
+            (join(c), join(e), p)
         });
+        let ((citizens, c), (entities, e), (parcels, p)) = (citizens?, entities?, parcels?);
+        let index = SpatialIndex {
+            citizens,
+            entities,
+            parcels,
+            finished,
+            build_seconds: started.elapsed().as_secs_f64(),
+            from_file: c && e && p,
+        };
+        tracing::info!(
+            citizens = index.citizens.index.len(),
+            entities = index.entities.index.len(),
+            parcels = index.parcels.index.len(),
+            mapped_from_files = format!("{c}/{e}/{p}"),
+            seconds = format!("{:.2}", index.build_seconds),
+            heap_mib = index.memory_bytes() >> 20,
+            mapped_mib = index.mapped_bytes() >> 20,
+            "spatial index open"
+        );
+        Ok(index)
     }
 
     /// The index after the finished loads in `loads` newer than the one it reflects, as `at`
@@ -272,6 +392,7 @@ impl SpatialIndex {
             }
             Ok(keys.into_iter().collect())
         };
+        let dir = Self::dir_of(at.store());
         let mut rebuilt = false;
         let mut points = |layer: &PointLayer, r: Registry| -> Result<PointLayer> {
             let ls = of(r);
@@ -280,7 +401,9 @@ impl SpatialIndex {
             }
             if bulk(&ls) {
                 rebuilt = true;
-                return point_layer(at, r);
+                let built = point_layer(at, r)?;
+                save_in_background(&built, layer_file(&dir, r), last);
+                return Ok(built);
             }
             let mut changes = Vec::new();
             for key in changed_keys(&ls, r)? {
@@ -296,7 +419,9 @@ impl SpatialIndex {
             self.parcels.clone()
         } else if bulk(&ls) {
             rebuilt = true;
-            polygon_layer(at)?
+            let built = polygon_layer(at)?;
+            save_in_background(&built, layer_file(&dir, Registry::Parcels), last);
+            built
         } else {
             let mut changes = Vec::new();
             for key in changed_keys(&ls, Registry::Parcels)? {
@@ -324,9 +449,6 @@ impl SpatialIndex {
                 index.citizens.index.delta_len() + index.entities.index.delta_len() + index.parcels.index.delta_len(),
             "spatial index in step"
         );
-        if rebuilt && index.delta_len() == 0 {
-            index.save_in_background(Self::file_of(at.store()));
-        }
         Ok(index)
     }
 
@@ -337,109 +459,28 @@ impl SpatialIndex {
     }
 
     /// The same index with every layer due for it built anew from `at` (which must hold
-    /// exactly the loads this index reflects), and saved when nothing is left layered.
+    /// exactly the loads this index reflects), each saved and then served from its file.
     pub fn fold(&self, at: Reader<'_>) -> Result<SpatialIndex> {
         let started = Instant::now();
+        let dir = Self::dir_of(at.store());
         let mut index = self.clone();
+        let rebuilt = |r: Registry| -> Result<PointLayer> {
+            Ok(persisted(point_layer(at, r)?, &layer_file(&dir, r), self.finished))
+        };
         if self.citizens.due_for_rebuild() {
-            index.citizens = point_layer(at, Registry::Citizens)?;
+            index.citizens = rebuilt(Registry::Citizens)?;
         }
         if self.entities.due_for_rebuild() {
-            index.entities = point_layer(at, Registry::Entities)?;
+            index.entities = rebuilt(Registry::Entities)?;
         }
         if self.parcels.due_for_rebuild() {
-            index.parcels = polygon_layer(at)?;
+            index.parcels = persisted(polygon_layer(at)?, &layer_file(&dir, Registry::Parcels), self.finished);
         }
         index.build_seconds = started.elapsed().as_secs_f64();
         tracing::info!(
             seconds = format!("{:.2}", index.build_seconds),
             finished = index.finished,
             "spatial index folded"
-        );
-        if index.delta_len() == 0 {
-            index.save_in_background(Self::file_of(at.store()));
-        }
-        Ok(index)
-    }
-
-    /// Entries of the changed parts of every layer.
-    fn delta_len(&self) -> usize {
-        self.citizens.index.delta_len() + self.entities.index.delta_len() + self.parcels.index.delta_len()
-    }
-
-    /// Saves the packed bases (only an index without changed parts is saved). Saves run one
-    /// at a time, each through a file of its own, so two never mix their bytes.
-    fn save(&self, path: &Path) -> std::io::Result<()> {
-        static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        if self.delta_len() > 0 {
-            return Ok(());
-        }
-        let _one = SAVING.lock().unwrap_or_else(|e| e.into_inner());
-        let tmp = path.with_extension(format!("idx.{:x}.tmp", rand::random::<u64>()));
-        let mut w = BufWriter::with_capacity(8 << 20, File::create(&tmp)?);
-        w.write_all(MAGIC)?;
-        persist::put_u64(&mut w, self.finished)?;
-        for layer in [&self.citizens, &self.entities] {
-            layer.index.base().write(&mut w)?;
-            layer.keys.write(&mut w)?;
-        }
-        self.parcels.index.base().write(&mut w)?;
-        self.parcels.keys.write(&mut w)?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    }
-
-    /// The saved index, if there is one reflecting this exact last load.
-    fn read(path: &Path, finished: u64) -> std::io::Result<Option<SpatialIndex>> {
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let mut r = BufReader::with_capacity(8 << 20, file);
-        let mut magic = [0u8; 8];
-        r.read_exact(&mut magic)?;
-        if &magic != MAGIC || persist::get_u64(&mut r)? != finished {
-            return Ok(None);
-        }
-        let point_layer = |r: &mut BufReader<File>| -> std::io::Result<PointLayer> {
-            let index = PointIndex::read(r)?;
-            Ok(PointLayer::new(index, SortedKeys::read(r)?))
-        };
-        let citizens = point_layer(&mut r)?;
-        let entities = point_layer(&mut r)?;
-        let index = PolygonIndex::read(&mut r)?;
-        let parcels = PolygonLayer::new(index, SortedKeys::read(&mut r)?);
-        Ok(Some(SpatialIndex { citizens, entities, parcels, finished, build_seconds: 0.0, from_file: true }))
-    }
-
-    /// Builds every layer from the store as `at` reads it, in parallel.
-    pub fn build(at: Reader<'_>, finished: u64) -> Result<SpatialIndex> {
-        let started = Instant::now();
-        let (citizens, entities, parcels) = std::thread::scope(|s| {
-            let c = s.spawn(|| point_layer(at, Registry::Citizens));
-            let e = s.spawn(|| point_layer(at, Registry::Entities));
-            let p = polygon_layer(at);
-            let join = |h: std::thread::ScopedJoinHandle<'_, Result<PointLayer>>| {
-                h.join().unwrap_or_else(|_| Err(crate::Error::Internal("spatial index build panicked".into())))
-            };
-            (join(c), join(e), p)
-        });
-        let index = SpatialIndex {
-            citizens: citizens?,
-            entities: entities?,
-            parcels: parcels?,
-            finished,
-            build_seconds: started.elapsed().as_secs_f64(),
-            from_file: false,
-        };
-        tracing::info!(
-            citizens = index.citizens.index.len(),
-            entities = index.entities.index.len(),
-            parcels = index.parcels.index.len(),
-            seconds = format!("{:.2}", index.build_seconds),
-            mib = index.memory_bytes() >> 20,
-            "spatial index built"
         );
         Ok(index)
     }
@@ -453,10 +494,21 @@ impl SpatialIndex {
         }
     }
 
-    /// Heap bytes of every layer, keys included.
+    /// Heap bytes of every layer, keys included (a base served from its file holds none).
     pub fn memory_bytes(&self) -> usize {
         [&self.citizens, &self.entities].iter().map(|l| l.index.memory_bytes() + l.keys.memory_bytes()).sum::<usize>()
             + self.parcels.index.memory_bytes()
             + self.parcels.keys.memory_bytes()
+    }
+
+    /// Bytes of the layers' files the index reads where they lie: resident only as far as
+    /// queries have touched them, and as page cache, which the kernel can take back.
+    pub fn mapped_bytes(&self) -> usize {
+        [&self.citizens, &self.entities]
+            .iter()
+            .map(|l| l.index.base().mapped_bytes() + l.keys.mapped_bytes())
+            .sum::<usize>()
+            + self.parcels.index.base().mapped_bytes()
+            + self.parcels.keys.mapped_bytes()
     }
 }

@@ -100,6 +100,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         ("memtables", store.memtable_bytes),
         ("table_readers", store.table_readers_bytes),
         ("spatial_index", views.spatial_bytes as u64),
+        (
+            "spatial_index_file",
+            crate::memory::resident_under(&crate::spatial::SpatialIndex::dir_of(&state.service.store)),
+        ),
     ] {
         metrics::gauge!("jichu_memory_bytes", "part" => part).set(bytes as f64);
     }

@@ -122,14 +122,6 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     report.memory.push(report::Memory::of_store("building the spatial index", &store));
     report.finish_loads();
     drop(store);
-    // The spatial index is saved by a background thread: wait so that the reopen reads it.
-    let spatial_file = config.data_dir.join("spatial.idx");
-    for _ in 0..600 {
-        if spatial_file.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
 
     // 3. Reopen cold and time the first answer.
     let caches = if o.drop_caches { drop_caches() } else { "kept (not asked to drop)".into() };

@@ -221,6 +221,8 @@ pub struct Memory {
     /// may drop) apart.
     pub anonymous_bytes: u64,
     pub file_bytes: u64,
+    /// Of the file-backed, the spatial layers' pages (served from their files).
+    pub spatial_file_bytes: u64,
     /// The peak so far (VmHWM).
     pub peak_bytes: u64,
     /// What of the heap RocksDB holds (block cache, memtables).
@@ -238,6 +240,7 @@ impl Memory {
             after: after.into(),
             anonymous_bytes: crate::memory::resident_anonymous(),
             file_bytes: crate::memory::resident_file(),
+            spatial_file_bytes: crate::memory::resident_under(&crate::spatial::SpatialIndex::dir_of(store)),
             peak_bytes: peak_rss_bytes(),
             store: store.memory(),
             ..Memory::default()
@@ -359,12 +362,12 @@ impl BenchReport {
         );
         let _ = writeln!(
             s,
-            "| resident after | heap GiB | of which block cache | memtables | spatial indexes | views kept | mapped files GiB | peak so far GiB |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+            "| resident after | heap GiB | of which block cache | memtables | spatial indexes | views kept | mapped files GiB | of which spatial | peak so far GiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for m in &self.memory {
             let _ = writeln!(
                 s,
-                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.2} |",
+                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {:.2} |",
                 m.after,
                 gib(m.anonymous_bytes),
                 gib(m.store.block_cache_bytes),
@@ -372,6 +375,7 @@ impl BenchReport {
                 gib(m.spatial_bytes),
                 m.retained_views,
                 gib(m.file_bytes),
+                gib(m.spatial_file_bytes),
                 gib(m.peak_bytes)
             );
         }

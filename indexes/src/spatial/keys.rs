@@ -7,18 +7,36 @@
 //! 130M located records is about 2 GB of memory; a key is found by a binary search over the
 //! restarts and a scan of at most [`RESTART`] entries. The file form is the memory form.
 
-use super::persist::{bad, get_bytes, get_u32s, get_u64, put_bytes, put_u32s, put_u64};
+use super::persist::{Mapped, Run, bad, put_bytes, put_u64};
 use std::cmp::Ordering;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use tantivy::directory::OwnedBytes;
 
 /// Keys between two full ones.
 pub const RESTART: usize = 16;
 
-/// Keys in ascending order, by position.
-#[derive(Debug, Default)]
+/// Keys in ascending order, by position: built by a [`KeysBuilder`], or read where they lie in
+/// a file ([`SortedKeys::map`]).
+#[derive(Debug)]
 pub struct SortedKeys {
-    coded: Vec<u8>,
+    coded: OwnedBytes,
     /// Where every `RESTART`-th key starts in `coded`.
+    restarts: Run<u32>,
+    len: usize,
+    /// `coded` is a file's bytes, not the heap's.
+    mapped: bool,
+}
+
+impl Default for SortedKeys {
+    fn default() -> Self {
+        KeysBuilder::default().finish()
+    }
+}
+
+/// Takes keys in ascending order and codes them.
+#[derive(Debug, Default)]
+pub struct KeysBuilder {
+    coded: Vec<u8>,
     restarts: Vec<u32>,
     len: usize,
     last: Vec<u8>,
@@ -33,7 +51,7 @@ pub enum PushError {
     TooLarge,
 }
 
-impl SortedKeys {
+impl KeysBuilder {
     /// Appends a key greater than every key before it; returns its position.
     pub fn push(&mut self, key: &[u8]) -> Result<u32, PushError> {
         if self.len > 0 && key <= self.last.as_slice() {
@@ -57,19 +75,29 @@ impl SortedKeys {
         u32::try_from(self.len - 1).map_err(|_| PushError::TooLarge)
     }
 
-    pub fn shrink(mut self) -> Self {
+    /// The keys pushed, in as little memory as they need.
+    pub fn finish(mut self) -> SortedKeys {
         self.coded.shrink_to_fit();
         self.restarts.shrink_to_fit();
-        self.last = Vec::new();
-        self
+        SortedKeys { coded: OwnedBytes::new(self.coded), restarts: self.restarts.into(), len: self.len, mapped: false }
     }
+}
 
+impl SortedKeys {
     pub fn len(&self) -> usize {
         self.len
     }
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The rest of the entry at `at`, its shared length, and where the next entry starts.
+    /// Bytes that are not an entry read as an empty one: never a panic.
+    fn step(&self, at: usize) -> (usize, &[u8], usize) {
+        let coded = self.coded.as_slice();
+        let (shared, rest, start) = entry(coded, at);
+        (shared, coded.get(start..start.saturating_add(rest)).unwrap_or_default(), start.saturating_add(rest))
     }
 
     /// The key at position `i` into `out` (cleared first); false when there is none.
@@ -79,13 +107,12 @@ impl SortedKeys {
         if i >= self.len {
             return false;
         }
-        let mut at = self.restarts[i / RESTART] as usize;
+        let mut at = self.restarts.at(i / RESTART).unwrap_or(0) as usize;
         for _ in 0..=i % RESTART {
-            // Pushed by `push`: well formed.
-            let (shared, rest, start) = entry(&self.coded, at);
+            let (shared, rest, next) = self.step(at);
             out.truncate(shared);
-            out.extend_from_slice(&self.coded[start..start + rest]);
-            at = start + rest;
+            out.extend_from_slice(rest);
+            at = next;
         }
         true
     }
@@ -100,10 +127,7 @@ impl SortedKeys {
     /// The position of a key.
     pub fn find(&self, key: &[u8]) -> Option<u32> {
         // The last restart whose (full) key is at most `key`.
-        let restart_key = |r: usize| {
-            let (_, rest, start) = entry(&self.coded, self.restarts[r] as usize);
-            &self.coded[start..start + rest]
-        };
+        let restart_key = |r: usize| self.step(self.restarts.get(r) as usize).1;
         let (mut lo, mut hi) = (0usize, self.restarts.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
@@ -114,13 +138,13 @@ impl SortedKeys {
             }
         }
         let r = lo.checked_sub(1)?;
-        let mut at = self.restarts[r] as usize;
+        let mut at = self.restarts.get(r) as usize;
         let mut cur = Vec::with_capacity(key.len());
         for i in r * RESTART..((r + 1) * RESTART).min(self.len) {
-            let (shared, rest, start) = entry(&self.coded, at);
+            let (shared, rest, next) = self.step(at);
             cur.truncate(shared);
-            cur.extend_from_slice(&self.coded[start..start + rest]);
-            at = start + rest;
+            cur.extend_from_slice(rest);
+            at = next;
             match cur.as_slice().cmp(key) {
                 Ordering::Less => {}
                 Ordering::Equal => return Some(i as u32),
@@ -130,59 +154,40 @@ impl SortedKeys {
         None
     }
 
-    /// Heap bytes.
+    /// Heap bytes (mapped keys hold none).
     pub fn memory_bytes(&self) -> usize {
-        self.coded.capacity() + self.restarts.capacity() * 4 + self.last.capacity()
+        self.restarts.heap_bytes() + if self.mapped { 0 } else { self.coded.len() }
+    }
+
+    /// Bytes of a file read where they lie.
+    pub fn mapped_bytes(&self) -> usize {
+        self.restarts.mapped_bytes() + if self.mapped { self.coded.len() } else { 0 }
     }
 
     pub fn write(&self, w: &mut impl Write) -> io::Result<()> {
         put_u64(w, self.len as u64)?;
-        put_bytes(w, &self.coded)?;
-        put_u32s(w, &self.restarts)
+        put_bytes(w, self.coded.as_slice())?;
+        self.restarts.write(w)
     }
 
-    /// Reads what [`SortedKeys::write`] wrote, checking every entry's bounds and the order of
-    /// the keys, so that a damaged file is an error, never a panic later.
-    pub fn read(r: &mut impl Read) -> io::Result<SortedKeys> {
-        let len = get_u64(r)? as usize;
-        let coded = get_bytes(r)?;
-        let restarts = get_u32s(r)?;
+    /// The keys [`SortedKeys::write`] wrote, where they lie: their count is checked against
+    /// the restarts (the file's CRC covers the bytes; an entry that is not one reads as empty).
+    pub fn map(m: &mut Mapped) -> io::Result<SortedKeys> {
+        let len = usize::try_from(m.u64()?).map_err(|_| bad("keys"))?;
+        let coded = m.bytes()?;
+        let restarts: Run<u32> = m.run()?;
         if restarts.len() != len.div_ceil(RESTART) {
             return Err(bad("keys"));
         }
-        let (mut at, mut prev, mut cur) = (0usize, Vec::new(), Vec::new());
-        for i in 0..len {
-            if i % RESTART == 0 && restarts[i / RESTART] as usize != at {
-                return Err(bad("keys"));
-            }
-            let (shared, n) = get_leb128(&coded, at).ok_or_else(|| bad("keys"))?;
-            let (rest, m) = get_leb128(&coded, at + n).ok_or_else(|| bad("keys"))?;
-            let start = at + n + m;
-            let suffix = coded.get(start..start.saturating_add(rest)).ok_or_else(|| bad("keys"))?;
-            if shared > prev.len() || (i % RESTART == 0 && shared != 0) {
-                return Err(bad("keys"));
-            }
-            cur.clear();
-            cur.extend_from_slice(&prev[..shared]);
-            cur.extend_from_slice(suffix);
-            if i > 0 && cur <= prev {
-                return Err(bad("keys (order)"));
-            }
-            std::mem::swap(&mut prev, &mut cur);
-            at = start + rest;
-        }
-        if at != coded.len() {
-            return Err(bad("keys"));
-        }
-        Ok(SortedKeys { coded, restarts, len, last: Vec::new() })
+        Ok(SortedKeys { coded, restarts, len, mapped: true })
     }
 }
 
 /// An entry at `at`: its shared length, the length of its rest, and where the rest starts.
 fn entry(coded: &[u8], at: usize) -> (usize, usize, usize) {
     let (shared, n) = get_leb128(coded, at).unwrap_or((0, 1));
-    let (rest, m) = get_leb128(coded, at + n).unwrap_or((0, 1));
-    (shared, rest, at + n + m)
+    let (rest, m) = get_leb128(coded, at.saturating_add(n)).unwrap_or((0, 1));
+    (shared, rest, at.saturating_add(n + m))
 }
 
 fn put_leb128(out: &mut Vec<u8>, mut v: usize) {
@@ -197,7 +202,7 @@ fn put_leb128(out: &mut Vec<u8>, mut v: usize) {
 fn get_leb128(b: &[u8], at: usize) -> Option<(usize, usize)> {
     let mut v = 0usize;
     for (n, shift) in (0..10).map(|n| (n, 7 * n)) {
-        let byte = *b.get(at + n)?;
+        let byte = *b.get(at.checked_add(n)?)?;
         v |= ((byte & 0x7f) as usize).checked_shl(shift as u32)?;
         if byte < 0x80 {
             return Some((v, n + 1));
@@ -212,11 +217,15 @@ mod tests {
     use proptest::prelude::*;
 
     fn build(keys: &[Vec<u8>]) -> SortedKeys {
-        let mut s = SortedKeys::default();
+        let mut s = KeysBuilder::default();
         for k in keys {
             s.push(k).unwrap();
         }
-        s.shrink()
+        s.finish()
+    }
+
+    fn map(bytes: &[u8]) -> io::Result<SortedKeys> {
+        SortedKeys::map(&mut Mapped::of(bytes.to_vec()))
     }
 
     proptest! {
@@ -229,7 +238,7 @@ mod tests {
             let s = build(&keys);
             let mut buf = Vec::new();
             s.write(&mut buf).unwrap();
-            let back = SortedKeys::read(&mut buf.as_slice()).unwrap();
+            let back = map(&buf).unwrap();
             for s in [&s, &back] {
                 prop_assert_eq!(s.len(), keys.len());
                 for (i, k) in keys.iter().enumerate() {
@@ -248,7 +257,7 @@ mod tests {
 
     #[test]
     fn out_of_order_and_damaged_input_are_errors() {
-        let mut s = SortedKeys::default();
+        let mut s = KeysBuilder::default();
         s.push(b"350203194001010007").unwrap();
         assert_eq!(s.push(b"350203194001010007"), Err(PushError::OutOfOrder));
         assert_eq!(s.push(b"1"), Err(PushError::OutOfOrder));
@@ -258,13 +267,14 @@ mod tests {
         let mut buf = Vec::new();
         s.write(&mut buf).unwrap();
         for cut in 0..buf.len() {
-            assert!(SortedKeys::read(&mut &buf[..cut]).is_err(), "cut at {cut}");
+            assert!(map(&buf[..cut]).is_err(), "cut at {cut}");
         }
-        // Any single flipped byte is an error or reads back keys in order (never a panic).
+        // Any single flipped byte is an error or reads back keys, right or wrong, but never
+        // panics (a file's CRC refuses it before it is read: this is the second line).
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x5a;
-            if let Ok(k) = SortedKeys::read(&mut bad.as_slice()) {
+            if let Ok(k) = map(&bad) {
                 for j in 0..k.len() {
                     let _ = k.find(&k.get(j as u32));
                 }

@@ -363,7 +363,11 @@ mod tests {
             let n = base.len() as u32;
             let mask: Vec<u32> = masked.iter().map(|i| i.index(base.len()) as u32).collect();
             let add: Vec<([f64; 2], u32)> = added.into_iter().enumerate().map(|(i, (x, y))| ([x, y], n + i as u32)).collect();
-            let layered = LayeredPoints::new(PointIndex::build(base.clone())).changed(&mask, &[], &add);
+            // The base as a server holds it: written to its file form and read where it lies.
+            let mut file = Vec::new();
+            PointIndex::build(base.clone()).write(&mut file).unwrap();
+            let mapped = PointIndex::map(&mut super::super::persist::Mapped::of(file)).unwrap();
+            let layered = LayeredPoints::new(mapped).changed(&mask, &[], &add);
             let mut current: Vec<([f64; 2], u32)> = base.into_iter().filter(|(_, id)| !mask.contains(id)).collect();
             current.extend(add.iter().copied());
             let all = brute(&current, lon, lat);

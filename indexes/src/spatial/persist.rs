@@ -1,91 +1,155 @@
-//! Writing an index to bytes and reading it back, so that a process can open a large index
-//! in a fraction of the time a rebuild takes. Little-endian, length-prefixed; the caller adds
-//! its own header (what the index was built from) and decides when a file is still valid.
+//! An index's file: written once, then opened where it lies. The values of an index are runs of
+//! fixed-width little-endian values ([`Run`]) — built in memory, or slices of a memory-mapped
+//! file — so a process opens an index of a hundred million points without reading it into its
+//! heap: the kernel pages in what queries touch and can drop those pages again under pressure
+//! (they are the page cache's, not the process's own memory).
+//!
+//! A file is `[magic][mark u64][body][crc32 u64]`: the caller's magic and mark (what the index
+//! was built from), the runs, and a CRC-32 of every byte before it. A file is written beside
+//! its place and renamed over it, and its CRC is checked by reading it (not through the
+//! mapping, so a check leaves nothing resident) before it is mapped: a damaged file is an
+//! error, never a wrong answer.
 
-use super::BBox;
-use super::tree::{Leaf, PackedTree};
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use tantivy::directory::{Advice, Directory, MmapDirectory, OwnedBytes};
+
+/// A value of a fixed width, stored little-endian.
+pub trait Fixed: Copy {
+    const WIDTH: usize;
+    fn put(&self, out: &mut Vec<u8>);
+    /// The value in `b` (exactly [`Fixed::WIDTH`] bytes).
+    fn get(b: &[u8]) -> Self;
+}
+
+fn f64_at(b: &[u8], i: usize) -> f64 {
+    f64::from_le_bytes(b.get(8 * i..8 * i + 8).and_then(|s| s.try_into().ok()).unwrap_or_default())
+}
+
+impl Fixed for u32 {
+    const WIDTH: usize = 4;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn get(b: &[u8]) -> Self {
+        u32::from_le_bytes(b.try_into().unwrap_or_default())
+    }
+}
+
+impl Fixed for u64 {
+    const WIDTH: usize = 8;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn get(b: &[u8]) -> Self {
+        u64::from_le_bytes(b.try_into().unwrap_or_default())
+    }
+}
+
+impl<const N: usize> Fixed for [f64; N] {
+    const WIDTH: usize = 8 * N;
+    fn put(&self, out: &mut Vec<u8>) {
+        for v in self {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    fn get(b: &[u8]) -> Self {
+        std::array::from_fn(|i| f64_at(b, i))
+    }
+}
+
+/// Values of one kind, by position: built in memory, or read where they lie in a file.
+#[derive(Debug)]
+pub enum Run<T> {
+    Built(Vec<T>),
+    Mapped(OwnedBytes),
+}
+
+impl<T> Default for Run<T> {
+    fn default() -> Self {
+        Run::Built(Vec::new())
+    }
+}
+
+impl<T> From<Vec<T>> for Run<T> {
+    fn from(v: Vec<T>) -> Self {
+        Run::Built(v)
+    }
+}
+
+impl<T: Fixed> Run<T> {
+    pub fn len(&self) -> usize {
+        match self {
+            Run::Built(v) => v.len(),
+            Run::Mapped(b) => b.len() / T::WIDTH,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value at `i` (which must be below [`Run::len`]).
+    #[inline]
+    pub fn get(&self, i: usize) -> T {
+        match self {
+            Run::Built(v) => v[i],
+            Run::Mapped(b) => T::get(&b.as_slice()[i * T::WIDTH..(i + 1) * T::WIDTH]),
+        }
+    }
+
+    /// The value at `i`, if there is one.
+    pub fn at(&self, i: usize) -> Option<T> {
+        (i < self.len()).then(|| self.get(i))
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = T> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Heap bytes (a mapped run holds none).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Run::Built(v) => v.capacity() * size_of::<T>(),
+            Run::Mapped(_) => 0,
+        }
+    }
+
+    /// Bytes of a file mapped.
+    pub fn mapped_bytes(&self) -> usize {
+        match self {
+            Run::Built(_) => 0,
+            Run::Mapped(b) => b.len(),
+        }
+    }
+
+    /// The run, length first, a chunk at a time (no second copy of it in memory).
+    pub fn write(&self, w: &mut impl Write) -> io::Result<()> {
+        put_u64(w, self.len() as u64)?;
+        match self {
+            Run::Built(v) => {
+                let mut buf = Vec::with_capacity(CHUNK + T::WIDTH);
+                for x in v {
+                    x.put(&mut buf);
+                    if buf.len() >= CHUNK {
+                        w.write_all(&buf)?;
+                        buf.clear();
+                    }
+                }
+                w.write_all(&buf)
+            }
+            Run::Mapped(b) => w.write_all(b.as_slice()),
+        }
+    }
+}
+
+/// Bytes converted a chunk at a time.
+const CHUNK: usize = 1 << 16;
 
 pub fn put_u64(w: &mut impl Write, v: u64) -> io::Result<()> {
     w.write_all(&v.to_le_bytes())
-}
-
-pub fn get_u64(r: &mut impl Read) -> io::Result<u64> {
-    let mut b = [0u8; 8];
-    r.read_exact(&mut b)?;
-    Ok(u64::from_le_bytes(b))
-}
-
-/// Bytes converted a chunk at a time: a file of tens of millions of points is written and
-/// read without a second copy of it in memory.
-const CHUNK: usize = 1 << 16;
-
-/// `n` f64s from `v`, length first.
-fn write_f64s(w: &mut impl Write, n: usize, v: impl Iterator<Item = f64>) -> io::Result<()> {
-    write_run(w, n, v.map(f64::to_le_bytes))
-}
-
-/// A length-prefixed run of u32s.
-pub fn put_u32s(w: &mut impl Write, v: &[u32]) -> io::Result<()> {
-    write_run(w, v.len(), v.iter().map(|x| x.to_le_bytes()))
-}
-
-pub fn get_u32s(r: &mut impl Read) -> io::Result<Vec<u32>> {
-    get_run(r, u32::from_le_bytes)
-}
-
-/// `n` fixed-width values (their little-endian bytes), length first, through a small buffer.
-fn write_run<const W: usize>(w: &mut impl Write, n: usize, v: impl Iterator<Item = [u8; W]>) -> io::Result<()> {
-    put_u64(w, n as u64)?;
-    let mut buf = Vec::with_capacity(CHUNK);
-    for x in v {
-        buf.extend_from_slice(&x);
-        if buf.len() + W > CHUNK {
-            w.write_all(&buf)?;
-            buf.clear();
-        }
-    }
-    w.write_all(&buf)
-}
-
-/// A run written by [`write_run`], decoded a chunk at a time into its vector.
-fn get_run<T, const W: usize>(r: &mut impl Read, decode: fn([u8; W]) -> T) -> io::Result<Vec<T>> {
-    let n = get_u64(r)?;
-    let mut out = sized(n)?;
-    read_chunks(r, n.checked_mul(W as u64).ok_or_else(|| bad("length"))?, W, |b| {
-        out.extend(b.chunks_exact(W).map(|c| decode(c.try_into().unwrap_or([0; W]))));
-    })?;
-    Ok(out)
-}
-
-/// An empty vector with room for exactly `n` values, so that reading a run of a hundred
-/// million does not double its way there (holding up to twice its size, and copying it on
-/// each doubling). A damaged length that cannot be reserved is an error. One that can takes
-/// address space only: its pages are not touched before the short read ends it.
-fn sized<T>(n: u64) -> io::Result<Vec<T>> {
-    let mut out = Vec::new();
-    out.try_reserve_exact(usize::try_from(n).map_err(|_| bad("length"))?).map_err(|_| bad("length"))?;
-    Ok(out)
-}
-
-/// Reads exactly `n` bytes, passing them to `each` a chunk at a time (each a multiple of
-/// `unit`, which divides `n`), through one small buffer.
-fn read_chunks(r: &mut impl Read, n: u64, unit: usize, mut each: impl FnMut(&[u8])) -> io::Result<()> {
-    if !n.is_multiple_of(unit as u64) {
-        return Err(bad("length"));
-    }
-    let mut buf = vec![0u8; CHUNK / unit * unit];
-    let mut left = n;
-    while left > 0 {
-        let len = left.min(buf.len() as u64) as usize;
-        r.read_exact(&mut buf[..len]).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => io::Error::new(e.kind(), "spatial index file: truncated"),
-            _ => e,
-        })?;
-        each(&buf[..len]);
-        left -= len as u64;
-    }
-    Ok(())
 }
 
 /// Length-prefixed bytes.
@@ -94,99 +158,207 @@ pub fn put_bytes(w: &mut impl Write, v: &[u8]) -> io::Result<()> {
     w.write_all(v)
 }
 
-pub fn get_bytes(r: &mut impl Read) -> io::Result<Vec<u8>> {
-    let n = get_u64(r)?;
-    read_n(r, n)
-}
-
-/// Exactly `n` bytes (see [`sized`]).
-fn read_n(r: &mut impl Read, n: u64) -> io::Result<Vec<u8>> {
-    let mut buf = sized(n)?;
-    r.take(n).read_to_end(&mut buf)?;
-    if buf.len() as u64 != n {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spatial index file: truncated"));
-    }
-    Ok(buf)
-}
-
 pub(crate) fn bad(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("spatial index file: bad {what}"))
 }
 
-/// Leaves that know how to flatten themselves to f64s.
-pub(crate) trait Flat: Leaf {
-    const WIDTH: usize;
-    /// The leaf's f64s (the first [`Flat::WIDTH`] of them).
-    fn flat(&self) -> [f64; 4];
-    fn from(v: &[f64]) -> Self;
+fn truncated() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "spatial index file: truncated")
 }
 
-impl Flat for [f64; 2] {
-    const WIDTH: usize = 2;
-    fn flat(&self) -> [f64; 4] {
-        [self[0], self[1], 0.0, 0.0]
-    }
-    fn from(v: &[f64]) -> Self {
-        [v[0], v[1]]
-    }
+/// The body of a file (or any bytes), read run by run without copying.
+#[derive(Debug)]
+pub struct Mapped {
+    rest: OwnedBytes,
 }
 
-impl Flat for BBox {
-    const WIDTH: usize = 4;
-    fn flat(&self) -> [f64; 4] {
-        *self
+impl Mapped {
+    pub fn new(bytes: OwnedBytes) -> Mapped {
+        Mapped { rest: bytes }
     }
-    fn from(v: &[f64]) -> Self {
-        [v[0], v[1], v[2], v[3]]
-    }
-}
 
-/// A run of leaves as written by [`write_flat`]: read straight into its vector.
-pub(crate) fn get_flat<L: Flat>(r: &mut impl Read) -> io::Result<Vec<L>> {
-    let n = get_u64(r)?;
-    if !n.is_multiple_of(L::WIDTH as u64) {
-        return Err(bad("length"));
+    /// Bytes written to a vector, as a file's body would be read (tests).
+    pub fn of(bytes: Vec<u8>) -> Mapped {
+        Mapped::new(OwnedBytes::new(bytes))
     }
-    let mut out = sized(n / L::WIDTH as u64)?;
-    read_chunks(r, n.checked_mul(8).ok_or_else(|| bad("length"))?, 8 * L::WIDTH, |b| {
-        for leaf in b.chunks_exact(8 * L::WIDTH) {
-            let mut v = [0.0; 4];
-            for (x, c) in v.iter_mut().zip(leaf.chunks_exact(8)) {
-                *x = f64::from_le_bytes(c.try_into().unwrap_or_default());
-            }
-            out.push(L::from(&v[..L::WIDTH]));
+
+    fn take(&mut self, n: u64) -> io::Result<OwnedBytes> {
+        let n = usize::try_from(n).map_err(|_| bad("length"))?;
+        if n > self.rest.len() {
+            return Err(truncated());
         }
-    })?;
-    Ok(out)
-}
-
-/// Leaves as a length-prefixed run of f64s.
-pub(crate) fn write_flat<L: Flat>(w: &mut impl Write, leaves: &[L]) -> io::Result<()> {
-    write_f64s(w, leaves.len() * L::WIDTH, leaves.iter().flat_map(|l| l.flat().into_iter().take(L::WIDTH)))
-}
-
-impl<L: Flat> PackedTree<L> {
-    pub(crate) fn write(&self, w: &mut impl Write) -> io::Result<()> {
-        write_flat(w, &self.leaves)?;
-        put_u32s(w, &self.ids)?;
-        put_u64(w, self.levels.len() as u64)?;
-        for level in &self.levels {
-            write_flat(w, level)?;
-        }
-        Ok(())
+        let (head, rest) = std::mem::replace(&mut self.rest, OwnedBytes::empty()).split(n);
+        self.rest = rest;
+        Ok(head)
     }
 
-    pub(crate) fn read(r: &mut impl Read) -> io::Result<Self> {
-        let leaves: Vec<L> = get_flat(r)?;
-        let ids = get_u32s(r)?;
-        if ids.len() != leaves.len() {
-            return Err(bad("ids"));
+    pub fn u64(&mut self) -> io::Result<u64> {
+        Ok(u64::get(self.take(8)?.as_slice()))
+    }
+
+    /// A run written by [`Run::write`].
+    pub fn run<T: Fixed>(&mut self) -> io::Result<Run<T>> {
+        let n = self.u64()?;
+        let len = n.checked_mul(T::WIDTH as u64).ok_or_else(|| bad("length"))?;
+        Ok(Run::Mapped(self.take(len)?))
+    }
+
+    /// Bytes written by [`put_bytes`].
+    pub fn bytes(&mut self) -> io::Result<OwnedBytes> {
+        let n = self.u64()?;
+        self.take(n)
+    }
+
+    /// Whether every byte was read: a file with bytes left over is not what its reader wrote.
+    pub fn finish(self) -> io::Result<()> {
+        if self.rest.is_empty() { Ok(()) } else { Err(bad("length (bytes left over)")) }
+    }
+}
+
+/// A writer that keeps the CRC-32 of what went through it.
+struct Summed<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for Summed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Files are written and opened one at a time in a process, so an open never maps a file a
+/// save is renaming over it.
+static FILES: Mutex<()> = Mutex::new(());
+
+/// Writes `[magic][mark][body][crc]` to `path`: beside it first, synced, then renamed over it,
+/// so a reader sees the old file or the new one whole. A mapping of the old file stays valid.
+pub fn save(
+    path: &Path,
+    magic: &[u8; 8],
+    mark: u64,
+    body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let _one = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let name = path.file_name().ok_or_else(|| bad("path"))?.to_string_lossy().into_owned();
+    let tmp = path.with_file_name(format!("{name}.{:x}.tmp", std::process::id()));
+    let written = (|| {
+        let mut w =
+            Summed { inner: BufWriter::with_capacity(8 << 20, File::create(&tmp)?), crc: crc32fast::Hasher::new() };
+        w.write_all(magic)?;
+        put_u64(&mut w, mark)?;
+        body(&mut w)?;
+        let crc = w.crc.clone().finalize();
+        put_u64(&mut w, u64::from(crc))?;
+        w.inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        std::fs::remove_file(&tmp).ok();
+    }
+    written
+}
+
+/// The mark of the file at `path` if it has `magic` (None: no such file, or another kind or
+/// version of file), read from its header only.
+pub fn mark(path: &Path, magic: &[u8; 8]) -> io::Result<Option<u64>> {
+    let mut head = [0u8; 16];
+    match File::open(path) {
+        Ok(mut f) => match f.read_exact(&mut head) {
+            Ok(()) if &head[..8] == magic => Ok(Some(u64::get(&head[8..]))),
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks the file's CRC (reading it through a small buffer), then maps it and returns its
+/// mark and its body, to be read by the caller. Random access is advised: no read-ahead around a page a
+/// query touches.
+pub fn open(path: &Path, magic: &[u8; 8]) -> io::Result<(u64, Mapped)> {
+    let _one = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    if len < 24 {
+        return Err(truncated());
+    }
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len - 8;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        f.read_exact(&mut buf[..n])?;
+        crc.update(&buf[..n]);
+        left -= n as u64;
+    }
+    let mut tail = [0u8; 8];
+    f.read_exact(&mut tail)?;
+    if u64::get(&tail) != u64::from(crc.finalize()) {
+        return Err(bad("checksum"));
+    }
+    let other = |e: &dyn std::fmt::Display| io::Error::other(format!("spatial index file {}: {e}", path.display()));
+    let dir = path.parent().ok_or_else(|| bad("path"))?;
+    let name = path.file_name().ok_or_else(|| bad("path"))?;
+    // A directory object of its own: tantivy's caches a mapping by path, and the path may
+    // now name a newer file than a mapping it cached.
+    let mapped = MmapDirectory::open_with_madvice(dir, Advice::Random)
+        .map_err(|e| other(&e))?
+        .get_file_handle(Path::new(name))
+        .map_err(|e| other(&e))?
+        .read_bytes(0..len as usize)?;
+    if mapped.len() as u64 != len || &mapped.as_slice()[..8] != magic {
+        return Err(bad("header (the file changed while it was opened)"));
+    }
+    let mark = u64::get(&mapped.as_slice()[8..16]);
+    Ok((mark, Mapped::new(mapped.slice(16..len as usize - 8))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_round_trip_through_a_file_and_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.idx");
+        let points: Run<[f64; 2]> = vec![[118.1, 24.5], [-0.5, f64::MAX]].into();
+        let ids: Run<u32> = vec![7, 9].into();
+        save(&path, b"TESTFILE", 42, |mut w| {
+            points.write(&mut w)?;
+            ids.write(&mut w)?;
+            put_bytes(&mut w, b"keys")
+        })
+        .unwrap();
+        assert_eq!(mark(&path, b"TESTFILE").unwrap(), Some(42));
+        assert_eq!(mark(&path, b"OTHERONE").unwrap(), None);
+        let (at, mut m) = open(&path, b"TESTFILE").unwrap();
+        assert_eq!(at, 42);
+        let (p, i): (Run<[f64; 2]>, Run<u32>) = (m.run().unwrap(), m.run().unwrap());
+        assert_eq!(p.iter().collect::<Vec<_>>(), vec![[118.1, 24.5], [-0.5, f64::MAX]]);
+        assert_eq!(i.iter().collect::<Vec<_>>(), vec![7, 9]);
+        assert_eq!(p.heap_bytes(), 0);
+        assert_eq!(m.bytes().unwrap().as_slice(), b"keys");
+        m.finish().unwrap();
+        // Any byte changed, or the file cut short, is refused.
+        let good = std::fs::read(&path).unwrap();
+        for at in [0, 9, 20, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 1;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(open(&path, b"TESTFILE").is_err(), "byte {at} changed");
         }
-        let n = get_u64(r)? as usize;
-        let mut levels = Vec::with_capacity(n.min(64));
-        for _ in 0..n {
-            levels.push(get_flat::<BBox>(r)?);
-        }
-        Ok(PackedTree { leaves, ids, levels })
+        std::fs::write(&path, &good[..good.len() - 3]).unwrap();
+        assert!(open(&path, b"TESTFILE").is_err());
+        // A length past the end is an error, never a panic.
+        let mut m = Mapped::of(u64::MAX.to_le_bytes().to_vec());
+        assert!(m.run::<u32>().is_err());
     }
 }

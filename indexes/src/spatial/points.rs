@@ -2,6 +2,7 @@
 //! with great-circle distances in metres.
 
 use super::BBox;
+use super::persist::Mapped;
 use super::region::{Circle, Region};
 use super::sphere::{haversine_m, min_dist_to_box_m};
 use super::tree::{NodeRef, PackedTree};
@@ -108,13 +109,13 @@ impl PointIndex {
             }
             for c in self.tree.children(e.node) {
                 if e.node.level == 0 {
-                    if !keep(self.tree.ids[c]) {
+                    if !keep(self.tree.ids.get(c)) {
                         continue;
                     }
-                    let [x, y] = self.tree.leaves[c];
+                    let [x, y] = self.tree.leaves.get(c);
                     let d = haversine_m(lon, lat, x, y);
                     if d <= limit {
-                        heap.push(Entry { dist: d, leaf: true, id: self.tree.ids[c], node: e.node, pos: c });
+                        heap.push(Entry { dist: d, leaf: true, id: self.tree.ids.get(c), node: e.node, pos: c });
                     }
                 } else {
                     let child = node_entry(NodeRef { level: e.node.level - 1, index: c });
@@ -146,7 +147,7 @@ impl PointIndex {
         region: &impl Region,
         mut visit: impl FnMut(u32, [f64; 2]) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        self.tree.visit_in(region, |c| visit(self.tree.ids[c], self.tree.leaves[c]))
+        self.tree.visit_in(region, |c| visit(self.tree.ids.get(c), self.tree.leaves.get(c)))
     }
 
     /// The ids of the points in `ids` that this index holds, with their points (one pass).
@@ -157,10 +158,15 @@ impl PointIndex {
         self.tree
             .ids
             .iter()
-            .zip(&self.tree.leaves)
+            .zip(self.tree.leaves.iter())
             .filter(|(id, _)| ids.contains(id))
-            .map(|(&id, &p)| (p, id))
+            .map(|(id, p)| (p, id))
             .collect()
+    }
+
+    /// Bytes of a file the index reads where they lie.
+    pub fn mapped_bytes(&self) -> usize {
+        self.tree.mapped_bytes()
     }
 
     /// Writes the index (see [`super::persist`]).
@@ -168,9 +174,9 @@ impl PointIndex {
         self.tree.write(w)
     }
 
-    /// Reads an index written by [`PointIndex::write`].
-    pub fn read(r: &mut impl std::io::Read) -> std::io::Result<PointIndex> {
-        Ok(PointIndex { tree: PackedTree::read(r)? })
+    /// The index [`PointIndex::write`] wrote, where it lies.
+    pub fn map(m: &mut Mapped) -> std::io::Result<PointIndex> {
+        Ok(PointIndex { tree: PackedTree::map(m)? })
     }
 
     /// Points inside a box (edges included), as `(id, [lon, lat])`, ordered by id.
@@ -251,22 +257,26 @@ mod tests {
         let index = PointIndex::build(points);
         let mut bytes = Vec::new();
         index.write(&mut bytes).unwrap();
-        let back = PointIndex::read(&mut bytes.as_slice()).unwrap();
-        assert_eq!(back.nearest(118.1, 24.5, 20, None), index.nearest(118.1, 24.5, 20, None));
-        assert!(PointIndex::read(&mut &bytes[..bytes.len() / 2]).is_err(), "a truncated file is an error");
+        let map = |b: &[u8]| PointIndex::map(&mut Mapped::of(b.to_vec()));
+        let back = map(&bytes).unwrap();
+        assert_eq!(back.memory_bytes(), 0, "read where it lies");
+        assert_eq!(back.mapped_bytes() + 8 * (3 + back.tree.levels.len()), bytes.len());
+        for (lon, lat) in [(118.1, 24.5), (118.0, 24.4), (118.3, 24.6)] {
+            assert_eq!(back.nearest(lon, lat, 20, None), index.nearest(lon, lat, 20, None));
+            assert_eq!(back.count_within_radius(lon, lat, 5000.0), index.count_within_radius(lon, lat, 5000.0));
+        }
         // Cut anywhere, or with a length that does not fit the data, it is an error, never a
         // panic or a huge allocation.
         for cut in (0..bytes.len()).step_by(997) {
-            assert!(PointIndex::read(&mut &bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(map(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let mut odd = bytes.clone();
         odd[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
-        assert!(PointIndex::read(&mut odd.as_slice()).is_err(), "a damaged length is an error");
-        // The bytes are the layout before chunked writing: a saved file still opens.
-        assert_eq!(
-            bytes.len(),
-            8 + 5000 * 16 + 8 + 5000 * 4 + 8 + index.tree.levels.iter().map(|l| 8 + l.len() * 32).sum::<usize>()
-        );
+        assert!(map(&odd).is_err(), "a damaged length is an error");
+        let mut levels = bytes.clone();
+        let at = 8 + 5000 * 16 + 8 + 5000 * 4;
+        levels[at..at + 8].copy_from_slice(&1u64.to_le_bytes());
+        assert!(map(&levels).is_err(), "a tree without its root is an error");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! intersect an area. The tree holds envelopes; exact predicates from `geo` decide.
 
 use super::BBox;
+use super::persist::{Mapped, Run};
 use super::tree::PackedTree;
 use geo::{BoundingRect, Coord, CoordinatePosition, Intersects, MultiPolygon, Polygon, coordinate_position::CoordPos};
 use std::ops::ControlFlow;
@@ -38,31 +39,40 @@ pub struct PolygonIndex {
     shapes: Shapes,
 }
 
-/// Geometries stored flat: four vectors for all of them, where `geo`'s nested vectors take
+/// Geometries stored flat: four runs for all of them, where `geo`'s nested vectors take
 /// three or more allocations a parcel (a generated parcel with its tree entry: 167 bytes
 /// flat, 206 nested). A shape is rebuilt as a `MultiPolygon` only for the exact test of a
 /// candidate.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Default)]
 struct Shapes {
     /// Shape after shape: its polygons, then for each polygon its rings, then for each ring
-    /// its points (the file form's counts).
+    /// its points.
+    counts: Run<u32>,
+    coords: Run<[f64; 2]>,
+    /// Where each shape starts in `counts` and in `coords`, and one entry past the last.
+    count_at: Run<u32>,
+    coord_at: Run<u64>,
+}
+
+/// [`Shapes`] as a build appends them.
+#[derive(Debug)]
+struct FlatShapes {
     counts: Vec<u32>,
     coords: Vec<[f64; 2]>,
-    /// Where each shape starts in `counts` and in `coords`, and one entry past the last.
     count_at: Vec<u32>,
     coord_at: Vec<u64>,
 }
 
-impl Default for Shapes {
-    fn default() -> Shapes {
-        Shapes::with_capacity(0, 0, 0)
+impl Default for FlatShapes {
+    fn default() -> FlatShapes {
+        FlatShapes::with_capacity(0, 0, 0)
     }
 }
 
-impl Shapes {
+impl FlatShapes {
     /// No shapes yet, with room for `shapes` of them, `counts` counts and `coords` points.
-    fn with_capacity(shapes: usize, counts: usize, coords: usize) -> Shapes {
-        let mut out = Shapes {
+    fn with_capacity(shapes: usize, counts: usize, coords: usize) -> FlatShapes {
+        let mut out = FlatShapes {
             counts: Vec::with_capacity(counts),
             coords: Vec::with_capacity(coords),
             count_at: Vec::with_capacity(shapes + 1),
@@ -91,21 +101,42 @@ impl Shapes {
         self.close();
     }
 
+    /// The same shapes in another order (`order[k]` is the shape to put at `k`), finished.
+    fn reorder(&self, order: impl ExactSizeIterator<Item = u32>) -> Shapes {
+        let mut out = FlatShapes::with_capacity(order.len(), self.counts.len(), self.coords.len());
+        for i in order {
+            let i = i as usize;
+            out.counts.extend_from_slice(&self.counts[self.count_at[i] as usize..self.count_at[i + 1] as usize]);
+            out.coords.extend_from_slice(&self.coords[self.coord_at[i] as usize..self.coord_at[i + 1] as usize]);
+            out.close();
+        }
+        Shapes {
+            counts: out.counts.into(),
+            coords: out.coords.into(),
+            count_at: out.count_at.into(),
+            coord_at: out.coord_at.into(),
+        }
+    }
+}
+
+impl Shapes {
     fn len(&self) -> usize {
-        self.count_at.len() - 1
+        self.count_at.len().saturating_sub(1)
     }
 
-    /// Shape `i` as `geo` has it.
+    /// Shape `i` as `geo` has it (counts past what is there read as none: never a panic).
     fn get(&self, i: usize) -> MultiPolygon<f64> {
-        let mut counts = self.counts[self.count_at[i] as usize..self.count_at[i + 1] as usize].iter();
-        let mut at = self.coord_at[i] as usize;
-        let mut next = || counts.next().map_or(0, |&n| n as usize);
+        let (c0, c1) = (self.count_at.at(i).unwrap_or(0) as usize, self.count_at.at(i + 1).unwrap_or(0) as usize);
+        let mut counts = (c0..c1).map(|c| self.counts.at(c).unwrap_or(0) as usize);
+        let mut at = self.coord_at.at(i).unwrap_or(0) as usize;
+        let mut next = || counts.next().unwrap_or(0);
         let polygons = next();
-        let mut out = Vec::with_capacity(polygons);
+        let mut out = Vec::with_capacity(polygons.min(1024));
         for _ in 0..polygons {
             let rings = next();
             let mut ring = |n: usize| {
-                let r: Vec<Coord<f64>> = self.coords[at..at + n].iter().map(|&[x, y]| Coord { x, y }).collect();
+                let r: Vec<Coord<f64>> =
+                    (at..at + n).map_while(|k| self.coords.at(k)).map(|[x, y]| Coord { x, y }).collect();
                 at += n;
                 geo::LineString(r)
             };
@@ -116,53 +147,37 @@ impl Shapes {
         MultiPolygon(out)
     }
 
-    /// The same shapes in another order: `order[k]` is the shape to put at `k`.
-    fn reorder(&self, order: &[u32]) -> Shapes {
-        let mut out = Shapes::with_capacity(order.len(), self.counts.len(), self.coords.len());
-        for &i in order {
-            let i = i as usize;
-            out.counts.extend_from_slice(&self.counts[self.count_at[i] as usize..self.count_at[i + 1] as usize]);
-            out.coords.extend_from_slice(&self.coords[self.coord_at[i] as usize..self.coord_at[i + 1] as usize]);
-            out.close();
-        }
-        out
-    }
-
-    /// Shapes from their counts and coordinates, every count checked against what is there.
-    fn from_parts(n: usize, counts: Vec<u32>, coords: Vec<[f64; 2]>) -> Option<Shapes> {
-        let (mut count_at, mut coord_at) = (Vec::with_capacity(n + 1), Vec::with_capacity(n + 1));
-        let (mut c, mut k) = (0usize, 0usize);
-        let next = |c: &mut usize| -> Option<usize> {
-            let v = *counts.get(*c)? as usize;
-            *c += 1;
-            Some(v)
-        };
-        for _ in 0..n {
-            count_at.push(u32::try_from(c).ok()?);
-            coord_at.push(k as u64);
-            for _ in 0..next(&mut c)? {
-                let rings = next(&mut c)?;
-                if rings == 0 {
-                    return None;
-                }
-                for _ in 0..rings {
-                    k = k.checked_add(next(&mut c)?)?;
-                }
-            }
-        }
-        if c != counts.len() || k != coords.len() {
-            return None;
-        }
-        count_at.push(u32::try_from(c).ok()?);
-        coord_at.push(k as u64);
-        Some(Shapes { counts, coords, count_at, coord_at })
-    }
-
     fn memory_bytes(&self) -> usize {
-        self.counts.capacity() * 4
-            + self.coords.capacity() * 16
-            + self.count_at.capacity() * 4
-            + self.coord_at.capacity() * 8
+        self.counts.heap_bytes() + self.coords.heap_bytes() + self.count_at.heap_bytes() + self.coord_at.heap_bytes()
+    }
+
+    fn mapped_bytes(&self) -> usize {
+        self.counts.mapped_bytes()
+            + self.coords.mapped_bytes()
+            + self.count_at.mapped_bytes()
+            + self.coord_at.mapped_bytes()
+    }
+
+    fn write(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.counts.write(w)?;
+        self.coords.write(w)?;
+        self.count_at.write(w)?;
+        self.coord_at.write(w)
+    }
+
+    /// Shapes [`Shapes::write`] wrote for `n` leaves, where they lie; their offsets are
+    /// checked to be in order and within the runs at their ends (the file's CRC covers the rest).
+    fn map(m: &mut Mapped, n: usize) -> std::io::Result<Shapes> {
+        let shapes = Shapes { counts: m.run()?, coords: m.run()?, count_at: m.run()?, coord_at: m.run()? };
+        let ends = |first: Option<u64>, last: Option<u64>, len: usize| first == Some(0) && last == Some(len as u64);
+        if shapes.count_at.len() != n + 1
+            || shapes.coord_at.len() != n + 1
+            || !ends(shapes.count_at.at(0).map(u64::from), shapes.count_at.at(n).map(u64::from), shapes.counts.len())
+            || !ends(shapes.coord_at.at(0), shapes.coord_at.at(n), shapes.coords.len())
+        {
+            return Err(super::persist::bad("geometry counts"));
+        }
+        Ok(shapes)
     }
 }
 
@@ -170,7 +185,7 @@ impl Shapes {
 /// build never holds every parcel as `geo` values at once.
 #[derive(Debug, Default)]
 pub struct PolygonBuilder {
-    shapes: Shapes,
+    shapes: FlatShapes,
     boxes: Vec<(BBox, u32)>,
     ids: Vec<u32>,
 }
@@ -186,9 +201,9 @@ impl PolygonBuilder {
 
     pub fn finish(self) -> PolygonIndex {
         let tree = PackedTree::build(self.boxes);
-        let shapes = self.shapes.reorder(&tree.ids);
-        let ids = tree.ids.iter().map(|&i| self.ids[i as usize]).collect();
-        PolygonIndex { tree: PackedTree { ids, ..tree }, shapes }
+        let shapes = self.shapes.reorder(tree.ids.iter());
+        let ids: Vec<u32> = tree.ids.iter().map(|i| self.ids[i as usize]).collect();
+        PolygonIndex { tree: PackedTree { ids: ids.into(), ..tree }, shapes }
     }
 }
 
@@ -216,7 +231,7 @@ impl PolygonIndex {
         let mut out = Vec::new();
         let _ = self.tree.search(&[lon, lat, lon, lat], |i| {
             if self.shapes.get(i).coordinate_position(&c) != CoordPos::Outside {
-                out.push(self.tree.ids[i]);
+                out.push(self.tree.ids.get(i));
             }
             ControlFlow::Continue(())
         });
@@ -235,10 +250,10 @@ impl PolygonIndex {
         self.tree.search(&b, |i| {
             let inside = |e: &BBox| e[0] >= b[0] && e[1] >= b[1] && e[2] <= b[2] && e[3] <= b[3];
             let meets = match area {
-                Area::Box(_) if inside(&self.tree.leaves[i]) => true,
+                Area::Box(_) if inside(&self.tree.leaves.get(i)) => true,
                 _ => area.meets(&self.shapes.get(i)),
             };
-            if meets { visit(self.tree.ids[i]) } else { ControlFlow::Continue(()) }
+            if meets { visit(self.tree.ids.get(i)) } else { ControlFlow::Continue(()) }
         })
     }
 
@@ -262,27 +277,27 @@ impl PolygonIndex {
         out
     }
 
-    /// Writes the index, geometries included (see [`super::persist`]): the counts (polygons
-    /// per shape, rings per polygon, points per ring), then the coordinates.
+    /// Writes the index, geometries included (see [`super::persist`]).
     pub fn write(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
-        use super::persist::{put_u32s, write_flat};
         self.tree.write(w)?;
-        put_u32s(w, &self.shapes.counts)?;
-        write_flat(w, &self.shapes.coords)
+        self.shapes.write(w)
     }
 
-    /// Reads an index written by [`PolygonIndex::write`].
-    pub fn read(r: &mut impl std::io::Read) -> std::io::Result<PolygonIndex> {
-        use super::persist::{bad, get_flat, get_u32s};
-        let tree = PackedTree::read(r)?;
-        let counts = get_u32s(r)?;
-        let coords = get_flat::<[f64; 2]>(r)?;
-        let shapes = Shapes::from_parts(tree.leaves.len(), counts, coords).ok_or_else(|| bad("geometry counts"))?;
+    /// The index [`PolygonIndex::write`] wrote, where it lies.
+    pub fn map(m: &mut Mapped) -> std::io::Result<PolygonIndex> {
+        let tree = PackedTree::map(m)?;
+        let shapes = Shapes::map(m, tree.leaves.len())?;
         Ok(PolygonIndex { tree, shapes })
     }
 
+    /// Heap bytes (a mapped index holds none).
     pub fn memory_bytes(&self) -> usize {
         self.tree.memory_bytes() + self.shapes.memory_bytes()
+    }
+
+    /// Bytes of a file the index reads where they lie.
+    pub fn mapped_bytes(&self) -> usize {
+        self.tree.mapped_bytes() + self.shapes.mapped_bytes()
     }
 }
 
@@ -329,8 +344,14 @@ mod tests {
         let index = PolygonIndex::build(vec![(square(0.0, 0.0, 1.0), 7), (with_hole, 8)]);
         let mut bytes = Vec::new();
         index.write(&mut bytes).unwrap();
-        let back = PolygonIndex::read(&mut bytes.as_slice()).unwrap();
-        assert_eq!(back.shapes, index.shapes);
+        let back = PolygonIndex::map(&mut Mapped::of(bytes.clone())).unwrap();
+        assert_eq!(back.memory_bytes(), 0, "read where it lies");
+        for i in 0..2 {
+            assert_eq!(back.shapes.get(i), index.shapes.get(i));
+        }
+        for cut in 0..bytes.len() {
+            assert!(PolygonIndex::map(&mut Mapped::of(bytes[..cut].to_vec())).is_err(), "cut at {cut}");
+        }
         assert_eq!(back.containing(1.5, 0.5), Vec::<u32>::new());
         assert_eq!(back.containing(1.0, 0.1), vec![7, 8]);
     }

@@ -3,13 +3,14 @@
 //! leaf costs its own bytes plus 1/16 of a box, and building is one sort.
 
 use super::BBox;
+use super::persist::{Fixed, Mapped, Run, bad};
 use super::region::{Overlap, Region};
 use std::ops::ControlFlow;
 
 pub(crate) const NODE: usize = 16;
 
 /// Something with a bounding box: a point `[lon, lat]` or a box.
-pub(crate) trait Leaf: Copy {
+pub(crate) trait Leaf: Fixed {
     fn bbox(&self) -> BBox;
 }
 
@@ -36,14 +37,15 @@ impl Leaf for BBox {
     }
 }
 
+/// Built in memory, or mapped from its file ([`PackedTree::write`], [`PackedTree::map`]).
 #[derive(Debug)]
 pub(crate) struct PackedTree<L> {
-    pub leaves: Vec<L>,
+    pub leaves: Run<L>,
     /// The caller's id of each leaf.
-    pub ids: Vec<u32>,
+    pub ids: Run<u32>,
     /// `levels[0]` holds the boxes of groups of leaves, `levels[k]` of groups of level k-1
     /// boxes; the last level is the root (one box). Empty when there are no leaves.
-    pub levels: Vec<Vec<BBox>>,
+    pub levels: Vec<Run<BBox>>,
 }
 
 /// A node: its level and its index in that level.
@@ -152,7 +154,7 @@ impl<L: Leaf> PackedTree<L> {
                 boxes = below.chunks(NODE).map(|c| c.iter().fold(EMPTY, |a, b| union(a, *b))).collect();
             }
         }
-        PackedTree { leaves, ids, levels }
+        PackedTree { leaves: leaves.into(), ids: ids.into(), levels: levels.into_iter().map(Run::from).collect() }
     }
 
     pub fn root(&self) -> Option<NodeRef> {
@@ -160,7 +162,7 @@ impl<L: Leaf> PackedTree<L> {
     }
 
     pub fn bbox(&self, n: NodeRef) -> BBox {
-        self.levels[n.level][n.index]
+        self.levels[n.level].get(n.index)
     }
 
     /// The children of a node: nodes one level down, or (at level 0) leaf positions.
@@ -189,7 +191,7 @@ impl<L: Leaf> PackedTree<L> {
                 Overlap::Outside => {}
                 Overlap::Inside => n += self.leaf_range(node).len(),
                 Overlap::Across if node.level == 0 => {
-                    n += self.children(node).filter(|&c| region.contains(self.leaves[c].point())).count()
+                    n += self.children(node).filter(|&c| region.contains(self.leaves.get(c).point())).count()
                 }
                 Overlap::Across => {
                     stack.extend(self.children(node).map(|index| NodeRef { level: node.level - 1, index }))
@@ -210,9 +212,10 @@ impl<L: Leaf> PackedTree<L> {
             match region.overlap(&self.bbox(node)) {
                 Overlap::Outside => {}
                 Overlap::Inside => self.leaf_range(node).try_for_each(&mut visit)?,
-                Overlap::Across if node.level == 0 => {
-                    self.children(node).filter(|&c| region.contains(self.leaves[c].point())).try_for_each(&mut visit)?
-                }
+                Overlap::Across if node.level == 0 => self
+                    .children(node)
+                    .filter(|&c| region.contains(self.leaves.get(c).point()))
+                    .try_for_each(&mut visit)?,
                 // Reversed onto the stack, so that children come off it in tree order.
                 Overlap::Across => {
                     stack.extend(self.children(node).rev().map(|index| NodeRef { level: node.level - 1, index }))
@@ -229,7 +232,7 @@ impl<L: Leaf> PackedTree<L> {
         while let Some(n) = stack.pop() {
             for c in self.children(n) {
                 if n.level == 0 {
-                    if hits(&self.leaves[c].bbox()) {
+                    if hits(&self.leaves.get(c).bbox()) {
                         visit(c)?;
                     }
                 } else {
@@ -243,11 +246,46 @@ impl<L: Leaf> PackedTree<L> {
         ControlFlow::Continue(())
     }
 
-    /// Heap bytes held (leaves, ids, node boxes).
+    /// Heap bytes held (leaves, ids, node boxes); a mapped tree holds none.
     pub fn memory_bytes(&self) -> usize {
-        self.leaves.capacity() * size_of::<L>()
-            + self.ids.capacity() * size_of::<u32>()
-            + self.levels.iter().map(|l| l.capacity() * size_of::<BBox>()).sum::<usize>()
+        self.leaves.heap_bytes() + self.ids.heap_bytes() + self.levels.iter().map(Run::heap_bytes).sum::<usize>()
+    }
+
+    /// Bytes of a file the tree reads where they lie.
+    pub fn mapped_bytes(&self) -> usize {
+        self.leaves.mapped_bytes() + self.ids.mapped_bytes() + self.levels.iter().map(Run::mapped_bytes).sum::<usize>()
+    }
+
+    /// Leaves, ids, then the levels (their count first).
+    pub fn write(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.leaves.write(w)?;
+        self.ids.write(w)?;
+        super::persist::put_u64(w, self.levels.len() as u64)?;
+        self.levels.iter().try_for_each(|l| l.write(w))
+    }
+
+    /// The tree [`PackedTree::write`] wrote, where it lies. Its shape is checked (an id per
+    /// leaf, each level a box per [`NODE`] entries below it, one root), so that no query
+    /// indexes past a run.
+    pub fn map(m: &mut Mapped) -> std::io::Result<Self> {
+        let leaves: Run<L> = m.run()?;
+        let ids: Run<u32> = m.run()?;
+        let n = m.u64()?;
+        let mut levels: Vec<Run<BBox>> = Vec::new();
+        let mut below = leaves.len();
+        for _ in 0..n.min(64) {
+            let level: Run<BBox> = m.run()?;
+            if level.len() != below.div_ceil(NODE) {
+                return Err(bad("tree levels"));
+            }
+            below = level.len();
+            levels.push(level);
+        }
+        let shaped = if leaves.is_empty() { levels.is_empty() && n == 0 } else { below == 1 && (1..=64).contains(&n) };
+        if ids.len() != leaves.len() || !shaped {
+            return Err(bad("tree"));
+        }
+        Ok(PackedTree { leaves, ids, levels })
     }
 }
 
@@ -274,8 +312,8 @@ mod tests {
             pairs.sort_unstable();
             let expected: Vec<[f64; 2]> = pairs.iter().map(|&(_, i)| leaves[i as usize]).collect();
             let expected_ids: Vec<u32> = pairs.iter().map(|&(_, i)| ids[i as usize]).collect();
-            prop_assert_eq!(tree.leaves, expected);
-            prop_assert_eq!(tree.ids, expected_ids);
+            prop_assert_eq!(tree.leaves.iter().collect::<Vec<_>>(), expected);
+            prop_assert_eq!(tree.ids.iter().collect::<Vec<_>>(), expected_ids);
         }
     }
 }
