@@ -150,7 +150,9 @@ impl PointIndex {
         self.tree.visit_in(region, |c| visit(self.tree.ids.get(c), self.tree.leaves.get(c)))
     }
 
-    /// The ids of the points in `ids` that this index holds, with their points (one pass).
+    /// The ids of the points in `ids` that this index holds, with their points (one pass over
+    /// the ids; a point is read only for an id found, so a small change to a mapped base pages
+    /// in its ids, not its points).
     pub fn points_of(&self, ids: &HashSet<u32>) -> Vec<([f64; 2], u32)> {
         if ids.is_empty() {
             return vec![];
@@ -158,9 +160,9 @@ impl PointIndex {
         self.tree
             .ids
             .iter()
-            .zip(self.tree.leaves.iter())
-            .filter(|(id, _)| ids.contains(id))
-            .map(|(id, p)| (p, id))
+            .enumerate()
+            .filter(|(_, id)| ids.contains(id))
+            .map(|(at, id)| (self.tree.leaves.get(at), id))
             .collect()
     }
 
