@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::model::{Lineage, Registry};
 use crate::store::{Reader, Store, codec};
 use jichu_indexes::spatial::keys::{KeysBuilder, SortedKeys};
-use jichu_indexes::spatial::persist::{self, Mapped};
+use jichu_indexes::spatial::persist::{self, Mapped, Packed};
 use jichu_indexes::spatial::{LayeredPoints, LayeredPolygons, PointIndex, PolygonBuilder, PolygonIndex};
 use jichu_ingest::Value;
 use std::borrow::Cow;
@@ -199,48 +199,54 @@ fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
     Ok(PolygonLayer::new(shapes.finish(), keys.finish()))
 }
 
-/// A layer's packed base, as its file holds it (see [`persist`]).
+/// A layer's packed base, as its file holds it: the base, then its keys.
 trait Persisted: Sized + Clone + Send + Sync + 'static {
     const MAGIC: &'static [u8; 8];
-    /// Whether the layer has changes over its base (only a base without them is saved).
-    fn layered(&self) -> bool;
-    fn write(&self, w: &mut dyn Write) -> std::io::Result<()>;
-    fn map(m: &mut Mapped) -> std::io::Result<Self>;
+    type Base: Packed;
+    /// The packed base, its keys, and whether the layer has changes over them (only a base
+    /// without them is saved).
+    fn parts(&self) -> (&Self::Base, &SortedKeys, bool);
+    fn of(base: Self::Base, keys: SortedKeys) -> Self;
     fn build(at: Reader<'_>, registry: Registry) -> Result<Self>;
+
+    fn layered(&self) -> bool {
+        self.parts().2
+    }
+    fn write(&self, mut w: &mut dyn Write) -> std::io::Result<()> {
+        let (base, keys, _) = self.parts();
+        base.write(&mut w)?;
+        keys.write(&mut w)
+    }
+    fn map(m: &mut Mapped) -> std::io::Result<Self> {
+        let base = Self::Base::map(m)?;
+        Ok(Self::of(base, SortedKeys::map(m)?))
+    }
 }
 
 impl Persisted for PointLayer {
     const MAGIC: &'static [u8; 8] = b"JICHUPT1";
-    fn layered(&self) -> bool {
-        self.index.delta_len() > 0
+    type Base = PointIndex;
+    fn parts(&self) -> (&PointIndex, &SortedKeys, bool) {
+        (self.index.base(), &self.keys, self.index.delta_len() > 0)
     }
-    fn write(&self, mut w: &mut dyn Write) -> std::io::Result<()> {
-        self.index.base().write(&mut w)?;
-        self.keys.write(&mut w)
-    }
-    fn map(m: &mut Mapped) -> std::io::Result<Self> {
-        let index = PointIndex::map(m)?;
-        Ok(PointLayer::new(index, SortedKeys::map(m)?))
+    fn of(base: PointIndex, keys: SortedKeys) -> Self {
+        PointLayer::new(base, keys)
     }
     fn build(at: Reader<'_>, registry: Registry) -> Result<Self> {
         point_layer(at, registry)
     }
 }
 
+/// Parcels are the one polygon layer.
 impl Persisted for PolygonLayer {
     const MAGIC: &'static [u8; 8] = b"JICHUPL1";
-    fn layered(&self) -> bool {
-        self.index.delta_len() > 0
+    type Base = PolygonIndex;
+    fn parts(&self) -> (&PolygonIndex, &SortedKeys, bool) {
+        (self.index.base(), &self.keys, self.index.delta_len() > 0)
     }
-    fn write(&self, mut w: &mut dyn Write) -> std::io::Result<()> {
-        self.index.base().write(&mut w)?;
-        self.keys.write(&mut w)
+    fn of(base: PolygonIndex, keys: SortedKeys) -> Self {
+        PolygonLayer::new(base, keys)
     }
-    fn map(m: &mut Mapped) -> std::io::Result<Self> {
-        let index = PolygonIndex::map(m)?;
-        Ok(PolygonLayer::new(index, SortedKeys::map(m)?))
-    }
-    /// Parcels are the one polygon layer.
     fn build(at: Reader<'_>, _: Registry) -> Result<Self> {
         polygon_layer(at)
     }

@@ -338,6 +338,7 @@ impl LayeredPolygons {
 
 #[cfg(test)]
 mod tests {
+    use super::super::persist::{Mapped, Packed};
     use super::*;
     use proptest::prelude::*;
 
@@ -366,7 +367,7 @@ mod tests {
             // The base as a server holds it: written to its file form and read where it lies.
             let mut file = Vec::new();
             PointIndex::build(base.clone()).write(&mut file).unwrap();
-            let mapped = PointIndex::map(&mut super::super::persist::Mapped::of(file)).unwrap();
+            let mapped = PointIndex::map(&mut Mapped::of(file)).unwrap();
             let layered = LayeredPoints::new(mapped).changed(&mask, &[], &add);
             let mut current: Vec<([f64; 2], u32)> = base.into_iter().filter(|(_, id)| !mask.contains(id)).collect();
             current.extend(add.iter().copied());

@@ -16,6 +16,13 @@ use std::path::Path;
 use std::sync::Mutex;
 use tantivy::directory::{Advice, Directory, MmapDirectory, OwnedBytes};
 
+/// An index kept in a file: written once by [`Packed::write`], then opened where it lies.
+pub trait Packed: Sized {
+    fn write<W: Write>(&self, w: &mut W) -> io::Result<()>;
+    /// The index `write` wrote, where it lies (its shape checked, so reads cannot fail).
+    fn map(m: &mut Mapped) -> io::Result<Self>;
+}
+
 /// A value of a fixed width, stored little-endian.
 pub trait Fixed: Copy {
     const WIDTH: usize;

@@ -2,7 +2,7 @@
 //! with great-circle distances in metres.
 
 use super::BBox;
-use super::persist::Mapped;
+use super::persist::{Mapped, Packed};
 use super::region::{Circle, Region};
 use super::sphere::{haversine_m, min_dist_to_box_m};
 use super::tree::{NodeRef, PackedTree};
@@ -171,16 +171,6 @@ impl PointIndex {
         self.tree.mapped_bytes()
     }
 
-    /// Writes the index (see [`super::persist`]).
-    pub fn write(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
-        self.tree.write(w)
-    }
-
-    /// The index [`PointIndex::write`] wrote, where it lies.
-    pub fn map(m: &mut Mapped) -> std::io::Result<PointIndex> {
-        Ok(PointIndex { tree: PackedTree::map(m)? })
-    }
-
     /// Points inside a box (edges included), as `(id, [lon, lat])`, ordered by id.
     pub fn within_bbox(&self, b: &BBox) -> Vec<(u32, [f64; 2])> {
         let mut out = Vec::new();
@@ -190,6 +180,16 @@ impl PointIndex {
         });
         out.sort_unstable_by_key(|(id, _)| *id);
         out
+    }
+}
+
+impl Packed for PointIndex {
+    fn write<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        self.tree.write(w)
+    }
+
+    fn map(m: &mut Mapped) -> std::io::Result<PointIndex> {
+        Ok(PointIndex { tree: PackedTree::map(m)? })
     }
 }
 

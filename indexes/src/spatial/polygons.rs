@@ -2,7 +2,7 @@
 //! intersect an area. The tree holds envelopes; exact predicates from `geo` decide.
 
 use super::BBox;
-use super::persist::{Mapped, Run};
+use super::persist::{Mapped, Packed, Run};
 use super::tree::PackedTree;
 use geo::{BoundingRect, Coord, CoordinatePosition, Intersects, MultiPolygon, Polygon, coordinate_position::CoordPos};
 use std::ops::ControlFlow;
@@ -277,19 +277,6 @@ impl PolygonIndex {
         out
     }
 
-    /// Writes the index, geometries included (see [`super::persist`]).
-    pub fn write(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
-        self.tree.write(w)?;
-        self.shapes.write(w)
-    }
-
-    /// The index [`PolygonIndex::write`] wrote, where it lies.
-    pub fn map(m: &mut Mapped) -> std::io::Result<PolygonIndex> {
-        let tree = PackedTree::map(m)?;
-        let shapes = Shapes::map(m, tree.leaves.len())?;
-        Ok(PolygonIndex { tree, shapes })
-    }
-
     /// Heap bytes (a mapped index holds none).
     pub fn memory_bytes(&self) -> usize {
         self.tree.memory_bytes() + self.shapes.memory_bytes()
@@ -298,6 +285,20 @@ impl PolygonIndex {
     /// Bytes of a file the index reads where they lie.
     pub fn mapped_bytes(&self) -> usize {
         self.tree.mapped_bytes() + self.shapes.mapped_bytes()
+    }
+}
+
+/// The geometries are written after the tree.
+impl Packed for PolygonIndex {
+    fn write<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        self.tree.write(w)?;
+        self.shapes.write(w)
+    }
+
+    fn map(m: &mut Mapped) -> std::io::Result<PolygonIndex> {
+        let tree = PackedTree::map(m)?;
+        let shapes = Shapes::map(m, tree.leaves.len())?;
+        Ok(PolygonIndex { tree, shapes })
     }
 }
 
