@@ -335,7 +335,8 @@ impl SpatialIndex {
     }
 
     /// Maps each layer's file if no load changed the layer since it was saved; builds (and
-    /// saves, then maps) the others — the three in parallel.
+    /// saves, then maps) the others, each layer on a thread of its own (files are checked and
+    /// saved one at a time: [`persist`] holds one lock for both).
     pub fn open_at(at: Reader<'_>) -> Result<SpatialIndex> {
         // The single file of an earlier version, superseded by a file per layer.
         std::fs::remove_file(at.store().path().with_file_name("spatial.idx")).ok();

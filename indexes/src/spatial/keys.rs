@@ -23,8 +23,6 @@ pub struct SortedKeys {
     /// Where every `RESTART`-th key starts in `coded`.
     restarts: Run<u32>,
     len: usize,
-    /// `coded` is a file's bytes, not the heap's.
-    mapped: bool,
 }
 
 impl Default for SortedKeys {
@@ -79,7 +77,7 @@ impl KeysBuilder {
     pub fn finish(mut self) -> SortedKeys {
         self.coded.shrink_to_fit();
         self.restarts.shrink_to_fit();
-        SortedKeys { coded: OwnedBytes::new(self.coded), restarts: self.restarts.into(), len: self.len, mapped: false }
+        SortedKeys { coded: OwnedBytes::new(self.coded), restarts: self.restarts.into(), len: self.len }
     }
 }
 
@@ -154,14 +152,20 @@ impl SortedKeys {
         None
     }
 
+    /// Whether the keys are a file's bytes (mapped), not the heap's: both parts come from
+    /// one place, the builder or the file.
+    fn mapped(&self) -> bool {
+        matches!(self.restarts, Run::Mapped(_))
+    }
+
     /// Heap bytes (mapped keys hold none).
     pub fn memory_bytes(&self) -> usize {
-        self.restarts.heap_bytes() + if self.mapped { 0 } else { self.coded.len() }
+        self.restarts.heap_bytes() + if self.mapped() { 0 } else { self.coded.len() }
     }
 
     /// Bytes of a file read where they lie.
     pub fn mapped_bytes(&self) -> usize {
-        self.restarts.mapped_bytes() + if self.mapped { self.coded.len() } else { 0 }
+        self.restarts.mapped_bytes() + if self.mapped() { self.coded.len() } else { 0 }
     }
 
     pub fn write(&self, w: &mut impl Write) -> io::Result<()> {
@@ -179,7 +183,7 @@ impl SortedKeys {
         if restarts.len() != len.div_ceil(RESTART) {
             return Err(bad("keys"));
         }
-        Ok(SortedKeys { coded, restarts, len, mapped: true })
+        Ok(SortedKeys { coded, restarts, len })
     }
 }
 
