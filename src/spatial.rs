@@ -342,6 +342,10 @@ impl SpatialIndex {
         std::fs::remove_file(at.store().path().with_file_name("spatial.idx")).ok();
         let dir = Self::dir_of(at.store());
         std::fs::create_dir_all(&dir).map_err(crate::Error::io(&dir))?;
+        let stale = persist::remove_stale(&dir).map_err(crate::Error::io(&dir))?;
+        if stale > 0 {
+            tracing::warn!(files = stale, "removed what a stopped save left in {}", dir.display());
+        }
         let loads = at.stored_loads()?;
         let finished = loads.iter().filter_map(Lineage::finish_order).max().unwrap_or(0);
         let started = Instant::now();

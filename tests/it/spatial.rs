@@ -222,8 +222,15 @@ fn the_saved_index_serves_only_an_unchanged_store() {
     // Built, saved, and served from its files: the bases hold no heap.
     assert!(built.mapped_bytes() > 0);
     assert!(built.memory_bytes() < 1024, "{} heap bytes", built.memory_bytes());
+    // What a save killed mid-write left (pid ffffffff is no process's): removed at the next
+    // open, which still maps the whole files beside it.
+    let dir = SpatialIndex::dir_of(&t.store);
+    let stale = dir.join("citizens.idx.ffffffff.tmp");
+    std::fs::write(&stale, b"half a file").unwrap();
     let read = SpatialIndex::open(&t.store).unwrap();
     assert!(read.from_file, "an unchanged store reads the saved file");
+    assert!(!stale.exists(), "a stopped save's file is removed");
+    assert!(dir.join("citizens.idx").exists());
     for (lon, lat) in QUERIES {
         assert_eq!(read.citizens.index.nearest(lon, lat, 8, None), built.citizens.index.nearest(lon, lat, 8, None));
         assert_eq!(read.parcels.index.containing(lon, lat), built.parcels.index.containing(lon, lat));
@@ -233,7 +240,7 @@ fn the_saved_index_serves_only_an_unchanged_store() {
     // (jichu itself only ever replaces a layer's file by renaming a new one over it).
     let expected: Vec<_> = QUERIES.iter().map(|&(lon, lat)| built.citizens.index.nearest(lon, lat, 8, None)).collect();
     drop((built, read));
-    let file = SpatialIndex::dir_of(&t.store).join("citizens.idx");
+    let file = dir.join("citizens.idx");
     let mut bytes = std::fs::read(&file).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x10;

@@ -271,6 +271,24 @@ pub fn save(
     written
 }
 
+/// Removes from `dir` what a save of another process left when it stopped mid-write
+/// (`NAME.PID.tmp`, PID not this process's): only one process opens a data directory (the
+/// store's lock), so such a file is never renamed into place. Returns how many were removed.
+pub fn remove_stale(dir: &Path) -> io::Result<usize> {
+    let _one = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let mine = format!(".{:x}.tmp", std::process::id());
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".tmp") && !name.ends_with(&mine) {
+            std::fs::remove_file(dir.join(name.as_ref()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// The mark of the file at `path` if it has `magic` (None: no such file, or another kind or
 /// version of file), read from its header only.
 pub fn mark(path: &Path, magic: &[u8; 8]) -> io::Result<Option<u64>> {
