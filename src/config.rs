@@ -80,18 +80,15 @@ impl Default for Config {
     }
 }
 
-/// The block cache by default: a twelfth of the machine's memory, between 256 MiB and 2 GiB.
+/// The block cache by default: an eighth of the machine's memory, between 256 MiB and 4 GiB.
 /// Point reads that miss it pay a read and a zstd decompression: at 10M citizens (a 2 GB
 /// store) a 512 MiB cache gave an id lookup p99 of 51 µs, a 3 GiB one 17 µs (`jichu bench`).
-/// It is not larger because the process must stay within half the machine beside the
-/// full-text writer (1 GiB) and the mapped full-text and spatial files, which serve from the
-/// page cache anyway: at 100M citizens an eighth (2.9 GiB) put the peak RSS at 12.15 GiB.
 pub fn default_block_cache() -> usize {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<usize>().ok())
         .map_or(4 << 30, |kib| kib << 10);
-    (total / 12).clamp(256 << 20, 2 << 30)
+    (total / 8).clamp(256 << 20, 4 << 30)
 }
 
 /// The optional TOML file: every key may be left out.

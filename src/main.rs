@@ -29,7 +29,7 @@ struct Cli {
     /// The data directory [default: ./jichu-data].
     #[arg(long, global = true, env = "JICHU_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// RocksDB block cache in MiB [default: a twelfth of memory, 256 to 2048].
+    /// RocksDB block cache in MiB [default: an eighth of memory, 256 to 4096].
     #[arg(long, global = true, env = "JICHU_BLOCK_CACHE_MB")]
     block_cache_mb: Option<usize>,
     /// Days earlier versions of records are kept [default: forever].

@@ -85,11 +85,6 @@ fn table_options(cache: &Cache, bloom: bool) -> BlockBasedOptions {
     t
 }
 
-/// The zstd dictionary of each bottom-level file: raw samples of its blocks, not trained
-/// (at 1M citizens training took store/citizens from 67.7 to 66.4 MiB, against 74.5 with no
-/// dictionary, and made the store write slower).
-const DICT_BYTES: i32 = 16 << 10;
-
 /// Options of one column family. Records are point-read (bloom filters); relations are
 /// prefix-scanned by owner. LZ4 on the upper levels, zstd at the bottom where most bytes live.
 pub fn options(name: &str, cache: &Cache) -> Options {
@@ -97,10 +92,8 @@ pub fn options(name: &str, cache: &Cache) -> Options {
     o.set_level_compaction_dynamic_level_bytes(true);
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(DBCompressionType::Zstd);
-    // zstd level 1: most of level 3's ratio on short records at about twice the speed. Each
-    // file is primed with 16 KiB of samples of its own blocks, so that an 8 KiB block of short
-    // records need not spell out the district and street names it shares with the others.
-    o.set_bottommost_compression_options(-14, 1, 0, DICT_BYTES, true);
+    // zstd level 1: most of level 3's ratio on short records at about twice the speed.
+    o.set_bottommost_compression_options(-14, 1, 0, 0, true);
     o.set_write_buffer_size(64 << 20);
     o.set_target_file_size_base(64 << 20);
     if name == POINTS {
