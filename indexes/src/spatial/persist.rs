@@ -253,7 +253,7 @@ pub fn save(
 ) -> io::Result<()> {
     let _one = FILES.lock().unwrap_or_else(|e| e.into_inner());
     let name = path.file_name().ok_or_else(|| bad("path"))?.to_string_lossy().into_owned();
-    let tmp = path.with_file_name(format!("{name}.{:x}.tmp", std::process::id()));
+    let tmp = path.with_file_name(format!("{name}{}", tmp_suffix()));
     let written = (|| {
         let mut w =
             Summed { inner: BufWriter::with_capacity(8 << 20, File::create(&tmp)?), crc: crc32fast::Hasher::new() };
@@ -271,18 +271,23 @@ pub fn save(
     written
 }
 
+/// What a save names the file it writes beside its target: `NAME.PID.tmp`.
+fn tmp_suffix() -> String {
+    format!(".{:x}.tmp", std::process::id())
+}
+
 /// Removes from `dir` what a save of another process left when it stopped mid-write
 /// (`NAME.PID.tmp`, PID not this process's): only one process opens a data directory (the
-/// store's lock), so such a file is never renamed into place. Returns how many were removed.
+/// store's lock), so such a file is never renamed into place. Best effort: a file that cannot
+/// be removed costs disk, not an answer, and is left. Returns how many were removed.
 pub fn remove_stale(dir: &Path) -> io::Result<usize> {
     let _one = FILES.lock().unwrap_or_else(|e| e.into_inner());
-    let mine = format!(".{:x}.tmp", std::process::id());
+    let mine = tmp_suffix();
     let mut removed = 0;
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
-        if name.ends_with(".tmp") && !name.ends_with(&mine) {
-            std::fs::remove_file(dir.join(name.as_ref()))?;
+        if name.ends_with(".tmp") && !name.ends_with(&mine) && std::fs::remove_file(dir.join(name.as_ref())).is_ok() {
             removed += 1;
         }
     }
