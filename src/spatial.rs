@@ -9,9 +9,10 @@
 //! and their new positions added to a small rstar layer ([`LayeredPoints`]); a layer whose
 //! changes pass [`FOLD_FRACTION`] of its base is rebuilt instead. Each layer's packed base is
 //! saved beside the store (`spatial/citizens.idx`, `entities.idx`, `parcels.idx`) with the
-//! last load it reflects, and served from that file, memory-mapped: a start maps a layer no
-//! load has changed since instead of rebuilding it, and a base costs the process no heap — the
-//! kernel keeps what queries touch in the page cache, and can take it back.
+//! last load it reflects, and served from that file, memory-mapped: a start maps each layer's
+//! file and applies the loads finished since, as a running server does, instead of rebuilding
+//! it, and a base costs the process no heap — the kernel keeps what queries touch in the page
+//! cache, and can take it back.
 
 use crate::error::Result;
 use crate::model::{Lineage, Registry};
@@ -90,12 +91,6 @@ impl PointLayer {
         }
         PointLayer { index: self.index.changed(&mask, &remove, &add), keys: self.keys.clone(), added: Arc::new(added) }
     }
-
-    /// The changed part, stale key slots included (a key changed by every load keeps adding
-    /// slots), has passed the fold threshold.
-    fn due_for_rebuild(&self) -> bool {
-        due(self.index.masked_len() + self.added.keys.len(), self.index.base().len())
-    }
 }
 
 fn due(changed: usize, base: usize) -> bool {
@@ -141,10 +136,6 @@ impl PolygonLayer {
         }
         PolygonLayer { index: self.index.changed(&mask, &remove, add), keys: self.keys.clone(), added: Arc::new(added) }
     }
-
-    fn due_for_rebuild(&self) -> bool {
-        due(self.index.masked_len() + self.added.keys.len(), self.index.base().len())
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -156,8 +147,10 @@ pub struct SpatialIndex {
     pub finished: u64,
     /// Seconds spent building (or reading) the index.
     pub build_seconds: f64,
-    /// Read from the saved file rather than built from the store.
+    /// Every layer was mapped from its saved file rather than built from the store.
     pub from_file: bool,
+    /// Keys that loads newer than a mapped file changed, applied over it when it was opened.
+    pub applied_at_open: usize,
 }
 
 fn point_layer(at: Reader<'_>, registry: Registry) -> Result<PointLayer> {
@@ -208,6 +201,11 @@ trait Persisted: Sized + Clone + Send + Sync + 'static {
     fn parts(&self) -> (&Self::Base, &SortedKeys, bool);
     fn of(base: Self::Base, keys: SortedKeys) -> Self;
     fn build(at: Reader<'_>, registry: Registry) -> Result<Self>;
+    /// The layer with each of `keys` as `at` holds it (moved, added, or gone).
+    fn changed_at(&self, at: Reader<'_>, registry: Registry, keys: Vec<String>) -> Result<Self>;
+    /// The changed part, stale key slots included (a key changed by every load keeps adding
+    /// slots), has passed the fold threshold.
+    fn due_for_rebuild(&self) -> bool;
 
     fn layered(&self) -> bool {
         self.parts().2
@@ -235,6 +233,17 @@ impl Persisted for PointLayer {
     fn build(at: Reader<'_>, registry: Registry) -> Result<Self> {
         point_layer(at, registry)
     }
+    fn changed_at(&self, at: Reader<'_>, registry: Registry, keys: Vec<String>) -> Result<Self> {
+        let mut changes = Vec::with_capacity(keys.len());
+        for key in keys {
+            let p = at.point(registry, key.as_bytes())?.map(|(x, y)| [x, y]);
+            changes.push((key, p));
+        }
+        Ok(self.changed(changes))
+    }
+    fn due_for_rebuild(&self) -> bool {
+        due(self.index.masked_len() + self.added.keys.len(), self.index.base().len())
+    }
 }
 
 /// Parcels are the one polygon layer.
@@ -249,6 +258,20 @@ impl Persisted for PolygonLayer {
     }
     fn build(at: Reader<'_>, _: Registry) -> Result<Self> {
         polygon_layer(at)
+    }
+    fn changed_at(&self, at: Reader<'_>, registry: Registry, keys: Vec<String>) -> Result<Self> {
+        let mut changes = Vec::with_capacity(keys.len());
+        for key in keys {
+            let shape = match at.get_raw(registry, &key)? {
+                Some(v) => parcel_shape(&v)?,
+                None => None,
+            };
+            changes.push((key, shape));
+        }
+        Ok(self.changed(changes))
+    }
+    fn due_for_rebuild(&self) -> bool {
+        due(self.index.masked_len() + self.added.keys.len(), self.index.base().len())
     }
 }
 
@@ -298,29 +321,93 @@ fn save_in_background<L: Persisted>(layer: &L, path: PathBuf, mark: u64) {
     });
 }
 
-/// A registry's layer as `at` holds it: mapped from its file when no load of the registry
-/// finished after the file's mark (and the mark is not past `at`'s last load: a file from
-/// another store state), else built and saved. True when it came from the file.
+/// The finished loads of a registry that finished after `mark`.
+fn loads_after(loads: &[Lineage], registry: Registry, mark: u64) -> Vec<&Lineage> {
+    loads.iter().filter(|l| l.registry == registry.as_str() && l.finish_order().is_some_and(|o| o > mark)).collect()
+}
+
+/// Whether one of `loads` was a bulk load: it filled an empty registry, so its layer is built
+/// anew rather than changed key by key.
+fn any_bulk(loads: &[&Lineage]) -> bool {
+    loads.iter().any(|l| l.report.as_ref().and_then(|r| r.get("path")).and_then(|p| p.as_str()) == Some("bulk"))
+}
+
+/// The keys `loads` wrote in a registry (their change logs), each once.
+fn changed_keys(at: Reader<'_>, loads: &[&Lineage], registry: Registry) -> Result<Vec<String>> {
+    let mut keys = std::collections::BTreeSet::new();
+    for l in loads {
+        for k in at.changed_keys(l.load_id, registry) {
+            keys.insert(String::from_utf8_lossy(&k?).into_owned());
+        }
+    }
+    Ok(keys.into_iter().collect())
+}
+
+/// A layer after the loads of its registry that finished after `since`: the keys they changed
+/// applied over it, or, after a bulk load, built anew (saved by a background thread, so that
+/// the next start maps it). True when it was built.
+fn step<L: Persisted>(
+    layer: &L,
+    at: Reader<'_>,
+    registry: Registry,
+    loads: &[Lineage],
+    since: u64,
+    dir: &Path,
+    last: u64,
+) -> Result<(L, bool)> {
+    let newer = loads_after(loads, registry, since);
+    if newer.is_empty() {
+        return Ok((layer.clone(), false));
+    }
+    if any_bulk(&newer) {
+        let built = L::build(at, registry)?;
+        save_in_background(&built, layer_file(dir, registry), last);
+        return Ok((built, true));
+    }
+    Ok((layer.changed_at(at, registry, changed_keys(at, &newer, registry)?)?, false))
+}
+
+/// A registry's layer as `at` holds it: mapped from its file, with the keys of the batch loads
+/// that finished after the file's mark applied over it, as a running server applies them
+/// ([`SpatialIndex::apply`]); built and saved instead when there is no usable file, when one
+/// of those loads was a bulk load, or when their changes pass the fold threshold (a file
+/// whose mark is past `at`'s last load is from another store state). Returns the layer and,
+/// when it came from the file, how many keys were applied over it.
 fn layer_at<L: Persisted>(
     at: Reader<'_>,
     dir: &Path,
     registry: Registry,
     loads: &[Lineage],
     finished: u64,
-) -> Result<(L, bool)> {
+) -> Result<(L, Option<usize>)> {
     let path = layer_file(dir, registry);
-    let newest =
-        loads.iter().filter(|l| l.registry == registry.as_str()).filter_map(Lineage::finish_order).max().unwrap_or(0);
     match persist::mark(&path, L::MAGIC) {
-        Ok(Some(mark)) if mark <= finished && newest <= mark => match map_layer::<L>(&path) {
-            Ok((m, layer)) if m == mark => return Ok((layer, true)),
-            Ok(_) => tracing::warn!("spatial layer {} changed while it was opened: rebuilding", path.display()),
-            Err(e) => tracing::warn!(error = %e, "spatial layer {} unreadable: rebuilding", path.display()),
-        },
+        Ok(Some(mark)) if mark <= finished && !any_bulk(&loads_after(loads, registry, mark)) => {
+            match map_layer::<L>(&path) {
+                Ok((m, layer)) if m == mark => {
+                    let keys = changed_keys(at, &loads_after(loads, registry, mark), registry)?;
+                    let applied = keys.len();
+                    if applied == 0 {
+                        return Ok((layer, Some(0)));
+                    }
+                    let layer = layer.changed_at(at, registry, keys)?;
+                    if !layer.due_for_rebuild() {
+                        return Ok((layer, Some(applied)));
+                    }
+                    tracing::info!(
+                        keys = applied,
+                        "loads since {} changed too much to apply: rebuilding",
+                        path.display()
+                    );
+                }
+                Ok(_) => tracing::warn!("spatial layer {} changed while it was opened: rebuilding", path.display()),
+                Err(e) => tracing::warn!(error = %e, "spatial layer {} unreadable: rebuilding", path.display()),
+            }
+        }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "spatial layer {} unreadable: rebuilding", path.display()),
     }
-    Ok((persisted(L::build(at, registry)?, &path, finished), false))
+    Ok((persisted(L::build(at, registry)?, &path, finished), None))
 }
 
 impl SpatialIndex {
@@ -334,9 +421,10 @@ impl SpatialIndex {
         Self::open_at(store.reader()).map(Arc::new)
     }
 
-    /// Maps each layer's file if no load changed the layer since it was saved; builds (and
-    /// saves, then maps) the others, each layer on a thread of its own (files are checked and
-    /// saved one at a time: [`persist`] holds one lock for both).
+    /// Maps each layer's file and applies the batch loads that finished since it was saved;
+    /// builds (and saves, then maps) a layer whose file is missing, damaged, or passed by a
+    /// bulk load or by more changes than a fold allows. Each layer on a thread of its own
+    /// (files are checked and saved one at a time: [`persist`] holds one lock for both).
     pub fn open_at(at: Reader<'_>) -> Result<SpatialIndex> {
         // The single file of an earlier version, superseded by a file per layer.
         std::fs::remove_file(at.store().path().with_file_name("spatial.idx")).ok();
@@ -353,7 +441,7 @@ impl SpatialIndex {
             let c = s.spawn(|| layer_at::<PointLayer>(at, &dir, Registry::Citizens, &loads, finished));
             let e = s.spawn(|| layer_at::<PointLayer>(at, &dir, Registry::Entities, &loads, finished));
             let p = layer_at::<PolygonLayer>(at, &dir, Registry::Parcels, &loads, finished);
-            let join = |h: std::thread::ScopedJoinHandle<'_, Result<(PointLayer, bool)>>| {
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<(PointLayer, Option<usize>)>>| {
                 h.join().unwrap_or_else(|_| Err(crate::Error::Internal("spatial index build panicked".into())))
             };
             (join(c), join(e), p)
@@ -365,13 +453,15 @@ impl SpatialIndex {
             parcels,
             finished,
             build_seconds: started.elapsed().as_secs_f64(),
-            from_file: c && e && p,
+            from_file: c.is_some() && e.is_some() && p.is_some(),
+            applied_at_open: [c, e, p].into_iter().flatten().sum(),
         };
         tracing::info!(
             citizens = index.citizens.index.len(),
             entities = index.entities.index.len(),
             parcels = index.parcels.index.len(),
-            mapped_from_files = format!("{c}/{e}/{p}"),
+            mapped_from_files = format!("{}/{}/{}", c.is_some(), e.is_some(), p.is_some()),
+            applied = index.applied_at_open,
             seconds = format!("{:.2}", index.build_seconds),
             heap_mib = index.memory_bytes() >> 20,
             mapped_mib = index.mapped_bytes() >> 20,
@@ -385,65 +475,14 @@ impl SpatialIndex {
     /// built). Layers no load touched are shared. Folding a layer whose changes have grown
     /// ([`SpatialIndex::due_for_fold`]) is left to the caller, off the publication's path.
     pub fn apply(&self, at: Reader<'_>, loads: &[Lineage]) -> Result<SpatialIndex> {
-        let newer: Vec<&Lineage> =
-            loads.iter().filter(|l| l.finish_order().is_some_and(|o| o > self.finished)).collect();
-        let Some(last) = newer.iter().filter_map(|l| l.finish_order()).max() else { return Ok(self.clone()) };
+        let newer = loads.iter().filter_map(Lineage::finish_order).filter(|&o| o > self.finished);
+        let Some(last) = newer.max() else { return Ok(self.clone()) };
         let started = Instant::now();
-        let of =
-            |r: Registry| -> Vec<&Lineage> { newer.iter().copied().filter(|l| l.registry == r.as_str()).collect() };
-        let bulk = |ls: &[&Lineage]| {
-            ls.iter().any(|l| l.report.as_ref().and_then(|r| r.get("path")).and_then(|p| p.as_str()) == Some("bulk"))
-        };
-        let changed_keys = |ls: &[&Lineage], r: Registry| -> Result<Vec<String>> {
-            let mut keys = std::collections::BTreeSet::new();
-            for l in ls {
-                for k in at.changed_keys(l.load_id, r) {
-                    keys.insert(String::from_utf8_lossy(&k?).into_owned());
-                }
-            }
-            Ok(keys.into_iter().collect())
-        };
         let dir = Self::dir_of(at.store());
-        let mut rebuilt = false;
-        let mut points = |layer: &PointLayer, r: Registry| -> Result<PointLayer> {
-            let ls = of(r);
-            if ls.is_empty() {
-                return Ok(layer.clone());
-            }
-            if bulk(&ls) {
-                rebuilt = true;
-                let built = point_layer(at, r)?;
-                save_in_background(&built, layer_file(&dir, r), last);
-                return Ok(built);
-            }
-            let mut changes = Vec::new();
-            for key in changed_keys(&ls, r)? {
-                let p = at.point(r, key.as_bytes())?.map(|(x, y)| [x, y]);
-                changes.push((key, p));
-            }
-            Ok(layer.changed(changes))
-        };
-        let citizens = points(&self.citizens, Registry::Citizens)?;
-        let entities = points(&self.entities, Registry::Entities)?;
-        let ls = of(Registry::Parcels);
-        let parcels = if ls.is_empty() {
-            self.parcels.clone()
-        } else if bulk(&ls) {
-            rebuilt = true;
-            let built = polygon_layer(at)?;
-            save_in_background(&built, layer_file(&dir, Registry::Parcels), last);
-            built
-        } else {
-            let mut changes = Vec::new();
-            for key in changed_keys(&ls, Registry::Parcels)? {
-                let shape = match at.get_raw(Registry::Parcels, &key)? {
-                    Some(v) => parcel_shape(&v)?,
-                    None => None,
-                };
-                changes.push((key, shape));
-            }
-            self.parcels.changed(changes)
-        };
+        let (citizens, c) = step(&self.citizens, at, Registry::Citizens, loads, self.finished, &dir, last)?;
+        let (entities, e) = step(&self.entities, at, Registry::Entities, loads, self.finished, &dir, last)?;
+        let (parcels, p) = step(&self.parcels, at, Registry::Parcels, loads, self.finished, &dir, last)?;
+        let rebuilt = c || e || p;
         let index = SpatialIndex {
             citizens,
             entities,
@@ -451,6 +490,7 @@ impl SpatialIndex {
             finished: last,
             build_seconds: started.elapsed().as_secs_f64(),
             from_file: false,
+            applied_at_open: 0,
         };
         tracing::info!(
             finished = last,

@@ -5,14 +5,15 @@
 //! is generated, so that a large run needs disk for one extract, not five; builds the spatial
 //! index as `jichu serve` does; reopens cold (OS caches dropped when permitted) and times the first answer;
 //! runs the mixed workload from a deterministic query file with 1 and 2 clients, in process
-//! and over HTTP; and reports disk bytes per record, peak RSS and the machine, as
+//! and over HTTP, then loads while serving; restarts after them (timing the first answer and
+//! the spatial index again); and reports disk bytes per record, peak RSS and the machine, as
 //! [`BenchReport`] (JSON) and a Markdown table.
 
 pub mod live;
 mod report;
 pub mod workload;
 
-pub use report::{AccessCost, BenchReport, Cold, Disk, LoadTiming, Machine, QueryTiming, Totals};
+pub use report::{AccessCost, BenchReport, Cold, Disk, LoadTiming, Machine, QueryTiming, Restart, Totals};
 
 use crate::api::AppState;
 use crate::config::Config;
@@ -124,21 +125,9 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     drop(store);
 
     // 3. Reopen cold and time the first answer.
-    let caches = if o.drop_caches { drop_caches() } else { "kept (not asked to drop)".into() };
-    let t = Instant::now();
-    let store = Arc::new(Store::open(&config.store_dir(), &config.store_options())?);
     let callers = bench_access(&config)?;
-    let state = AppState::new(store.clone(), config.clone())?;
-    let first = generator::citizen_id(0);
-    let answered = state.view().reader().get(Registry::Citizens, &first)?.is_some();
-    let first_answer = t.elapsed().as_secs_f64();
-    state.view().spatial()?;
-    report.cold = Cold {
-        caches,
-        seconds_to_first_answer: first_answer,
-        first_answer_found: answered,
-        seconds_to_spatial_index: t.elapsed().as_secs_f64(),
-    };
+    let (store, state, cold) = open_cold(&config, o)?;
+    report.cold = cold;
     report.memory.push(report::Memory::of_service("reopening", &state.service));
 
     // 5 (before the workload fills caches further). Disk.
@@ -153,8 +142,56 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
 
     report.memory.push(report::Memory::of_service("loads while serving (the end)", &state.service));
     report.peak_rss_bytes = report::peak_rss_bytes();
+
+    // 6. A restart after the loads while serving: the spatial layers they changed are mapped
+    // from their files with those loads applied, not rebuilt.
+    if report.live.is_some() {
+        drop(state);
+        released(store)?;
+        let (store, state, cold) = open_cold(&config, o)?;
+        report.memory.push(report::Memory::of_service("a restart after loads while serving", &state.service));
+        report.restart = Some(report::Restart { cold, applied: state.view().spatial()?.applied_at_open });
+        drop((state, store));
+    }
     report.total_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Opens the store and a service over it as `jichu serve` does, the page cache dropped first
+/// when asked; times the first answer and the spatial index.
+fn open_cold(config: &Config, o: &BenchOptions) -> Result<(Arc<Store>, AppState, Cold)> {
+    let caches = if o.drop_caches { drop_caches() } else { "kept (not asked to drop)".into() };
+    let t = Instant::now();
+    let store = Arc::new(Store::open(&config.store_dir(), &config.store_options())?);
+    let state = AppState::new(store.clone(), config.clone())?;
+    let first = generator::citizen_id(0);
+    let answered = state.view().reader().get(Registry::Citizens, &first)?.is_some();
+    let first_answer = t.elapsed().as_secs_f64();
+    state.view().spatial()?;
+    let cold = Cold {
+        caches,
+        seconds_to_first_answer: first_answer,
+        first_answer_found: answered,
+        seconds_to_spatial_index: t.elapsed().as_secs_f64(),
+    };
+    Ok((store, state, cold))
+}
+
+/// Waits (a minute at most) until `store` is the last handle on the store, then closes it, so
+/// that it can be opened again: a stopped server's load queue lets go of it from a thread.
+fn released(store: Arc<Store>) -> Result<()> {
+    let mut store = store;
+    for _ in 0..600 {
+        match Arc::try_unwrap(store) {
+            Ok(s) => {
+                drop(s);
+                return Ok(());
+            }
+            Err(s) => store = s,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(Error::Internal("the store was still held a minute after the server stopped".into()))
 }
 
 /// Every query kind, with each client count, in process then over HTTP.

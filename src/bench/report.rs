@@ -85,6 +85,14 @@ pub struct Cold {
     pub seconds_to_spatial_index: f64,
 }
 
+/// A start after the loads while serving, which left spatial layers older than the store.
+#[derive(Debug, Default, Serialize)]
+pub struct Restart {
+    pub cold: Cold,
+    /// Keys of those loads applied over the mapped layer files at the start.
+    pub applied: usize,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Disk {
     pub records: u64,
@@ -172,6 +180,9 @@ pub struct BenchReport {
     pub access: Option<AccessCost>,
     /// Loads submitted to the running server while it answers (with the HTTP workload).
     pub live: Option<super::live::LiveReport>,
+    /// A restart after the loads while serving.
+    pub restart: Option<Restart>,
+    /// Peak RSS before the restart (`time -v` sees the whole process).
     pub peak_rss_bytes: u64,
     /// Resident memory after each stage.
     pub memory: Vec<Memory>,
@@ -411,6 +422,14 @@ impl BenchReport {
         }
         if let Some(live) = &self.live {
             super::live::markdown(live, &mut s);
+        }
+        if let Some(r) = &self.restart {
+            let _ = writeln!(
+                s,
+                "\nA restart after the loads while serving: first answer {:.2} s, spatial index {:.2} s, \
+                 with {} keys of those loads applied over the mapped layer files (page cache {}).",
+                r.cold.seconds_to_first_answer, r.cold.seconds_to_spatial_index, r.applied, r.cold.caches
+            );
         }
         s
     }

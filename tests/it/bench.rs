@@ -34,6 +34,10 @@ fn the_scale_benchmark_runs_every_stage_and_every_query_answers() {
         assert_eq!(q.errors, 0, "{} {} {} clients", q.kind, q.mode, q.clients);
         assert!(q.queries > 0 && q.p50_ms > 0.0, "{q:?}");
     }
+    // The restart after the loads while serving maps the spatial layers' files and applies
+    // those loads' keys over them.
+    let restart = r.restart.as_ref().expect("a restart after the loads while serving");
+    assert!(restart.cold.first_answer_found && restart.applied > 0, "{restart:?}");
     let md = r.markdown();
     assert!(md.contains("| citizens | 3000 |") && md.contains("kNN-10"), "{md}");
     // A second run in the same folder is refused: the benchmark needs a fresh one.

@@ -251,19 +251,46 @@ fn the_saved_index_serves_only_an_unchanged_store() {
         assert_eq!(repaired.citizens.index.nearest(lon, lat, 8, None), expected);
     }
     assert!(SpatialIndex::open(&t.store).unwrap().from_file, "the rebuilt layer was saved again");
-    // A load changes the store: the file is stale and the index is rebuilt with the newcomer.
+    // A batch load changes the store (one citizen added, one moved): a start maps the stale
+    // file and applies the load's keys over it, answering as a brute-force scan and a fresh
+    // build do.
+    let moved = points(&t, Registry::Citizens)[0].0.clone();
     let csv = t.dir.path().join("one.csv");
     let newcomer = jichu::generator::citizen_id(99_999_999);
-    std::fs::write(&csv, format!("公民身份号码,姓名,经度,纬度\n{newcomer},新来者,118.30,24.70\n")).unwrap();
+    std::fs::write(
+        &csv,
+        format!("公民身份号码,姓名,经度,纬度\n{newcomer},新来者,118.30,24.70\n{moved},搬家者,117.95,24.42\n"),
+    )
+    .unwrap();
     let spec = t.dir.path().join("one.toml");
     std::fs::write(&spec, "registry = \"citizens\"\nsource = \"x\"\n[columns]\nid = \"公民身份号码\"\nname = \"姓名\"\nlon = \"经度\"\nlat = \"纬度\"\n").unwrap();
-    assert_eq!(t.load(&spec, &[csv]).inserted, 1);
-    let rebuilt = SpatialIndex::open(&t.store).unwrap();
-    assert!(!rebuilt.from_file);
-    let nearest = rebuilt.citizens.index.nearest(118.30, 24.70, 1, None)[0];
-    assert_eq!(rebuilt.citizens.key(nearest.id), newcomer);
-    // Only the citizens' layer was stale: the others were mapped, and now all three are.
-    assert!(SpatialIndex::open(&t.store).unwrap().from_file);
+    let r = t.load(&spec, &[csv]);
+    assert_eq!((r.inserted, r.updated), (1, 1));
+    let stepped = SpatialIndex::open(&t.store).unwrap();
+    assert!(stepped.from_file, "the stale file is mapped, not rebuilt");
+    assert_eq!(stepped.applied_at_open, 2, "the load's two keys applied over it");
+    let nearest = stepped.citizens.index.nearest(118.30, 24.70, 1, None)[0];
+    assert_eq!(stepped.citizens.key(nearest.id), newcomer);
+    let pts = points(&t, Registry::Citizens);
+    assert!(pts.iter().any(|(k, x, _)| *k == moved && *x == 117.95));
+    let keyed = |index: &SpatialIndex, lon, lat| -> Vec<(String, f64)> {
+        let hits = index.citizens.index.nearest(lon, lat, pts.len() + 1, None);
+        let mut v: Vec<_> = hits.iter().map(|h| (index.citizens.key(h.id).into_owned(), h.distance_m)).collect();
+        // Ties as the brute-force scan orders them (by key; the index orders them by id).
+        v.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        v
+    };
+    std::fs::remove_dir_all(&dir).unwrap();
+    let fresh = SpatialIndex::open(&t.store).unwrap();
+    assert!(!fresh.from_file);
+    for (lon, lat) in QUERIES.into_iter().chain([(117.95, 24.42)]) {
+        let want = by_distance(&pts, lon, lat);
+        same(&keyed(&stepped, lon, lat), &want);
+        same(&keyed(&fresh, lon, lat), &want);
+    }
+    drop((stepped, fresh));
+    let saved = SpatialIndex::open(&t.store).unwrap();
+    assert!(saved.from_file && saved.applied_at_open == 0, "the fresh build was saved at the load's mark");
 }
 
 /// A start reads the saved spatial index on a thread of its own: a spatial read sent at once
