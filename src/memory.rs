@@ -26,21 +26,59 @@ pub fn resident_file() -> u64 {
 /// Resident bytes of the files this process maps from under `dir` (summed from
 /// `/proc/self/smaps`): for the spatial layers, the pages queries have touched.
 pub fn resident_under(dir: &std::path::Path) -> u64 {
-    let (Ok(dir), Ok(smaps)) = (dir.canonicalize(), std::fs::read_to_string("/proc/self/smaps")) else { return 0 };
-    let (mut inside, mut total) = (false, 0);
+    resident_files(&[dir]).under[0]
+}
+
+/// Resident bytes of mapped files by where they lie ([`resident_files`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FileResidency {
+    /// Under each of the folders asked about, in their order.
+    pub under: Vec<u64>,
+    /// Files deleted since they were mapped (a superseded index segment some reader still
+    /// holds), wherever they lay.
+    pub deleted: u64,
+    /// Every other mapped file (the executable and its libraries among them).
+    pub other: u64,
+}
+
+/// Resident bytes of the files this process maps, summed from `/proc/self/smaps` by folder.
+pub fn resident_files(dirs: &[&std::path::Path]) -> FileResidency {
+    let dirs: Vec<_> = dirs.iter().map(|d| d.canonicalize().ok()).collect();
+    let mut out = FileResidency { under: vec![0; dirs.len()], ..FileResidency::default() };
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return out };
+    // Where the current mapping's Rss goes: a folder's index, deleted, other, or nowhere
+    // (anonymous memory).
+    enum To {
+        Under(usize),
+        Deleted,
+        Other,
+        Nowhere,
+    }
+    let mut to = To::Nowhere;
     for line in smaps.lines() {
         let first = line.split_whitespace().next().unwrap_or("");
         if !first.ends_with(':') {
             // A mapping's header: range, permissions, offset, device, inode, path.
-            inside = line
-                .splitn(6, char::is_whitespace)
-                .nth(5)
-                .is_some_and(|p| std::path::Path::new(p.trim()).starts_with(&dir));
-        } else if inside && first == "Rss:" {
-            total += line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).unwrap_or(0) * 1024;
+            let path = line.splitn(6, char::is_whitespace).nth(5).map_or("", str::trim);
+            to = if !path.starts_with('/') {
+                To::Nowhere
+            } else if path.ends_with(" (deleted)") {
+                To::Deleted
+            } else {
+                let p = std::path::Path::new(path);
+                dirs.iter().position(|d| d.as_ref().is_some_and(|d| p.starts_with(d))).map_or(To::Other, To::Under)
+            };
+        } else if first == "Rss:" {
+            let bytes = line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).unwrap_or(0) * 1024;
+            match to {
+                To::Under(i) => out.under[i] += bytes,
+                To::Deleted => out.deleted += bytes,
+                To::Other => out.other += bytes,
+                To::Nowhere => {}
+            }
         }
     }
-    total
+    out
 }
 
 /// The process's peak resident memory so far (VmHWM).

@@ -177,6 +177,7 @@ pub fn run(
     rt: &tokio::runtime::Runtime,
     base: &str,
     callers: &Callers,
+    sampler: &super::sampler::Sampler,
     citizens: u64,
     seed: u64,
     spec: &str,
@@ -192,6 +193,7 @@ pub fn run(
 
     // Offline: the same-sized delta with no reader running, written (as `jichu load` writes)
     // and published (every index in step).
+    sampler.stage("loads while serving: a delta with no reader");
     delta("offline.csv", 1, part, citizens, part)?;
     let spec_path = import.join("citizens.toml");
     std::fs::write(&spec_path, spec).map_err(Error::io(&spec_path))?;
@@ -204,6 +206,7 @@ pub fn run(
     report.offline_rows_per_second = r.read as f64 / report.offline_seconds.max(1e-9);
 
     // Live: readers run; the delta is submitted; readers stop at its publication.
+    sampler.stage("loads while serving: a delta with readers");
     delta("live.csv", 2, part, citizens + part, part)?;
     let readers = mix(queries);
     let stop = Arc::new(AtomicBool::new(false));
@@ -222,6 +225,7 @@ pub fn run(
     report.live_publish_seconds = status["publish_seconds"].as_f64().unwrap_or(0.0);
     report.during = timings(during, "HTTP, 32 connections, during the load");
     // Idle, for as long as the live load ran.
+    sampler.stage("loads while serving: readers, no load");
     let stop = Arc::new(AtomicBool::new(false));
     let idle = std::thread::scope(|s| {
         let h = s.spawn(|| hammer(base, &readers, 2, 16, &callers.reader, &stop));
@@ -232,6 +236,7 @@ pub fn run(
     report.idle = timings(idle, "HTTP, 32 connections, idle");
 
     // A 1,000-row delta and a large one: last row to publication.
+    sampler.stage("loads while serving: a small and a large delta");
     delta("small.csv", 3, 1000, 0, 0)?;
     let t = Instant::now();
     let status = submit(rt, base, &callers.admin, spec, "small.csv")?;

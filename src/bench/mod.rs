@@ -11,6 +11,7 @@
 
 pub mod live;
 mod report;
+pub mod sampler;
 pub mod workload;
 
 pub use report::{AccessCost, BenchReport, Cold, Disk, LoadTiming, Machine, QueryTiming, Restart, Totals};
@@ -72,6 +73,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
         return Err(Error::Invalid(format!("{} already holds a store: bench needs a fresh folder", o.dir.display())));
     }
     let mut report = BenchReport::new(o, Machine::detect(&o.dir));
+    let sampler = sampler::Sampler::start(config.data_dir.join("text"), config.data_dir.join("spatial"));
 
     // 1–2. Generate each extract, load it as `jichu load` does (store, then full-text index)
     // and delete it: at most one registry's CSV is on disk at a time. Then the spatial index,
@@ -80,6 +82,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     let store = Store::open(&config.store_dir(), &config.store_options())?;
     let mut spec = String::new();
     for name in LOAD_ORDER {
+        sampler.stage(&format!("loading {name}"));
         let t = Instant::now();
         let bytes = generator::generate_one(&extracts, &generation, name)?;
         report.generate_seconds += t.elapsed().as_secs_f64();
@@ -117,6 +120,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
             std::fs::remove_file(&csv[0]).map_err(Error::io(&csv[0]))?;
         }
     }
+    sampler.stage("building the spatial index");
     let t = Instant::now();
     drop(SpatialIndex::open(&store)?);
     report.spatial_seconds = t.elapsed().as_secs_f64();
@@ -125,6 +129,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     drop(store);
 
     // 3. Reopen cold and time the first answer.
+    sampler.stage("reopening");
     let callers = bench_access(&config)?;
     let (store, state, cold) = open_cold(&config, o)?;
     report.cold = cold;
@@ -138,10 +143,11 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     workload::write(&queries_path, o.citizens, o.seed, o.query_scale)?;
     let queries = workload::read(&queries_path)?;
     report.query_file = queries_path.display().to_string();
-    run_workload(&state, &queries, o, &spec, &callers, &mut report)?;
+    run_workload(&state, &queries, o, &spec, &callers, &sampler, &mut report)?;
 
     report.memory.push(report::Memory::of_service("loads while serving (the end)", &state.service));
     report.peak_rss_bytes = report::peak_rss_bytes();
+    report.peak = Some(sampler.finish());
 
     // 6. A restart after the loads while serving: the spatial layers they changed are mapped
     // from their files with those loads applied, not rebuilt.
@@ -201,12 +207,14 @@ fn run_workload(
     o: &BenchOptions,
     citizens_spec: &str,
     callers: &live::Callers,
+    sampler: &sampler::Sampler,
     report: &mut BenchReport,
 ) -> Result<()> {
     let mut kinds: Vec<&str> = queries.iter().map(Query::kind).collect();
     kinds.dedup();
     let by_kind: Vec<(&str, Vec<&Query>)> =
         kinds.iter().map(|k| (*k, queries.iter().filter(|q| q.kind() == *k).collect())).collect();
+    sampler.stage("the workload");
     // One untimed pass first: the measured passes see the caches a running service has.
     let t = Instant::now();
     let all: Vec<&Query> = queries.iter().collect();
@@ -266,7 +274,8 @@ fn run_workload(
     }
     report.memory.push(report::Memory::of_service("the workload, before loads while serving", &state.service));
     // Loads while serving: a delta submitted with readers running.
-    report.live = Some(live::run(state, &runtime, &base, callers, o.citizens, o.seed, citizens_spec, queries)?);
+    report.live =
+        Some(live::run(state, &runtime, &base, callers, sampler, o.citizens, o.seed, citizens_spec, queries)?);
     let _ = stop.send(());
     let _ = runtime.block_on(server);
     Ok(())

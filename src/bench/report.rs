@@ -184,6 +184,8 @@ pub struct BenchReport {
     pub restart: Option<Restart>,
     /// Peak RSS before the restart (`time -v` sees the whole process).
     pub peak_rss_bytes: u64,
+    /// The highest resident set sampled before the restart, and what it was made of.
+    pub peak: Option<super::sampler::Peak>,
     /// Resident memory after each stage.
     pub memory: Vec<Memory>,
     pub total_seconds: f64,
@@ -388,6 +390,21 @@ impl BenchReport {
                 gib(m.file_bytes),
                 gib(m.spatial_file_bytes),
                 gib(m.peak_bytes)
+            );
+        }
+        if let Some(p) = &self.peak {
+            let _ = writeln!(
+                s,
+                "\nThe highest resident set sampled (4 times a second): {:.2} GiB, {:.0} s into the run, during {}: \
+                 anonymous {:.2} GiB, mapped files {:.2} GiB (full-text {:.2}, spatial {:.2}, deleted since mapped {:.2}).",
+                gib(p.rss_bytes),
+                p.at_seconds,
+                p.stage,
+                gib(p.anonymous_bytes),
+                gib(p.file_bytes),
+                gib(p.full_text_file_bytes),
+                gib(p.spatial_file_bytes),
+                gib(p.deleted_file_bytes)
             );
         }
         let _ = writeln!(s);
