@@ -173,6 +173,11 @@ impl Service {
         Ok(())
     }
 
+    /// Whether a fold of the spatial index is running (it publishes when done).
+    pub fn folding(&self) -> bool {
+        self.folding.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Waits until the last publication's full-text writer is let go (its merges done): after
     /// this, no writer is held until the next publication (tests, shutdown).
     pub fn text_writer_done(&self) {

@@ -151,13 +151,20 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
 
     // 6. A restart after the loads while serving: the spatial layers they changed are mapped
     // from their files with those loads applied, not rebuilt.
+    let mut closed = close(store, state);
     if report.live.is_some() {
-        drop(state);
-        released(store)?;
-        let (store, state, cold) = open_cold(&config, o)?;
-        report.memory.push(report::Memory::of_service("a restart after loads while serving", &state.service));
-        report.restart = Some(report::Restart { cold, applied: state.view().spatial()?.applied_at_open });
-        drop((state, store));
+        let restart = closed.and_then(|()| {
+            let (store, state, cold) = open_cold(&config, o)?;
+            report.memory.push(report::Memory::of_service("a restart after loads while serving", &state.service));
+            let applied = state.view().spatial()?.applied_at_open;
+            close(store, state)?;
+            Ok(report::Restart { cold, applied })
+        });
+        closed = restart.map(|r| report.restart = Some(r));
+    }
+    // The report so far is worth more than these last steps.
+    if let Err(e) = closed {
+        tracing::warn!(error = %e, "closing the service, or the restart after the loads while serving, failed");
     }
     report.total_seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -183,11 +190,19 @@ fn open_cold(config: &Config, o: &BenchOptions) -> Result<(Arc<Store>, AppState,
     Ok((store, state, cold))
 }
 
-/// Waits (a minute at most) until `store` is the last handle on the store, then closes it, so
-/// that it can be opened again: a stopped server's load queue lets go of it from a thread.
-fn released(store: Arc<Store>) -> Result<()> {
+/// Stops the service as a stopping server does (its load queue, then its audit trail), and
+/// waits (half an hour at most) until `store` is the last handle on the store, then closes
+/// it: so that it can be opened again, and no thread still uses RocksDB when the process
+/// exits (a load queue's worker left running aborted the exit). A fold of the spatial index
+/// still running lets go of it from its thread.
+fn close(store: Arc<Store>, state: AppState) -> Result<()> {
+    state.loads.shutdown();
+    if let Some(audit) = &state.audit {
+        audit.close();
+    }
+    drop(state);
     let mut store = store;
-    for _ in 0..600 {
+    for _ in 0..18_000 {
         match Arc::try_unwrap(store) {
             Ok(s) => {
                 drop(s);
@@ -197,7 +212,7 @@ fn released(store: Arc<Store>) -> Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    Err(Error::Internal("the store was still held a minute after the server stopped".into()))
+    Err(Error::Internal("the store was still held half an hour after the server stopped".into()))
 }
 
 /// Every query kind, with each client count, in process then over HTTP.
