@@ -381,29 +381,24 @@ fn layer_at<L: Persisted>(
     finished: u64,
 ) -> Result<(L, Option<usize>)> {
     let path = layer_file(dir, registry);
+    let newer = |mark| loads_after(loads, registry, mark);
     match persist::mark(&path, L::MAGIC) {
-        Ok(Some(mark)) if mark <= finished && !any_bulk(&loads_after(loads, registry, mark)) => {
-            match map_layer::<L>(&path) {
-                Ok((m, layer)) if m == mark => {
-                    let keys = changed_keys(at, &loads_after(loads, registry, mark), registry)?;
-                    let applied = keys.len();
-                    if applied == 0 {
-                        return Ok((layer, Some(0)));
-                    }
-                    let layer = layer.changed_at(at, registry, keys)?;
-                    if !layer.due_for_rebuild() {
-                        return Ok((layer, Some(applied)));
-                    }
-                    tracing::info!(
-                        keys = applied,
-                        "loads since {} changed too much to apply: rebuilding",
-                        path.display()
-                    );
+        Ok(Some(mark)) if mark <= finished && !any_bulk(&newer(mark)) => match map_layer::<L>(&path) {
+            Ok((m, layer)) if m == mark => {
+                let keys = changed_keys(at, &newer(mark), registry)?;
+                let applied = keys.len();
+                if applied == 0 {
+                    return Ok((layer, Some(0)));
                 }
-                Ok(_) => tracing::warn!("spatial layer {} changed while it was opened: rebuilding", path.display()),
-                Err(e) => tracing::warn!(error = %e, "spatial layer {} unreadable: rebuilding", path.display()),
+                let layer = layer.changed_at(at, registry, keys)?;
+                if !layer.due_for_rebuild() {
+                    return Ok((layer, Some(applied)));
+                }
+                tracing::info!(keys = applied, "loads since {} changed too much to apply: rebuilding", path.display());
             }
-        }
+            Ok(_) => tracing::warn!("spatial layer {} changed while it was opened: rebuilding", path.display()),
+            Err(e) => tracing::warn!(error = %e, "spatial layer {} unreadable: rebuilding", path.display()),
+        },
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "spatial layer {} unreadable: rebuilding", path.display()),
     }
