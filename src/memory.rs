@@ -34,11 +34,9 @@ pub fn resident_under(dir: &std::path::Path) -> u64 {
 pub struct FileResidency {
     /// Under each of the folders asked about, in their order.
     pub under: Vec<u64>,
-    /// Files deleted since they were mapped (a superseded index segment some reader still
-    /// holds), wherever they lay.
+    /// Files under those folders deleted since they were mapped: a superseded full-text
+    /// segment or spatial layer file that some view still holds.
     pub deleted: u64,
-    /// Every other mapped file (the executable and its libraries among them).
-    pub other: u64,
 }
 
 /// Resident bytes of the files this process maps, summed from `/proc/self/smaps` by folder.
@@ -46,12 +44,11 @@ pub fn resident_files(dirs: &[&std::path::Path]) -> FileResidency {
     let dirs: Vec<_> = dirs.iter().map(|d| d.canonicalize().ok()).collect();
     let mut out = FileResidency { under: vec![0; dirs.len()], ..FileResidency::default() };
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return out };
-    // Where the current mapping's Rss goes: a folder's index, deleted, other, or nowhere
-    // (anonymous memory).
+    // Where the current mapping's Rss goes: a folder's index, deleted, or nowhere (anonymous
+    // memory and other files).
     enum To {
         Under(usize),
         Deleted,
-        Other,
         Nowhere,
     }
     let mut to = To::Nowhere;
@@ -60,20 +57,21 @@ pub fn resident_files(dirs: &[&std::path::Path]) -> FileResidency {
         if !first.ends_with(':') {
             // A mapping's header: range, permissions, offset, device, inode, path.
             let path = line.splitn(6, char::is_whitespace).nth(5).map_or("", str::trim);
-            to = if !path.starts_with('/') {
-                To::Nowhere
-            } else if path.ends_with(" (deleted)") {
-                To::Deleted
-            } else {
-                let p = std::path::Path::new(path);
-                dirs.iter().position(|d| d.as_ref().is_some_and(|d| p.starts_with(d))).map_or(To::Other, To::Under)
+            let (path, deleted) = match path.strip_suffix(" (deleted)") {
+                Some(p) => (p, true),
+                None => (path, false),
+            };
+            let p = std::path::Path::new(path);
+            to = match dirs.iter().position(|d| d.as_ref().is_some_and(|d| p.starts_with(d))) {
+                Some(_) if deleted => To::Deleted,
+                Some(i) => To::Under(i),
+                None => To::Nowhere,
             };
         } else if first == "Rss:" {
             let bytes = line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).unwrap_or(0) * 1024;
             match to {
                 To::Under(i) => out.under[i] += bytes,
                 To::Deleted => out.deleted += bytes,
-                To::Other => out.other += bytes,
                 To::Nowhere => {}
             }
         }

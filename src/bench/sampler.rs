@@ -19,7 +19,8 @@ pub struct Peak {
     pub file_bytes: u64,
     pub full_text_file_bytes: u64,
     pub spatial_file_bytes: u64,
-    /// Mapped files deleted since (superseded full-text segments that a view still holds).
+    /// Mapped files under the index folders deleted since (a superseded full-text segment or
+    /// spatial layer file that a view still holds); other deleted files are not counted.
     pub deleted_file_bytes: u64,
     pub stage: String,
     /// Seconds from the sampler's start.
