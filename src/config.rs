@@ -41,6 +41,8 @@ pub struct Config {
     pub query_threads: usize,
     /// Queries that may wait for a query thread; past that a request is refused with 503.
     pub query_queue: usize,
+    /// Requests served at once; past that a request is refused at once with 429.
+    pub max_in_flight: usize,
     /// Departments, grants and keys; default `DATA_DIR/access.toml`.
     pub access_file: Option<PathBuf>,
     /// No keys, no grants, no audit (`jichu serve --insecure-no-auth`, loopback only).
@@ -72,6 +74,7 @@ impl Default for Config {
             live_load_threads: (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1),
             query_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             query_queue: 256,
+            max_in_flight: 1024,
             access_file: None,
             insecure_no_auth: false,
             history_retention_days: None,
@@ -112,6 +115,7 @@ pub struct FileConfig {
     pub live_load_threads: Option<usize>,
     pub query_threads: Option<usize>,
     pub query_queue: Option<usize>,
+    pub max_in_flight: Option<usize>,
     pub access_file: Option<PathBuf>,
     pub history_retention_days: Option<u32>,
     pub survivorship_file: Option<PathBuf>,
@@ -180,6 +184,9 @@ impl Config {
             }
             if let Some(v) = f.query_queue {
                 c.query_queue = v.max(1);
+            }
+            if let Some(v) = f.max_in_flight {
+                c.max_in_flight = v.max(1);
             }
             if let Some(v) = f.access_file {
                 c.access_file = Some(v);

@@ -7,10 +7,8 @@
 //! them with an empty body; between the two, the answer is problem+json.
 
 use super::{ApiError, AppState};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
 /// Longest request target (path and query).
 pub const MAX_URI_BYTES: usize = 8 * 1024;
@@ -18,14 +16,8 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 64;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match refusal(&state, &request) {
-        Some(e) => e.into_response(),
-        None => next.run(request).await,
-    }
-}
-
-fn refusal(state: &AppState, request: &Request) -> Option<ApiError> {
+/// Why the request's head is refused, if it is.
+pub(super) fn refusal(state: &AppState, request: &Request) -> Option<ApiError> {
     let uri = request.uri();
     let target = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
     if target > MAX_URI_BYTES {

@@ -11,6 +11,7 @@ mod catalog;
 mod changes;
 mod export;
 mod extract;
+mod frame;
 mod limits;
 mod loads;
 mod ops;
@@ -32,15 +33,12 @@ use crate::query::{QueryResult, View};
 use crate::service::Service;
 use crate::store::Store;
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::Future;
 use std::sync::Arc;
-use tower::ServiceBuilder;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -70,6 +68,8 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     /// Where queries run (see [`pool`]).
     pub pool: Arc<pool::QueryPool>,
+    /// Requests being served, at most `config.max_in_flight` (see [`frame`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::ops::Deref for AppState {
@@ -99,6 +99,7 @@ impl AppState {
             .map_err(|e| crate::Error::Internal(format!("query threads could not start: {e}")))?;
         Ok(AppState(Arc::new(Shared {
             pool: Arc::new(pool),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
             service,
             loads,
             access,
@@ -118,6 +119,7 @@ impl AppState {
             audit: None,
             _watch: None,
             owns_shutdown: false,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(self.config.max_in_flight.max(1))),
             ..Shared::clone(&self.0)
         }))
     }
@@ -245,7 +247,6 @@ pub fn router(state: AppState) -> Router {
     let mut doc = serde_json::to_value(&doc).expect("the OpenAPI document is JSON");
     schemas::apply(&mut doc);
     let doc: Arc<[u8]> = serde_json::to_vec(&doc).expect("the OpenAPI document is JSON").into();
-    let timeout = state.config.request_timeout;
     let body_limit = state.config.max_body_bytes;
     routes
         .route(
@@ -257,26 +258,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::UnknownRoute })
         // axum adds the `Allow` header of the route's methods.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
-                    let _ = e;
-                    ApiError::Overloaded.into_response()
-                }))
-                .load_shed()
-                .concurrency_limit(1024),
-        )
-        .layer(axum::middleware::from_fn_with_state(timeout, ops::deadline))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::check))
-        // Outside the deadline and the limits, so that every answer is counted.
-        .layer(axum::middleware::from_fn(ops::track))
+        // Each layer here is boxed and cloned for every request: the request's whole frame is
+        // one middleware (see `frame`), and the body limit, which axum's extractors read.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), frame::frame))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
-            // The request id is recorded by `auth::authorize`, which decides it.
-            tracing::info_span!("request", method = %req.method(), route, request_id = tracing::field::Empty)
-        }))
         .with_state(state)
 }
 
@@ -298,10 +283,9 @@ pub async fn serve(
     let (grace, header_timeout) = (state.config.shutdown_grace, state.config.header_timeout);
     let app = router(state);
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .max_headers(4 * limits::MAX_HEADERS)
-        .max_buf_size(16 * limits::MAX_HEADER_BYTES);
+    // hyper's default cap of 100 header fields is above `limits::MAX_HEADERS` and is kept:
+    // setting any cap makes it fill room for that many on every request's parse.
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(16 * limits::MAX_HEADER_BYTES);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

@@ -2,13 +2,11 @@
 
 use super::AppState;
 use crate::model::Registry;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 /// The process-wide Prometheus recorder, installed once.
 pub fn metrics_handle() -> PrometheusHandle {
@@ -25,46 +23,6 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-/// Counts and times every request by route template (never by URI: keys stay out of metrics).
-pub async fn track(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
-    // Bounded: every other method string a client invents is one label, not one each.
-    let method: &'static str = match request.method().as_str() {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "DELETE" => "DELETE",
-        "PATCH" => "PATCH",
-        "HEAD" => "HEAD",
-        "OPTIONS" => "OPTIONS",
-        _ => "OTHER",
-    };
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("jichu_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("jichu_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
-    response
-}
-
-/// The time a request may take to produce its response: the configured timeout, plus the wait
-/// a long poll asks for (`wait=` seconds). A stream's body is not bounded by it.
-pub async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
-    let wait = request
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("wait=")))
-        .and_then(|w| w.parse::<u64>().ok())
-        .unwrap_or(0)
-        .min(super::changes::MAX_WAIT_SECS);
-    match tokio::time::timeout(limit + Duration::from_secs(wait), next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => super::ApiError::Timeout.into_response(),
-    }
 }
 
 /// Liveness: the process serves and the store is open.

@@ -139,6 +139,36 @@ async fn a_stopping_server_waits_its_grace_period_and_no_longer() {
     poll.abort();
 }
 
+/// Past `max_in_flight` requests at once, the next is refused at once (429 `overloaded`,
+/// problem+json, counted in the metrics), and served again once one ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_requests_in_flight_the_next_is_refused_at_once() {
+    let t = TestStore::loaded();
+    let config = jichu::config::Config { insecure_no_auth: true, max_in_flight: 1, ..jichu::config::Config::default() };
+    let s = Server::start_with(t.store.clone(), config).await;
+    let last = t.store.reader().feed_last().unwrap();
+    // A long poll with nothing to come holds the one place for its two seconds.
+    let poll = tokio::spawn(s.client.get(s.url(&format!("/v1/changes?after={last}&wait=2"))).send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let refused = s.client.get(s.url("/healthz")).send().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1), "refused at once, not queued: {:?}", started.elapsed());
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "overloaded", "{problem}");
+    assert_eq!(poll.await.unwrap().unwrap().status(), 200);
+    let (status, _, _) = s.get("/healthz").await;
+    assert_eq!(status, 200);
+    let (_, _, metrics) = s.get("/metrics").await;
+    assert!(
+        metrics.as_str().unwrap_or_default().lines().any(|l| l.starts_with("jichu_http_requests_total")
+            && l.contains("route=\"/healthz\"")
+            && l.contains("status=\"429\"")),
+        "the refusal is counted"
+    );
+}
+
 /// Optional body fields are optional in the OpenAPI document too.
 #[tokio::test]
 async fn the_openapi_document_marks_optional_fields_optional() {
