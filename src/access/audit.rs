@@ -86,22 +86,12 @@ struct Head {
     signature: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    (s.len().is_multiple_of(2))
-        .then(|| (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect())
-        .flatten()
-}
-
 fn head_message(seq: u64, hash: &str, time: &DateTime<Utc>) -> String {
     format!("jichu-audit-head\n{seq}\n{hash}\n{}", time.to_rfc3339())
 }
 
 fn hash_line(line: &[u8]) -> String {
-    hex(&Sha256::digest(line))
+    hex::encode(Sha256::digest(line))
 }
 
 /// Opens (creating, mode 0600) a file for appending.
@@ -137,7 +127,7 @@ pub fn signing_key(dir: &Path) -> Result<SigningKey> {
 
 /// The log's public key (hex), to check its signed heads with.
 pub fn public_key(dir: &Path) -> Result<String> {
-    Ok(hex(signing_key(dir)?.verifying_key().as_bytes()))
+    Ok(hex::encode(signing_key(dir)?.verifying_key().as_bytes()))
 }
 
 /// The last whole line's sequence number and hash; a torn last line (a crash mid-write, never
@@ -364,10 +354,11 @@ impl Writer {
         self.seq = seq;
         self.hash = prev;
         let now = Utc::now();
+        let histogram = metrics::histogram!("jichu_audit_lag_seconds");
         let mut lags = self.shared.lags.lock().unwrap_or_else(|e| e.into_inner());
         for e in entries {
             let lag = (now - e.time).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            metrics::histogram!("jichu_audit_lag_seconds").record(lag);
+            histogram.record(lag);
             lags.push_back(lag);
             if lags.len() > 100_000 {
                 lags.pop_front();
@@ -382,7 +373,7 @@ impl Writer {
         }
         let time = Utc::now();
         let signature = self.key.sign(head_message(self.seq, &self.hash, &time).as_bytes());
-        let head = Head { seq: self.seq, hash: self.hash.clone(), time, signature: hex(&signature.to_bytes()) };
+        let head = Head { seq: self.seq, hash: self.hash.clone(), time, signature: hex::encode(signature.to_bytes()) };
         let mut line = serde_json::to_vec(&head).map_err(|e| Error::Codec(e.to_string()))?;
         line.push(b'\n');
         let path = self.dir.join(HEADS);
@@ -441,7 +432,8 @@ pub fn verify(dir: &Path) -> Result<Verdict> {
             broken(&mut v, 0, format!("signed head {} does not parse", i + 1));
             continue;
         };
-        let signed = unhex(&head.signature)
+        let signed = hex::decode(&head.signature)
+            .ok()
             .and_then(|b| <[u8; 64]>::try_from(b).ok())
             .map(|b| Signature::from_bytes(&b))
             .is_some_and(|s| key.verify(head_message(head.seq, &head.hash, &head.time).as_bytes(), &s).is_ok());

@@ -11,10 +11,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn read(path: &Path) -> Result<DocumentMut> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -65,12 +61,12 @@ pub fn add(path: &Path, department: &str, role: Role) -> Result<(String, String)
         departments.push(d);
     }
     let secret: [u8; 32] = rand::random();
-    let key = format!("jichu_{}", hex(&secret));
-    let id = format!("k{}", &hex(&rand::random::<[u8; 6]>()));
+    let key = format!("jichu_{}", hex::encode(secret));
+    let id = format!("k{}", hex::encode(rand::random::<[u8; 6]>()));
     let mut k = Table::new();
     k["id"] = value(id.as_str());
     k["department"] = value(department);
-    k["sha256"] = value(hex(&key_hash(&key)));
+    k["sha256"] = value(hex::encode(key_hash(&key)));
     k["created"] = value(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     array(&mut doc, "key").push(k);
     write(path, &doc)?;
