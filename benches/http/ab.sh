@@ -9,7 +9,8 @@
 # number per line (present and absent). A server given as `BIN=DIR` serves DIR instead: to
 # compare store options that only new files carry, load the same extract into two
 # directories and give one binary with each. `GET=get_pool` takes single-key requests
-# formatted once at the start (`get_pool.lua`) rather than built per request (`get.lua`).
+# formatted once at the start (`get_pool.lua`) rather than built per request (`get.lua`);
+# `BATCH=lookup_pool` the same for batches.
 # Needs wrk.
 set -euo pipefail
 DATA=$1
@@ -26,7 +27,7 @@ for server in "$@"; do
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
   wrk -t2 -c16 -d4s -s "$HERE/${GET:-get}.lua" "http://127.0.0.1:$PORT" >/dev/null
   g=$(wrk -t2 -c16 -d10s -s "$HERE/${GET:-get}.lua" "http://127.0.0.1:$PORT" | awk '/Requests\/sec/ { print $2 }')
-  b=$(wrk -t2 -c16 -d10s -s "$HERE/lookup.lua" "http://127.0.0.1:$PORT" | awk '/Requests\/sec/ { print $2 }')
+  b=$(wrk -t2 -c16 -d10s -s "$HERE/${BATCH:-lookup}.lua" "http://127.0.0.1:$PORT" | awk '/Requests\/sec/ { print $2 }')
   z=$(wrk -t2 -c16 -d5s "http://127.0.0.1:$PORT/healthz" | awk '/Requests\/sec/ { print $2 }')
   rss=$(awk '/VmHWM/ { print $2 }' "/proc/$S/status")
   kill "$S"

@@ -17,6 +17,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+/// The largest batch a lookup answers on the async worker when every record is in memory:
+/// about 3 µs a key, so at most ~0.3 ms between two awaits. Larger batches, and any that
+/// would read a file, go to the query pool (a hand-off each way).
+const INLINE_LOOKUP_IDS: usize = 100;
+
 /// `?fields=a,b`: project the answer to these fields; `?as_of=`: as it was then.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct FieldsQuery {
@@ -242,8 +247,18 @@ pub async fn lookup(
     let shape = caller.shape(registry, Operation::Lookup, fields, true)?;
     let view = state.view();
     let at = at(&caller, registry, &view, q.as_of.as_deref())?;
-    let (v, s) = (view.clone(), shape.clone());
-    let found = state.query(caller.cancel.clone(), move || records::lookup(&v, &s, &req.ids, at)).await?;
+    // A batch small enough and in memory is answered here; otherwise on the query pool.
+    let cached = match at {
+        At::Now if req.ids.len() <= INLINE_LOOKUP_IDS => records::lookup_cached(&view, &shape, &req.ids)?,
+        _ => None,
+    };
+    let found = match cached {
+        Some(found) => found,
+        None => {
+            let (v, s) = (view.clone(), shape.clone());
+            state.query(caller.cancel.clone(), move || records::lookup(&v, &s, &req.ids, at)).await?
+        }
+    };
     let records = found.records.iter().map(|r| r.as_ref().map(|r| caller.render(&view, &shape, r))).collect();
     json_body(&LookupResponse { records, not_found: &found.not_found, invalid: &found.invalid })
 }

@@ -61,6 +61,21 @@ pub fn get(view: &View, shape: &Shape, id: &str, at: At) -> QueryResult<Option<R
 
 /// Many records by key in one read (RocksDB's batched multi-get).
 pub fn lookup(view: &View, shape: &Shape, ids: &[String], at: At) -> QueryResult<Lookup> {
+    let found = lookup_with(shape, ids, |valid| Ok(Some(at.get_many(view, shape.registry, valid)?)))?;
+    Ok(found.expect("a read that may touch files always answers"))
+}
+
+/// [`lookup`] of the current records if every answer is in memory: `None` when one would
+/// need a file read, so that the async API answers hot batches without a thread hand-off.
+pub fn lookup_cached(view: &View, shape: &Shape, ids: &[String]) -> QueryResult<Option<Lookup>> {
+    lookup_with(shape, ids, |valid| Ok(view.reader().get_many_cached(shape.registry, valid)?))
+}
+
+fn lookup_with(
+    shape: &Shape,
+    ids: &[String],
+    fetch: impl FnOnce(&[String]) -> QueryResult<Option<Vec<Option<Record>>>>,
+) -> QueryResult<Option<Lookup>> {
     let registry = shape.registry;
     let schema = registry.schema();
     let mut invalid = Vec::new();
@@ -75,7 +90,8 @@ pub fn lookup(view: &View, shape: &Shape, ids: &[String], at: At) -> QueryResult
         }
     }
     let valid: Vec<String> = keys.iter().flatten().cloned().collect();
-    let mut found = at.get_many(view, registry, &valid)?.into_iter();
+    let Some(found) = fetch(&valid)? else { return Ok(None) };
+    let mut found = found.into_iter();
     let records: Vec<Option<Record>> =
         keys.iter().map(|k| k.as_ref().and_then(|_| found.next().flatten()).filter(|r| shape.sees(r))).collect();
     let not_found = ids
@@ -85,7 +101,7 @@ pub fn lookup(view: &View, shape: &Shape, ids: &[String], at: At) -> QueryResult
         .filter(|((_, k), r)| k.is_some() && r.is_none())
         .map(|((id, _), _)| id.clone())
         .collect();
-    Ok(Lookup { records, not_found, invalid })
+    Ok(Some(Lookup { records, not_found, invalid }))
 }
 
 /// A client's text in an answer, cut to a length that does not echo a huge input back.

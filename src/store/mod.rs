@@ -106,7 +106,9 @@ impl Store {
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::StoreInUse(dir.into())),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path)(e)),
         }
-        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        // HyperClockCache: lock-free lookups. Every point read looks up a filter, an index and
+        // a data block; with the sharded LRU cache each lookup took a shard's mutex.
+        let cache = Cache::new_hyper_clock_cache(options.block_cache_bytes, 0);
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);

@@ -181,6 +181,29 @@ impl<'a> Reader<'a> {
             .collect()
     }
 
+    /// Many records by key if every answer is in memory (memtable or block cache): `None`
+    /// when one would need a file read. The batch counterpart of [`Reader::get_cached`].
+    pub fn get_many_cached(&self, registry: Registry, ids: &[String]) -> Result<Option<Vec<Option<Record>>>> {
+        let mut opts = self.opts();
+        opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+        let values = self.store.db().batched_multi_get_cf_opt(
+            self.records(registry),
+            ids.iter().map(String::as_str),
+            false,
+            &opts,
+        );
+        let mut records = Vec::with_capacity(ids.len());
+        for (v, id) in values.into_iter().zip(ids) {
+            match v {
+                Ok(Some(v)) => records.push(Some(codec::decode(registry, id, &v)?)),
+                Ok(None) => records.push(None),
+                Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Some(records))
+    }
+
     /// Raw stored values of keys given in sorted order (a load's read-before-write).
     pub fn get_many_raw(&self, registry: Registry, sorted_ids: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
         self.store

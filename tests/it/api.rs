@@ -71,6 +71,18 @@ async fn lookup_answers_in_request_order() {
     );
     assert_eq!(body["not_found"], json!(["11010519491231002X"]));
     assert_eq!(body["invalid"][0]["id"], "bad");
+    // Past 100 ids a batch is read on the query pool rather than answered from memory on the
+    // async worker: the same answer.
+    let many: Vec<Value> = ids.as_array().unwrap().iter().cycle().take(104).cloned().collect();
+    let (status, _, big) = s.post("/v1/citizens/lookup", &json!({"ids": many, "fields": ["name"]})).await;
+    assert_eq!(status, 200);
+    let records = big["records"].as_array().unwrap();
+    assert_eq!(records.len(), 104);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r, &body["records"][i % 4], "{i}");
+    }
+    assert_eq!(big["not_found"].as_array().unwrap().len(), 26);
+    assert_eq!(big["invalid"].as_array().unwrap().len(), 26);
 }
 
 #[tokio::test]
