@@ -73,13 +73,15 @@ impl Run {
 }
 
 /// Holds at most two runs: one filling, one being sorted and written by a background thread,
-/// so that reading goes on while a run spills.
+/// so that reading goes on while a run spills. A written run's buffers, emptied, are filled
+/// again: growing fresh ones for every run cost a load copies and page faults (in a profile of
+/// a credit load, 12% of its CPU was the sorters' buffers growing).
 pub struct Sorter {
     dir: PathBuf,
     name: &'static str,
     run_budget: usize,
     current: Run,
-    spilling: Option<JoinHandle<Result<()>>>,
+    spilling: Option<JoinHandle<Result<Run>>>,
     runs: Vec<PathBuf>,
 }
 
@@ -109,25 +111,28 @@ impl Sorter {
         if run.bytes() >= self.run_budget { self.spill() } else { Ok(()) }
     }
 
-    /// Waits for the run being spilled, if any.
-    fn wait(&mut self) -> Result<()> {
+    /// Waits for the run being spilled, if any; returns it emptied, its buffers kept.
+    fn wait(&mut self) -> Result<Option<Run>> {
         match self.spilling.take() {
-            Some(h) => h.join().map_err(|_| Error::Internal("a sort thread panicked".into()))?,
-            None => Ok(()),
+            Some(h) => h.join().map_err(|_| Error::Internal("a sort thread panicked".into()))?.map(Some),
+            None => Ok(None),
         }
     }
 
     /// Hands the current run to a background thread; waits first for the previous one, so
     /// that memory stays at two runs.
     fn spill(&mut self) -> Result<()> {
-        self.wait()?;
+        let spare = self.wait()?.unwrap_or_default();
         std::fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir))?;
         let path = self.dir.join(format!("{}-{}.run", self.name, self.runs.len()));
         self.runs.push(path.clone());
-        let mut run = std::mem::take(&mut self.current);
+        let mut run = std::mem::replace(&mut self.current, spare);
         self.spilling = Some(std::thread::spawn(move || {
             run.sort();
-            run.write(&path)
+            run.write(&path)?;
+            run.arena.clear();
+            run.items.clear();
+            Ok(run)
         }));
         Ok(())
     }
