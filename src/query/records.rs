@@ -61,47 +61,62 @@ pub fn get(view: &View, shape: &Shape, id: &str, at: At) -> QueryResult<Option<R
 
 /// Many records by key in one read (RocksDB's batched multi-get).
 pub fn lookup(view: &View, shape: &Shape, ids: &[String], at: At) -> QueryResult<Lookup> {
-    let found = lookup_with(shape, ids, |valid| Ok(Some(at.get_many(view, shape.registry, valid)?)))?;
-    Ok(found.expect("a read that may touch files always answers"))
+    let keys = Keys::parse(shape.registry, ids);
+    let found = at.get_many(view, shape.registry, &keys.valid)?;
+    Ok(keys.answer(shape, ids, found))
 }
 
 /// [`lookup`] of the current records if every answer is in memory: `None` when one would
 /// need a file read, so that the async API answers hot batches without a thread hand-off.
 pub fn lookup_cached(view: &View, shape: &Shape, ids: &[String]) -> QueryResult<Option<Lookup>> {
-    lookup_with(shape, ids, |valid| Ok(view.reader().get_many_cached(shape.registry, valid)?))
+    let keys = Keys::parse(shape.registry, ids);
+    let found = view.reader().get_many_cached(shape.registry, &keys.valid)?;
+    Ok(found.map(|found| keys.answer(shape, ids, found)))
 }
 
-fn lookup_with(
-    shape: &Shape,
-    ids: &[String],
-    fetch: impl FnOnce(&[String]) -> QueryResult<Option<Vec<Option<Record>>>>,
-) -> QueryResult<Option<Lookup>> {
-    let registry = shape.registry;
-    let schema = registry.schema();
-    let mut invalid = Vec::new();
-    let mut keys = Vec::with_capacity(ids.len());
-    for raw in ids {
-        match schema.parse_key(raw) {
-            Ok(k) => keys.push(Some(k)),
-            Err(message) => {
-                invalid.push(json!({"id": clip(raw), "message": message}));
-                keys.push(None);
+/// A lookup's ids parsed: each id's key (`None`: invalid), the valid keys in order, and what
+/// is wrong with the others.
+struct Keys {
+    keys: Vec<Option<String>>,
+    valid: Vec<String>,
+    invalid: Vec<Value>,
+}
+
+impl Keys {
+    fn parse(registry: Registry, ids: &[String]) -> Keys {
+        let schema = registry.schema();
+        let mut invalid = Vec::new();
+        let mut keys = Vec::with_capacity(ids.len());
+        for raw in ids {
+            match schema.parse_key(raw) {
+                Ok(k) => keys.push(Some(k)),
+                Err(message) => {
+                    invalid.push(json!({"id": clip(raw), "message": message}));
+                    keys.push(None);
+                }
             }
         }
+        let valid = keys.iter().flatten().cloned().collect();
+        Keys { keys, valid, invalid }
     }
-    let valid: Vec<String> = keys.iter().flatten().cloned().collect();
-    let Some(found) = fetch(&valid)? else { return Ok(None) };
-    let mut found = found.into_iter();
-    let records: Vec<Option<Record>> =
-        keys.iter().map(|k| k.as_ref().and_then(|_| found.next().flatten()).filter(|r| shape.sees(r))).collect();
-    let not_found = ids
-        .iter()
-        .zip(&keys)
-        .zip(&records)
-        .filter(|((_, k), r)| k.is_some() && r.is_none())
-        .map(|((id, _), _)| id.clone())
-        .collect();
-    Ok(Some(Lookup { records, not_found, invalid }))
+
+    /// The answer, in the order asked, from the records found for the valid keys.
+    fn answer(self, shape: &Shape, ids: &[String], found: Vec<Option<Record>>) -> Lookup {
+        let mut found = found.into_iter();
+        let records: Vec<Option<Record>> = self
+            .keys
+            .iter()
+            .map(|k| k.as_ref().and_then(|_| found.next().flatten()).filter(|r| shape.sees(r)))
+            .collect();
+        let not_found = ids
+            .iter()
+            .zip(&self.keys)
+            .zip(&records)
+            .filter(|((_, k), r)| k.is_some() && r.is_none())
+            .map(|((id, _), _)| id.clone())
+            .collect();
+        Lookup { records, not_found, invalid: self.invalid }
+    }
 }
 
 /// A client's text in an answer, cut to a length that does not echo a huge input back.
