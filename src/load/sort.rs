@@ -99,11 +99,12 @@ pub struct Sorter {
 impl Sorter {
     /// A sorter holding about `budget` bytes, spilling runs named `name-N.run` into `dir`.
     pub fn new(dir: &Path, name: &'static str, budget: usize) -> Sorter {
+        let run_budget = budget / 2;
         Sorter {
             dir: dir.into(),
             name,
-            run_budget: budget / 2,
-            current: Run::reserved(budget / 2),
+            run_budget,
+            current: Run::reserved(run_budget),
             spilling: None,
             runs: Vec::new(),
         }
