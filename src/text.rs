@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Records whose documents one delete operation replaces ([`TextWriter::delete_many`]).
-const DELETES_AT_ONCE: usize = 8192;
+/// Records whose documents one delete operation replaces ([`TextWriter::delete_many`]): each
+/// costs every segment of the registry a lookup per key and one pass over its uid ordinals.
+const DELETES_AT_ONCE: usize = 65_536;
 
 /// The keyword every document has: the district (county-level GB/T 2260 code) its record
 /// belongs to, read from its key or its subject's identifier.
@@ -307,10 +308,8 @@ impl TextLayer {
         }
         let keys: Vec<&str> = keys.iter().filter_map(|k| std::str::from_utf8(k).ok()).collect();
         let mut n = 0;
-        // One delete operation for thousands of records: queued one per record, each held
-        // ~0.5 KiB until the commit; a set of terms costs each segment one pass over a bitset
-        // of its documents, so it is worth it only in bulk (measured: the full-text part of a
-        // 300k-record publication 6.5–8.7 s one by one, 4.5–5.2 s in sets of 8,192).
+        // One delete operation for thousands of records: each costs the registry's segments a
+        // pass over their uid ordinals, so it is worth it only in bulk.
         for deleted in keys.chunks(DELETES_AT_ONCE) {
             writer.delete_many(registry as u8, deleted).map_err(text_err)?;
             for chunk in deleted.chunks(1024) {
@@ -335,6 +334,9 @@ impl TextLayer {
         scanned: &mut u64,
         progress: &Progress,
     ) -> Result<u64> {
+        if replace {
+            Self::delete_newer(at, writer, registry, newer)?;
+        }
         let mut n = 0;
         for item in at.scan(registry) {
             *scanned += 1;
@@ -348,14 +350,36 @@ impl TextLayer {
             }
             let key = std::str::from_utf8(&key).map_err(|_| Error::Codec("record key".into()))?;
             let record = codec::decode(registry, key, &value)?;
-            if replace {
-                writer.delete(registry as u8, key).map_err(text_err)?;
-            }
             let doc = self.document(writer, &record);
             writer.add(doc).map_err(text_err)?;
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Deletes the documents of a registry's records last changed by a load after `since`, in
+    /// sets of keys (a scan of the store ahead of the one that adds their new documents: a
+    /// delete removes the documents added before it).
+    fn delete_newer(
+        at: Reader<'_>,
+        writer: &mut TextWriter,
+        registry: Registry,
+        newer: Option<&std::collections::HashSet<u32>>,
+    ) -> Result<()> {
+        let mut keys: Vec<String> = Vec::with_capacity(DELETES_AT_ONCE);
+        for item in at.scan(registry) {
+            let (key, value) = item?;
+            let (header, _) = codec::split(&value)?;
+            if newer.is_some_and(|ids| !ids.contains(&header.load_id)) {
+                continue;
+            }
+            keys.push(String::from_utf8(key.to_vec()).map_err(|_| Error::Codec("record key".into()))?);
+            if keys.len() == DELETES_AT_ONCE {
+                writer.delete_many(registry as u8, &keys).map_err(text_err)?;
+                keys.clear();
+            }
+        }
+        writer.delete_many(registry as u8, &keys).map_err(text_err)
     }
 
     /// Discards the index and builds it anew from the store (`jichu reindex`).

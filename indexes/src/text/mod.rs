@@ -11,6 +11,7 @@
 
 pub mod analyzer;
 mod query;
+mod uids;
 
 pub use analyzer::Grams;
 pub use query::{Filter, Hit, Hits, Match, SearchQuery};
@@ -161,7 +162,8 @@ fn build_schema(spec: &TextSpec) -> Schema {
             .set_fieldnorms(false),
     );
     let number = NumericOptions::default().set_indexed();
-    b.add_text_field("uid", keyword.clone().set_stored());
+    // The uid is a fast column only: hits read it there, deletes look it up there (`uids`).
+    b.add_bytes_field(uids::UID, tantivy::schema::BytesOptions::default().set_fast());
     b.add_u64_field("registry", number.clone().set_fast());
     b.add_u64_field("ended", number.clone());
     for field in &spec.text {
@@ -215,7 +217,7 @@ impl TextIndex {
         register_tokenizers(&index);
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let fields = Arc::new(Fields {
-            uid: schema.get_field("uid")?,
+            uid: schema.get_field(uids::UID)?,
             registry: schema.get_field("registry")?,
             ended: schema.get_field("ended")?,
             schema,
@@ -340,7 +342,7 @@ impl TextWriter {
     /// A new document for a record.
     pub fn doc(&self, registry: u8, key: &str, ended: bool) -> TextDoc {
         let mut d = TantivyDocument::new();
-        d.add_text(self.fields.uid, uid(registry, key));
+        d.add_bytes(self.fields.uid, uid(registry, key).as_bytes());
         d.add_u64(self.fields.registry, registry as u64);
         d.add_u64(self.fields.ended, ended as u64);
         TextDoc(d)
@@ -365,22 +367,17 @@ impl TextWriter {
         self.push(UserOperation::Add(doc.0))
     }
 
-    /// Deletes a record's document (before adding its new version).
-    pub fn delete(&mut self, registry: u8, key: &str) -> Result<()> {
-        self.push(UserOperation::Delete(Term::from_field_text(self.fields.uid, &uid(registry, key))))
-    }
-
-    /// Deletes the documents of many records of a registry (before adding their new versions)
-    /// as one operation. Queued one by one, each delete held ~0.5 KiB in tantivy's delete
-    /// queue until the commit (a term query's scoring cache): about 1 GiB for a 2M-record delta.
-    /// Operations queued before keep their order.
-    pub fn delete_many(&mut self, registry: u8, keys: &[&str]) -> Result<()> {
+    /// Deletes the documents of records of a registry (before adding their new versions) as
+    /// one operation: each segment's uid dictionary is searched for them and its ordinals are
+    /// scanned once, so a delete is worth making in bulk (thousands of keys). Operations
+    /// queued before keep their order; the keys are held until the commit.
+    pub fn delete_many<K: AsRef<str>>(&mut self, registry: u8, keys: &[K]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
         self.flush()?;
-        let terms = keys.iter().map(|k| Term::from_field_text(self.fields.uid, &uid(registry, k)));
-        self.writer.delete_query(Box::new(tantivy::query::TermSetQuery::new(terms)))?;
+        let uids = keys.iter().map(|k| uid(registry, k.as_ref()).into_bytes()).collect();
+        self.writer.delete_query(Box::new(uids::UidSet::new(uids)))?;
         Ok(())
     }
 

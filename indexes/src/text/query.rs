@@ -6,15 +6,15 @@
 //! the bigrams of one part are never gathered from two different fields.
 
 use super::analyzer::{self, Grams};
-use super::{Fields, Result, TextError, TextSearcher};
+use super::{Fields, Result, TextError, TextSearcher, uids};
 use std::collections::HashMap;
 use std::ops::Bound;
 use tantivy::collector::TopDocs;
 use tantivy::query::{
     AllQuery, BooleanQuery, ConstScoreQuery, EnableScoring, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
 };
-use tantivy::schema::{Field, FieldType, IndexRecordOption, Value};
-use tantivy::{DocAddress, DocSet, Score, Searcher, TERMINATED, TantivyDocument, Term};
+use tantivy::schema::{Field, FieldType, IndexRecordOption};
+use tantivy::{DocAddress, DocSet, Score, Searcher, TERMINATED, Term};
 
 /// Text to find in some fields.
 #[derive(Clone, Debug)]
@@ -211,9 +211,10 @@ pub(super) fn run(s: &TextSearcher, q: &SearchQuery) -> Result<Hits> {
     };
     let (total, total_exact) = count(searcher, query.as_ref(), q.count_limit)?;
     let mut hits = Vec::with_capacity(top.len());
+    let mut buf = Vec::new();
     for (score, address) in top {
-        let doc: TantivyDocument = searcher.doc(address)?;
-        let uid = doc.get_first(f.uid).and_then(|v| v.as_str()).unwrap_or_default();
+        uids::uid_of(searcher, address, &mut buf)?;
+        let uid = std::str::from_utf8(&buf).unwrap_or_default();
         let (registry, key) = uid.split_once(':').unwrap_or_default();
         hits.push(Hit { registry: registry.parse().unwrap_or(0), key: key.to_string(), score });
     }
