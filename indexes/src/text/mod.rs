@@ -110,6 +110,8 @@ pub struct TextIndex {
 pub struct TextSearcher {
     searcher: tantivy::Searcher,
     fields: Arc<Fields>,
+    /// Each segment's uid column, opened once (opening one parses its dictionary's index).
+    uids: Arc<Vec<Option<tantivy::columnar::BytesColumn>>>,
     state: u64,
 }
 
@@ -245,7 +247,12 @@ impl TextIndex {
             r.segment_id().uuid_string().hash(&mut h);
             r.num_deleted_docs().hash(&mut h);
         }
-        Ok(TextSearcher { searcher, fields: self.fields.clone(), state: h.finish() })
+        let uids = searcher
+            .segment_readers()
+            .iter()
+            .map(|r| r.fast_fields().bytes(uids::UID))
+            .collect::<tantivy::Result<_>>()?;
+        Ok(TextSearcher { searcher, fields: self.fields.clone(), uids: Arc::new(uids), state: h.finish() })
     }
 
     pub fn num_docs(&self) -> u64 {

@@ -213,7 +213,7 @@ pub(super) fn run(s: &TextSearcher, q: &SearchQuery) -> Result<Hits> {
     let mut hits = Vec::with_capacity(top.len());
     let mut buf = Vec::new();
     for (score, address) in top {
-        uids::uid_of(searcher, address, &mut buf)?;
+        uids::uid_of(&s.uids, address, &mut buf)?;
         let uid = std::str::from_utf8(&buf).unwrap_or_default();
         let (registry, key) = uid.split_once(':').unwrap_or_default();
         hits.push(Hit { registry: registry.parse().unwrap_or(0), key: key.to_string(), score });

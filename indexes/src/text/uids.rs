@@ -12,15 +12,16 @@ use std::fmt;
 use std::sync::Arc;
 use tantivy::columnar::{BytesColumn, Cardinality, Dictionary};
 use tantivy::query::{BitSetDocSet, ConstScorer, EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
-use tantivy::{BitSet, DocAddress, DocId, DocSet, Score, Searcher, SegmentReader, TantivyError};
+use tantivy::{BitSet, DocAddress, DocId, DocSet, Score, SegmentReader, TantivyError};
 
 /// The name of the uid column.
 pub(super) const UID: &str = "uid";
 
-/// The uid of a document, read from its segment's column (`None` for a document without).
-pub(super) fn uid_of(searcher: &Searcher, at: DocAddress, buf: &mut Vec<u8>) -> tantivy::Result<bool> {
+/// The uid of a document, read from its segment's column (`columns`, by segment); `false` for
+/// a document without.
+pub(super) fn uid_of(columns: &[Option<BytesColumn>], at: DocAddress, buf: &mut Vec<u8>) -> tantivy::Result<bool> {
     buf.clear();
-    let Some(column) = searcher.segment_reader(at.segment_ord).fast_fields().bytes(UID)? else {
+    let Some(column) = columns.get(at.segment_ord as usize).and_then(Option::as_ref) else {
         return Ok(false);
     };
     match column.term_ords(at.doc_id).next() {
@@ -99,8 +100,10 @@ impl Query for UidSet {
 }
 
 /// A lookup per uid costs a partial decode of one dictionary block; past this many uids per
-/// term of a segment, one pass over its whole dictionary is cheaper.
-const STREAM_WHEN_TERMS_PER_UID_UNDER: usize = 16;
+/// term of a segment, one pass over its whole dictionary is cheaper. Measured on one segment
+/// of 2M uids: 1.4 µs a lookup, 19.5 ns a term of a pass (39 ms), so the two cost the same
+/// at about one uid per 72 terms.
+const STREAM_WHEN_TERMS_PER_UID_UNDER: usize = 64;
 
 impl UidSet {
     /// The ordinals, in `dict`, of the uids it holds (`None`: none of them).
@@ -119,7 +122,8 @@ impl UidSet {
         let mut wanted = BitSet::with_max_value(terms as u32);
         let mut found = false;
         if range.len() * STREAM_WHEN_TERMS_PER_UID_UNDER >= terms {
-            let mut stream = dict.stream()?;
+            let (low, high) = (self.0.get(range.start), self.0.get(range.end - 1));
+            let mut stream = dict.range().ge(low).le(high).into_stream()?;
             let mut i = range.start;
             while i < range.end && stream.advance() {
                 let term = stream.key();
