@@ -22,8 +22,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Records whose documents one delete operation replaces ([`TextWriter::delete_many`]): each
-/// costs every segment of the registry a lookup per key and one pass over its uid ordinals.
-const DELETES_AT_ONCE: usize = 65_536;
+/// costs every segment of the registry a lookup per key (or a pass over its uid dictionary)
+/// and one pass over its uid ordinals, whatever its size, so they are large; an operation
+/// holds its keys (~30 bytes each) until the commit.
+const DELETES_AT_ONCE: usize = 1 << 20;
 
 /// The keyword every document has: the district (county-level GB/T 2260 code) its record
 /// belongs to, read from its key or its subject's identifier.
@@ -366,7 +368,7 @@ impl TextLayer {
         registry: Registry,
         newer: Option<&std::collections::HashSet<u32>>,
     ) -> Result<()> {
-        let mut keys: Vec<String> = Vec::with_capacity(DELETES_AT_ONCE);
+        let mut keys: Vec<String> = Vec::new();
         for item in at.scan(registry) {
             let (key, value) = item?;
             let (header, _) = codec::split(&value)?;
