@@ -5,7 +5,7 @@
 //! A hit reads its uid there; a delete looks its uids up in each segment's dictionary and
 //! scans the segment's ordinals once for the ones found. Before, the uid was an indexed term
 //! (for deletes) *and* a stored value (for hits): rebuilding the full-text index of the 2M
-//! extracts took 28.7 and 27.5 s against 24.6 and 24.5 s, and the index was 260 against 216
+//! extracts took 27.4 and 25.3 s against 23.3 and 23.1 s, and the index was 260 against 216
 //! MiB (ARCHITECTURE, *Decisions*).
 
 use std::fmt;
