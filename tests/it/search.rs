@@ -317,3 +317,29 @@ async fn the_search_api_ranks_pages_filters_and_explains_its_errors() {
     let (status, _, _) = s.post("/v1/nowhere/search", &json!({"q": "王"})).await;
     assert_eq!(status, 404);
 }
+
+/// A load the index has not seen whose path was bulk (it logs no changes) is found by a scan
+/// of the store; where the index already holds documents of its records, they are replaced,
+/// not doubled.
+#[test]
+fn an_unlogged_load_replaces_the_documents_a_scan_finds() {
+    let t = TestStore::loaded();
+    let layer = synced(&t);
+    let citizens = Registry::Citizens as u8;
+    let before = layer.index.count_registry(citizens).unwrap();
+    let record = records(&t, Registry::Citizens).into_iter().find(|r| !r.ended).unwrap();
+    let name = record.text("name").unwrap().to_string();
+    let value = t.store.reader().get_raw(Registry::Citizens, &record.id).unwrap().unwrap();
+    let mut w = t.store.writer();
+    let id = w.begin_load(None, Registry::Citizens, "测试", vec![], "delta").unwrap();
+    let rewritten = codec::with_header(&value, codec::Header { load_id: id, ..Default::default() }).unwrap();
+    w.put_record(Registry::Citizens, record.id.as_bytes(), &rewritten, Some(&value)).unwrap();
+    w.commit().unwrap();
+    w.finish_load(id, json!({ "path": "bulk" })).unwrap();
+    drop(w);
+    let report = layer.sync(t.store.reader(), options(), &Progress::quiet()).unwrap();
+    assert_eq!((report.mode, report.indexed), ("caught_up", 1));
+    assert_eq!(layer.index.count_registry(citizens).unwrap(), before, "replaced, not added");
+    let found = keys(&layer, &query(Registry::Citizens, &name, &["name"]));
+    assert_eq!(found.iter().filter(|k| **k == record.id).count(), 1, "{name}: {found:?}");
+}
