@@ -154,6 +154,12 @@ pub fn filter_fields(registry: Registry) -> impl Iterator<Item = (&'static str, 
     std::iter::once((DISTRICT, false)).chain(fields)
 }
 
+/// Whether a stored value was last written by one of the `newer` loads (any value when None).
+fn written_by(value: &[u8], newer: Option<&std::collections::HashSet<u32>>) -> Result<bool> {
+    let (header, _) = codec::split(value)?;
+    Ok(newer.is_none_or(|ids| ids.contains(&header.load_id)))
+}
+
 fn text_err(e: jichu_indexes::text::TextError) -> Error {
     Error::Text(e)
 }
@@ -346,8 +352,7 @@ impl TextLayer {
                 progress.set_counted(*scanned);
             }
             let (key, value) = item?;
-            let (header, _) = codec::split(&value)?;
-            if newer.is_some_and(|ids| !ids.contains(&header.load_id)) {
+            if !written_by(&value, newer)? {
                 continue;
             }
             let key = std::str::from_utf8(&key).map_err(|_| Error::Codec("record key".into()))?;
@@ -359,9 +364,9 @@ impl TextLayer {
         Ok(n)
     }
 
-    /// Deletes the documents of a registry's records last changed by a load after `since`, in
-    /// sets of keys (a scan of the store ahead of the one that adds their new documents: a
-    /// delete removes the documents added before it).
+    /// Deletes the documents of a registry's records last changed by one of the `newer` loads
+    /// (every record when None), in sets of keys: a scan of the store ahead of the one that
+    /// adds their new documents, as a delete removes the documents added before it.
     fn delete_newer(
         at: Reader<'_>,
         writer: &mut TextWriter,
@@ -371,8 +376,7 @@ impl TextLayer {
         let mut keys: Vec<String> = Vec::new();
         for item in at.scan(registry) {
             let (key, value) = item?;
-            let (header, _) = codec::split(&value)?;
-            if newer.is_some_and(|ids| !ids.contains(&header.load_id)) {
+            if !written_by(&value, newer)? {
                 continue;
             }
             keys.push(String::from_utf8(key.to_vec()).map_err(|_| Error::Codec("record key".into()))?);

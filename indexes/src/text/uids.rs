@@ -100,7 +100,7 @@ impl Query for UidSet {
 }
 
 /// A lookup per uid costs a partial decode of one dictionary block; past this many uids per
-/// term of a segment, one pass over its whole dictionary is cheaper. Measured on one segment
+/// term of a segment, one pass over the dictionary's terms within the uids' range is cheaper. Measured on one segment
 /// of 2M uids: 1.4 µs a lookup, 19.5 ns a term of a pass (39 ms), so the two cost the same
 /// at about one uid per 72 terms.
 const STREAM_WHEN_TERMS_PER_UID_UNDER: usize = 64;
