@@ -17,6 +17,7 @@
 use crate::error::Result;
 use crate::model::{Lineage, Registry};
 use crate::store::{Reader, Store, codec};
+use jichu_indexes::spatial::grid;
 use jichu_indexes::spatial::keys::{KeysBuilder, SortedKeys};
 use jichu_indexes::spatial::persist::{self, Mapped, Packed};
 use jichu_indexes::spatial::{LayeredPoints, LayeredPolygons, PointIndex, PolygonBuilder, PolygonIndex};
@@ -161,7 +162,7 @@ fn point_layer(at: Reader<'_>, registry: Registry) -> Result<PointLayer> {
     let (mut points, mut ids) = (Vec::with_capacity(count), Vec::with_capacity(count));
     for item in at.points(registry) {
         let (k, lon, lat) = item?;
-        points.push([lon, lat]);
+        points.push(grid::point([lon, lat]));
         ids.push(push_key(&mut keys, &k)?);
     }
     Ok(PointLayer::new(PointIndex::from_parts(points, ids), keys.finish()))
@@ -221,8 +222,9 @@ trait Persisted: Sized + Clone + Send + Sync + 'static {
     }
 }
 
+/// Version 2: coordinates on the grid (version 1 held `f64` pairs; such a file is rebuilt).
 impl Persisted for PointLayer {
-    const MAGIC: &'static [u8; 8] = b"JICHUPT1";
+    const MAGIC: &'static [u8; 8] = b"JICHUPT2";
     type Base = PointIndex;
     fn parts(&self) -> (&PointIndex, &SortedKeys, bool) {
         (self.index.base(), &self.keys, self.index.delta_len() > 0)
@@ -248,7 +250,7 @@ impl Persisted for PointLayer {
 
 /// Parcels are the one polygon layer.
 impl Persisted for PolygonLayer {
-    const MAGIC: &'static [u8; 8] = b"JICHUPL1";
+    const MAGIC: &'static [u8; 8] = b"JICHUPL2";
     type Base = PolygonIndex;
     fn parts(&self) -> (&PolygonIndex, &SortedKeys, bool) {
         (self.index.base(), &self.keys, self.index.delta_len() > 0)

@@ -30,6 +30,18 @@ impl Crs {
     }
 }
 
+/// Steps of the stored grid per degree: 1e-7 degree, about 1.1 cm on the ground.
+const GRID_PER_DEGREE: f64 = 1e7;
+
+/// A coordinate as the store keeps it: on a grid of 1e-7 degree (about 1.1 cm), as
+/// OpenStreetMap keeps its nodes, far finer than any department's survey. A decimal of at
+/// most seven places is kept exactly as written; the indexes hold grid values in half the
+/// bytes of an `f64` pair (`jichu_indexes::spatial::grid`, the same grid), and answer exactly
+/// for what is stored.
+pub fn snap(v: f64) -> f64 {
+    (v * GRID_PER_DEGREE).round() / GRID_PER_DEGREE
+}
+
 const A: f64 = 6_378_245.0;
 const EE: f64 = 0.006_693_421_622_965_943;
 
@@ -95,6 +107,16 @@ mod tests {
         assert!((300.0..800.0).contains(&shift_m), "shift {shift_m} m");
         let (blon, blat) = gcj02_to_wgs84(glon, glat);
         assert!((blon - lon).abs() < 1e-8 && (blat - lat).abs() < 1e-8);
+    }
+
+    #[test]
+    fn snapping_keeps_seven_places_and_rounds_the_rest() {
+        assert_eq!(snap(121.4737021), 121.4737021);
+        assert_eq!(snap(118.08940004), 118.0894);
+        assert_eq!(snap(-0.00000006), -0.0000001);
+        let (lon, lat) = gcj02_to_wgs84(118.0894, 24.4798);
+        assert_eq!((snap(lon) * 1e7).fract(), 0.0, "a converted point lands on the grid");
+        assert!((snap(lat) - lat).abs() <= 0.5e-7);
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Parcel geometry: WKT or GeoJSON in, a valid WGS84 multipolygon out.
 
-use crate::coords::Crs;
+use crate::coords::{Crs, snap};
 use geo::{CoordsIter, Geometry, MapCoords, MultiPolygon, Validation};
 use wkt::TryFromWkt;
 
 /// Parses a polygon or multipolygon given as WKT (`POLYGON ((…))`) or a GeoJSON geometry
-/// object, converts it from `crs` to WGS84 and checks that it is valid (closed rings, no
+/// object, converts it from `crs` to WGS84, snaps it to the stored grid ([`snap`]) and checks that it is valid (closed rings, no
 /// self-intersection, holes inside their shell) with `geo`'s OGC validation.
 pub fn parse_geometry(text: &str, crs: Crs) -> Result<MultiPolygon<f64>, String> {
     let geometry = if text.starts_with('{') {
@@ -30,7 +30,7 @@ pub fn parse_geometry(text: &str, crs: Crs) -> Result<MultiPolygon<f64>, String>
     }
     let multi = multi.map_coords(|c| {
         let (x, y) = crs.to_wgs84(c.x, c.y);
-        geo::coord! { x: x, y: y }
+        geo::coord! { x: snap(x), y: snap(y) }
     });
     if let Some(problem) = multi.validation_errors().into_iter().next() {
         return Err(format!("invalid polygon: {problem}"));

@@ -16,7 +16,7 @@ mod source;
 mod spec;
 mod value;
 
-pub use coords::{Crs, gcj02_to_wgs84, wgs84_to_gcj02};
+pub use coords::{Crs, gcj02_to_wgs84, snap, wgs84_to_gcj02};
 pub use error::{Error, Result};
 pub use geometry::parse_geometry;
 pub use mapper::{FieldDef, MappedRow, RowMapper};

@@ -1,7 +1,7 @@
 //! Mapping one CSV record onto a registry's canonical fields, normalising and validating each
 //! cell. A row either maps completely or becomes one [`Reject`] with the first reason found.
 
-use crate::coords::Crs;
+use crate::coords::{Crs, snap};
 use crate::error::{Error, Result};
 use crate::geometry::parse_geometry;
 use crate::normalize::{
@@ -383,6 +383,7 @@ impl RowMapper {
             return Err(bad(format!("({x}, {y}) is not a longitude/latitude on Earth")));
         }
         let (x, y) = self.crs.to_wgs84(x, y);
+        let (x, y) = (snap(x), snap(y));
         if let Some(extent) = self.extent
             && !inside(extent, x, y)
         {

@@ -121,7 +121,7 @@ pub fn bulk(
         if let Some((lon, lat)) = point {
             point_key.truncate(1);
             point_key.extend_from_slice(&e.key);
-            point_files.put(&point_key, &keys::point_value(lon, lat))?;
+            point_files.put(&point_key, keys::point_value(lon, lat).as_ref())?;
         }
         let id = String::from_utf8_lossy(&e.key);
         for (link, target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {

@@ -9,12 +9,13 @@
 //! is searched with a box that holds every point within the distance in question (a box in
 //! degrees around a circle on the sphere), and distances are great-circle distances.
 
+use super::grid;
 use super::points::Hit;
 use super::polygons::Area;
 use super::region::{Circle, Region};
 use super::sphere::haversine_m;
 use super::{BBox, PointIndex, PolygonIndex};
-use geo::{BoundingRect, Coord, CoordinatePosition, MultiPolygon, coordinate_position::CoordPos};
+use geo::{BoundingRect, Coord, CoordinatePosition, MapCoords, MultiPolygon, coordinate_position::CoordPos};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use std::collections::{HashMap, HashSet};
@@ -90,7 +91,8 @@ impl LayeredPoints {
     }
 
     /// A new value with base points `mask`ed, added points `remove`d and points `add`ed (ids
-    /// are the caller's; an added id must not be a base id).
+    /// are the caller's; an added id must not be a base id). Points are snapped to the grid, as
+    /// the base holds them, so a point answers the same from either part.
     pub fn changed(&self, mask: &[u32], remove: &[([f64; 2], u32)], add: &[([f64; 2], u32)]) -> LayeredPoints {
         let mut masked = HashSet::clone(&self.masked);
         let new: HashSet<u32> = mask.iter().copied().filter(|id| masked.insert(*id)).collect();
@@ -107,11 +109,12 @@ impl LayeredPoints {
             tree
         };
         let mut added = RTree::clone(&self.added);
+        let on_grid = |p: [f64; 2]| grid::point_of(grid::point(p));
         for &(p, id) in remove {
-            added.remove(&AddedPoint::new(p, id));
+            added.remove(&AddedPoint::new(on_grid(p), id));
         }
         for &(p, id) in add {
-            added.insert(AddedPoint::new(p, id));
+            added.insert(AddedPoint::new(on_grid(p), id));
         }
         LayeredPoints {
             base: self.base.clone(),
@@ -252,7 +255,8 @@ impl LayeredPolygons {
         self.masked.len()
     }
 
-    /// A new value with base polygons `mask`ed, added ones `remove`d (by id) and `add`ed.
+    /// A new value with base polygons `mask`ed, added ones `remove`d (by id) and `add`ed
+    /// (snapped to the grid, as the base holds them).
     pub fn changed(&self, mask: &[u32], remove: &[u32], add: Vec<(MultiPolygon<f64>, u32)>) -> LayeredPolygons {
         let mut masked = HashSet::clone(&self.masked);
         masked.extend(mask.iter().copied());
@@ -266,6 +270,7 @@ impl LayeredPolygons {
             }
         }
         for (g, id) in add {
+            let g = g.map_coords(|c| Coord { x: grid::snap(c.x), y: grid::snap(c.y) });
             if let Some(r) = envelope(&g) {
                 added.insert(AddedBox::new(r, id));
                 shapes.insert(id, g);
@@ -360,10 +365,12 @@ mod tests {
             added in prop::collection::vec((117.9f64..118.4, 24.4f64..24.8), 0..60),
             lon in 117.8f64..118.5, lat in 24.3f64..24.9, k in 1usize..30, r in 10.0f64..20_000.0,
         ) {
-            let base: Vec<([f64; 2], u32)> = base.into_iter().enumerate().map(|(i, (x, y))| ([x, y], i as u32)).collect();
+            // Points as a load stores them: on the grid.
+            let on_grid = |x: f64, y: f64| [grid::snap(x), grid::snap(y)];
+            let base: Vec<([f64; 2], u32)> = base.into_iter().enumerate().map(|(i, (x, y))| (on_grid(x, y), i as u32)).collect();
             let n = base.len() as u32;
             let mask: Vec<u32> = masked.iter().map(|i| i.index(base.len()) as u32).collect();
-            let add: Vec<([f64; 2], u32)> = added.into_iter().enumerate().map(|(i, (x, y))| ([x, y], n + i as u32)).collect();
+            let add: Vec<([f64; 2], u32)> = added.into_iter().enumerate().map(|(i, (x, y))| (on_grid(x, y), n + i as u32)).collect();
             // The base as a server holds it: written to its file form and read where it lies.
             let mut file = Vec::new();
             PointIndex::build(base.clone()).write(&mut file).unwrap();

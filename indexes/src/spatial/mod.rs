@@ -3,6 +3,7 @@
 //! about ([`region`]: boxes, circles, polygons), and layered
 //! versions of both that take changes without a rebuild ([`LayeredPoints`], [`LayeredPolygons`]).
 
+pub mod grid;
 pub mod keys;
 mod layered;
 pub mod persist;

@@ -67,6 +67,20 @@ impl<const N: usize> Fixed for [f64; N] {
     }
 }
 
+impl<const N: usize> Fixed for [i32; N] {
+    const WIDTH: usize = 4 * N;
+    fn put(&self, out: &mut Vec<u8>) {
+        for v in self {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    fn get(b: &[u8]) -> Self {
+        std::array::from_fn(|i| {
+            i32::from_le_bytes(b.get(4 * i..4 * i + 4).and_then(|s| s.try_into().ok()).unwrap_or_default())
+        })
+    }
+}
+
 /// Values of one kind, by position: built in memory, or read where they lie in a file.
 #[derive(Debug)]
 pub enum Run<T> {

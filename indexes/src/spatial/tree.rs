@@ -3,19 +3,23 @@
 //! leaf costs its own bytes plus 1/16 of a box, and building is one sort.
 
 use super::BBox;
+use super::grid::{self, EMPTY, GridBox, GridPoint, union};
 use super::persist::{Fixed, Mapped, Run, bad};
 use super::region::{Overlap, Region};
 use std::ops::ControlFlow;
 
 pub(crate) const NODE: usize = 16;
 
-/// Something with a bounding box: a point `[lon, lat]` or a box.
+/// Something with a bounding box on the grid ([`grid`]): a point or a box.
 pub(crate) trait Leaf: Fixed {
-    fn bbox(&self) -> BBox;
+    fn grid_box(&self) -> GridBox;
+    fn bbox(&self) -> BBox {
+        grid::box_of(self.grid_box())
+    }
 }
 
-impl Leaf for [f64; 2] {
-    fn bbox(&self) -> BBox {
+impl Leaf for GridPoint {
+    fn grid_box(&self) -> GridBox {
         [self[0], self[1], self[0], self[1]]
     }
 }
@@ -25,14 +29,15 @@ pub(crate) trait Located: Leaf {
     fn point(&self) -> [f64; 2];
 }
 
-impl Located for [f64; 2] {
+impl Located for GridPoint {
+    #[inline]
     fn point(&self) -> [f64; 2] {
-        *self
+        grid::point_of(*self)
     }
 }
 
-impl Leaf for BBox {
-    fn bbox(&self) -> BBox {
+impl Leaf for GridBox {
+    fn grid_box(&self) -> GridBox {
         *self
     }
 }
@@ -44,8 +49,9 @@ pub(crate) struct PackedTree<L> {
     /// The caller's id of each leaf.
     pub ids: Run<u32>,
     /// `levels[0]` holds the boxes of groups of leaves, `levels[k]` of groups of level k-1
-    /// boxes; the last level is the root (one box). Empty when there are no leaves.
-    pub levels: Vec<Run<BBox>>,
+    /// boxes; the last level is the root (one box). Empty when there are no leaves. Boxes of
+    /// grid values are exact, so a box holds every leaf below it.
+    pub levels: Vec<Run<GridBox>>,
 }
 
 /// A node: its level and its index in that level.
@@ -54,12 +60,6 @@ pub(crate) struct NodeRef {
     pub level: usize,
     pub index: usize,
 }
-
-fn union(a: BBox, b: BBox) -> BBox {
-    [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])]
-}
-
-const EMPTY: BBox = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
 
 /// Puts `leaves` and `ids` in the order `order` gives (position k takes the element at index
 /// `order[k]`, each below 2^32), in place, following each cycle of the permutation once;
@@ -120,7 +120,7 @@ impl<L: Leaf> PackedTree<L> {
     pub fn from_parts(mut leaves: Vec<L>, mut ids: Vec<u32>) -> Self {
         assert_eq!(leaves.len(), ids.len(), "one id per leaf");
         assert!(leaves.len() <= u32::MAX as usize, "at most 2^32 leaves");
-        let extent = leaves.iter().fold(EMPTY, |acc, l| union(acc, l.bbox()));
+        let extent = grid::box_of(leaves.iter().fold(EMPTY, |acc, l| union(acc, l.grid_box())));
         let (w, h) = ((extent[2] - extent[0]).max(1e-12), (extent[3] - extent[1]).max(1e-12));
         let scale = |v: f64, lo: f64, span: f64| (((v - lo) / span) * 65535.0).clamp(0.0, 65535.0) as u32;
         // Position on the curve (< 2^32 at order 16) above, leaf index below: sorting the
@@ -142,8 +142,8 @@ impl<L: Leaf> PackedTree<L> {
         drop(order);
         let mut levels = Vec::new();
         if !leaves.is_empty() {
-            let mut boxes: Vec<BBox> =
-                leaves.chunks(NODE).map(|c| c.iter().fold(EMPTY, |a, l| union(a, l.bbox()))).collect();
+            let mut boxes: Vec<GridBox> =
+                leaves.chunks(NODE).map(|c| c.iter().fold(EMPTY, |a, l| union(a, l.grid_box()))).collect();
             loop {
                 let done = boxes.len() == 1;
                 levels.push(boxes);
@@ -161,8 +161,10 @@ impl<L: Leaf> PackedTree<L> {
         self.levels.last().map(|_| NodeRef { level: self.levels.len() - 1, index: 0 })
     }
 
+    /// A node's box in degrees, a little wider than its grid box ([`grid::box_around`]): it
+    /// prunes, so it must hold every leaf below it, and may hold a little more.
     pub fn bbox(&self, n: NodeRef) -> BBox {
-        self.levels[n.level].get(n.index)
+        grid::box_around(self.levels[n.level].get(n.index))
     }
 
     /// The children of a node: nodes one level down, or (at level 0) leaf positions.
@@ -225,19 +227,24 @@ impl<L: Leaf> PackedTree<L> {
         ControlFlow::Continue(())
     }
 
-    /// Leaf positions whose boxes intersect `b`, until `visit` breaks.
+    /// Leaf positions whose boxes intersect `b`, until `visit` breaks. Compared in grid steps
+    /// (the box's edges converted once), exactly as the boxes' degrees would compare.
     pub fn search(&self, b: &BBox, mut visit: impl FnMut(usize) -> ControlFlow<()>) -> ControlFlow<()> {
-        let hits = |x: &BBox| x[0] <= b[2] && x[2] >= b[0] && x[1] <= b[3] && x[3] >= b[1];
-        let mut stack: Vec<NodeRef> = self.root().into_iter().filter(|r| hits(&self.bbox(*r))).collect();
+        let q = grid::steps_within(b);
+        let hits = |x: GridBox| {
+            i64::from(x[0]) <= q[2] && i64::from(x[2]) >= q[0] && i64::from(x[1]) <= q[3] && i64::from(x[3]) >= q[1]
+        };
+        let level = |n: NodeRef| self.levels[n.level].get(n.index);
+        let mut stack: Vec<NodeRef> = self.root().into_iter().filter(|r| hits(level(*r))).collect();
         while let Some(n) = stack.pop() {
             for c in self.children(n) {
                 if n.level == 0 {
-                    if hits(&self.leaves.get(c).bbox()) {
+                    if hits(self.leaves.get(c).grid_box()) {
                         visit(c)?;
                     }
                 } else {
                     let child = NodeRef { level: n.level - 1, index: c };
-                    if hits(&self.bbox(child)) {
+                    if hits(level(child)) {
                         stack.push(child);
                     }
                 }
@@ -271,10 +278,10 @@ impl<L: Leaf> PackedTree<L> {
         let leaves: Run<L> = m.run()?;
         let ids: Run<u32> = m.run()?;
         let n = m.u64()?;
-        let mut levels: Vec<Run<BBox>> = Vec::new();
+        let mut levels: Vec<Run<GridBox>> = Vec::new();
         let mut below = leaves.len();
         for _ in 0..n.min(64) {
-            let level: Run<BBox> = m.run()?;
+            let level: Run<GridBox> = m.run()?;
             if level.len() != below.div_ceil(NODE) {
                 return Err(bad("tree levels"));
             }
@@ -298,19 +305,20 @@ mod tests {
         /// Sorting in place gives the order a gather by the sorted (curve, index) pairs gives.
         #[test]
         fn in_place_build_orders_as_a_gather(points in prop::collection::vec((-180.0..180.0f64, -90.0..90.0f64), 0..300)) {
-            let leaves: Vec<[f64; 2]> = points.iter().map(|&(x, y)| [x, y]).collect();
+            let leaves: Vec<GridPoint> = points.iter().map(|&(x, y)| grid::point([x, y])).collect();
             let ids: Vec<u32> = (0..leaves.len() as u32).map(|i| i * 7 + 1).collect();
             let tree = PackedTree::from_parts(leaves.clone(), ids.clone());
-            let extent = leaves.iter().fold(EMPTY, |acc, l| union(acc, l.bbox()));
+            let extent = grid::box_of(leaves.iter().fold(EMPTY, |acc, l| union(acc, l.grid_box())));
             let (w, h) = ((extent[2] - extent[0]).max(1e-12), (extent[3] - extent[1]).max(1e-12));
             let scale = |v: f64, lo: f64, span: f64| (((v - lo) / span) * 65535.0).clamp(0.0, 65535.0) as u32;
             let mut pairs: Vec<(u64, u32)> = leaves
                 .iter()
+                .map(|l| l.point())
                 .enumerate()
                 .map(|(i, l)| (hilbert(scale(l[0], extent[0], w), scale(l[1], extent[1], h)), i as u32))
                 .collect();
             pairs.sort_unstable();
-            let expected: Vec<[f64; 2]> = pairs.iter().map(|&(_, i)| leaves[i as usize]).collect();
+            let expected: Vec<GridPoint> = pairs.iter().map(|&(_, i)| leaves[i as usize]).collect();
             let expected_ids: Vec<u32> = pairs.iter().map(|&(_, i)| ids[i as usize]).collect();
             prop_assert_eq!(tree.leaves.iter().collect::<Vec<_>>(), expected);
             prop_assert_eq!(tree.ids.iter().collect::<Vec<_>>(), expected_ids);
