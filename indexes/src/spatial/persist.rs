@@ -31,10 +31,6 @@ pub trait Fixed: Copy {
     fn get(b: &[u8]) -> Self;
 }
 
-fn f64_at(b: &[u8], i: usize) -> f64 {
-    f64::from_le_bytes(b.get(8 * i..8 * i + 8).and_then(|s| s.try_into().ok()).unwrap_or_default())
-}
-
 impl Fixed for u32 {
     const WIDTH: usize = 4;
     fn put(&self, out: &mut Vec<u8>) {
@@ -52,18 +48,6 @@ impl Fixed for u64 {
     }
     fn get(b: &[u8]) -> Self {
         u64::from_le_bytes(b.try_into().unwrap_or_default())
-    }
-}
-
-impl<const N: usize> Fixed for [f64; N] {
-    const WIDTH: usize = 8 * N;
-    fn put(&self, out: &mut Vec<u8>) {
-        for v in self {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    fn get(b: &[u8]) -> Self {
-        std::array::from_fn(|i| f64_at(b, i))
     }
 }
 
@@ -373,7 +357,7 @@ mod tests {
     fn runs_round_trip_through_a_file_and_damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.idx");
-        let points: Run<[f64; 2]> = vec![[118.1, 24.5], [-0.5, f64::MAX]].into();
+        let points: Run<[i32; 2]> = vec![[1_181_000_000, 245_000_000], [-5_000_000, i32::MAX]].into();
         let ids: Run<u32> = vec![7, 9].into();
         save(&path, b"TESTFILE", 42, |mut w| {
             points.write(&mut w)?;
@@ -385,8 +369,8 @@ mod tests {
         assert_eq!(mark(&path, b"OTHERONE").unwrap(), None);
         let (at, mut m) = open(&path, b"TESTFILE").unwrap();
         assert_eq!(at, 42);
-        let (p, i): (Run<[f64; 2]>, Run<u32>) = (m.run().unwrap(), m.run().unwrap());
-        assert_eq!(p.iter().collect::<Vec<_>>(), vec![[118.1, 24.5], [-0.5, f64::MAX]]);
+        let (p, i): (Run<[i32; 2]>, Run<u32>) = (m.run().unwrap(), m.run().unwrap());
+        assert_eq!(p.iter().collect::<Vec<_>>(), vec![[1_181_000_000, 245_000_000], [-5_000_000, i32::MAX]]);
         assert_eq!(i.iter().collect::<Vec<_>>(), vec![7, 9]);
         assert_eq!(p.heap_bytes(), 0);
         assert_eq!(m.bytes().unwrap().as_slice(), b"keys");
