@@ -4,13 +4,34 @@
 
 /// A `Key: N kB` line of a /proc file, in bytes (0 when absent).
 pub fn proc_kib(file: &str, key: &str) -> u64 {
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with(key))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
+    std::fs::read_to_string(file).map_or(0, |s| kib_in(&s, key))
+}
+
+/// A `Key: N kB` line of a /proc file's text, in bytes (0 when absent).
+fn kib_in(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// The resident set and its two main parts, from one read of `/proc/self/status`, so that
+/// they are of one instant (read one at a time around a slow walk of `smaps`, the parts of
+/// a peak came from a later moment than its total).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resident {
+    pub total: u64,
+    pub anonymous: u64,
+    pub file: u64,
+}
+
+pub fn resident() -> Resident {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    Resident {
+        total: kib_in(&status, "VmRSS:"),
+        anonymous: kib_in(&status, "RssAnon:"),
+        file: kib_in(&status, "RssFile:"),
+    }
 }
 
 /// Resident anonymous memory (the heap, RocksDB's allocations included).
@@ -82,4 +103,21 @@ pub fn resident_files(dirs: &[&std::path::Path]) -> FileResidency {
 /// The process's peak resident memory so far (VmHWM).
 pub fn peak_resident() -> u64 {
     proc_kib("/proc/self/status", "VmHWM:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resident_parts_are_of_one_read() {
+        let r = resident();
+        if cfg!(target_os = "linux") {
+            // VmRSS is RssAnon + RssFile + RssShmem of the same moment.
+            assert!(r.anonymous > 0 && r.file > 0, "{r:?}");
+            assert!(r.total >= r.anonymous + r.file, "{r:?}");
+        }
+        assert_eq!(kib_in("VmRSS:\t  1234 kB\nRssAnon:\t 1000 kB\n", "RssAnon:"), 1000 * 1024);
+        assert_eq!(kib_in("VmRSS: 1 kB\n", "RssFile:"), 0);
+    }
 }

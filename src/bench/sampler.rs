@@ -4,7 +4,7 @@
 //! memory table's rows are taken between stages; a peak set inside one (a merge, a fold, a
 //! superseded view still mapped) shows only here.
 
-use crate::memory::{proc_kib, resident_files};
+use crate::memory::{resident, resident_files};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,15 +58,17 @@ impl Sampler {
             .spawn(move || {
                 let started = Instant::now();
                 while !s.stop.load(Ordering::Relaxed) {
-                    let rss = proc_kib("/proc/self/status", "VmRSS:");
+                    let now = resident();
                     let high = s.peak.lock().unwrap_or_else(|e| e.into_inner()).rss_bytes;
-                    if rss > high + STEP || (high == 0 && rss > 0) {
+                    if now.total > high + STEP || (high == 0 && now.total > 0) {
+                        // The walk of smaps takes a while: its split of the file pages may be
+                        // of a moment later than `now`.
                         let files = resident_files(&[&text, &spatial]);
                         let stage = s.stage.lock().unwrap_or_else(|e| e.into_inner()).clone();
                         *s.peak.lock().unwrap_or_else(|e| e.into_inner()) = Peak {
-                            rss_bytes: rss,
-                            anonymous_bytes: proc_kib("/proc/self/status", "RssAnon:"),
-                            file_bytes: proc_kib("/proc/self/status", "RssFile:"),
+                            rss_bytes: now.total,
+                            anonymous_bytes: now.anonymous,
+                            file_bytes: now.file,
                             full_text_file_bytes: files.under[0],
                             spatial_file_bytes: files.under[1],
                             deleted_file_bytes: files.deleted,
