@@ -21,7 +21,9 @@ fn kib_in(text: &str, key: &str) -> u64 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Resident {
     pub total: u64,
+    /// The heap, RocksDB's allocations included.
     pub anonymous: u64,
+    /// Mapped files (index files), which the kernel may drop.
     pub file: u64,
 }
 
@@ -32,16 +34,6 @@ pub fn resident() -> Resident {
         anonymous: kib_in(&status, "RssAnon:"),
         file: kib_in(&status, "RssFile:"),
     }
-}
-
-/// Resident anonymous memory (the heap, RocksDB's allocations included).
-pub fn resident_anonymous() -> u64 {
-    proc_kib("/proc/self/status", "RssAnon:")
-}
-
-/// Resident file-backed memory (mapped index files, which the kernel may drop).
-pub fn resident_file() -> u64 {
-    proc_kib("/proc/self/status", "RssFile:")
 }
 
 /// Resident bytes of the files this process maps from under `dir` (summed from

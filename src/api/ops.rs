@@ -50,9 +50,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("jichu_published_generation").set(view.generation as f64);
     let store = state.service.store.memory();
     let views = state.service.views.memory();
+    let resident = crate::memory::resident();
     for (part, bytes) in [
-        ("resident_anonymous", crate::memory::resident_anonymous()),
-        ("resident_file", crate::memory::resident_file()),
+        ("resident_anonymous", resident.anonymous),
+        ("resident_file", resident.file),
         ("block_cache", store.block_cache_bytes),
         ("block_cache_pinned", store.block_cache_pinned_bytes),
         ("memtables", store.memtable_bytes),

@@ -259,10 +259,11 @@ pub struct Memory {
 impl Memory {
     /// The process's memory while only the store is open (the loads).
     pub fn of_store(after: &str, store: &crate::store::Store) -> Memory {
+        let resident = crate::memory::resident();
         Memory {
             after: after.into(),
-            anonymous_bytes: crate::memory::resident_anonymous(),
-            file_bytes: crate::memory::resident_file(),
+            anonymous_bytes: resident.anonymous,
+            file_bytes: resident.file,
             spatial_file_bytes: crate::memory::resident_under(&crate::spatial::SpatialIndex::dir_of(store)),
             peak_bytes: peak_rss_bytes(),
             store: store.memory(),
