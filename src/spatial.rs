@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::model::{Lineage, Registry};
 use crate::store::{Reader, Store, codec};
 use jichu_indexes::spatial::grid;
-use jichu_indexes::spatial::keys::{KeysBuilder, SortedKeys};
+use jichu_indexes::spatial::keys::{KeysBuilder, PushError, SortedKeys, SpillingKeys};
 use jichu_indexes::spatial::persist::{self, Mapped, Packed};
 use jichu_indexes::spatial::{LayeredPoints, LayeredPolygons, PointIndex, PolygonBuilder, PolygonIndex};
 use jichu_ingest::Value;
@@ -168,6 +168,46 @@ fn point_layer(at: Reader<'_>, registry: Registry) -> Result<PointLayer> {
     Ok(PointLayer::new(PointIndex::from_parts(points, ids), keys.finish()))
 }
 
+/// A point layer built straight to its file and served from it: its keys go to a scratch
+/// file as they are read ([`SpillingKeys`]) and its tree is written as it is sorted
+/// ([`PointIndex::write_built`]), so the build holds 16 bytes a point (the points and their
+/// order along the curve) where building it in memory first held about 28 (the built tree
+/// and its keys). None when the files could not be written or mapped (logged): the caller
+/// builds the layer in memory instead.
+fn point_layer_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64) -> Result<Option<PointLayer>> {
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "could not build the spatial layer {} in its file: building it in memory", path.display());
+        Ok(None)
+    };
+    let scratch = match tempfile::tempfile_in(path.parent().unwrap_or(Path::new("."))) {
+        Ok(f) => f,
+        Err(e) => return failed(&e),
+    };
+    let mut keys = SpillingKeys::new(scratch);
+    let count = usize::try_from(at.stored_count(registry)?).unwrap_or(0);
+    let mut points = Vec::with_capacity(count);
+    for item in at.points(registry) {
+        let (k, lon, lat) = item?;
+        points.push(grid::point([lon, lat]));
+        match keys.push(&k) {
+            Ok(_) => {}
+            Err(PushError::Spill(kind)) => return failed(&std::io::Error::from(kind)),
+            Err(e) => return Err(crate::Error::Internal(format!("spatial layer keys: {e:?}"))),
+        }
+    }
+    let saved = persist::save(path, PointLayer::MAGIC, mark, |mut w| {
+        PointIndex::write_built(points, &mut w)?;
+        keys.write(&mut w)
+    })
+    .and_then(|()| map_layer::<PointLayer>(path));
+    match saved {
+        // Two saves of one mark are of one store state; another mark is another layer.
+        Ok((m, layer)) if m == mark => Ok(Some(layer)),
+        Ok(_) => Ok(None),
+        Err(e) => failed(&e),
+    }
+}
+
 /// A parcel's current geometry (None when ended or without one).
 fn parcel_shape(value: &[u8]) -> Result<Option<geo::MultiPolygon<f64>>> {
     let field = Registry::Parcels.schema().field_index("geometry").unwrap_or(usize::MAX);
@@ -202,6 +242,11 @@ trait Persisted: Sized + Clone + Send + Sync + 'static {
     fn parts(&self) -> (&Self::Base, &SortedKeys, bool);
     fn of(base: Self::Base, keys: SortedKeys) -> Self;
     fn build(at: Reader<'_>, registry: Registry) -> Result<Self>;
+    /// The layer as `at` holds it, saved to `path` with `mark` and served from there; built
+    /// in memory first unless the layer can go to its file as it is built.
+    fn build_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64) -> Result<Self> {
+        Ok(persisted(Self::build(at, registry)?, path, mark))
+    }
     /// The layer with each of `keys` as `at` holds it (moved, added, or gone).
     fn changed_at(&self, at: Reader<'_>, registry: Registry, keys: Vec<String>) -> Result<Self>;
     /// The changed part, stale key slots included (a key changed by every load keeps adding
@@ -234,6 +279,12 @@ impl Persisted for PointLayer {
     }
     fn build(at: Reader<'_>, registry: Registry) -> Result<Self> {
         point_layer(at, registry)
+    }
+    fn build_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64) -> Result<Self> {
+        match point_layer_saved(at, registry, path, mark)? {
+            Some(layer) => Ok(layer),
+            None => point_layer(at, registry),
+        }
     }
     fn changed_at(&self, at: Reader<'_>, registry: Registry, keys: Vec<String>) -> Result<Self> {
         let mut changes = Vec::with_capacity(keys.len());
@@ -404,7 +455,7 @@ fn layer_at<L: Persisted>(
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "spatial layer {} unreadable: rebuilding", path.display()),
     }
-    Ok((persisted(L::build(at, registry)?, &path, finished), None))
+    Ok((L::build_saved(at, registry, &path, finished)?, None))
 }
 
 impl SpatialIndex {
@@ -512,9 +563,7 @@ impl SpatialIndex {
         let started = Instant::now();
         let dir = Self::dir_of(at.store());
         let mut index = self.clone();
-        let rebuilt = |r: Registry| -> Result<PointLayer> {
-            Ok(persisted(point_layer(at, r)?, &layer_file(&dir, r), self.finished))
-        };
+        let rebuilt = |r: Registry| PointLayer::build_saved(at, r, &layer_file(&dir, r), self.finished);
         if self.citizens.due_for_rebuild() {
             index.citizens = rebuilt(Registry::Citizens)?;
         }
@@ -522,7 +571,8 @@ impl SpatialIndex {
             index.entities = rebuilt(Registry::Entities)?;
         }
         if self.parcels.due_for_rebuild() {
-            index.parcels = persisted(polygon_layer(at)?, &layer_file(&dir, Registry::Parcels), self.finished);
+            index.parcels =
+                PolygonLayer::build_saved(at, Registry::Parcels, &layer_file(&dir, Registry::Parcels), self.finished)?;
         }
         index.build_seconds = started.elapsed().as_secs_f64();
         tracing::info!(

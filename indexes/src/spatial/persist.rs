@@ -132,22 +132,34 @@ impl<T: Fixed> Run<T> {
 
     /// The run, length first, a chunk at a time (no second copy of it in memory).
     pub fn write(&self, w: &mut impl Write) -> io::Result<()> {
-        put_u64(w, self.len() as u64)?;
         match self {
-            Run::Built(v) => {
-                let mut buf = Vec::with_capacity(CHUNK + T::WIDTH);
-                for x in v {
-                    x.put(&mut buf);
-                    if buf.len() >= CHUNK {
-                        w.write_all(&buf)?;
-                        buf.clear();
-                    }
-                }
-                w.write_all(&buf)
+            Run::Built(v) => put_fixed(w, v.len(), v.iter().copied()),
+            Run::Mapped(b) => {
+                put_u64(w, self.len() as u64)?;
+                w.write_all(b.as_slice())
             }
-            Run::Mapped(b) => w.write_all(b.as_slice()),
         }
     }
+}
+
+/// `n` values as [`Run::write`] writes a run of them (its length first), converted a chunk at a
+/// time: a run written from values computed as they go, never held.
+pub fn put_fixed<T: Fixed>(w: &mut impl Write, n: usize, values: impl IntoIterator<Item = T>) -> io::Result<()> {
+    put_u64(w, n as u64)?;
+    let mut buf = Vec::with_capacity(CHUNK + T::WIDTH);
+    let mut count = 0;
+    for x in values {
+        x.put(&mut buf);
+        count += 1;
+        if buf.len() >= CHUNK {
+            w.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    if count != n {
+        return Err(io::Error::other(format!("a run of {n} values was given {count}")));
+    }
+    w.write_all(&buf)
 }
 
 /// Bytes converted a chunk at a time.

@@ -62,6 +62,12 @@ impl PointIndex {
         PointIndex { tree: PackedTree::from_parts(points, ids) }
     }
 
+    /// Writes what [`Packed::write`] writes of `from_parts(points, 0..n)`: each point's id is
+    /// its position in `points`. Holds 8 bytes a point beside them, not the built index.
+    pub fn write_built(points: Vec<GridPoint>, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        PackedTree::write_built(points, w)
+    }
+
     pub fn len(&self) -> usize {
         self.tree.leaves.len()
     }
