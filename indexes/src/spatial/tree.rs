@@ -171,8 +171,9 @@ impl<L: Leaf> PackedTree<L> {
 
     /// Writes what [`PackedTree::write`] writes of the tree of `leaves`, each with its position
     /// as its id, without building that tree: the ids are written from the sort's order, so
-    /// the build holds 8 bytes per leaf beyond the leaves (a built tree holds 12 more). This
-    /// is how a fold of a hundred million points goes to its file.
+    /// the build holds 8 bytes per leaf beyond the leaves (their order), where
+    /// [`PackedTree::from_parts`] holds 12 (the ids too). This is how a fold of a hundred
+    /// million points goes to its file.
     pub fn write_built(mut leaves: Vec<L>, w: &mut impl std::io::Write) -> std::io::Result<()> {
         let order = curve_order(&leaves);
         permute(&mut leaves, &order);
