@@ -59,7 +59,6 @@ pub fn point(registry: Registry, id: &[u8]) -> Vec<u8> {
     [&[registry as u8][..], id].concat()
 }
 
-/// A point's value: lon and lat, f64 little-endian.
 /// A point's value: two `i32` grid steps (8 bytes) when the point is on the stored grid, as
 /// every point a load writes is; otherwise (a point stored before the grid) two `f64`
 /// (16 bytes). The length tells them apart.
