@@ -20,7 +20,7 @@ use crate::store::{Reader, Store, codec};
 use jichu_indexes::spatial::grid;
 use jichu_indexes::spatial::keys::{KeysBuilder, PushError, SortedKeys, SpillingKeys};
 use jichu_indexes::spatial::persist::{self, Mapped, Packed};
-use jichu_indexes::spatial::{LayeredPoints, LayeredPolygons, PointIndex, PolygonBuilder, PolygonIndex};
+use jichu_indexes::spatial::{LayeredPoints, LayeredPolygons, PointIndex, PolygonBuilder, PolygonIndex, SpilledPoints};
 use jichu_ingest::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -168,27 +168,34 @@ fn point_layer(at: Reader<'_>, registry: Registry) -> Result<PointLayer> {
     Ok(PointLayer::new(PointIndex::from_parts(points, ids), keys.finish()))
 }
 
-/// A point layer built straight to its file and served from it: its keys go to a scratch
-/// file as they are read ([`SpillingKeys`]) and its tree is written as it is sorted
-/// ([`PointIndex::write_built`]), so the build holds 16 bytes a point (the points and their
-/// order along the curve) where building it in memory first held about 28 (the built tree
-/// and its keys). None when the files could not be written or mapped (logged): the caller
-/// builds the layer in memory instead.
+/// Bytes of sort entries a layer built to its file holds at once (16 bytes a point): the
+/// rest of its points wait in sorted runs in a scratch file.
+const SORT_BUDGET: usize = 64 << 20;
+
+/// A point layer built straight to its file and served from it: its keys and points go to
+/// scratch files as they are read ([`SpillingKeys`], [`SpilledPoints`]), and its tree is
+/// written by an external sort along the curve ([`PointIndex::write_spilled`]), so the build
+/// holds [`SORT_BUDGET`] and about a byte a point, where building it in memory first held
+/// about 28 bytes a point (the built tree and its keys). None when the files could not be
+/// written or mapped (logged): the caller builds the layer in memory instead.
 fn point_layer_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64) -> Result<Option<PointLayer>> {
     let failed = |e: &dyn std::fmt::Display| {
         tracing::warn!(error = %e, "could not build the spatial layer {} in its file: building it in memory", path.display());
         Ok(None)
     };
-    let scratch = match tempfile::tempfile_in(path.parent().unwrap_or(Path::new("."))) {
-        Ok(f) => f,
-        Err(e) => return failed(&e),
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let scratch = || tempfile::tempfile_in(dir);
+    let (keys_file, points_file, runs_file) = match (scratch(), scratch(), scratch()) {
+        (Ok(k), Ok(p), Ok(r)) => (k, p, r),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failed(&e),
     };
-    let mut keys = SpillingKeys::new(scratch);
-    let count = usize::try_from(at.stored_count(registry)?).unwrap_or(0);
-    let mut points = Vec::with_capacity(count);
+    let mut keys = SpillingKeys::new(keys_file);
+    let mut points = SpilledPoints::new(points_file);
     for item in at.points(registry) {
         let (k, lon, lat) = item?;
-        points.push(grid::point([lon, lat]));
+        if let Err(e) = points.push(grid::point([lon, lat])) {
+            return failed(&e);
+        }
         match keys.push(&k) {
             Ok(_) => {}
             Err(PushError::Spill(kind)) => return failed(&std::io::Error::from(kind)),
@@ -196,7 +203,7 @@ fn point_layer_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64)
         }
     }
     let saved = persist::save(path, PointLayer::MAGIC, mark, |mut w| {
-        PointIndex::write_built(points, &mut w)?;
+        PointIndex::write_spilled(points, runs_file, SORT_BUDGET, &mut w)?;
         keys.write(&mut w)
     })
     .and_then(|()| map_layer::<PointLayer>(path));

@@ -3,6 +3,7 @@
 //! about ([`region`]: boxes, circles, polygons), and layered
 //! versions of both that take changes without a rebuild ([`LayeredPoints`], [`LayeredPolygons`]).
 
+mod external;
 pub mod grid;
 pub mod keys;
 mod layered;
@@ -14,7 +15,7 @@ pub mod sphere;
 mod tree;
 
 pub use layered::{LayeredPoints, LayeredPolygons};
-pub use points::{Hit, PointIndex};
+pub use points::{Hit, PointIndex, SpilledPoints};
 pub use polygons::{Area, PolygonBuilder, PolygonIndex};
 pub use region::{Circle, Overlap, PolygonArea, Region};
 

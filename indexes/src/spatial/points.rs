@@ -2,6 +2,7 @@
 //! with great-circle distances in metres.
 
 use super::BBox;
+use super::external::SpilledLeaves;
 use super::grid::{self, GridPoint};
 use super::persist::{Mapped, Packed};
 use super::region::{Circle, Region};
@@ -50,6 +51,30 @@ impl Ord for Entry {
     }
 }
 
+/// Points moved out to a scratch file as a build reads them, for
+/// [`PointIndex::write_spilled`].
+#[derive(Debug)]
+pub struct SpilledPoints(SpilledLeaves<GridPoint>);
+
+impl SpilledPoints {
+    /// Points moved out to `file` (an empty scratch file).
+    pub fn new(file: std::fs::File) -> SpilledPoints {
+        SpilledPoints(SpilledLeaves::new(file))
+    }
+
+    pub fn push(&mut self, point: GridPoint) -> std::io::Result<()> {
+        self.0.push(point)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+}
+
 impl PointIndex {
     /// Builds from `([lon, lat], id)` pairs (WGS84 degrees, snapped to the grid).
     pub fn build(points: Vec<([f64; 2], u32)>) -> PointIndex {
@@ -66,6 +91,18 @@ impl PointIndex {
     /// its position in `points`. Holds 8 bytes a point beside them, not the built index.
     pub fn write_built(points: Vec<GridPoint>, w: &mut impl std::io::Write) -> std::io::Result<()> {
         PackedTree::write_built(points, w)
+    }
+
+    /// Writes what [`PointIndex::write_built`] writes of the points pushed to `points`, by an
+    /// external sort in runs of `budget` bytes (`runs`: an empty scratch file): the build holds
+    /// the budget and a byte a point, however many points there are.
+    pub fn write_spilled(
+        points: SpilledPoints,
+        runs: std::fs::File,
+        budget: usize,
+        w: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        super::external::write_built(points.0, runs, budget, w)
     }
 
     pub fn len(&self) -> usize {

@@ -106,24 +106,36 @@ fn hilbert(mut x: u32, mut y: u32) -> u64 {
     d
 }
 
+/// Where leaves fall along a Hilbert curve of order 16 laid over an extent: their boxes'
+/// centres, scaled to the curve's 2^16 × 2^16 cells.
+pub(crate) struct Curve {
+    lo: [f64; 2],
+    span: [f64; 2],
+}
+
+impl Curve {
+    /// The curve over `extent` (the union of the leaves' grid boxes).
+    pub fn over(extent: GridBox) -> Curve {
+        let e = grid::box_of(extent);
+        Curve { lo: [e[0], e[1]], span: [(e[2] - e[0]).max(1e-12), (e[3] - e[1]).max(1e-12)] }
+    }
+
+    /// The leaf's position on the curve (below 2^32).
+    pub fn position<L: Leaf>(&self, leaf: &L) -> u64 {
+        let b = leaf.bbox();
+        let scale = |v: f64, i: usize| (((v - self.lo[i]) / self.span[i]) * 65535.0).clamp(0.0, 65535.0) as u32;
+        hilbert(scale((b[0] + b[2]) / 2.0, 0), scale((b[1] + b[3]) / 2.0, 1))
+    }
+}
+
 /// The order of `leaves` along a Hilbert curve over their extent: position k of the tree
 /// takes leaf `order[k]` (ties by position).
 fn curve_order<L: Leaf>(leaves: &[L]) -> Vec<u64> {
     assert!(leaves.len() <= u32::MAX as usize, "at most 2^32 leaves");
-    let extent = grid::box_of(leaves.iter().fold(EMPTY, |acc, l| union(acc, l.grid_box())));
-    let (w, h) = ((extent[2] - extent[0]).max(1e-12), (extent[3] - extent[1]).max(1e-12));
-    let scale = |v: f64, lo: f64, span: f64| (((v - lo) / span) * 65535.0).clamp(0.0, 65535.0) as u32;
+    let curve = Curve::over(leaves.iter().fold(EMPTY, |acc, l| union(acc, l.grid_box())));
     // Position on the curve (< 2^32 at order 16) above, leaf index below: sorting the
     // packed words orders by curve, then by index, as sorting the pairs did.
-    let mut order: Vec<u64> = leaves
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let b = l.bbox();
-            let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
-            (hilbert(scale(cx, extent[0], w), scale(cy, extent[1], h)) << 32) | i as u64
-        })
-        .collect();
+    let mut order: Vec<u64> = leaves.iter().enumerate().map(|(i, l)| (curve.position(l) << 32) | i as u64).collect();
     order.sort_unstable();
     for o in &mut order {
         *o &= u64::from(u32::MAX);
@@ -133,12 +145,15 @@ fn curve_order<L: Leaf>(leaves: &[L]) -> Vec<u64> {
 
 /// The node boxes over leaves in tree order, bottom level first (none without leaves).
 fn levels_over<L: Leaf>(leaves: &[L]) -> Vec<Vec<GridBox>> {
+    levels_from(leaves.chunks(NODE).map(|c| c.iter().fold(EMPTY, |a, l| union(a, l.grid_box()))).collect())
+}
+
+/// The levels whose bottom one is `boxes` (the boxes of the leaves' groups), bottom first.
+pub(crate) fn levels_from(mut boxes: Vec<GridBox>) -> Vec<Vec<GridBox>> {
     let mut levels: Vec<Vec<GridBox>> = Vec::new();
-    if leaves.is_empty() {
+    if boxes.is_empty() {
         return levels;
     }
-    let mut boxes: Vec<GridBox> =
-        leaves.chunks(NODE).map(|c| c.iter().fold(EMPTY, |a, l| union(a, l.grid_box()))).collect();
     loop {
         let done = boxes.len() == 1;
         levels.push(boxes);
