@@ -228,7 +228,8 @@ fn parcel_shape(value: &[u8]) -> Result<Option<geo::MultiPolygon<f64>>> {
     })
 }
 
-fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
+/// The parcels' shapes and keys, as a build of their layer reads them.
+fn polygon_parts(at: Reader<'_>) -> Result<(PolygonBuilder, SortedKeys)> {
     let mut keys = KeysBuilder::default();
     let mut shapes = PolygonBuilder::default();
     for item in at.scan(Registry::Parcels) {
@@ -237,7 +238,33 @@ fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
             shapes.push(&g, push_key(&mut keys, &k)?);
         }
     }
-    Ok(PolygonLayer::new(shapes.finish(), keys.finish()))
+    Ok((shapes, keys.finish()))
+}
+
+fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
+    let (shapes, keys) = polygon_parts(at)?;
+    Ok(PolygonLayer::new(shapes.finish(), keys))
+}
+
+/// The parcels' layer built straight to its file and served from it: its shapes are written
+/// in tree order from where they were read ([`PolygonBuilder::write_built`]), so the build
+/// never holds their reordered copy. None when the file could not be written or mapped
+/// (logged): the caller builds the layer in memory instead.
+fn polygon_layer_saved(at: Reader<'_>, path: &Path, mark: u64) -> Result<Option<PolygonLayer>> {
+    let (shapes, keys) = polygon_parts(at)?;
+    let saved = persist::save(path, PolygonLayer::MAGIC, mark, |mut w| {
+        shapes.write_built(&mut w)?;
+        keys.write(&mut w)
+    })
+    .and_then(|()| map_layer::<PolygonLayer>(path));
+    match saved {
+        Ok((m, layer)) if m == mark => Ok(Some(layer)),
+        Ok(_) => Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not build the spatial layer {} in its file: building it in memory", path.display());
+            Ok(None)
+        }
+    }
 }
 
 /// A layer's packed base, as its file holds it: the base, then its keys.
@@ -249,11 +276,9 @@ trait Persisted: Sized + Clone + Send + Sync + 'static {
     fn parts(&self) -> (&Self::Base, &SortedKeys, bool);
     fn of(base: Self::Base, keys: SortedKeys) -> Self;
     fn build(at: Reader<'_>, registry: Registry) -> Result<Self>;
-    /// The layer as `at` holds it, saved to `path` with `mark` and served from there; built
-    /// in memory first unless the layer can go to its file as it is built.
-    fn build_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64) -> Result<Self> {
-        Ok(persisted(Self::build(at, registry)?, path, mark))
-    }
+    /// The layer as `at` holds it, written to `path` with `mark` as it is built and served
+    /// from there; built in memory when the file cannot be written or mapped.
+    fn build_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64) -> Result<Self>;
     /// The layer with each of `keys` as `at` holds it (moved, added, or gone).
     fn changed_at(&self, at: Reader<'_>, registry: Registry, keys: Vec<String>) -> Result<Self>;
     /// The changed part, stale key slots included (a key changed by every load keeps adding
@@ -319,6 +344,12 @@ impl Persisted for PolygonLayer {
     fn build(at: Reader<'_>, _: Registry) -> Result<Self> {
         polygon_layer(at)
     }
+    fn build_saved(at: Reader<'_>, _: Registry, path: &Path, mark: u64) -> Result<Self> {
+        match polygon_layer_saved(at, path, mark)? {
+            Some(layer) => Ok(layer),
+            None => polygon_layer(at),
+        }
+    }
     fn changed_at(&self, at: Reader<'_>, registry: Registry, keys: Vec<String>) -> Result<Self> {
         let mut changes = Vec::with_capacity(keys.len());
         for key in keys {
@@ -346,25 +377,6 @@ fn map_layer<L: Persisted>(path: &Path) -> std::io::Result<(u64, L)> {
     let layer = L::map(&mut m)?;
     m.finish()?;
     Ok((mark, layer))
-}
-
-/// Saves a layer's base (marked with the last load it reflects) and serves it from its file
-/// from now on: the built layer's heap goes when it is dropped. A layer that cannot be saved or
-/// mapped back is served as built (logged; the next start builds it again).
-fn persisted<L: Persisted>(layer: L, path: &Path, mark: u64) -> L {
-    if layer.layered() {
-        return layer;
-    }
-    let saved = persist::save(path, L::MAGIC, mark, |w| layer.write(w)).and_then(|()| map_layer::<L>(path));
-    match saved {
-        // Two saves of one mark are of one store state; another mark is another layer.
-        Ok((m, mapped)) if m == mark => mapped,
-        Ok(_) => layer,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not save the spatial layer {}: serving it from memory", path.display());
-            layer
-        }
-    }
 }
 
 /// Saves a built layer from a background thread (a publication does not wait for the disk);

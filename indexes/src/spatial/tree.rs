@@ -187,19 +187,28 @@ impl<L: Leaf> PackedTree<L> {
     /// Writes what [`PackedTree::write`] writes of the tree of `leaves`, each with its position
     /// as its id, without building that tree: the ids are written from the sort's order, so
     /// the build holds 8 bytes per leaf beyond the leaves (their order), where
-    /// [`PackedTree::from_parts`] holds 12 (the ids too). This is how a fold of a hundred
-    /// million points goes to its file.
-    pub fn write_built(mut leaves: Vec<L>, w: &mut impl std::io::Write) -> std::io::Result<()> {
+    /// [`PackedTree::from_parts`] holds 12 (the ids too).
+    pub fn write_built(leaves: Vec<L>, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        Self::write_ordered(leaves, |i| i, w).map(drop)
+    }
+
+    /// Writes what [`PackedTree::write`] writes of the tree of `leaves`, leaf `i` having the
+    /// id `id(i)`, and returns the tree's order: position k holds leaf `order[k]`.
+    pub fn write_ordered(
+        mut leaves: Vec<L>,
+        id: impl Fn(u32) -> u32,
+        w: &mut impl std::io::Write,
+    ) -> std::io::Result<Vec<u64>> {
         let order = curve_order(&leaves);
         permute(&mut leaves, &order);
         let levels = levels_over(&leaves);
         let leaves = Run::from(leaves);
         leaves.write(w)?;
         drop(leaves);
-        super::persist::put_fixed(w, order.len(), order.iter().map(|&o| o as u32))?;
-        drop(order);
+        super::persist::put_fixed(w, order.len(), order.iter().map(|&o| id(o as u32)))?;
         super::persist::put_u64(w, levels.len() as u64)?;
-        levels.into_iter().try_for_each(|l| Run::from(l).write(w))
+        levels.into_iter().try_for_each(|l| Run::from(l).write(w))?;
+        Ok(order)
     }
 
     pub fn root(&self) -> Option<NodeRef> {
