@@ -1,16 +1,16 @@
 //! A packed tree written by an external sort along its curve: the build holds a budget, not
 //! its leaves.
 //!
-//! [`PackedTree::write_built`](super::tree::PackedTree::write_built) holds every leaf and its
-//! place on the curve (16 bytes a point): 1.6 GB for the fold of a hundred million points,
-//! while the layer it replaces still serves. Here the leaves go to a scratch file as they are
-//! read ([`SpilledLeaves`]), with their extent, which fixes the curve. They are then read back
-//! a budget's worth at a time, each batch sorted by (place on the curve, position) and
-//! written to a second scratch file as a run. The runs are merged and the leaves written in
-//! tree order. Each leaf's id is its position: the ids go to the first scratch file, which is
-//! free by then, and are copied after the leaves. The file is byte for byte what
-//! `write_built` writes; the build holds the budget, a read buffer per run and the bottom
-//! level of node boxes (one byte a leaf).
+//! Sorting in memory ([`PackedTree::write_ordered`](super::tree::PackedTree::write_ordered))
+//! holds every leaf and its place on the curve (16 bytes a point): 1.6 GB for the fold of a
+//! hundred million points, while the layer it replaces still serves. Here the leaves go to a
+//! scratch file as they are read ([`SpilledLeaves`]), with their extent, which fixes the
+//! curve. They are then read back a budget's worth at a time, each batch sorted by (place on
+//! the curve, position) and written to a second scratch file as a run. The runs are merged
+//! and the leaves written in tree order. Each leaf's id is its position: the ids go to the
+//! first scratch file, which is free by then, and are copied after the leaves. The file is
+//! byte for byte what the sort in memory writes; the build holds the budget, a read buffer
+//! per run and the bottom level of node boxes (one byte a leaf).
 
 use super::grid::{EMPTY, GridBox, union};
 use super::persist::{Fixed, put_u64};
@@ -58,10 +58,6 @@ impl<L: Leaf> SpilledLeaves<L> {
         self.n += 1;
         Ok(())
     }
-
-    pub fn len(&self) -> usize {
-        self.n
-    }
 }
 
 /// A run's entry: place on the curve above, position below (the sort key), and the leaf.
@@ -103,9 +99,9 @@ fn key_of(e: &[u8]) -> u64 {
     u64::from_le_bytes(e[..8].try_into().unwrap_or_default())
 }
 
-/// Writes what `PackedTree::write_built` writes for the leaves in `spilled` (in the order
-/// pushed; each leaf's id is its position), sorting `budget` bytes of entries at a time into
-/// runs in `runs` (an empty scratch file).
+/// Writes what the sort in memory (`PackedTree::write_built`) writes for the leaves in
+/// `spilled` (in the order pushed; each leaf's id is its position), sorting `budget` bytes of
+/// entries at a time into runs in `runs` (an empty scratch file).
 pub(crate) fn write_built<L: Leaf>(
     spilled: SpilledLeaves<L>,
     runs: File,
@@ -227,7 +223,7 @@ mod tests {
             for l in &leaves {
                 spilled.push(*l).unwrap();
             }
-            prop_assert_eq!(spilled.len(), leaves.len());
+            prop_assert_eq!(spilled.n, leaves.len());
             let (mut direct, mut external) = (Vec::new(), Vec::new());
             PackedTree::write_built(leaves, &mut direct).unwrap();
             write_built(spilled, tempfile::tempfile().unwrap(), per_run * 16, &mut external).unwrap();

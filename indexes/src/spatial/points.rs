@@ -65,14 +65,6 @@ impl SpilledPoints {
     pub fn push(&mut self, point: GridPoint) -> std::io::Result<()> {
         self.0.push(point)
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.len() == 0
-    }
 }
 
 impl PointIndex {
@@ -87,15 +79,10 @@ impl PointIndex {
         PointIndex { tree: PackedTree::from_parts(points, ids) }
     }
 
-    /// Writes what [`Packed::write`] writes of `from_parts(points, 0..n)`: each point's id is
-    /// its position in `points`. Holds 8 bytes a point beside them, not the built index.
-    pub fn write_built(points: Vec<GridPoint>, w: &mut impl std::io::Write) -> std::io::Result<()> {
-        PackedTree::write_built(points, w)
-    }
-
-    /// Writes what [`PointIndex::write_built`] writes of the points pushed to `points`, by an
-    /// external sort in runs of `budget` bytes (`runs`: an empty scratch file): the build holds
-    /// the budget and a byte a point, however many points there are.
+    /// Writes what [`Packed::write`] writes of `from_parts(points, 0..n)` for the points pushed
+    /// to `points` (each point's id is its position), by an external sort in runs of `budget`
+    /// bytes (`runs`: an empty scratch file): the build holds the budget and a byte a point,
+    /// however many points there are.
     pub fn write_spilled(
         points: SpilledPoints,
         runs: std::fs::File,

@@ -214,9 +214,7 @@ impl PolygonBuilder {
         let ids: Vec<u32> = tree.ids.iter().map(|i| self.ids[i as usize]).collect();
         PolygonIndex { tree: PackedTree { ids: ids.into(), ..tree }, shapes }
     }
-}
 
-impl PolygonBuilder {
     /// Writes what [`Packed::write`] writes of [`PolygonBuilder::finish`]'s index without
     /// building it: the shapes are written in tree order from where they were pushed, so the
     /// build never holds the reordered copy `finish` makes (about half its memory).

@@ -187,7 +187,9 @@ impl<L: Leaf> PackedTree<L> {
     /// Writes what [`PackedTree::write`] writes of the tree of `leaves`, each with its position
     /// as its id, without building that tree: the ids are written from the sort's order, so
     /// the build holds 8 bytes per leaf beyond the leaves (their order), where
-    /// [`PackedTree::from_parts`] holds 12 (the ids too).
+    /// [`PackedTree::from_parts`] holds 12 (the ids too). Builds go to their files by the
+    /// external sort ([`super::external`]); this is what the tests check it against.
+    #[cfg(test)]
     pub fn write_built(leaves: Vec<L>, w: &mut impl std::io::Write) -> std::io::Result<()> {
         Self::write_ordered(leaves, |i| i, w).map(drop)
     }
