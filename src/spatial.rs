@@ -202,16 +202,27 @@ fn point_layer_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64)
             Err(e) => return Err(crate::Error::Internal(format!("spatial layer keys: {e:?}"))),
         }
     }
-    let saved = persist::save(path, PointLayer::MAGIC, mark, |mut w| {
+    Ok(written(path, mark, |mut w| {
         PointIndex::write_spilled(points, runs_file, SORT_BUDGET, &mut w)?;
         keys.write(&mut w)
-    })
-    .and_then(|()| map_layer::<PointLayer>(path));
-    match saved {
+    }))
+}
+
+/// Writes a layer's file with `body` and maps it: None when it could not be written or
+/// mapped (logged), or when another save of the file carried another mark.
+fn written<L: Persisted>(
+    path: &Path,
+    mark: u64,
+    body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Option<L> {
+    match persist::save(path, L::MAGIC, mark, body).and_then(|()| map_layer::<L>(path)) {
         // Two saves of one mark are of one store state; another mark is another layer.
-        Ok((m, layer)) if m == mark => Ok(Some(layer)),
-        Ok(_) => Ok(None),
-        Err(e) => failed(&e),
+        Ok((m, layer)) if m == mark => Some(layer),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not build the spatial layer {} in its file: building it in memory", path.display());
+            None
+        }
     }
 }
 
@@ -252,19 +263,10 @@ fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
 /// (logged): the caller builds the layer in memory instead.
 fn polygon_layer_saved(at: Reader<'_>, path: &Path, mark: u64) -> Result<Option<PolygonLayer>> {
     let (shapes, keys) = polygon_parts(at)?;
-    let saved = persist::save(path, PolygonLayer::MAGIC, mark, |mut w| {
+    Ok(written(path, mark, |mut w| {
         shapes.write_built(&mut w)?;
         keys.write(&mut w)
-    })
-    .and_then(|()| map_layer::<PolygonLayer>(path));
-    match saved {
-        Ok((m, layer)) if m == mark => Ok(Some(layer)),
-        Ok(_) => Ok(None),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not build the spatial layer {} in its file: building it in memory", path.display());
-            Ok(None)
-        }
-    }
+    }))
 }
 
 /// A layer's packed base, as its file holds it: the base, then its keys.
