@@ -270,14 +270,10 @@ fn polygon_layer_saved(at: Reader<'_>, path: &Path, mark: u64) -> Result<Option<
 }
 
 /// A layer's packed base, as its file holds it: the base, then its keys.
-trait Persisted: Sized + Clone + Send + Sync + 'static {
+trait Persisted: Sized + Clone {
     const MAGIC: &'static [u8; 8];
     type Base: Packed;
-    /// The packed base, its keys, and whether the layer has changes over them (only a base
-    /// without them is saved).
-    fn parts(&self) -> (&Self::Base, &SortedKeys, bool);
     fn of(base: Self::Base, keys: SortedKeys) -> Self;
-    fn build(at: Reader<'_>, registry: Registry) -> Result<Self>;
     /// The layer as `at` holds it, written to `path` with `mark` as it is built and served
     /// from there; built in memory when the file cannot be written or mapped.
     fn build_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64) -> Result<Self>;
@@ -287,14 +283,6 @@ trait Persisted: Sized + Clone + Send + Sync + 'static {
     /// slots), has passed the fold threshold.
     fn due_for_rebuild(&self) -> bool;
 
-    fn layered(&self) -> bool {
-        self.parts().2
-    }
-    fn write(&self, mut w: &mut dyn Write) -> std::io::Result<()> {
-        let (base, keys, _) = self.parts();
-        base.write(&mut w)?;
-        keys.write(&mut w)
-    }
     fn map(m: &mut Mapped) -> std::io::Result<Self> {
         let base = Self::Base::map(m)?;
         Ok(Self::of(base, SortedKeys::map(m)?))
@@ -305,14 +293,8 @@ trait Persisted: Sized + Clone + Send + Sync + 'static {
 impl Persisted for PointLayer {
     const MAGIC: &'static [u8; 8] = b"JICHUPT2";
     type Base = PointIndex;
-    fn parts(&self) -> (&PointIndex, &SortedKeys, bool) {
-        (self.index.base(), &self.keys, self.index.delta_len() > 0)
-    }
     fn of(base: PointIndex, keys: SortedKeys) -> Self {
         PointLayer::new(base, keys)
-    }
-    fn build(at: Reader<'_>, registry: Registry) -> Result<Self> {
-        point_layer(at, registry)
     }
     fn build_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64) -> Result<Self> {
         match point_layer_saved(at, registry, path, mark)? {
@@ -337,14 +319,8 @@ impl Persisted for PointLayer {
 impl Persisted for PolygonLayer {
     const MAGIC: &'static [u8; 8] = b"JICHUPL2";
     type Base = PolygonIndex;
-    fn parts(&self) -> (&PolygonIndex, &SortedKeys, bool) {
-        (self.index.base(), &self.keys, self.index.delta_len() > 0)
-    }
     fn of(base: PolygonIndex, keys: SortedKeys) -> Self {
         PolygonLayer::new(base, keys)
-    }
-    fn build(at: Reader<'_>, _: Registry) -> Result<Self> {
-        polygon_layer(at)
     }
     fn build_saved(at: Reader<'_>, _: Registry, path: &Path, mark: u64) -> Result<Self> {
         match polygon_layer_saved(at, path, mark)? {
@@ -381,20 +357,6 @@ fn map_layer<L: Persisted>(path: &Path) -> std::io::Result<(u64, L)> {
     Ok((mark, layer))
 }
 
-/// Saves a built layer from a background thread (a publication does not wait for the disk);
-/// it is mapped at the next start.
-fn save_in_background<L: Persisted>(layer: &L, path: PathBuf, mark: u64) {
-    if layer.layered() {
-        return;
-    }
-    let layer = layer.clone();
-    std::thread::spawn(move || {
-        if let Err(e) = persist::save(&path, L::MAGIC, mark, |w| layer.write(w)) {
-            tracing::warn!(error = %e, "could not save the spatial layer {}", path.display());
-        }
-    });
-}
-
 /// The finished loads of a registry that finished after `mark`.
 fn loads_after(loads: &[Lineage], registry: Registry, mark: u64) -> Vec<&Lineage> {
     loads.iter().filter(|l| l.registry == registry.as_str() && l.finish_order().is_some_and(|o| o > mark)).collect()
@@ -418,8 +380,9 @@ fn changed_keys(at: Reader<'_>, loads: &[&Lineage], registry: Registry) -> Resul
 }
 
 /// A layer after the loads of its registry that finished after `since`: the keys they changed
-/// applied over it, or, after a bulk load, built anew (saved by a background thread, so that
-/// the next start maps it). True when it was built.
+/// applied over it, or, after a bulk load, built anew to its file within the build's budget
+/// and served from there, as a start or a fold builds one (a registry of 100M points would
+/// otherwise sit in the heap until the next start). True when it was built.
 fn step<L: Persisted>(
     layer: &L,
     at: Reader<'_>,
@@ -434,9 +397,7 @@ fn step<L: Persisted>(
         return Ok((layer.clone(), false));
     }
     if any_bulk(&newer) {
-        let built = L::build(at, registry)?;
-        save_in_background(&built, layer_file(dir, registry), last);
-        return Ok((built, true));
+        return Ok((L::build_saved(at, registry, &layer_file(dir, registry), last)?, true));
     }
     Ok((layer.changed_at(at, registry, changed_keys(at, &newer, registry)?)?, false))
 }

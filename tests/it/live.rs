@@ -461,6 +461,44 @@ fn a_superseded_view_keeps_no_spatial_index() {
     assert!(memory.spatial_bytes < 1024, "{} heap bytes", memory.spatial_bytes);
 }
 
+/// A layer a bulk load fills into a running server is built to its file before the
+/// publication serves it, as a start or a fold builds one: its base is mapped, not heap (a
+/// registry of 100M points would otherwise sit in the heap until the next start), and the
+/// next start maps that file as it is.
+#[test]
+fn a_layer_a_bulk_load_fills_is_served_from_its_file() {
+    use jichu::spatial::SpatialIndex;
+    let t = TestStore::new();
+    let config = jichu::config::Config { insecure_no_auth: true, ..Default::default() };
+    let service = std::sync::Arc::new(jichu::service::Service::open(t.store.clone(), &config).unwrap());
+    assert_eq!(service.view().spatial().unwrap().citizens.index.len(), 0);
+    for stem in ["citizens", "parcels"] {
+        assert_eq!(t.load_fixture(stem).path, "bulk", "{stem}");
+    }
+    service.publish().unwrap();
+    let view = service.view();
+    let served = view.spatial().unwrap();
+    assert_eq!(served.citizens.index.len() as u64, t.store.points(Registry::Citizens).count() as u64);
+    assert!(!served.parcels.index.is_empty());
+    // Each base is read where its file lies (a base built in memory maps nothing).
+    assert!(served.citizens.index.base().mapped_bytes() > 0 && served.parcels.index.base().mapped_bytes() > 0);
+    let memory = service.views.memory();
+    assert!(memory.spatial_bytes < 1024, "{} heap bytes", memory.spatial_bytes);
+    let dir = SpatialIndex::dir_of(&t.store);
+    assert!(dir.join("citizens.idx").exists() && dir.join("parcels.idx").exists());
+    let (lon, lat) = (118.1, 24.5);
+    let want = served.citizens.index.nearest(lon, lat, 5, None);
+    let inside = [(118.085, 24.455), (118.101, 24.451)];
+    let want_parcels: Vec<_> = inside.map(|(x, y)| served.parcels.index.containing(x, y)).into();
+    assert!(want_parcels.iter().all(|hits| !hits.is_empty()), "{want_parcels:?}");
+    drop((served, view, service));
+    let reopened = SpatialIndex::open(&t.store).unwrap();
+    assert!(reopened.from_file && reopened.applied_at_open == 0, "the file holds the bulk load");
+    assert_eq!(reopened.citizens.index.nearest(lon, lat, 5, None), want);
+    let got: Vec<_> = inside.map(|(x, y)| reopened.parcels.index.containing(x, y)).into();
+    assert_eq!(got, want_parcels);
+}
+
 /// A publication does not keep its full-text writer: tantivy's delete queue lives as long as
 /// the writer, so a kept one held every replaced document's delete (~0.5 KiB each) for as
 /// long as the server ran. Once the publication's merges are done, the index's single-writer
