@@ -13,6 +13,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub addr: SocketAddr,
     pub block_cache_bytes: usize,
+    /// A request's deadline (503 `timeout` past it). Uploads have none as a whole: each read
+    /// of their body must arrive within it (408 `upload_stalled`). Backups and recomputes
+    /// have none (`api::frame`).
     pub request_timeout: Duration,
     /// How long a connection may take to send a request's head, and stay idle between
     /// requests, before the server closes it.

@@ -13,7 +13,8 @@
 //! 3. the head's limits ([`super::limits`]);
 //! 4. load shedding: at most `max_in_flight` requests at once (configured; 1024), the next
 //!    refused at once (429 `overloaded`) rather than queued;
-//! 5. the deadline (the configured timeout, plus the wait a long poll asks for);
+//! 5. the deadline (the configured timeout, plus the wait a long poll asks for), except on
+//!    the routes whose work grows with what they carry or produce ([`UNBOUNDED`]);
 //! 6. access control and audit ([`super::auth::authorize`]), then the handler.
 
 use super::{ApiError, AppState};
@@ -31,7 +32,7 @@ pub async fn frame(State(state): State<AppState>, request: Request, next: Next) 
     // The request id is recorded by `auth::authorize`, which decides it.
     let span = tracing::info_span!("request", method, route, request_id = tracing::field::Empty);
     let started = Instant::now();
-    let response = guarded(&state, request, next).instrument(span.clone()).await;
+    let response = guarded(&state, request, next, (method, route)).instrument(span.clone()).await;
     let status = response.status();
     let elapsed = started.elapsed();
     span.in_scope(|| tracing::debug!(status = status.as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "answered"));
@@ -81,14 +82,24 @@ fn record(route: &str, method: &'static str, status: u16, elapsed: Duration) {
     });
 }
 
+/// Routes without a deadline, as (method, route template). An upload arrives at the
+/// client's pace, so each read of its body must make progress within the deadline instead
+/// (`loads::receive`); a backup or a recompute of a large store takes minutes, and a deadline
+/// would answer 503 while the work went on, inviting a retry that does it twice.
+const UNBOUNDED: [(&str, &str); 3] =
+    [("POST", "/v1/loads"), ("POST", "/v1/admin/backups"), ("POST", "/v1/admin/recompute")];
+
 /// Limits, shedding, deadline, then access control and the handler.
-async fn guarded(state: &AppState, request: Request, next: Next) -> Response {
+async fn guarded(state: &AppState, request: Request, next: Next, route: (&str, &str)) -> Response {
     if let Some(refusal) = super::limits::refusal(state, &request) {
         return refusal.into_response();
     }
     let Ok(_permit) = state.in_flight.try_acquire() else {
         return ApiError::Overloaded.into_response();
     };
+    if UNBOUNDED.contains(&route) {
+        return super::auth::authorize(State(state.clone()), request, next).await;
+    }
     let limit = state.config.request_timeout + Duration::from_secs(long_poll_secs(&request));
     match tokio::time::timeout(limit, super::auth::authorize(State(state.clone()), request, next)).await {
         Ok(response) => response,

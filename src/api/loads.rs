@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::UtoipaMethodRouter;
@@ -64,25 +65,73 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     }
 }
 
+/// The next piece of an upload, waited for at most `idle`: an upload has no deadline as a
+/// whole, as its time grows with its size and the client's link, but one that stalls must
+/// not hold its connection and spool file (a reverse proxy's body timeout, the same way).
+async fn within<T>(
+    idle: Duration,
+    next: impl std::future::Future<Output = Result<T, axum::extract::multipart::MultipartError>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(idle, next).await {
+        Ok(piece) => piece.map_err(multipart_error),
+        Err(_) => Err(ApiError::UploadStalled(idle)),
+    }
+}
+
+/// A submission's upload folder, removed unless handed to the queue: a refused, stalled or
+/// abandoned upload (the client went away, dropping the request) leaves nothing behind.
+struct Spool {
+    dir: PathBuf,
+    handed_over: bool,
+}
+
+impl Spool {
+    /// The folder, now the queue's to keep or remove.
+    fn hand_over(mut self) -> PathBuf {
+        self.handed_over = true;
+        self.dir.clone()
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if self.handed_over {
+            return;
+        }
+        let dir = std::mem::take(&mut self.dir);
+        let remove = move || {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(error = %e, "could not remove the upload folder {}", dir.display());
+            }
+        };
+        // Off the async worker where there is one: a partial upload may be gigabytes.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
+    }
+}
+
 /// Streams the parts of a multipart submission: `spec` (text) and `file` parts written to
-/// `dir` as they arrive, never held whole, at most `max` bytes in all.
+/// `dir` as they arrive, never held whole, at most `max` bytes in all, each piece within `idle`.
 async fn receive(
     mut multipart: Multipart,
     dir: &std::path::Path,
     max: u64,
+    idle: Duration,
 ) -> Result<(String, Vec<PathBuf>), ApiError> {
     let (mut spec, mut files, mut total) = (None, Vec::new(), 0u64);
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+    while let Some(mut field) = within(idle, multipart.next_field()).await? {
         match field.name() {
             Some("spec") => {
-                let text = field.text().await.map_err(multipart_error)?;
+                let text = within(idle, field.text()).await?;
                 total += text.len() as u64;
                 spec = Some(text);
             }
             Some("file") => {
                 let path = dir.join(safe_name(field.file_name(), files.len() + 1));
                 let mut out = tokio::fs::File::create(&path).await.map_err(crate::Error::io(&path))?;
-                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                while let Some(chunk) = within(idle, field.chunk()).await? {
                     total += chunk.len() as u64;
                     if total > max {
                         return Err(ApiError::BodyTooLarge);
@@ -117,6 +166,7 @@ async fn receive(
     responses(
         (status = 202, description = "queued; `Location` is the load's status route", body = Object),
         (status = 400, description = "invalid spec, header or file, or a path leaving the import folder", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "the upload sent nothing for request_timeout_secs (an upload has no deadline as a whole)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "the upload is larger than max_upload_bytes", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -127,29 +177,27 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, request: 
         return Err(ApiError::BodyTooLarge);
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let dir = state.loads.upload_dir()?;
-    let received = if content_type.starts_with("multipart/form-data") {
+    let spool = Spool { dir: state.loads.upload_dir()?, handed_over: false };
+    let idle = state.config.request_timeout;
+    let (spec, files) = if content_type.starts_with("multipart/form-data") {
         let multipart =
             Multipart::from_request(request, &state).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        receive(multipart, &dir, max).await
+        receive(multipart, &spool.dir, max, idle).await?
     } else if content_type.starts_with("application/json") {
-        let bytes = axum::body::to_bytes(request.into_body(), state.config.max_body_bytes)
+        let body = axum::body::to_bytes(request.into_body(), state.config.max_body_bytes);
+        let bytes = tokio::time::timeout(idle, body)
             .await
+            .map_err(|_| ApiError::UploadStalled(idle))?
             .map_err(|_| ApiError::BodyTooLarge)?;
-        match serde_json::from_slice::<SubmitByPath>(&bytes) {
-            Ok(req) => state.loads.import_files(&req.files).map(|files| (req.spec, files)).map_err(ApiError::from),
-            Err(e) => Err(ApiError::BadRequest(format!("the body is not a load submission: {e}"))),
-        }
+        let req = serde_json::from_slice::<SubmitByPath>(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not a load submission: {e}")))?;
+        let files = state.loads.import_files(&req.files)?;
+        (req.spec, files)
     } else {
-        Err(ApiError::BadRequest("send multipart/form-data (spec and file parts) or application/json".into()))
+        return Err(ApiError::BadRequest("send multipart/form-data (spec and file parts) or application/json".into()));
     };
-    let (spec, files) = match received {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            return Err(e);
-        }
-    };
+    // The queue keeps the folder as the load's, or removes it if it refuses the load.
+    let dir = spool.hand_over();
     let loads = state.loads.clone();
     let status = tokio::task::spawn_blocking(move || loads.submit(&spec, files, dir, None))
         .await

@@ -42,6 +42,9 @@ pub enum ApiError {
     /// The server ran out of time (not the client: 503, not 408).
     #[error("the request took longer than the server's timeout; retry, or ask for less")]
     Timeout,
+    /// The client stopped sending an upload (408: the client's side).
+    #[error("the upload sent nothing for {} s; send it again", .0.as_secs())]
+    UploadStalled(std::time::Duration),
     #[error("the server is at capacity; retry shortly")]
     Overloaded,
     #[error("a load is being written; retry once it has been published")]
@@ -110,6 +113,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout | ApiError::WriterBusy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UploadStalled(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::LoadEnded(_) | ApiError::Ambiguous(_) => StatusCode::CONFLICT,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -146,6 +150,7 @@ impl ApiError {
             ApiError::WriterBusy => "writer_busy",
             ApiError::Ambiguous(_) => "ambiguous",
             ApiError::Overloaded => "overloaded",
+            ApiError::UploadStalled(_) => "upload_stalled",
             ApiError::LoadNotFound(_) => "not_found",
             ApiError::LoadEnded(_) => "load_ended",
             ApiError::Unauthenticated => "unauthenticated",

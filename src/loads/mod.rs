@@ -142,6 +142,7 @@ impl LoadQueue {
     pub fn start(service: Arc<Service>, settings: QueueSettings) -> Result<Arc<LoadQueue>> {
         std::fs::create_dir_all(&settings.spool_dir).map_err(Error::io(&settings.spool_dir))?;
         std::fs::create_dir_all(&settings.import_dir).map_err(Error::io(&settings.import_dir))?;
+        remove_unqueued_uploads(&settings.spool_dir)?;
         let store = &service.store;
         let mut tasks = BTreeMap::new();
         for mut task in Task::all(store)? {
@@ -181,7 +182,8 @@ impl LoadQueue {
         Ok(queue)
     }
 
-    /// A new folder for a submission's uploads (removed if the submission is refused).
+    /// A new folder for a submission's uploads (`spool/upload-…`; renamed to the load's folder
+    /// when queued, removed if the submission is refused or abandoned).
     pub fn upload_dir(&self) -> Result<PathBuf> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let dir = self.settings.spool_dir.join(format!("upload-{nanos:x}-{:x}", rand::random::<u32>()));
@@ -492,4 +494,22 @@ fn remove_spool(task: &Task) {
     if task.spool.exists() {
         let _ = std::fs::remove_dir_all(&task.spool);
     }
+}
+
+/// Removes the upload folders a stopped server was still receiving into: an upload becomes
+/// the load's folder when it is queued, so one still named `upload-…` at a start belongs to no
+/// load (a kill mid-upload would otherwise leave a partial extract in the spool for good).
+fn remove_unqueued_uploads(spool: &Path) -> Result<()> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(spool).map_err(Error::io(spool))? {
+        let path = entry.map_err(Error::io(spool))?.path();
+        if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("upload-")) {
+            std::fs::remove_dir_all(&path).map_err(Error::io(&path))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(folders = removed, "removed uploads a stopped server was receiving from {}", spool.display());
+    }
+    Ok(())
 }

@@ -266,3 +266,22 @@ async fn a_client_that_sends_its_head_slowly_or_idles_is_disconnected() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(closed, "an idle connection was held for 5 s");
 }
+
+/// A backup or a recompute takes minutes on a large store: the request deadline does not cut
+/// it off with a 503 while the work goes on (a retry would do it twice). Here the deadline is
+/// a millisecond, less than either takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_and_recomputes_have_no_request_deadline() {
+    let t = TestStore::loaded();
+    let config = jichu::config::Config {
+        insecure_no_auth: true,
+        request_timeout: Duration::from_millis(1),
+        ..Default::default()
+    };
+    let s = Server::start_with(t.store.clone(), config).await;
+    let (code, _, body) = s.post("/v1/admin/backups", &json!({})).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, _, body) = s.post("/v1/admin/recompute", &json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    s.stop().await;
+}

@@ -229,6 +229,103 @@ async fn loads_are_submitted_by_upload_or_by_path_and_checked_first() {
     assert!(spool.is_empty(), "refused uploads leave nothing behind: {spool:?}");
 }
 
+/// A multipart load submission, written by hand so that a test can send it at its own pace.
+fn multipart_submission(spec: &str, csv: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "jichu-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"spec\"\r\n\r\n{spec}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"citizens.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(csv);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let head = format!(
+        "POST /v1/loads HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    (head, body)
+}
+
+/// Reads what the server answers on `conn` until it closes it, for at most `wait`.
+async fn answer(conn: &mut tokio::net::TcpStream, wait: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(wait, conn.read_to_end(&mut got)).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// An upload has no deadline as a whole (it arrives at the client's pace), but each piece
+/// must come within the request timeout: one sent slowly for longer than the timeout is
+/// queued and published, one that stalls is a 408 `upload_stalled`, and neither a stalled
+/// nor an abandoned upload leaves anything in the spool; nor does one a stopped server was
+/// receiving.
+#[tokio::test]
+async fn a_slow_upload_is_received_and_a_stalled_or_abandoned_one_leaves_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let t = TestStore::new();
+    let timeout = Duration::from_secs(1);
+    let config = jichu::config::Config { insecure_no_auth: true, request_timeout: timeout, ..Default::default() };
+    let s = Server::start_with(t.store.clone(), config.clone()).await;
+    let spec = std::fs::read_to_string(fixture("citizens.toml")).unwrap();
+    let (head, body) = multipart_submission(&spec, &std::fs::read(fixture("citizens.csv")).unwrap());
+    let spool = t.dir.path().join("spool");
+    let uploads = || -> Vec<String> {
+        std::fs::read_dir(&spool)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("upload-"))
+            .collect()
+    };
+
+    // Six pieces 0.4 s apart: 2.4 s in all, more than twice the timeout, never 1 s silent.
+    let started = std::time::Instant::now();
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.chunks(body.len().div_ceil(6)) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        conn.write_all(piece).await.unwrap();
+    }
+    let got = answer(&mut conn, Duration::from_secs(10)).await;
+    assert!(started.elapsed() > 2 * timeout, "{:?}", started.elapsed());
+    assert!(got.starts_with("HTTP/1.1 202"), "a slow upload is received: {got}");
+    let load_id: Value = serde_json::from_str(got.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(wait_for(&s, &load_id["load_id"]).await["status"], "published");
+    let (code, _, _) = s.get("/v1/citizens/35020319500110100X").await;
+    assert_eq!(code, 200);
+
+    // Half the body, then silence: 408 once the timeout has passed without a byte.
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..body.len() / 2]).await.unwrap();
+    let got = answer(&mut conn, Duration::from_secs(10)).await;
+    assert!(got.starts_with("HTTP/1.1 408") && got.contains("upload_stalled"), "{got}");
+
+    // Half the body, then the connection closed by the client.
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..body.len() / 2]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(conn);
+    let mut left = uploads();
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = uploads();
+    }
+    assert!(left.is_empty(), "a stalled or abandoned upload leaves nothing: {left:?}");
+
+    // An upload the server was receiving when it stopped: removed at the next start.
+    s.stop().await;
+    std::fs::create_dir_all(spool.join("upload-stopped")).unwrap();
+    std::fs::write(spool.join("upload-stopped/001-citizens.csv"), &body[..100]).unwrap();
+    let s = Server::start_with(t.store.clone(), config).await;
+    assert!(uploads().is_empty(), "{:?}", uploads());
+    let (_, _, loads) = s.get("/v1/loads").await;
+    assert_eq!(loads["loads"].as_array().unwrap().len(), 1, "{loads}");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_load_leaves_no_trace() {
     let t = TestStore::new();
