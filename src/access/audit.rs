@@ -473,12 +473,25 @@ pub fn search(dir: &Path, filter: &Filter, limit: usize) -> Result<Vec<serde_jso
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(&log)(e)),
     };
+    // A line that does not hold the record's or the department's text, as JSON writes it,
+    // cannot match: that is tested on its bytes before it is parsed, as nearly every line of a
+    // long trail fails it.
+    let needles: Vec<String> = [&filter.record, &filter.department]
+        .into_iter()
+        .flatten()
+        .map(|s| serde_json::to_string(s).map(|q| q[1..q.len() - 1].to_string()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Codec(e.to_string()))?;
+    let finders: Vec<memchr::memmem::Finder<'_>> = needles.iter().map(memchr::memmem::Finder::new).collect();
     let mut out = Vec::new();
     for (i, raw) in std::io::BufReader::new(file).split(b'\n').enumerate() {
         if (i as u64) < filter.after {
             continue;
         }
         let raw = raw.map_err(Error::io(&log))?;
+        if !finders.iter().all(|f| f.find(&raw).is_some()) {
+            continue;
+        }
         let Ok(line) = serde_json::from_slice::<Line>(&raw) else { continue };
         let e = &line.entry;
         let hit =

@@ -413,6 +413,15 @@ async fn the_audit_answers_who_read_a_record_and_metrics_hold_no_key() {
     let departments: Vec<&str> =
         seen["entries"].as_array().unwrap().iter().map(|e| e["department"].as_str().unwrap()).collect();
     assert!(departments.contains(&"市人社局") && departments.contains(&"信息中心"), "{seen}");
+    // Both filters at once, a department's name in Chinese: the HR read only.
+    let q = format!("/v1/audit?record={CHEN}&department={}", enc("市人社局"));
+    let (status, b) = call(&s, "GET", &q, Some(&k.admin), None, None).await;
+    assert_eq!(status, 200, "{b}");
+    let entries = b["entries"].as_array().unwrap();
+    assert!(!entries.is_empty() && entries.iter().all(|e| e["department"] == "市人社局"), "{b}");
+    // A key that only begins like CHEN's is not CHEN's.
+    let (_, b) = call(&s, "GET", &format!("/v1/audit?record={}", &CHEN[..10]), Some(&k.admin), None, None).await;
+    assert_eq!(b["entries"], json!([]), "{b}");
     let (status, b) = call(&s, "GET", "/v1/audit", Some(&k.hr), None, None).await;
     assert_eq!((status, code(&b)), (403, "not_granted"), "the audit is for administrators");
     let (_, pk) = call(&s, "GET", "/v1/audit/public-key", Some(&k.hr), None, None).await;
