@@ -5,8 +5,9 @@ use super::view::View;
 use crate::model::{Registry, Target};
 use serde_json::{Value, json};
 
-/// Each registry the caller has a grant on, with its fields, record count (null when the
-/// caller sees only some rows: a count must not tell what it cannot see) and what search
+/// Each registry the caller has a grant on, with its fields, record count (every record held,
+/// ended ones included; null when the caller sees only some rows: a count must not tell what
+/// it cannot see) and what search
 /// offers (text fields, filters), and each source with its last published load.
 pub fn catalog(view: &View, caller: &Caller) -> Value {
     let registries: Vec<Value> = Registry::ALL
