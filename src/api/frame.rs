@@ -3,9 +3,10 @@
 //!
 //! One function rather than a layer each, because axum boxes and clones every layer's service
 //! for every request: as eight layers the frame took about a fifth of the time a single-key
-//! lookup takes over HTTP, and a third of `/healthz`'s (`benches/http/ab.sh`; README, *The
-//! request path*). The order is the one the layers had, outermost first, except that load
-//! shedding, which answers at once, now comes before the deadline rather than inside it:
+//! lookup takes over HTTP, and a third of `/healthz`'s (`benches/http/ab.sh`; the measurement
+//! journal, `benches/results/README.md`, *The request path*). The order is the one the layers
+//! had, outermost first, except that load shedding, which answers at once, now comes before
+//! the deadline rather than inside it:
 //!
 //! 1. the `request` span (method, route template, request id), which every log line of the
 //!    request carries;
