@@ -12,7 +12,11 @@
 //! every second, and until it is written [`AuditLog::available`] is false: personal reads are
 //! refused rather than left unrecorded. A closing log retries for `CLOSE_RETRIES` (5) seconds,
 //! then logs how many entries it could not write: a full disk must not keep the process alive.
+//!
+//! Searches read only the blocks of lines that may match ([`super::trail_index`]), which the
+//! writer indexes as they fill, and which opening the log brings up to the trail.
 
+use super::trail_index::{self, BLOCK, Builder};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -170,6 +174,70 @@ fn recover_tail(path: &Path) -> Result<(u64, String)> {
     Ok((line.seq, hash_line(last)))
 }
 
+/// What the index takes from a line.
+#[derive(Deserialize)]
+struct Terms {
+    time: DateTime<Utc>,
+    department: Option<String>,
+    #[serde(default)]
+    records: Vec<String>,
+}
+
+/// Adds a line's terms (its records' keys and its department) to the block being filled.
+fn index_line(
+    builder: &mut Builder,
+    seq: u64,
+    end: u64,
+    entry_time: &DateTime<Utc>,
+    records: &[String],
+    department: Option<&str>,
+) {
+    let department = department.map(trail_index::department_term);
+    let terms = records.iter().map(|r| trail_index::record_term(r)).chain(department.as_deref());
+    builder.add(seq, end, entry_time.timestamp_micros(), terms);
+}
+
+/// Brings the trail's index up to the trail: keeps the blocks that fit it, indexes the whole
+/// blocks written since, and returns the block being filled (the lines after them).
+fn catch_up_index(dir: &Path) -> Result<Builder> {
+    let path = dir.join(LOG);
+    let trail_len = std::fs::metadata(&path).map_err(Error::io(&path))?.len();
+    let kept = trail_index::read(dir, trail_len);
+    let index_len = std::fs::metadata(dir.join(trail_index::FILE)).map_or(0, |m| m.len());
+    if index_len != kept.iter().map(trail_index::Block::encoded_len).sum::<u64>() {
+        trail_index::rewrite(dir, &kept).map_err(Error::io(&dir.join(trail_index::FILE)))?;
+    }
+    let (first_seq, start) = kept.last().map_or((1, 0), |b| (b.first_seq + BLOCK, b.end));
+    let mut builder = Builder::at(first_seq, start);
+    let mut f = std::fs::File::open(&path).map_err(Error::io(&path))?;
+    f.seek(SeekFrom::Start(start)).map_err(Error::io(&path))?;
+    let (mut end, mut added, started) = (start, Vec::new(), Instant::now());
+    // No further than the length read first: lines written since are the writer's to index.
+    for raw in std::io::BufReader::new(f.take(trail_len.saturating_sub(start))).split(b'\n') {
+        let raw = raw.map_err(Error::io(&path))?;
+        end += raw.len() as u64 + 1;
+        // Lines are counted by position, as searches count them; a line that does not parse
+        // (`jichu audit verify` names it) names nothing, and no search can match it either.
+        let seq = builder.next_seq();
+        match serde_json::from_slice::<Terms>(&raw) {
+            Ok(line) => index_line(&mut builder, seq, end, &line.time, &line.records, line.department.as_deref()),
+            Err(_) => builder.add(seq, end, builder.max_time(), std::iter::empty()),
+        }
+        if builder.full() {
+            added.push(builder.finish());
+        }
+    }
+    if !added.is_empty() {
+        trail_index::append(dir, &added).map_err(Error::io(&dir.join(trail_index::FILE)))?;
+        tracing::info!(
+            blocks = added.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "indexed the audit trail's new blocks"
+        );
+    }
+    Ok(builder)
+}
+
 struct Shared {
     available: AtomicBool,
     /// Seconds from each entry's request to its line being synced (for benchmarks), the last
@@ -206,11 +274,12 @@ impl AuditLog {
         }
         let key = signing_key(dir)?;
         let (seq, hash) = recover_tail(&dir.join(LOG))?;
+        let index = catch_up_index(dir)?;
         let log = append(&dir.join(LOG))?;
         let heads = append(&dir.join(HEADS))?;
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
         let shared = Arc::new(Shared { available: AtomicBool::new(true), lags: Mutex::default() });
-        let writer = Writer { dir: dir.into(), log, heads, key, seq, hash, signed: seq, shared: shared.clone() };
+        let writer = Writer { dir: dir.into(), log, heads, key, seq, hash, signed: seq, shared: shared.clone(), index };
         let handle = std::thread::Builder::new()
             .name("jichu-audit".into())
             .spawn(move || writer.run(rx))
@@ -263,6 +332,8 @@ struct Writer {
     /// The sequence number of the last signed head.
     signed: u64,
     shared: Arc<Shared>,
+    /// The block of lines being filled for the trail's index.
+    index: Builder,
 }
 
 impl Writer {
@@ -338,18 +409,35 @@ impl Writer {
     fn write(&mut self, entries: &[Entry]) -> std::io::Result<()> {
         let (mut seq, mut prev) = (self.seq, self.hash.clone());
         let mut buf = Vec::with_capacity(entries.len() * 400);
+        let mut ends = Vec::with_capacity(entries.len());
         for entry in entries {
             seq += 1;
             let start = buf.len();
             serde_json::to_writer(&mut buf, &LineRef { seq, prev: &prev, entry })?;
             prev = hash_line(&buf[start..]);
             buf.push(b'\n');
+            ends.push(buf.len() as u64);
         }
         let len = self.log.metadata()?.len();
         let written = self.log.write_all(&buf).and_then(|_| self.log.sync_data());
         if let Err(e) = written {
             let _ = self.log.set_len(len);
             return Err(e);
+        }
+        let mut blocks = Vec::new();
+        for ((i, entry), end) in entries.iter().enumerate().zip(ends) {
+            let line = self.seq + 1 + i as u64;
+            index_line(&mut self.index, line, len + end, &entry.time, &entry.records, entry.department.as_deref());
+            if self.index.full() {
+                blocks.push(self.index.finish());
+            }
+        }
+        if !blocks.is_empty() {
+            // A block that cannot be appended leaves a gap the index stops at: searches read
+            // the lines after it, and the next start rebuilds it.
+            if let Err(e) = trail_index::append(&self.dir, &blocks) {
+                tracing::warn!(error = %e, "cannot append to the audit trail's index");
+            }
         }
         self.seq = seq;
         self.hash = prev;
@@ -466,13 +554,33 @@ pub struct Filter {
 }
 
 /// Entries matching `filter`, oldest first, at most `limit`, with their sequence numbers.
+/// Reads the blocks of the trail its index says may hold a match (their filters and times),
+/// then the lines after the last whole block.
 pub fn search(dir: &Path, filter: &Filter, limit: usize) -> Result<Vec<serde_json::Value>> {
     let log = dir.join(LOG);
-    let file = match std::fs::File::open(&log) {
+    let mut file = match std::fs::File::open(&log) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(&log)(e)),
     };
+    let trail_len = file.metadata().map_err(Error::io(&log))?.len();
+    let blocks = trail_index::read(dir, trail_len);
+    let terms: Vec<Vec<u8>> = [
+        filter.record.as_deref().map(|r| trail_index::record_term(r).to_vec()),
+        filter.department.as_deref().map(trail_index::department_term),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let (from, to) = (filter.from.map(|t| t.timestamp_micros()), filter.to.map(|t| t.timestamp_micros()));
+    // (first byte, bytes, first sequence number) of each part to read.
+    let mut parts: Vec<(u64, u64, u64)> = blocks
+        .iter()
+        .filter(|b| b.last_seq() > filter.after && b.meets(from, to) && terms.iter().all(|t| b.may_hold(t)))
+        .map(|b| (b.start, b.end - b.start, b.first_seq))
+        .collect();
+    let (tail_seq, tail_start) = blocks.last().map_or((1, 0), |b| (b.first_seq + BLOCK, b.end));
+    parts.push((tail_start, trail_len.saturating_sub(tail_start), tail_seq));
     // A line that does not hold the record's or the department's text, as JSON writes it,
     // cannot match: that is tested on its bytes before it is parsed, as nearly every line of a
     // long trail fails it.
@@ -484,25 +592,30 @@ pub fn search(dir: &Path, filter: &Filter, limit: usize) -> Result<Vec<serde_jso
         .map_err(|e| Error::Codec(e.to_string()))?;
     let finders: Vec<memchr::memmem::Finder<'_>> = needles.iter().map(memchr::memmem::Finder::new).collect();
     let mut out = Vec::new();
-    for (i, raw) in std::io::BufReader::new(file).split(b'\n').enumerate() {
-        if (i as u64) < filter.after {
-            continue;
-        }
-        let raw = raw.map_err(Error::io(&log))?;
-        if !finders.iter().all(|f| f.find(&raw).is_some()) {
-            continue;
-        }
-        let Ok(line) = serde_json::from_slice::<Line>(&raw) else { continue };
-        let e = &line.entry;
-        let hit =
-            filter.record.as_ref().is_none_or(|r| e.records.iter().any(|k| k.rsplit(':').next() == Some(r.as_str())))
+    for (start, bytes, first_seq) in parts {
+        file.seek(SeekFrom::Start(start)).map_err(Error::io(&log))?;
+        for (i, raw) in std::io::BufReader::new((&file).take(bytes)).split(b'\n').enumerate() {
+            if first_seq + (i as u64) <= filter.after {
+                continue;
+            }
+            let raw = raw.map_err(Error::io(&log))?;
+            if !finders.iter().all(|f| f.find(&raw).is_some()) {
+                continue;
+            }
+            let Ok(line) = serde_json::from_slice::<Line>(&raw) else { continue };
+            let e = &line.entry;
+            let hit = filter
+                .record
+                .as_ref()
+                .is_none_or(|r| e.records.iter().any(|k| k.rsplit(':').next() == Some(r.as_str())))
                 && filter.department.as_ref().is_none_or(|d| e.department.as_deref() == Some(d.as_str()))
                 && filter.from.is_none_or(|f| e.time >= f)
                 && filter.to.is_none_or(|t| e.time <= t);
-        if hit {
-            out.push(serde_json::to_value(&line).map_err(|e| Error::Codec(e.to_string()))?);
-            if out.len() >= limit {
-                break;
+            if hit {
+                out.push(serde_json::to_value(&line).map_err(|e| Error::Codec(e.to_string()))?);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
             }
         }
     }

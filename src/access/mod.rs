@@ -1,5 +1,5 @@
 //! Access control: departments and their grants ([`policy`]), API keys ([`keys`]), per-key
-//! rate limits, and the tamper-evident audit trail ([`audit`]).
+//! rate limits, and the tamper-evident audit trail ([`audit`]) with its index ([`trail_index`]).
 //!
 //! The access file is re-read when it changes, with no restart; a file that does not parse or
 //! check is refused (logged with its line) and the previous policy stays in force.
@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod keys;
 pub mod policy;
+pub mod trail_index;
 
 pub use policy::{Access, Department, Grant, Operation, Policy, Principal, RateLimit, Role};
 
