@@ -186,7 +186,6 @@ struct Terms {
 /// Adds a line's terms (its records' keys and its department) to the block being filled.
 fn index_line(
     builder: &mut Builder,
-    seq: u64,
     end: u64,
     entry_time: &DateTime<Utc>,
     records: &[String],
@@ -194,7 +193,7 @@ fn index_line(
 ) {
     let department = department.map(trail_index::department_term);
     let terms = records.iter().map(|r| trail_index::record_term(r)).chain(department.as_deref());
-    builder.add(seq, end, entry_time.timestamp_micros(), terms);
+    builder.add(end, entry_time.timestamp_micros(), terms);
 }
 
 /// Brings the trail's index up to the trail: keeps the blocks that fit it, indexes the whole
@@ -218,10 +217,9 @@ fn catch_up_index(dir: &Path) -> Result<Builder> {
         end += raw.len() as u64 + 1;
         // Lines are counted by position, as searches count them; a line that does not parse
         // (`jichu audit verify` names it) names nothing, and no search can match it either.
-        let seq = builder.next_seq();
         match serde_json::from_slice::<Terms>(&raw) {
-            Ok(line) => index_line(&mut builder, seq, end, &line.time, &line.records, line.department.as_deref()),
-            Err(_) => builder.add(seq, end, builder.max_time(), std::iter::empty()),
+            Ok(line) => index_line(&mut builder, end, &line.time, &line.records, line.department.as_deref()),
+            Err(_) => builder.add(end, builder.max_time(), std::iter::empty()),
         }
         if builder.full() {
             added.push(builder.finish());
@@ -425,9 +423,8 @@ impl Writer {
             return Err(e);
         }
         let mut blocks = Vec::new();
-        for ((i, entry), end) in entries.iter().enumerate().zip(ends) {
-            let line = self.seq + 1 + i as u64;
-            index_line(&mut self.index, line, len + end, &entry.time, &entry.records, entry.department.as_deref());
+        for (entry, end) in entries.iter().zip(ends) {
+            index_line(&mut self.index, len + end, &entry.time, &entry.records, entry.department.as_deref());
             if self.index.full() {
                 blocks.push(self.index.finish());
             }

@@ -142,9 +142,9 @@ impl Builder {
         Builder { first_seq: seq, start: offset, end: offset, ..Builder::default() }
     }
 
-    /// Adds the line `seq`, which ends at byte `end` (its newline included).
-    pub fn add<'t>(&mut self, seq: u64, end: u64, time: i64, terms: impl Iterator<Item = &'t [u8]>) {
-        debug_assert_eq!(seq, self.first_seq + self.lines);
+    /// Adds the next line (lines are counted by position), which ends at byte `end` of the
+    /// trail (its newline included).
+    pub fn add<'t>(&mut self, end: u64, time: i64, terms: impl Iterator<Item = &'t [u8]>) {
         if self.lines == 0 {
             (self.min_time, self.max_time) = (time, time);
         }
@@ -153,11 +153,6 @@ impl Builder {
         self.end = end;
         self.lines += 1;
         self.hashes.extend(terms.map(fnv1a));
-    }
-
-    /// The sequence number of the next line.
-    pub fn next_seq(&self) -> u64 {
-        self.first_seq + self.lines
     }
 
     /// The latest time of its lines (0 before the first).
@@ -247,7 +242,7 @@ mod tests {
         let mut b = Builder::at(first, (first - 1) * 100);
         for i in 0..lines {
             let t = terms(first + i);
-            b.add(first + i, (first + i) * 100, (first + i) as i64, t.iter().map(|v| v.as_slice()));
+            b.add((first + i) * 100, (first + i) as i64, t.iter().map(|v| v.as_slice()));
         }
         let block = b.finish();
         (block, b)
@@ -277,7 +272,7 @@ mod tests {
         let terms = |s: u64| vec![s.to_string().into_bytes()];
         let (a, mut next) = block_of(BLOCK, 1, &terms);
         for s in BLOCK + 1..=2 * BLOCK {
-            next.add(s, s * 100, s as i64, terms(s).iter().map(|v| v.as_slice()));
+            next.add(s * 100, s as i64, terms(s).iter().map(|v| v.as_slice()));
         }
         let b = next.finish();
         append(dir.path(), &[a.clone(), b.clone()]).unwrap();
