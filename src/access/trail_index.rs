@@ -227,11 +227,16 @@ pub fn rewrite(dir: &Path, blocks: &[Block]) -> std::io::Result<()> {
     std::fs::rename(tmp, dir.join(FILE))
 }
 
-/// Appends whole blocks to the index (not synced: a block lost in a crash is rebuilt).
+/// Appends whole blocks to the index, synced at once. Not for durability (a block lost in a
+/// crash is rebuilt) but for the trail's latency: left dirty, the appended bytes were written
+/// inside a later sync of the trail (ext4 orders a file's data before the journal commit that
+/// a `fdatasync` waits for), and the audit's lag p99 in the 10M bench went from 37 to 258 and
+/// 320 ms; with the append left out it was 37 ms, and synced here 39 ms.
 pub fn append(dir: &Path, blocks: &[Block]) -> std::io::Result<()> {
     let mut f = open(&dir.join(FILE), true)?;
     let bytes: Vec<u8> = blocks.iter().flat_map(Block::encode).collect();
-    f.write_all(&bytes)
+    f.write_all(&bytes)?;
+    f.sync_data()
 }
 
 #[cfg(test)]
