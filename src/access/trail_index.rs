@@ -88,7 +88,7 @@ impl Block {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER + self.bits.len() * 8 + 4);
+        let mut out = Vec::with_capacity(self.encoded_len() as usize);
         for v in [self.first_seq, self.start, self.end, self.min_time as u64, self.max_time as u64] {
             out.extend_from_slice(&v.to_le_bytes());
         }
