@@ -16,7 +16,7 @@
 //! Searches read only the blocks of lines that may match ([`super::trail_index`]), which the
 //! writer indexes as they fill, and which opening the log brings up to the trail.
 
-use super::trail_index::{self, BLOCK, Builder};
+use super::trail_index::{self, Builder};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -203,10 +203,15 @@ fn catch_up_index(dir: &Path) -> Result<Builder> {
     let trail_len = std::fs::metadata(&path).map_err(Error::io(&path))?.len();
     let kept = trail_index::read(dir, trail_len);
     let index_len = std::fs::metadata(dir.join(trail_index::FILE)).map_or(0, |m| m.len());
-    if index_len != kept.iter().map(trail_index::Block::encoded_len).sum::<u64>() {
-        trail_index::rewrite(dir, &kept).map_err(Error::io(&dir.join(trail_index::FILE)))?;
+    // The index is derived: failing to write it (a full disk) is logged, never a reason not to
+    // start; searches read whatever it lacks line by line.
+    let index_file = dir.join(trail_index::FILE);
+    if index_len != kept.iter().map(trail_index::Block::encoded_len).sum::<u64>()
+        && let Err(e) = trail_index::rewrite(dir, &kept)
+    {
+        tracing::warn!(error = %e, "cannot rewrite {}", index_file.display());
     }
-    let (first_seq, start) = kept.last().map_or((1, 0), |b| (b.first_seq + BLOCK, b.end));
+    let (first_seq, start) = trail_index::after(&kept);
     let mut builder = Builder::at(first_seq, start);
     let mut f = std::fs::File::open(&path).map_err(Error::io(&path))?;
     f.seek(SeekFrom::Start(start)).map_err(Error::io(&path))?;
@@ -226,7 +231,9 @@ fn catch_up_index(dir: &Path) -> Result<Builder> {
         }
     }
     if !added.is_empty() {
-        trail_index::append(dir, &added).map_err(Error::io(&dir.join(trail_index::FILE)))?;
+        if let Err(e) = trail_index::append(dir, &added) {
+            tracing::warn!(error = %e, "cannot append to {}", index_file.display());
+        }
         tracing::info!(
             blocks = added.len(),
             seconds = started.elapsed().as_secs_f64(),
@@ -576,7 +583,7 @@ pub fn search(dir: &Path, filter: &Filter, limit: usize) -> Result<Vec<serde_jso
         .filter(|b| b.last_seq() > filter.after && b.meets(from, to) && terms.iter().all(|t| b.may_hold(t)))
         .map(|b| (b.start, b.end - b.start, b.first_seq))
         .collect();
-    let (tail_seq, tail_start) = blocks.last().map_or((1, 0), |b| (b.first_seq + BLOCK, b.end));
+    let (tail_seq, tail_start) = trail_index::after(&blocks);
     parts.push((tail_start, trail_len.saturating_sub(tail_start), tail_seq));
     // A line that does not hold the record's or the department's text, as JSON writes it,
     // cannot match: that is tested on its bytes before it is parsed, as nearly every line of a
@@ -604,7 +611,7 @@ pub fn search(dir: &Path, filter: &Filter, limit: usize) -> Result<Vec<serde_jso
             let hit = filter
                 .record
                 .as_ref()
-                .is_none_or(|r| e.records.iter().any(|k| k.rsplit(':').next() == Some(r.as_str())))
+                .is_none_or(|r| e.records.iter().any(|k| trail_index::record_term(k) == r.as_bytes()))
                 && filter.department.as_ref().is_none_or(|d| e.department.as_deref() == Some(d.as_str()))
                 && filter.from.is_none_or(|f| e.time >= f)
                 && filter.to.is_none_or(|t| e.time <= t);

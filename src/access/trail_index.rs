@@ -216,6 +216,13 @@ fn open(path: &Path, append: bool) -> std::io::Result<std::fs::File> {
     o.open(path)
 }
 
+/// The first line after `blocks` (whole blocks as [`read`] gives them): its sequence number
+/// and byte offset in the trail. The index's builder starts there, and searches read from
+/// there to the end.
+pub fn after(blocks: &[Block]) -> (u64, u64) {
+    blocks.last().map_or((1, 0), |b| (b.first_seq + BLOCK, b.end))
+}
+
 /// Replaces the index with `blocks` (when [`read`] dropped a tail, or at a rebuild).
 pub fn rewrite(dir: &Path, blocks: &[Block]) -> std::io::Result<()> {
     let tmp = dir.join(format!("{FILE}.tmp"));
