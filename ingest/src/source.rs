@@ -208,9 +208,8 @@ mod tests {
 
     /// The line each record of `text` starts on, as [`Source`] reports it.
     fn lines_of(text: &str) -> Vec<u64> {
-        let dir = std::env::temp_dir().join(format!("jichu-lines-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{:x}.csv", text.len() * 31 + text.bytes().map(usize::from).sum::<usize>()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lines.csv");
         std::fs::write(&path, text).unwrap();
         let spec = Spec::parse("registry = \"x\"\nsource = \"y\"\n[columns]\nid = \"a\"\n").unwrap();
         let mut source = Source::open(&path, &spec).unwrap();
@@ -219,7 +218,6 @@ mod tests {
         while source.next_batch(2, &mut rows).unwrap() {
             out.extend(rows.iter().map(|r| r.line));
         }
-        std::fs::remove_file(&path).ok();
         out
     }
 
