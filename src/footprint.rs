@@ -28,6 +28,20 @@ pub struct Footprint {
     pub bytes_per_record: f64,
     /// Every part with a byte on disk, largest first.
     pub parts: Vec<Part>,
+    /// The full-text index field by field, largest first (empty when it cannot be read).
+    pub full_text_fields: Vec<TextFieldPart>,
+}
+
+/// One field of the full-text index: what its terms, postings, norms and fast column cost.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TextFieldPart {
+    /// `citizens.address`, `district`, `uid`…
+    pub field: String,
+    pub terms: u64,
+    pub postings: u64,
+    pub norms: u64,
+    pub fast: u64,
+    pub bytes_per_record: f64,
 }
 
 /// Bytes of a file, or of every file under a folder.
@@ -62,6 +76,17 @@ impl Footprint {
         parts.retain(|p| p.bytes > 0);
         parts.sort_by_key(|p| std::cmp::Reverse(p.bytes));
         let total_bytes = store_bytes + full_text_bytes + spatial_bytes;
+        let full_text_fields = text_fields(store)
+            .into_iter()
+            .map(|f| TextFieldPart {
+                bytes_per_record: per(f.total()),
+                field: f.field,
+                terms: f.terms,
+                postings: f.postings,
+                norms: f.norms,
+                fast: f.fast,
+            })
+            .collect();
         Footprint {
             records,
             store_bytes,
@@ -70,13 +95,59 @@ impl Footprint {
             total_bytes,
             bytes_per_record: per(total_bytes),
             parts,
+            full_text_fields,
         }
     }
 
-    /// A Markdown table of the parts.
+    /// Markdown tables of the parts and of the full-text index's fields.
     pub fn markdown(&self) -> String {
-        parts_table(&self.parts, self.records, self.total_bytes)
+        let mut s = parts_table(&self.parts, self.records, self.total_bytes);
+        s.push('\n');
+        s.push_str(&text_fields_table(&self.full_text_fields));
+        s
     }
+}
+
+/// The full-text index's fields as measured by tantivy, or none if it cannot be opened.
+fn text_fields(store: &Store) -> Vec<jichu_indexes::text::FieldSpace> {
+    let dir = crate::text::TextLayer::dir_of(store);
+    if !dir.join("meta.json").exists() {
+        return Vec::new();
+    }
+    match crate::text::TextLayer::open_in(&dir)
+        .and_then(|t| t.index.space_by_field().map_err(crate::error::Error::Text))
+    {
+        Ok(fields) => fields,
+        Err(e) => {
+            tracing::warn!(error = %e, "the full-text index's fields could not be measured");
+            Vec::new()
+        }
+    }
+}
+
+/// The full-text index's fields as a Markdown table (empty when there are none).
+pub fn text_fields_table(fields: &[TextFieldPart]) -> String {
+    use std::fmt::Write;
+    if fields.is_empty() {
+        return String::new();
+    }
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let mut s = String::from(
+        "| full-text field | terms MiB | postings MiB | norms MiB | fast MiB | bytes/record |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for f in fields {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            f.field,
+            mib(f.terms),
+            mib(f.postings),
+            mib(f.norms),
+            mib(f.fast),
+            f.bytes_per_record
+        );
+    }
+    s
 }
 
 /// The parts as a Markdown table, each with its share of `total_bytes`, and a total row.

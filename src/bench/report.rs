@@ -114,6 +114,8 @@ pub struct Disk {
     pub csv_ratio: f64,
     /// Each part (every column family, the full-text and spatial indexes), largest first.
     pub parts: Vec<crate::footprint::Part>,
+    /// The full-text index field by field.
+    pub full_text_fields: Vec<crate::footprint::TextFieldPart>,
 }
 
 impl Disk {
@@ -126,6 +128,7 @@ impl Disk {
             bytes_per_record: f.bytes_per_record,
             csv_ratio: f.total_bytes as f64 / csv.max(1) as f64,
             parts: f.parts,
+            full_text_fields: f.full_text_fields,
         }
     }
 }
@@ -425,6 +428,10 @@ impl BenchReport {
         let _ = writeln!(s);
         let total = d.store_bytes + d.full_text_bytes + d.spatial_bytes;
         let _ = writeln!(s, "{}", crate::footprint::parts_table(&d.parts, d.records, total));
+        let fields = crate::footprint::text_fields_table(&d.full_text_fields);
+        if !fields.is_empty() {
+            let _ = writeln!(s, "{fields}");
+        }
         let _ = writeln!(s, "| query | mode | clients | queries | errors | per second | p50 ms | p99 ms | p99.9 ms |");
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
         for q in &self.queries {

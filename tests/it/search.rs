@@ -343,3 +343,26 @@ fn an_unlogged_load_replaces_the_documents_a_scan_finds() {
     let found = keys(&layer, &query(Registry::Citizens, &name, &["name"]));
     assert_eq!(found.iter().filter(|k| **k == record.id).count(), 1, "{name}: {found:?}");
 }
+
+/// `jichu stats` measures the full-text index field by field: names carry norms, dates are
+/// fast columns only (range filters read the column), and the parts add up to no more than
+/// the index's files.
+#[test]
+fn the_footprint_measures_the_full_text_index_field_by_field() {
+    let t = TestStore::loaded();
+    drop(synced(&t));
+    let f = jichu::footprint::Footprint::measure(&t.store);
+    let field = |name: &str| {
+        f.full_text_fields.iter().find(|p| p.field == name).unwrap_or_else(|| panic!("{name} is measured"))
+    };
+    let name = field("citizens.name");
+    assert!(name.postings > 0 && name.norms > 0 && name.terms > 0, "{name:?}");
+    let address = field("citizens.address");
+    assert!(address.postings > 0 && address.norms == 0, "addresses are not length-normed: {address:?}");
+    let born = field("birth_date");
+    assert!(born.fast > 0 && born.postings == 0 && born.terms == 0, "dates are columns only: {born:?}");
+    assert!(field("uid").fast > 0);
+    let sum: u64 = f.full_text_fields.iter().map(|p| p.terms + p.postings + p.norms + p.fast).sum();
+    assert!(sum > 0 && sum <= f.full_text_bytes, "{sum} of {}", f.full_text_bytes);
+    assert!(f.markdown().contains("| citizens.name |"));
+}

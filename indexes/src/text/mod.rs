@@ -82,6 +82,26 @@ impl Default for WriterOptions {
     }
 }
 
+/// What one field of the index costs on disk ([`TextIndex::space_by_field`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldSpace {
+    pub field: String,
+    /// The term dictionary.
+    pub terms: u64,
+    /// Document lists and term frequencies (no positions are kept).
+    pub postings: u64,
+    /// Length norms: a byte per document of the index.
+    pub norms: u64,
+    /// The fast column (uid, registry, dates).
+    pub fast: u64,
+}
+
+impl FieldSpace {
+    pub fn total(&self) -> u64 {
+        self.terms + self.postings + self.norms + self.fast
+    }
+}
+
 /// Field handles, resolved once.
 #[derive(Clone, Debug)]
 pub(crate) struct Fields {
@@ -183,8 +203,11 @@ fn build_schema(spec: &TextSpec) -> Schema {
     for name in &spec.keywords {
         b.add_text_field(name, keyword.clone());
     }
+    // Dates only as fast columns: a range filter reads the column (tantivy's `RangeQuery`
+    // prefers it whenever a field is fast), so their terms and postings were never read —
+    // 2 bytes a record, 4% of the index, at 2M citizens.
     for name in &spec.dates {
-        b.add_i64_field(name, number.clone().set_fast());
+        b.add_i64_field(name, NumericOptions::default().set_fast());
     }
     b.build()
 }
@@ -292,6 +315,40 @@ impl TextIndex {
         std::fs::read_dir(&self.dir)
             .map(|entries| entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
             .unwrap_or(0)
+    }
+
+    /// Bytes of the last commit made visible, field by field: its terms, postings, field norms
+    /// and fast column over every segment, largest first. What is left of the files (deletes,
+    /// the document store, metadata) is not attributed to a field.
+    pub fn space_by_field(&self) -> Result<Vec<FieldSpace>> {
+        let usage = self.reader.searcher().space_usage().map_err(|e| TextError::Directory(e.to_string()))?;
+        let mut fields: std::collections::BTreeMap<String, FieldSpace> = Default::default();
+        for segment in usage.segments() {
+            let parts = [
+                (segment.termdict(), 0),
+                (segment.postings(), 1),
+                (segment.positions(), 1),
+                (segment.fieldnorms(), 2),
+                (segment.fast_fields(), 3),
+            ];
+            for (per_field, part) in parts {
+                for f in per_field.fields() {
+                    let entry = fields
+                        .entry(f.field_name().to_string())
+                        .or_insert_with(|| FieldSpace { field: f.field_name().to_string(), ..FieldSpace::default() });
+                    let bytes = f.total().get_bytes();
+                    match part {
+                        0 => entry.terms += bytes,
+                        1 => entry.postings += bytes,
+                        2 => entry.norms += bytes,
+                        _ => entry.fast += bytes,
+                    }
+                }
+            }
+        }
+        let mut fields: Vec<FieldSpace> = fields.into_values().filter(|f| f.total() > 0).collect();
+        fields.sort_by_key(|f| std::cmp::Reverse(f.total()));
+        Ok(fields)
     }
 
     /// Runs a query on the last commit made visible (tools and tests; a service searches
