@@ -1,8 +1,8 @@
 //! The spatial layer: `jichu-indexes`' point and polygon indexes over the store's current
 //! records (ended ones are left out), kept in step with published loads.
 //!
-//! Built from a snapshot of the store: points from its `points` column family (written with
-//! each record, 16 bytes a point, so no record is read), parcels by decoding their records;
+//! Built from a snapshot of the store: points read in place from the records' `location`
+//! ([`crate::store::codec::location`]), parcels by decoding their records;
 //! the three layers build in parallel. Ids are positions in key order, so a key finds its id
 //! by binary search. A finished load's changes are applied without a rebuild
 //! ([`SpatialIndex::apply`]): the keys it wrote (its change log) are masked in the packed base

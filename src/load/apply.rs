@@ -75,8 +75,8 @@ impl RefCheck {
 }
 
 /// Bulk path (empty registry): records and edges become sorted SST files, ingested records
-/// first (undoing a killed load finds the edges and points to remove from them), then edges,
-/// points and the count — after a marker, so that a load killed before it finishes is undone
+/// first (undoing a killed load finds the edges to remove from them), then edges and the
+/// count — after a marker, so that a load killed before it finishes is undone
 /// on the next open.
 pub fn bulk(
     writer: &mut Writer<'_>,
@@ -90,13 +90,11 @@ pub fn bulk(
     let store = writer.store();
     let links: Vec<Link> = registry.schema().links().map(|(_, l)| l).collect();
     let mut files = SstFiles::new(cf::records(registry), tmp, "records", threads);
-    let mut point_files = SstFiles::new(cf::POINTS, tmp, "points", 1);
     // Every record is an insert in the feed, numbered in key order from the next position.
     let mut feed_files = SstFiles::new(cf::FEED, tmp, "feed", 1);
     let first_position = writer.feed_position();
     let record_changes = writer.records_changes();
     let load_id = state.report.load_id as u32;
-    let mut point_key = keys::point(registry, b"");
     let mut edge_sorter = Sorter::new(tmp, "edges", budget);
     // Entities are indexed by the organisation code their credit code embeds (another order).
     let mut org_sorter = (registry == Registry::Entities).then(|| Sorter::new(tmp, "orgcodes", budget / 4));
@@ -107,7 +105,7 @@ pub fn bulk(
         if n.is_multiple_of(4096) {
             state.check_cancelled()?;
         }
-        let payload::Parts { targets, point, value } = payload::split(&e.payload);
+        let payload::Parts { targets, value } = payload::split(&e.payload);
         files.put(&e.key, value)?;
         if let (Some(s), Some(k)) = (org_sorter.as_mut(), keys::organisation_code(&e.key)) {
             s.push(&k, 0, &[])?;
@@ -117,11 +115,6 @@ pub fn bulk(
                 &feed::key(first_position + n),
                 &feed::encode_value(registry, ChangeKind::Insert, load_id, 0, &e.key),
             )?;
-        }
-        if let Some((lon, lat)) = point {
-            point_key.truncate(1);
-            point_key.extend_from_slice(&e.key);
-            point_files.put(&point_key, keys::point_value(lon, lat).as_ref())?;
         }
         let id = String::from_utf8_lossy(&e.key);
         for (link, target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
@@ -135,7 +128,6 @@ pub fn bulk(
     }
     refs.finish(store, state)?;
     let record_files = files.finish()?;
-    let point_files = point_files.finish()?;
     let feed_files = feed_files.finish()?;
     let mut edge_files = SstFiles::new(cf::RELATIONS, tmp, "edges", threads);
     let mut last: Option<Vec<u8>> = None;
@@ -159,7 +151,6 @@ pub fn bulk(
     writer.bulk_marker(registry, load_id)?;
     writer.ingest(cf::records(registry), record_files)?;
     writer.ingest(cf::RELATIONS, edge_files)?;
-    writer.ingest(cf::POINTS, point_files)?;
     writer.ingest(cf::ORGANISATION_CODES, org_files)?;
     if record_changes {
         writer.ingest(cf::FEED, feed_files)?;
@@ -218,21 +209,14 @@ fn apply_chunk(
     let ids: Vec<&str> = chunk.iter().map(|e| std::str::from_utf8(&e.key).unwrap_or_default()).collect();
     let olds = store.reader().get_many_raw(registry, &ids)?;
     for ((e, id), old) in chunk.iter().zip(&ids).zip(olds) {
-        let payload::Parts { targets, point, value } = payload::split(&e.payload);
+        let payload::Parts { targets, value } = payload::split(&e.payload);
         for ((_, link), target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
             refs.push(target_registry(link, target), target)?;
         }
         let Some(old) = old.as_deref() else {
             state.report.inserted += 1;
             writer.add_count(registry, 1);
-            write(
-                writer,
-                registry,
-                id,
-                Written { value, point, targets: &targets },
-                None,
-                state.report.load_id as u32,
-            )?;
+            write(writer, registry, id, Written { value, targets: &targets }, None, state.report.load_id as u32)?;
             continue;
         };
         let (old_header, old_body) = codec::split(old)?;
@@ -243,7 +227,7 @@ fn apply_chunk(
                 Merged::Contributed => state.report.updated += 1,
                 Merged::Rewritten(golden) => {
                     state.report.updated += 1;
-                    let written = Written { value: &golden.value, point: golden.point(), targets: &golden.targets() };
+                    let written = Written { value: &golden.value, targets: &golden.targets() };
                     write(writer, registry, id, written, Some(old), state.report.load_id as u32)?;
                 }
             }
@@ -255,14 +239,7 @@ fn apply_chunk(
             continue;
         }
         state.report.updated += 1;
-        write(
-            writer,
-            registry,
-            id,
-            Written { value, point, targets: &targets },
-            Some(old),
-            state.report.load_id as u32,
-        )?;
+        write(writer, registry, id, Written { value, targets: &targets }, Some(old), state.report.load_id as u32)?;
     }
     state.progress.tick_apply(chunk.len() as u64);
     writer.commit()
@@ -271,12 +248,11 @@ fn apply_chunk(
 /// A record's new value, with what the single merging thread needs beside it.
 pub(super) struct Written<'a> {
     pub value: &'a [u8],
-    pub point: Option<(f64, f64)>,
     /// References in the order of the schema's links ("" for none).
     pub targets: &'a [&'a str],
 }
 
-/// Writes a record's value (`old`: the one it replaces), its point, and the edges of the
+/// Writes a record's value (`old`: the one it replaces) and the edges of the
 /// references that changed.
 pub(super) fn write(
     writer: &mut Writer<'_>,
@@ -300,9 +276,6 @@ pub(super) fn write(
     writer.put_record(registry, id.as_bytes(), new.value, old)?;
     if old.is_none() && registry == Registry::Entities {
         writer.put_organisation_code(id.as_bytes());
-    }
-    if schema.field_index("location").is_some() {
-        writer.set_point(registry, id.as_bytes(), new.point);
     }
     for (i, ((_, link), target)) in schema.links().zip(new.targets).enumerate() {
         let before = old_targets.get(i).map_or("", String::as_str);
@@ -358,7 +331,7 @@ where
                 Merged::Unchanged => continue,
                 Merged::Contributed => {}
                 Merged::Rewritten(golden) => {
-                    let written = Written { value: &golden.value, point: golden.point(), targets: &golden.targets() };
+                    let written = Written { value: &golden.value, targets: &golden.targets() };
                     write(writer, registry, id, written, Some(&value), state.report.load_id as u32)?;
                 }
             }
@@ -367,7 +340,6 @@ where
             // Ended because the extract no longer holds it: when, in the world, is not known.
             let ended = Header { load_id: state.report.load_id as u32, ended: true, effective_from: None, ..header };
             writer.put_record(registry, &key, &codec::with_header(&value, ended)?, Some(&value))?;
-            writer.set_point(registry, &key, None); // ended records are not located
             state.report.ended += 1;
         }
         if writer.pending() >= CHUNK {

@@ -7,7 +7,6 @@ use crate::golden::{self, Candidate, Cell, Conflict, Contribution, Rules, STEWAR
 use crate::model::{Registry, value_json};
 use crate::store::codec::{self, Header};
 use crate::store::{ReviewItem, ReviewStatus, SourceValue, Store, Writer};
-use jichu_ingest::Value;
 
 /// Who merges: the rules, and the load writing as one source.
 pub(crate) struct Merger {
@@ -19,13 +18,11 @@ pub(crate) struct Merger {
     pub opened: std::cell::Cell<u64>,
 }
 
-/// A golden record to write anew, with what its edges and point need.
+/// A golden record to write anew, with what its edges need.
 pub(crate) struct Rewritten {
     pub value: Vec<u8>,
     /// Its references, in the order of the schema's links ("" for none).
     targets: Vec<String>,
-    /// Its current location (none once ended).
-    point: Option<(f64, f64)>,
 }
 
 impl Rewritten {
@@ -34,26 +31,15 @@ impl Rewritten {
         self.targets.iter().map(String::as_str).collect()
     }
 
-    pub fn point(&self) -> Option<(f64, f64)> {
-        self.point
-    }
-
-    /// Reads references and location from the chosen encoded fields (the rest stay encoded).
-    fn new(registry: Registry, value: Vec<u8>, fields: &[&[u8]], ended: bool) -> Result<Rewritten> {
+    /// Reads references from the chosen encoded fields (the rest stay encoded).
+    fn new(registry: Registry, value: Vec<u8>, fields: &[&[u8]]) -> Result<Rewritten> {
         let schema = registry.schema();
         let field = |i: usize| fields.get(i).map_or(Ok(None), |f| codec::decode_field(f));
         let targets = schema
             .links()
             .map(|(i, _)| Ok(field(i)?.and_then(|v| v.as_text().map(str::to_string)).unwrap_or_default()))
             .collect::<Result<Vec<String>>>()?;
-        let point = match schema.field_index("location") {
-            Some(i) if !ended => match field(i)? {
-                Some(Value::Point(p)) => Some((p.x(), p.y())),
-                _ => None,
-            },
-            _ => None,
-        };
-        Ok(Rewritten { value, targets, point })
+        Ok(Rewritten { value, targets })
     }
 }
 
@@ -252,7 +238,7 @@ impl Merger {
         let (merged, beside) = if ob == nb && unstamped(oh) == unstamped(nh) {
             (Merged::Contributed, codec::GoldenSpans::of(old)?)
         } else {
-            let rewritten = Rewritten::new(self.registry, value, &fields, choice.ended)?;
+            let rewritten = Rewritten::new(self.registry, value, &fields)?;
             (Merged::Rewritten(rewritten), codec::GoldenSpans::from_parts(fields, extras))
         };
         let encoded = crate::store::encode_contributions(contributions, &parts, &beside)?;

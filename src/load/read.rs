@@ -62,11 +62,6 @@ pub fn prepare(
     }
     let targets: Vec<&str> =
         schema.links().map(|(i, _)| mapped.values[i].as_ref().and_then(|v| v.as_text()).unwrap_or("")).collect();
-    // An ended record has no current location.
-    let point = mapped.values.iter().flatten().find_map(|v| match v {
-        jichu_ingest::Value::Point(p) if !mapped.ended => Some((p.x(), p.y())),
-        _ => None,
-    });
     let header = Header {
         load_id,
         ended: mapped.ended,
@@ -76,7 +71,7 @@ pub fn prepare(
     };
     let value = codec::encode(header, &mapped.values, &mapped.extras);
     Outcome::Good(Prepared {
-        payload: payload::join(&targets, point, &value),
+        payload: payload::join(&targets, &value),
         key: mapped.id.into_bytes(),
         line: row.line,
         needs_review: mapped.needs_review,

@@ -89,7 +89,7 @@ fn run(writer: &mut Writer<'_>, merger: &Merger) -> Result<(u64, u64)> {
         let contributions = crate::store::decode_contributions(&v, &old)?;
         visited += 1;
         if let Merged::Rewritten(golden) = merger.rewrite(writer, id, &contributions, Some(&v), &old)? {
-            let written = Written { value: &golden.value, point: golden.point(), targets: &golden.targets() };
+            let written = Written { value: &golden.value, targets: &golden.targets() };
             write(writer, registry, id, written, Some(&old), merger.load_id)?;
             changed += 1;
         }

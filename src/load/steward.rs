@@ -85,7 +85,7 @@ pub fn resolve(
         writer.put_review(registry, id.as_bytes(), field as u8, &item, Some(&old_item), load_id)?;
         writer.commit()?;
         if let Merged::Rewritten(golden) = merger.rewrite(writer, &id, &contributions, stored.as_deref(), &old)? {
-            let written = Written { value: &golden.value, point: golden.point(), targets: &golden.targets() };
+            let written = Written { value: &golden.value, targets: &golden.targets() };
             write(writer, registry, &id, written, Some(&old), load_id)?;
         }
         writer.commit()?;

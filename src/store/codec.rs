@@ -232,6 +232,28 @@ pub fn decode_field(encoded: &[u8]) -> Result<Option<Value>> {
     wire.map(from_wire).transpose()
 }
 
+/// The location of a current record (`None` for an ended one, or one without a point): what
+/// the spatial layers index. Fields before it are skipped, not decoded.
+pub fn location(registry: Registry, bytes: &[u8]) -> Result<Option<(f64, f64)>> {
+    let Some(at) = registry.schema().field_index("location") else { return Ok(None) };
+    let (header, body) = split(bytes)?;
+    if header.ended {
+        return Ok(None);
+    }
+    let bad = |e: postcard::Error| Error::Codec(e.to_string());
+    let (n, mut rest) = postcard::take_from_bytes::<usize>(body).map_err(bad)?;
+    if at >= n {
+        return Ok(None); // written before the field existed
+    }
+    for _ in 0..at {
+        rest = postcard::take_from_bytes::<Option<WireSpan<'_>>>(rest).map_err(bad)?.1;
+    }
+    Ok(match postcard::take_from_bytes::<Option<Wire>>(rest).map_err(bad)?.0 {
+        Some(Wire::Point(x, y)) => Some((x, y)),
+        _ => None,
+    })
+}
+
 /// Extras decoded from their encoding (see [`fields`]).
 pub fn decode_extras(encoded: &[u8]) -> Result<Vec<(String, String)>> {
     postcard::from_bytes(encoded).map_err(|e| Error::Codec(e.to_string()))
@@ -420,6 +442,36 @@ mod tests {
             prop_assert_eq!(r.sources, sources);
             let flipped = with_header(&bytes, Header { ended: !ended, effective_from: None, ..header }).unwrap();
             prop_assert_eq!(split(&flipped).unwrap().1, split(&bytes).unwrap().1);
+        }
+    }
+
+    proptest! {
+        /// The location read in place is the decoded record's point, none once ended, for
+        /// golden records too, and whatever fields come before it.
+        #[test]
+        fn location_in_place_agrees_with_decoded(
+            mut values in prop::collection::vec(value(), 0..9),
+            point in prop::option::of((-180.0f64..180.0, -90.0f64..90.0)),
+            ended: bool,
+            sourced: bool,
+        ) {
+            let at = Registry::Citizens.schema().field_index("location").unwrap();
+            if values.len() > at {
+                values[at] = point.map(|(x, y)| Value::Point(Point::new(x, y)));
+            }
+            let header = Header { ended, ..Header::default() };
+            let bytes = if sourced {
+                encode_golden(Header { sourced: true, ..header }, &values, &[], &["a".to_string()])
+            } else {
+                encode(header, &values, &[])
+            };
+            let record = decode(Registry::Citizens, "k", &bytes).unwrap();
+            let want = match &record.values[at] {
+                Some(Value::Point(p)) if !ended => Some((p.x(), p.y())),
+                _ => None,
+            };
+            prop_assert_eq!(location(Registry::Citizens, &bytes).unwrap(), want);
+            prop_assert_eq!(location(Registry::Parcels, &bytes).unwrap(), None);
         }
     }
 

@@ -7,7 +7,6 @@
 
 use crate::model::ids::{SubjectKind, subject_kind};
 use crate::model::{Link, Registry, Relation, Target};
-use jichu_indexes::spatial::grid;
 
 /// The prefix shared by every edge that starts at `(registry, id)`.
 pub fn edge_prefix(registry: Registry, id: &str) -> Vec<u8> {
@@ -52,52 +51,6 @@ pub fn decode_edge(key: &[u8]) -> Option<(Relation, Registry, &str)> {
     let relation = Relation::from_byte(*rest.first()?)?;
     let other = Registry::from_byte(*rest.get(1)?)?;
     Some((relation, other, std::str::from_utf8(rest.get(2..)?).ok()?))
-}
-
-/// The key of a record's point in the `points` column family: `[registry][key]`.
-pub fn point(registry: Registry, id: &[u8]) -> Vec<u8> {
-    [&[registry as u8][..], id].concat()
-}
-
-/// A point's value: two `i32` grid steps (8 bytes) when the point is on the stored grid, as
-/// every point a load writes is; otherwise (a point stored before the grid) two `f64`
-/// (16 bytes). The length tells them apart.
-pub fn point_value(lon: f64, lat: f64) -> PointValue {
-    let mut bytes = [0u8; 16];
-    let g = grid::point([lon, lat]);
-    if grid::point_of(g) == [lon, lat] {
-        bytes[..4].copy_from_slice(&g[0].to_le_bytes());
-        bytes[4..8].copy_from_slice(&g[1].to_le_bytes());
-        PointValue { bytes, len: 8 }
-    } else {
-        bytes[..8].copy_from_slice(&lon.to_le_bytes());
-        bytes[8..].copy_from_slice(&lat.to_le_bytes());
-        PointValue { bytes, len: 16 }
-    }
-}
-
-/// The bytes of [`point_value`], without an allocation.
-#[derive(Clone, Copy, Debug)]
-pub struct PointValue {
-    bytes: [u8; 16],
-    len: usize,
-}
-
-impl AsRef<[u8]> for PointValue {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-}
-
-pub fn decode_point(v: &[u8]) -> Option<(f64, f64)> {
-    if v.len() == 8 {
-        let lon = i32::from_le_bytes(v.get(..4)?.try_into().ok()?);
-        let lat = i32::from_le_bytes(v.get(4..8)?.try_into().ok()?);
-        return Some((grid::from_grid(lon), grid::from_grid(lat)));
-    }
-    let lon = f64::from_le_bytes(v.get(..8)?.try_into().ok()?);
-    let lat = f64::from_le_bytes(v.get(8..16)?.try_into().ok()?);
-    Some((lon, lat))
 }
 
 pub fn count(registry: Registry) -> [u8; 7] {
@@ -225,15 +178,11 @@ pub fn change_prefix(load_id: u32, registry: Registry) -> [u8; 5] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jichu_indexes::spatial::grid;
     use proptest::prelude::*;
 
     #[test]
-    fn points_on_the_grid_take_eight_bytes_and_others_sixteen() {
-        for (lon, lat, len) in [(118.0894, 24.4798, 8), (121.4737021, -0.0000001, 8), (118.08940004, 24.4798, 16)] {
-            let v = point_value(lon, lat);
-            assert_eq!(v.as_ref().len(), len);
-            assert_eq!(decode_point(v.as_ref()), Some((lon, lat)));
-        }
+    fn loads_snap_to_the_index_grid() {
         // What a load snaps is what the index grid holds.
         for v in [118.08940004, 24.47984449, -179.99999996, 0.00000005] {
             assert_eq!(jichu_ingest::snap(v), grid::snap(v));

@@ -162,6 +162,25 @@ impl Store {
         if self.db.get_pinned_cf(self.cf(cf::META), keys::ORGANISATION_CODES_READY)?.is_none() {
             self.writer().backfill_organisation_codes()?;
         }
+        self.empty_legacy_points()
+    }
+
+    /// Empties the `points` column family a store written before carries (its locations are
+    /// read from the records now) and gives its files back.
+    fn empty_legacy_points(&self) -> Result<()> {
+        let points = self.cf(cf::POINTS);
+        let mut it = self.db.raw_iterator_cf(points);
+        it.seek_to_first();
+        it.status()?;
+        if !it.valid() {
+            return Ok(());
+        }
+        drop(it);
+        let (first, last) = (&[][..], &[0xff; 64][..]);
+        self.db.delete_range_cf(points, first, last)?;
+        self.db.delete_file_in_range_cf(points, first, last)?;
+        self.db.compact_range_cf(points, None::<&[u8]>, None::<&[u8]>);
+        tracing::info!("the points column family emptied: locations are read from the records");
         Ok(())
     }
 

@@ -259,23 +259,19 @@ impl<'a> Reader<'a> {
             .map(|r| r.map_err(Error::Store))
     }
 
-    /// Every current point of a registry, as `(key, lon, lat)`, in key order.
+    /// Every current point of a registry, as `(key, lon, lat)`, in key order: read from the
+    /// records themselves (their `location`), which are the only copy.
     pub fn points(self, registry: Registry) -> impl Iterator<Item = Result<(Box<[u8]>, f64, f64)>> + 'a {
-        let mut opts = self.opts();
-        opts.set_iterate_range(PrefixRange([registry as u8]));
-        opts.fill_cache(false);
-        self.store.db().iterator_cf_opt(self.store.cf(cf::POINTS), opts, IteratorMode::Start).map(|item| {
-            let (k, v) = item?;
-            let (lon, lat) = keys::decode_point(&v).ok_or_else(|| Error::Codec("point".into()))?;
-            Ok((k[1..].into(), lon, lat))
+        self.scan(registry).filter_map(move |item| {
+            let located = |(k, v): KeyValue| Ok(codec::location(registry, &v)?.map(|(lon, lat)| (k, lon, lat)));
+            item.and_then(located).transpose()
         })
     }
 
-    /// The point of one record, if it has a current one.
+    /// The point of one record, if it is current and has one.
     pub fn point(&self, registry: Registry, id: &[u8]) -> Result<Option<(f64, f64)>> {
-        let v =
-            self.store.db().get_pinned_cf_opt(self.store.cf(cf::POINTS), keys::point(registry, id), &self.opts())?;
-        Ok(v.and_then(|v| keys::decode_point(&v)))
+        let v = self.store.db().get_pinned_cf_opt(self.records(registry), id, &self.opts())?;
+        v.map_or(Ok(None), |v| codec::location(registry, &v))
     }
 
     /// Keys of `registry`'s records that load `load_id` wrote on its batch path, in key order.

@@ -16,10 +16,9 @@ use rocksdb::{IteratorMode, PrefixRange, ReadOptions};
 /// Changes undone per atomic batch.
 const CHUNK: usize = 1024;
 
-/// What a stored value says about a record's edges and point.
+/// What a stored value says about a record's edges.
 struct Shape {
     targets: Vec<String>,
-    point: Option<(f64, f64)>,
 }
 
 fn shape(registry: Registry, id: &str, value: &[u8]) -> Result<Shape> {
@@ -29,15 +28,7 @@ fn shape(registry: Registry, id: &str, value: &[u8]) -> Result<Shape> {
         .links()
         .map(|(i, _)| record.values[i].as_ref().and_then(Value::as_text).unwrap_or("").to_string())
         .collect();
-    let point = if record.ended {
-        None
-    } else {
-        record.values.iter().flatten().find_map(|v| match v {
-            Value::Point(p) => Some((p.x(), p.y())),
-            _ => None,
-        })
-    };
-    Ok(Shape { targets, point })
+    Ok(Shape { targets })
 }
 
 impl Writer<'_> {
@@ -170,9 +161,6 @@ impl Writer<'_> {
                 keys::link_edges(registry, key, link, old_target).iter().for_each(|k| self.put_edge(k));
             }
         }
-        if registry.schema().field_index("location").is_some() {
-            self.set_point(registry, id, before.as_ref().and_then(|s| s.point));
-        }
         match (old.is_empty(), current.is_some()) {
             (true, true) => {
                 self.delete_raw(cf::records(registry), id);
@@ -190,7 +178,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Empties a registry a bulk load filled: its records, their edges and points, its count.
+    /// Empties a registry a bulk load filled: its records, their edges, its count.
     fn undo_bulk(&mut self, registry: Registry) -> Result<u64> {
         let store = self.store();
         let links: Vec<_> = registry.schema().links().map(|(_, l)| l).collect();
@@ -212,7 +200,6 @@ impl Writer<'_> {
         let meta = store.cf(cf::META);
         let mut batch = rocksdb::WriteBatch::default();
         batch.delete_range_cf(store.cf(cf::records(registry)), &[][..], &[0xff][..]);
-        batch.delete_range_cf(store.cf(cf::POINTS), &[registry as u8][..], &[registry as u8 + 1][..]);
         batch.put_cf(meta, keys::count(registry), 0u64.to_le_bytes());
         batch.delete_cf(meta, keys::bulk_marker(registry));
         self.commit()?;

@@ -140,15 +140,6 @@ impl<'s> Writer<'s> {
         Ok(())
     }
 
-    /// Sets (or, with `None`, removes) a record's point in the `points` column family.
-    pub fn set_point(&mut self, registry: Registry, id: &[u8], point: Option<(f64, f64)>) {
-        let key = keys::point(registry, id);
-        match point {
-            Some((lon, lat)) => self.batch.put_cf(self.store.cf(cf::POINTS), key, keys::point_value(lon, lat)),
-            None => self.batch.delete_cf(self.store.cf(cf::POINTS), key),
-        }
-    }
-
     pub fn add_count(&mut self, registry: Registry, delta: i64) {
         self.deltas[registry as usize] += delta;
     }
