@@ -108,15 +108,14 @@ impl Footprint {
     }
 }
 
-/// The full-text index's fields as measured by tantivy, or none if it cannot be opened.
+/// The full-text index's fields as measured by tantivy, or none if it cannot be opened. It is
+/// opened as it is: an index of an older schema is measured, not rebuilt (nor deleted).
 fn text_fields(store: &Store) -> Vec<jichu_indexes::text::FieldSpace> {
     let dir = crate::text::TextLayer::dir_of(store);
     if !dir.join("meta.json").exists() {
         return Vec::new();
     }
-    match crate::text::TextLayer::open_in(&dir)
-        .and_then(|t| t.index.space_by_field().map_err(crate::error::Error::Text))
-    {
+    match jichu_indexes::text::space_by_field(&dir) {
         Ok(fields) => fields,
         Err(e) => {
             tracing::warn!(error = %e, "the full-text index's fields could not be measured");

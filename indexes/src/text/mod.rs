@@ -82,7 +82,7 @@ impl Default for WriterOptions {
     }
 }
 
-/// What one field of the index costs on disk ([`TextIndex::space_by_field`]).
+/// What one field of the index costs on disk ([`space_by_field`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FieldSpace {
     pub field: String,
@@ -317,40 +317,6 @@ impl TextIndex {
             .unwrap_or(0)
     }
 
-    /// Bytes of the last commit made visible, field by field: its terms, postings, field norms
-    /// and fast column over every segment, largest first. What is left of the files (deletes,
-    /// the document store, metadata) is not attributed to a field.
-    pub fn space_by_field(&self) -> Result<Vec<FieldSpace>> {
-        let usage = self.reader.searcher().space_usage().map_err(|e| TextError::Directory(e.to_string()))?;
-        let mut fields: std::collections::BTreeMap<String, FieldSpace> = Default::default();
-        for segment in usage.segments() {
-            let parts = [
-                (segment.termdict(), 0),
-                (segment.postings(), 1),
-                (segment.positions(), 1),
-                (segment.fieldnorms(), 2),
-                (segment.fast_fields(), 3),
-            ];
-            for (per_field, part) in parts {
-                for f in per_field.fields() {
-                    let entry = fields
-                        .entry(f.field_name().to_string())
-                        .or_insert_with(|| FieldSpace { field: f.field_name().to_string(), ..FieldSpace::default() });
-                    let bytes = f.total().get_bytes();
-                    match part {
-                        0 => entry.terms += bytes,
-                        1 => entry.postings += bytes,
-                        2 => entry.norms += bytes,
-                        _ => entry.fast += bytes,
-                    }
-                }
-            }
-        }
-        let mut fields: Vec<FieldSpace> = fields.into_values().filter(|f| f.total() > 0).collect();
-        fields.sort_by_key(|f| std::cmp::Reverse(f.total()));
-        Ok(fields)
-    }
-
     /// Runs a query on the last commit made visible (tools and tests; a service searches
     /// through the searcher its view holds).
     pub fn search(&self, q: &SearchQuery) -> Result<Hits> {
@@ -464,4 +430,42 @@ impl TextWriter {
         self.writer.wait_merging_threads()?;
         Ok(())
     }
+}
+
+/// Bytes of the index in `dir` as its last commit left it, field by field: terms, postings,
+/// field norms and fast column over every segment, largest first. The index is opened as it
+/// is, whatever its schema (nothing is checked, rebuilt or written); what is left of its files
+/// (deletes, the document store, metadata) is not attributed to a field.
+pub fn space_by_field(dir: &Path) -> Result<Vec<FieldSpace>> {
+    let mmap = MmapDirectory::open(dir).map_err(|e| TextError::Directory(e.to_string()))?;
+    let index = Index::open(mmap)?;
+    let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+    let usage = reader.searcher().space_usage().map_err(|e| TextError::Directory(e.to_string()))?;
+    let mut fields: std::collections::BTreeMap<String, FieldSpace> = Default::default();
+    for segment in usage.segments() {
+        let parts = [
+            (segment.termdict(), 0),
+            (segment.postings(), 1),
+            (segment.positions(), 1),
+            (segment.fieldnorms(), 2),
+            (segment.fast_fields(), 3),
+        ];
+        for (per_field, part) in parts {
+            for f in per_field.fields() {
+                let entry = fields
+                    .entry(f.field_name().to_string())
+                    .or_insert_with(|| FieldSpace { field: f.field_name().to_string(), ..FieldSpace::default() });
+                let bytes = f.total().get_bytes();
+                match part {
+                    0 => entry.terms += bytes,
+                    1 => entry.postings += bytes,
+                    2 => entry.norms += bytes,
+                    _ => entry.fast += bytes,
+                }
+            }
+        }
+    }
+    let mut fields: Vec<FieldSpace> = fields.into_values().filter(|f| f.total() > 0).collect();
+    fields.sort_by_key(|f| std::cmp::Reverse(f.total()));
+    Ok(fields)
 }

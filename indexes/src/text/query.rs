@@ -327,6 +327,26 @@ mod tests {
         (dir, index)
     }
 
+    /// The space of an index is measured as it lies, field by field, and the index is left
+    /// as it was (its schema is not the service's: `open` would have discarded it).
+    #[test]
+    fn space_by_field_measures_an_index_without_touching_it() {
+        let (dir, index) = corpus();
+        let docs = index.num_docs();
+        drop(index);
+        let fields = crate::text::space_by_field(dir.path()).unwrap();
+        let name = fields.iter().find(|f| f.field == FIELDS[0]).unwrap();
+        assert!(name.postings > 0 && name.terms > 0 && name.norms >= 3000, "{name:?}");
+        assert!(fields.iter().any(|f| f.field == "uid" && f.fast > 0));
+        assert!(fields.windows(2).all(|w| w[0].total() >= w[1].total()), "largest first");
+        let spec = TextSpec {
+            text: vec![TextField { name: FIELDS[0].into(), grams: Grams::UniAndBi, norms: true }],
+            ..TextSpec::default()
+        };
+        assert_eq!(crate::text::space_by_field(dir.path()).unwrap(), fields);
+        assert!(TextIndex::open(dir.path(), &spec).unwrap().num_docs() < docs, "another schema is discarded on open");
+    }
+
     fn find(text: &str, fields: &[&str], offset: usize, limit: usize) -> SearchQuery {
         SearchQuery {
             matches: vec![Match { text: text.into(), fields: fields.iter().map(|f| f.to_string()).collect() }],
