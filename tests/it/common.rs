@@ -28,8 +28,15 @@ impl TestStore {
 
     /// Drops the store and opens it again from disk.
     pub fn reopen(self) -> TestStore {
+        self.reopen_after(|_| {})
+    }
+
+    /// Drops the store, lets `edit` change its folder (as another version of jichu might
+    /// have left it), and opens it again.
+    pub fn reopen_after(self, edit: impl FnOnce(&Path)) -> TestStore {
         let TestStore { dir, store } = self;
         drop(Arc::into_inner(store).expect("no other handle"));
+        edit(&dir.path().join("store"));
         let store = Arc::new(Store::open(&dir.path().join("store"), &small()).unwrap());
         TestStore { dir, store }
     }

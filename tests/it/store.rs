@@ -84,7 +84,7 @@ fn a_licence_changing_holder_moves_its_reverse_link() {
 }
 
 /// A store written before locations were read from the records carries a `points` column
-/// family; its first open empties it, and spatial queries answer as before from the records.
+/// family; its first open empties it, and locations are read from the records as before.
 #[test]
 fn a_legacy_points_column_family_is_emptied_and_locations_come_from_the_records() {
     let t = TestStore::loaded();
@@ -92,25 +92,15 @@ fn a_legacy_points_column_family_is_emptied_and_locations_come_from_the_records(
     assert!(!located.is_empty());
     let ended_or_unlocated = t.store.count(Registry::Citizens) as usize - located.len();
     assert!(ended_or_unlocated > 0, "the fixtures hold ended or unlocated citizens");
-    let path = t.store.path().to_path_buf();
-    let t = {
-        let crate::common::TestStore { dir, store } = t;
-        drop(std::sync::Arc::into_inner(store).expect("no other handle"));
-        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), &path).unwrap();
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &path, &names).unwrap();
+    let t = t.reopen_after(|path| {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, &names).unwrap();
         let points = db.cf_handle("points").unwrap();
         for (k, _, _) in &located {
             db.put_cf(points, [&[Registry::Citizens as u8][..], k].concat(), [0u8; 8]).unwrap();
         }
         db.flush_cf(points).unwrap();
-        drop(db);
-        let store = jichu::store::Store::open(
-            &path,
-            &jichu::store::StoreOptions { block_cache_bytes: 8 << 20, history_retention_days: None },
-        )
-        .unwrap();
-        crate::common::TestStore { dir, store: std::sync::Arc::new(store) }
-    };
+    });
     let again: Vec<_> = t.store.reader().points(Registry::Citizens).map(|p| p.unwrap()).collect();
     assert_eq!(again, located);
     let bytes = t.store.disk_bytes_by_column_family();
