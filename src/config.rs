@@ -55,6 +55,10 @@ pub struct Config {
     /// Survivorship rules of golden records; default `DATA_DIR/survivorship.toml` (absent:
     /// the newest non-empty value wins).
     pub survivorship_file: Option<PathBuf>,
+    /// Transparent huge pages for the process's heap
+    /// ([`crate::memory::set_transparent_huge_pages`]). None: off for `jichu load` and
+    /// `jichu reindex`, the kernel's setting for every other command.
+    pub transparent_huge_pages: Option<bool>,
 }
 
 impl Default for Config {
@@ -82,6 +86,7 @@ impl Default for Config {
             insecure_no_auth: false,
             history_retention_days: None,
             survivorship_file: None,
+            transparent_huge_pages: None,
         }
     }
 }
@@ -122,6 +127,7 @@ pub struct FileConfig {
     pub access_file: Option<PathBuf>,
     pub history_retention_days: Option<u32>,
     pub survivorship_file: Option<PathBuf>,
+    pub transparent_huge_pages: Option<bool>,
 }
 
 impl FileConfig {
@@ -199,6 +205,9 @@ impl Config {
             }
             if let Some(v) = f.survivorship_file {
                 c.survivorship_file = Some(v);
+            }
+            if let Some(v) = f.transparent_huge_pages {
+                c.transparent_huge_pages = Some(v);
             }
         }
         Ok(c)
@@ -293,10 +302,13 @@ mod tests {
     fn file_overrides_defaults_and_rejects_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("jichu.toml");
-        std::fs::write(&path, "addr = \"127.0.0.1:9999\"\nblock_cache_mb = 64\n").unwrap();
+        std::fs::write(&path, "addr = \"127.0.0.1:9999\"\nblock_cache_mb = 64\ntransparent_huge_pages = true\n")
+            .unwrap();
         let c = Config::from_file(Some(&path)).unwrap();
         assert_eq!(c.addr.port(), 9999);
         assert_eq!(c.block_cache_bytes, 64 << 20);
+        assert_eq!(c.transparent_huge_pages, Some(true));
+        assert_eq!(Config::default().transparent_huge_pages, None);
         assert_eq!(c.max_lookup_ids, Config::default().max_lookup_ids);
         std::fs::write(&path, "adr = \"x\"\n").unwrap();
         assert!(Config::from_file(Some(&path)).unwrap_err().to_string().contains("adr"));

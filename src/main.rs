@@ -252,6 +252,16 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let mut config = Config::from_file(cli.config.as_deref())?;
+    // A load or rebuild that exits when done would pay for clearing fresh huge pages and
+    // not live to profit from them (`memory::set_transparent_huge_pages`).
+    let one_batch = matches!(cli.command, Command::Load { server: None, .. } | Command::Reindex);
+    let huge_pages = match config.transparent_huge_pages {
+        None if one_batch => Some(false),
+        setting => setting,
+    };
+    if let Some(Err(e)) = huge_pages.map(jichu::memory::set_transparent_huge_pages) {
+        tracing::warn!(error = %e, "could not set transparent huge pages for the process");
+    }
     let data_dir_given = cli.data_dir.is_some();
     if let Some(d) = cli.data_dir {
         config.data_dir = d;

@@ -92,6 +92,30 @@ pub fn resident_files(dirs: &[&std::path::Path]) -> FileResidency {
     out
 }
 
+/// Whether the kernel may back this process's heap with transparent huge pages (2 MiB).
+///
+/// mimalloc asks for them on its arenas. Where a fresh huge page is slow to clear (virtual
+/// machines that hand freed memory back to their host, fragmented memory), a process that
+/// runs one load and exits pays for clearing every page it touches and lives too short to
+/// profit from fewer TLB misses: on this project's machines (Firecracker VMs) clearing them
+/// was a quarter of a full-text rebuild's CPU. So `jichu load` and `jichu reindex` turn them
+/// off, and a long-lived server keeps the kernel's setting (measured in
+/// benches/results/README.md). Applies to pages faulted in from now on, whatever `madvise`
+/// asked.
+pub fn set_transparent_huge_pages(allow: bool) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::thread::disable_transparent_huge_pages(!allow)?;
+    Ok(())
+}
+
+/// Whether transparent huge pages are off for this process (always false off Linux).
+pub fn transparent_huge_pages_disabled() -> bool {
+    #[cfg(target_os = "linux")]
+    return rustix::thread::transparent_huge_pages_are_disabled().unwrap_or(false);
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
 /// The process's peak resident memory so far (VmHWM).
 pub fn peak_resident() -> u64 {
     proc_kib("/proc/self/status", "VmHWM:")
@@ -111,5 +135,13 @@ mod tests {
         }
         assert_eq!(kib_in("VmRSS:\t  1234 kB\nRssAnon:\t 1000 kB\n", "RssAnon:"), 1000 * 1024);
         assert_eq!(kib_in("VmRSS: 1 kB\n", "RssFile:"), 0);
+    }
+
+    #[test]
+    fn huge_pages_are_turned_off_and_on_again() {
+        set_transparent_huge_pages(false).unwrap();
+        assert_eq!(transparent_huge_pages_disabled(), cfg!(target_os = "linux"));
+        set_transparent_huge_pages(true).unwrap();
+        assert!(!transparent_huge_pages_disabled());
     }
 }
