@@ -94,14 +94,12 @@ pub fn resident_files(dirs: &[&std::path::Path]) -> FileResidency {
 
 /// Whether the kernel may back this process's heap with transparent huge pages (2 MiB).
 ///
-/// mimalloc asks for them on its arenas. Where a fresh huge page is slow to clear (virtual
-/// machines that hand freed memory back to their host, fragmented memory), a process that
-/// runs one load and exits pays for clearing every page it touches and lives too short to
-/// profit from fewer TLB misses: on this project's machines (Firecracker VMs) clearing them
-/// was a quarter of a full-text rebuild's CPU. So `jichu load` and `jichu reindex` turn them
-/// off, and a long-lived server keeps the kernel's setting (measured in
-/// benches/results/README.md). Applies to pages faulted in from now on, whatever `madvise`
-/// asked.
+/// mimalloc asks for them on its arenas. On this project's machines (Firecracker VMs), with
+/// them the kernel cleared many times a full-text rebuild's peak memory, a quarter of its CPU;
+/// a process that runs one load and exits lives too short to win it back in fewer TLB
+/// misses. So `jichu load` and `jichu reindex` turn them off, and a long-lived server keeps
+/// the kernel's setting (measured in benches/results/README.md). Applies to pages faulted in
+/// from now on, whatever `madvise` asked.
 pub fn set_transparent_huge_pages(allow: bool) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     rustix::thread::disable_transparent_huge_pages(!allow)?;
