@@ -15,6 +15,9 @@ pub struct Machine {
     /// `df` of the benchmark folder: device, size, available.
     pub disk: String,
     pub os: String,
+    /// The kernel's transparent huge page mode (`always`, `madvise`, `never`), and whether
+    /// this process turned them off (`memory::set_transparent_huge_pages`).
+    pub huge_pages: String,
 }
 
 impl Machine {
@@ -38,12 +41,18 @@ impl Machine {
         let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| format!("Linux {}", s.trim()))
             .unwrap_or_default();
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .ok()
+            .and_then(|s| Some(s.split_once('[')?.1.split_once(']')?.0.to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        let off = if crate::memory::transparent_huge_pages_disabled() { ", off for this process" } else { "" };
         Machine {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu,
             memory_bytes: proc_kib("/proc/meminfo", "MemTotal:"),
             disk,
             os,
+            huge_pages: format!("{mode}{off}"),
         }
     }
 }
@@ -323,7 +332,8 @@ impl BenchReport {
         let m = &self.machine;
         let _ = writeln!(
             s,
-            "### jichu bench: {} citizens, seed {} ({})\n\nMachine: {} cores ({}), {:.1} GiB memory, disk {}, {}.\n",
+            "### jichu bench: {} citizens, seed {} ({})\n\nMachine: {} cores ({}), {:.1} GiB memory, disk {}, {}, \
+                 transparent huge pages {}.\n",
             self.citizens,
             self.seed,
             self.date,
@@ -331,7 +341,8 @@ impl BenchReport {
             m.cpu,
             gib(m.memory_bytes),
             m.disk,
-            m.os
+            m.os,
+            m.huge_pages
         );
         let _ = writeln!(
             s,
