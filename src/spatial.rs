@@ -303,16 +303,39 @@ impl Persisted for PointLayer {
         }
     }
     fn changed_at(&self, at: Reader<'_>, registry: Registry, keys: Vec<String>) -> Result<Self> {
-        let mut changes = Vec::with_capacity(keys.len());
-        for key in keys {
-            let p = at.point(registry, key.as_bytes())?.map(|(x, y)| [x, y]);
-            changes.push((key, p));
-        }
-        Ok(self.changed(changes))
+        Ok(self.changed(locate(at, registry, keys)?))
     }
     fn due_for_rebuild(&self) -> bool {
         due(self.index.masked_len() + self.added.keys.len(), self.index.base().len())
     }
+}
+
+/// Where each of `keys` is as `at` holds it (None: gone or without a location), in key order.
+///
+/// A location lives only in its record, so this reads one record a key: a publication's
+/// changed keys, or at a start every key loaded since the layer files were saved (1.5M at
+/// 100M in the bench, mostly from a cold cache). Sorted batches let RocksDB read each block
+/// once for the keys it holds, and the batches are spread over the cores.
+fn locate(at: Reader<'_>, registry: Registry, mut keys: Vec<String>) -> Result<Vec<(String, Option<[f64; 2]>)>> {
+    use rayon::prelude::*;
+    keys.sort_unstable();
+    keys.dedup();
+    let batches: Vec<Vec<(String, Option<[f64; 2]>)>> = keys
+        .par_chunks(1024)
+        .map(|batch| {
+            let ids: Vec<&str> = batch.iter().map(String::as_str).collect();
+            let values = at.get_many_raw(registry, &ids)?;
+            batch
+                .iter()
+                .zip(values)
+                .map(|(key, value)| {
+                    let p = value.map_or(Ok(None), |v| codec::location(registry, &v))?;
+                    Ok((key.clone(), p.map(|(x, y)| [x, y])))
+                })
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    Ok(batches.concat())
 }
 
 /// Parcels are the one polygon layer.

@@ -268,12 +268,6 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// The point of one record, if it is current and has one.
-    pub fn point(&self, registry: Registry, id: &[u8]) -> Result<Option<(f64, f64)>> {
-        let v = self.store.db().get_pinned_cf_opt(self.records(registry), id, &self.opts())?;
-        v.map_or(Ok(None), |v| codec::location(registry, &v))
-    }
-
     /// Keys of `registry`'s records that load `load_id` wrote on its batch path, in key order.
     pub fn changed_keys(self, load_id: u32, registry: Registry) -> impl Iterator<Item = Result<Box<[u8]>>> + 'a {
         let mut opts = self.opts();
