@@ -26,6 +26,9 @@ pub struct Service {
     publishing: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// A fold of the spatial index is running in the background.
     folding: std::sync::atomic::AtomicBool,
+    /// The last fold's thread, joined before the process stops: a fold still reading the
+    /// store when `main` returned crashed in RocksDB's zstd decompression (SIGSEGV at exit).
+    fold_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The thread reading (or building) the first view's spatial index: joined on drop, so
     /// that a dropped service has let go of its store.
     spatial_open: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -106,6 +109,7 @@ impl Service {
             text_options: config.publication_text_writer(),
             publishing: Mutex::new(None),
             folding: Default::default(),
+            fold_thread: Mutex::new(None),
             spatial_open: Mutex::new(Some(spatial_open)),
         })
     }
@@ -147,12 +151,20 @@ impl Service {
         tracing::info!(generation, text_seconds, spatial_seconds, seconds, "published");
         if published.spatial()?.due_for_fold() && !self.folding.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let service = self.clone();
-            std::thread::spawn(move || {
+            let fold = move || {
                 if let Err(e) = service.fold(&published) {
                     tracing::warn!(error = %e, "folding the spatial index failed; it stays layered");
                 }
                 service.folding.store(false, std::sync::atomic::Ordering::SeqCst);
-            });
+            };
+            match std::thread::Builder::new().name("spatial-fold".into()).spawn(fold) {
+                // The previous fold has cleared `folding`, so its thread is done or ending.
+                Ok(handle) => *self.fold_thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a fold of the spatial index; it stays layered");
+                    self.folding.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
         }
         Ok(Published { generation, text_seconds, spatial_seconds, seconds })
     }
@@ -171,6 +183,15 @@ impl Service {
         };
         self.views.publish(current.with_spatial(SpatialSlot::ready(Arc::new(spatial))));
         Ok(())
+    }
+
+    /// Waits for a fold of the spatial index that is running (a stopping server: the fold
+    /// reads the store, which must outlive it).
+    pub fn wait_for_fold(&self) {
+        let handle = self.fold_thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
     }
 
     /// Whether a fold of the spatial index is running (it publishes when done).

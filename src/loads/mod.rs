@@ -336,7 +336,7 @@ impl LoadQueue {
     }
 
     /// Stops the worker: a running load is stopped and undone, and stays queued for the next
-    /// start. Returns when the worker has stopped.
+    /// start. Returns when the worker, and a fold of the spatial index it started, have stopped.
     pub fn shutdown(&self) {
         {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -351,6 +351,8 @@ impl LoadQueue {
         if let Some(handle) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = handle.join();
         }
+        // A fold the last publication started still reads the store.
+        self.service.wait_for_fold();
     }
 
     /// The oldest queued load, marked running; None when there is none within `wait`.
