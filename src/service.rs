@@ -27,7 +27,8 @@ pub struct Service {
     /// A fold of the spatial index is running in the background.
     folding: std::sync::atomic::AtomicBool,
     /// The last fold's thread, joined before the process stops: a fold still reading the
-    /// store when `main` returned crashed in RocksDB's zstd decompression (SIGSEGV at exit).
+    /// store when `main` returns reads it while the process tears down (two SIGSEGVs at a
+    /// stop, in zstd decompression, are the likely sign of it).
     fold_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The thread reading (or building) the first view's spatial index: joined on drop, so
     /// that a dropped service has let go of its store.
