@@ -46,7 +46,8 @@ impl Drop for Service {
     }
 }
 
-/// Waits for the last publication's writer to be let go, if one is still finishing.
+/// Waits for a background thread (the last publication's writer being let go, a fold), if
+/// one is still running.
 fn join_finishing(finishing: &mut Option<std::thread::JoinHandle<()>>) {
     if let Some(h) = finishing.take() {
         let _ = h.join();
@@ -189,10 +190,8 @@ impl Service {
     /// Waits for a fold of the spatial index that is running (a stopping server: the fold
     /// reads the store, which must outlive it).
     pub fn wait_for_fold(&self) {
-        let handle = self.fold_thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = handle {
-            let _ = h.join();
-        }
+        let mut handle = self.fold_thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        join_finishing(&mut handle);
     }
 
     /// Whether a fold of the spatial index is running (it publishes when done).

@@ -47,7 +47,8 @@ fn the_scale_benchmark_runs_every_stage_and_every_query_answers() {
     assert!(restart.cold.first_answer_found && restart.applied > 0, "{restart:?}");
     let md = r.markdown();
     assert!(md.contains("| citizens | 3000 |") && md.contains("kNN-10"), "{md}");
-    // Hosts differ in how they treat huge pages, which moves loads by 15% (the journal).
+    // Hosts differ in how they treat huge pages, which moved short loads by 14–18% here
+    // (the journal).
     if std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
         assert!(["always", "madvise", "never"].iter().any(|m| r.machine.huge_pages.starts_with(m)), "{:?}", r.machine);
         assert!(md.contains("transparent huge pages "), "{md}");
