@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::model::{Link, Registry};
 use crate::store::codec::{self, Header};
 use crate::store::feed::{self, ChangeKind};
-use crate::store::keys::{link_edges as edges, target_registry};
+use crate::store::keys::{link_edge, target_registry};
 use crate::store::{Store, Writer, cf, keys};
 use std::path::{Path, PathBuf};
 
@@ -118,9 +118,7 @@ pub fn bulk(
         }
         let id = String::from_utf8_lossy(&e.key);
         for (link, target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
-            for edge in edges(registry, &id, link, target) {
-                edge_sorter.push(&edge, 0, &[])?;
-            }
+            edge_sorter.push(&link_edge(registry, &id, link, target), 0, &[])?;
             refs.push(target_registry(link, target), target)?;
         }
         n += 1;
@@ -283,10 +281,10 @@ pub(super) fn write(
             continue;
         }
         if !before.is_empty() {
-            edges(registry, id, &link, before).iter().for_each(|k| writer.remove_edge(k, load_id));
+            writer.remove_edge(&link_edge(registry, id, &link, before), load_id);
         }
         if !target.is_empty() {
-            edges(registry, id, &link, target).iter().for_each(|k| writer.put_edge(k));
+            writer.put_edge(&link_edge(registry, id, &link, target));
         }
     }
     Ok(())

@@ -122,7 +122,7 @@ pub enum Target {
 }
 
 /// The names of relation edges. The discriminant is the edge's byte in relation keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Relation {
     LegalRep = 1,

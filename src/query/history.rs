@@ -12,7 +12,7 @@ use super::caller::{Caller, Shape};
 use super::error::{QueryError, QueryResult};
 use super::view::View;
 use crate::model::{FieldRule, Record, RecordJson, Registry};
-use crate::store::{Edge, codec, feed};
+use crate::store::{Edge, codec, feed, held_edges};
 use chrono::{DateTime, NaiveDate, Utc};
 use geo::Intersects;
 use jichu_ingest::Value;
@@ -139,37 +139,28 @@ impl At {
         }
     }
 
-    /// Every edge of a record at this state.
+    /// Every edge of a record at this state: the references its version then held, and the
+    /// records that referred to it then.
     pub fn relations(self, view: &View, registry: Registry, id: &str) -> QueryResult<Vec<Edge>> {
         let at = view.reader();
-        let current = at.relations(registry, id)?;
-        let At::Then(_) = self else { return Ok(current) };
-        let mut candidates = current;
+        let At::Then(_) = self else { return Ok(at.relations(registry, id)?) };
+        let mut out = self.get(view, registry, id)?.map_or_else(Vec::new, |r| held_edges(&r));
+        // Candidates: the records referring to it now, and those whose reference a load removed.
+        let mut candidates = at.referring(registry, id)?;
         for e in at.unlinked(registry, id)? {
             if !candidates.contains(&e) {
                 candidates.push(e);
             }
         }
-        let own = self.get(view, registry, id)?;
-        let mut out = Vec::new();
         for e in candidates {
             // The edge existed then if the record holding the reference held it then.
-            let holds = |holder: Option<&Record>, link: usize, other: &str| {
-                holder.is_some_and(|r| r.values[link].as_ref().and_then(Value::as_text) == Some(other))
-            };
-            let forward = registry.schema().links().find(|(_, l)| l.forward == e.relation).map(|(i, _)| i);
-            let existed = match forward {
-                Some(i) => holds(own.as_ref(), i, &e.id),
-                None => match e.registry.schema().links().find(|(_, l)| l.reverse == e.relation) {
-                    Some((i, _)) => holds(self.get(view, e.registry, &e.id)?.as_ref(), i, id),
-                    None => false,
-                },
-            };
-            if existed {
+            let Some((i, _)) = e.registry.schema().links().find(|(_, l)| l.reverse == e.relation) else { continue };
+            let holder = self.get(view, e.registry, &e.id)?;
+            if holder.is_some_and(|r| r.values[i].as_ref().and_then(Value::as_text) == Some(id)) {
                 out.push(e);
             }
         }
-        out.sort_by(|a, b| (a.relation as u8, a.registry, &a.id).cmp(&(b.relation as u8, b.registry, &b.id)));
+        out.sort_unstable();
         Ok(out)
     }
 

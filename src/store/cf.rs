@@ -3,7 +3,8 @@
 use crate::model::Registry;
 use rocksdb::{BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options};
 
-/// Relation edges, both directions: `owner → relation → other`.
+/// Relation edges from the record a reference points at: `target → relation → holder`. The
+/// other direction is read from the holder's record (stores written before hold it too).
 pub const RELATIONS: &str = "relations";
 /// No longer written: it held a copy of every current record's location, which the records
 /// hold (5.7% of the data directory at 10M citizens). Declared because stores written before
@@ -95,8 +96,8 @@ fn table_options(cache: &Cache, bloom: bool, point_reads: bool, sequential: bool
     t
 }
 
-/// Options of one column family. Records are point-read (bloom filters); relations are
-/// prefix-scanned by owner. LZ4 on the upper levels, zstd at the bottom where most bytes live.
+/// Options of one column family. Records are point-read (bloom filters); relations are only
+/// prefix-scanned by owner, which a whole-key bloom filter cannot answer, so they have none. LZ4 on the upper levels, zstd at the bottom where most bytes live.
 pub fn options(name: &str, cache: &Cache) -> Options {
     let mut o = Options::default();
     o.set_level_compaction_dynamic_level_bytes(true);
@@ -109,7 +110,10 @@ pub fn options(name: &str, cache: &Cache) -> Options {
     let point_reads = Registry::ALL.iter().any(|r| records(*r) == name);
     o.set_block_based_table_factory(&table_options(
         cache,
-        !matches!(name, META | CHANGES | HISTORY | FEED | UNLINKED | CONTRIBUTIONS | REVIEW | ORGANISATION_CODES),
+        !matches!(
+            name,
+            RELATIONS | META | CHANGES | HISTORY | FEED | UNLINKED | CONTRIBUTIONS | REVIEW | ORGANISATION_CODES
+        ),
         point_reads,
         matches!(name, FEED | HISTORY | CHANGES | UNLINKED),
     ));

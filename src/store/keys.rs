@@ -2,7 +2,8 @@
 //!
 //! - record: the canonical key text's bytes (in the registry's column family);
 //! - edge: `[owner registry][owner key length][owner key][relation][other registry][other key]`,
-//!   so that one prefix scan lists every relation of a record, grouped by relation;
+//!   so that one prefix scan lists every reverse relation of a record (who refers to it),
+//!   grouped by relation;
 //! - meta: ASCII tags followed by a registry byte or a big-endian load id.
 
 use crate::model::ids::{SubjectKind, subject_kind};
@@ -38,10 +39,10 @@ pub fn target_registry(link: &Link, id: &str) -> Registry {
     }
 }
 
-/// The two edges of one reference: owner → target and target → owner.
-pub fn link_edges(registry: Registry, id: &str, link: &Link, target: &str) -> [Vec<u8>; 2] {
-    let t = target_registry(link, target);
-    [edge(registry, id, link.forward, t, target), edge(t, target, link.reverse, registry, id)]
+/// The stored edge of one reference: target → owner. The forward edge (owner → target) is
+/// not stored: the owner's record holds the reference, and reads derive it from there.
+pub fn link_edge(registry: Registry, id: &str, link: &Link, target: &str) -> Vec<u8> {
+    edge(target_registry(link, target), target, link.reverse, registry, id)
 }
 
 /// Decodes an edge key into `(relation, other registry, other key)`.

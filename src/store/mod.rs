@@ -14,7 +14,7 @@ mod rollback;
 mod sources;
 mod writer;
 
-pub use read::{Reader, Snapshot};
+pub use read::{Reader, Snapshot, held_edges};
 pub use sources::{Resolution, ReviewItem, ReviewStatus, SourceValue, decode_contributions, encode_contributions};
 pub use writer::Writer;
 
@@ -55,8 +55,9 @@ pub struct StoreMemory {
 /// A raw stored key and value.
 pub type KeyValue = (Box<[u8]>, Box<[u8]>);
 
-/// One edge of a record: the relation's name and the record at its other end.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One edge of a record: the relation's name and the record at its other end. Ordered as
+/// their keys are: by relation, then the other end.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Edge {
     pub relation: Relation,
     pub registry: Registry,

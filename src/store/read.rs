@@ -214,20 +214,34 @@ impl<'a> Reader<'a> {
             .collect()
     }
 
-    /// Every edge that starts at `(registry, id)`, grouped by relation.
+    /// Every edge of `(registry, id)`, ordered by relation: the references its record holds
+    /// (read from the record) and the records that refer to it ([`Reader::referring`]).
     pub fn relations(&self, registry: Registry, id: &str) -> Result<Vec<Edge>> {
+        let mut edges = self.get(registry, id)?.map_or_else(Vec::new, |r| held_edges(&r));
+        edges.extend(self.referring(registry, id)?);
+        edges.sort_unstable();
+        Ok(edges)
+    }
+
+    /// The edges of the records that refer to `(registry, id)`: one prefix scan of the
+    /// relations column family, grouped by relation.
+    pub fn referring(&self, registry: Registry, id: &str) -> Result<Vec<Edge>> {
         let mut opts = self.opts();
         opts.set_iterate_range(PrefixRange(keys::edge_prefix(registry, id)));
         let mut edges = Vec::new();
         for item in self.store.db().iterator_cf_opt(self.store.cf(cf::RELATIONS), opts, IteratorMode::Start) {
             let (k, _) = item?;
-            let (relation, registry, id) = keys::decode_edge(&k).ok_or_else(|| Error::Codec("relation key".into()))?;
-            edges.push(Edge { relation, registry, id: id.to_string() });
+            let (relation, other, other_id) =
+                keys::decode_edge(&k).ok_or_else(|| Error::Codec("relation key".into()))?;
+            if !holds_relation(registry, relation) {
+                edges.push(Edge { relation, registry: other, id: other_id.to_string() });
+            }
         }
         Ok(edges)
     }
 
-    /// Every edge that started at `(registry, id)` and that a load removed (each once).
+    /// Every edge from a record that referred to `(registry, id)` and that a load removed
+    /// (each once).
     pub fn unlinked(&self, registry: Registry, id: &str) -> Result<Vec<Edge>> {
         let mut opts = self.opts();
         opts.set_iterate_range(PrefixRange(keys::edge_prefix(registry, id)));
@@ -235,9 +249,12 @@ impl<'a> Reader<'a> {
         for item in self.store.db().iterator_cf_opt(self.store.cf(cf::UNLINKED), opts, IteratorMode::Start) {
             let (k, _) = item?;
             let edge = k.get(..k.len().saturating_sub(4)).and_then(keys::decode_edge);
-            let (relation, registry, id) = edge.ok_or_else(|| Error::Codec("unlinked key".into()))?;
-            if !edges.iter().any(|e| e.relation == relation && e.registry == registry && e.id == id) {
-                edges.push(Edge { relation, registry, id: id.to_string() });
+            let (relation, other, other_id) = edge.ok_or_else(|| Error::Codec("unlinked key".into()))?;
+            if holds_relation(registry, relation) {
+                continue;
+            }
+            if !edges.iter().any(|e| e.relation == relation && e.registry == other && e.id == other_id) {
+                edges.push(Edge { relation, registry: other, id: other_id.to_string() });
             }
         }
         Ok(edges)
@@ -371,4 +388,28 @@ impl<'a> Reader<'a> {
             .map(|l| (l.load_id, Arc::new(l)))
             .collect())
     }
+}
+
+/// The edges a record's references make (owner → target). Derived from the record, never
+/// stored: the record holds them, and a key for each was half the relations column family.
+pub fn held_edges(record: &Record) -> Vec<Edge> {
+    let registry = record.registry;
+    registry
+        .schema()
+        .links()
+        .filter_map(|(i, link)| {
+            let target = record.values[i].as_ref()?.as_text().filter(|t| !t.is_empty())?;
+            Some(Edge {
+                relation: link.forward,
+                registry: keys::target_registry(&link, target),
+                id: target.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Whether `relation` is one a record of `registry` holds in its own fields. Such edges are
+/// derived from the record; stores written before kept them as keys too, which reads skip.
+fn holds_relation(registry: Registry, relation: crate::model::Relation) -> bool {
+    registry.schema().links().any(|(_, l)| l.forward == relation)
 }

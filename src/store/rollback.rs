@@ -155,10 +155,10 @@ impl Writer<'_> {
                 continue;
             }
             if !now_target.is_empty() {
-                keys::link_edges(registry, key, link, now_target).iter().for_each(|k| self.delete_edge(k));
+                self.delete_edge(&keys::link_edge(registry, key, link, now_target));
             }
             if !old_target.is_empty() {
-                keys::link_edges(registry, key, link, old_target).iter().for_each(|k| self.put_edge(k));
+                self.put_edge(&keys::link_edge(registry, key, link, old_target));
             }
         }
         match (old.is_empty(), current.is_some()) {
@@ -189,7 +189,7 @@ impl Writer<'_> {
                 let key = std::str::from_utf8(&k).map_err(|_| Error::Codec("record key".into()))?;
                 let s = shape(registry, key, &v)?;
                 for (link, target) in links.iter().zip(&s.targets).filter(|(_, t)| !t.is_empty()) {
-                    keys::link_edges(registry, key, link, target).iter().for_each(|e| self.delete_edge(e));
+                    self.delete_edge(&keys::link_edge(registry, key, link, target));
                 }
                 if self.pending() >= CHUNK * 4 {
                     self.commit()?;

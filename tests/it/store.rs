@@ -107,3 +107,35 @@ fn a_legacy_points_column_family_is_emptied_and_locations_come_from_the_records(
     let points = bytes.iter().find(|(name, _)| *name == "points").map_or(0, |(_, b)| *b);
     assert_eq!(points, 0, "the legacy column family's files are given back");
 }
+
+/// A reference is stored once, as the edge from the record it points at; the holder's own edge
+/// is read from its record. Stores written before also kept the holder's edge as a key: each
+/// edge is still answered once, in order.
+#[test]
+fn forward_edges_come_from_the_record_and_legacy_keys_are_not_doubled() {
+    use jichu::store::keys;
+    let t = TestStore::loaded();
+    let licence = "ZZ05000000000003";
+    let holder = "35020319500110100X";
+    let expected = vec![Edge { relation: Relation::Holder, registry: Registry::Citizens, id: holder.into() }];
+    assert_eq!(t.store.relations(Registry::Licences, licence).unwrap(), expected);
+    let from_holder = t.store.relations(Registry::Citizens, holder).unwrap();
+    assert!(from_holder.iter().any(|e| e.relation == Relation::Licences && e.id == licence));
+    let t = t.reopen_after(|path| {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, &names).unwrap();
+        let relations = db.cf_handle("relations").unwrap();
+        let owned = keys::edge_prefix(Registry::Licences, licence);
+        let stored =
+            db.prefix_iterator_cf(relations, &owned).map(|kv| kv.unwrap().0).take_while(|k| k.starts_with(&owned));
+        assert_eq!(stored.count(), 0, "no key is written for the licence's own reference");
+        let legacy = keys::edge(Registry::Licences, licence, Relation::Holder, Registry::Citizens, holder);
+        db.put_cf(relations, legacy, []).unwrap();
+        db.flush_cf(relations).unwrap();
+    });
+    assert_eq!(t.store.relations(Registry::Licences, licence).unwrap(), expected);
+    assert_eq!(t.store.relations(Registry::Citizens, holder).unwrap(), from_holder);
+    let mut sorted = from_holder.clone();
+    sorted.sort();
+    assert_eq!(from_holder, sorted, "grouped by relation, as the keys sort");
+}
