@@ -34,6 +34,9 @@ pub enum Error {
     /// A load was cancelled while it ran; it was undone.
     #[error("the load was cancelled")]
     Cancelled,
+    /// A build of a spatial layer gave up because the server is stopping (nothing was saved).
+    #[error("the server is stopping")]
+    Stopping,
     /// A load failed and so did undoing it: what it wrote stays until the next open undoes it,
     /// and no other load may run on top of it.
     #[error("load {load_id} failed ({failure}) and could not be undone: {undo}")]

@@ -7,10 +7,11 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::load::Progress;
 use crate::query::{SpatialSlot, View, Views};
-use crate::spatial::SpatialIndex;
+use crate::spatial::{SpatialIndex, Stop};
 use crate::store::Store;
 use crate::text::TextLayer;
 use jichu_indexes::text::{TextWriter, WriterOptions};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,10 +34,14 @@ pub struct Service {
     /// The thread reading (or building) the first view's spatial index: joined on drop, so
     /// that a dropped service has let go of its store.
     spatial_open: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set when the service stops: a spatial build from the store (the first view's, a fold)
+    /// gives up rather than keep the stop waiting.
+    stopping: Arc<Stop>,
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
         let handle = self.spatial_open.get_mut().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
             let _ = h.join();
@@ -100,9 +105,11 @@ impl Service {
         let spatial = SpatialSlot::pending();
         let view = Arc::new(View::new(rand::random(), 1, snapshot, text.index.searcher()?, spatial.clone())?);
         let first = view.clone();
+        let stopping = Arc::new(Stop::new(false));
+        let stop = stopping.clone();
         let spatial_open = std::thread::Builder::new()
             .name("spatial-open".into())
-            .spawn(move || spatial.fill(SpatialIndex::open_at(first.reader())))
+            .spawn(move || spatial.fill(SpatialIndex::open_at(first.reader(), &stop)))
             .map_err(|e| crate::Error::Internal(format!("the spatial index thread could not start: {e}")))?;
         Ok(Service {
             store,
@@ -113,6 +120,7 @@ impl Service {
             folding: Default::default(),
             fold_thread: Mutex::new(None),
             spatial_open: Mutex::new(Some(spatial_open)),
+            stopping,
         })
     }
 
@@ -154,8 +162,12 @@ impl Service {
         if published.spatial()?.due_for_fold() && !self.folding.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let service = self.clone();
             let fold = move || {
-                if let Err(e) = service.fold(&published) {
-                    tracing::warn!(error = %e, "folding the spatial index failed; it stays layered");
+                match service.fold(&published) {
+                    Ok(()) => {}
+                    Err(crate::Error::Stopping) => {
+                        tracing::info!("fold of the spatial index stopped: the server stops")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "folding the spatial index failed; it stays layered"),
                 }
                 service.folding.store(false, std::sync::atomic::Ordering::SeqCst);
             };
@@ -175,7 +187,7 @@ impl Service {
     /// off the publication's path; then publishes the current state with them (the loads
     /// published meanwhile applied on top), as the next generation of the same data.
     fn fold(&self, view: &View) -> Result<()> {
-        let folded = view.spatial()?.fold(view.reader())?;
+        let folded = view.spatial()?.fold(view.reader(), &self.stopping)?;
         let _one = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.views.current();
         let spatial = if current.spatial()?.finished == folded.finished {
@@ -187,9 +199,11 @@ impl Service {
         Ok(())
     }
 
-    /// Waits for a fold of the spatial index that is running (a stopping server: the fold
-    /// reads the store, which must outlive it).
-    pub fn wait_for_fold(&self) {
+    /// Stops a fold of the spatial index that is running and waits for it (a stopping server:
+    /// the fold reads the store, which must outlive it). The layers it would have rebuilt are
+    /// mapped and stepped at the next start, as after any stop.
+    pub fn stop_fold(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         let mut handle = self.fold_thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         join_finishing(&mut handle);
     }

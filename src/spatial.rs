@@ -27,12 +27,34 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// A layer whose changed part passes this fraction of its base (and [`FOLD_MIN`] entries) is
 /// rebuilt from the store rather than layered further.
 pub const FOLD_FRACTION: f64 = 0.05;
 pub const FOLD_MIN: usize = 50_000;
+
+/// Set when the server stops: a build from the store that sees it gives up, saving nothing,
+/// with [`crate::Error::Stopping`] (a fold of 100M points read the store for ~74 s, and a stop
+/// waited for it). A layer not rebuilt is built or stepped at the next start.
+pub type Stop = AtomicBool;
+
+/// For builds no stop interrupts (tools, benchmarks, a publication's step).
+pub static NEVER: Stop = AtomicBool::new(false);
+
+/// The records read between two looks at the stop flag.
+const STOP_EVERY: usize = 1 << 16;
+
+/// Yields the items of a scan, then `Err(Stopping)` once `stop` is set.
+fn until_stopped<'a, T: 'a>(
+    items: impl Iterator<Item = Result<T>> + 'a,
+    stop: &'a Stop,
+) -> impl Iterator<Item = Result<T>> + 'a {
+    items.enumerate().map(move |(n, item)| {
+        if n % STOP_EVERY == 0 && stop.load(Ordering::Relaxed) { Err(crate::Error::Stopping) } else { item }
+    })
+}
 
 fn push_key(keys: &mut KeysBuilder, key: &[u8]) -> Result<u32> {
     keys.push(key).map_err(|e| crate::Error::Internal(format!("spatial layer keys: {e:?}")))
@@ -154,13 +176,13 @@ pub struct SpatialIndex {
     pub applied_at_open: usize,
 }
 
-fn point_layer(at: Reader<'_>, registry: Registry) -> Result<PointLayer> {
+fn point_layer(at: Reader<'_>, registry: Registry, stop: &Stop) -> Result<PointLayer> {
     let mut keys = KeysBuilder::default();
     // Sized once from the registry's count (points are at most that many): no doubling, no
     // copy of a vector of tens of millions of points while it grows.
     let count = usize::try_from(at.stored_count(registry)?).unwrap_or(0);
     let (mut points, mut ids) = (Vec::with_capacity(count), Vec::with_capacity(count));
-    for item in at.points(registry) {
+    for item in until_stopped(at.points(registry), stop) {
         let (k, lon, lat) = item?;
         points.push(grid::point([lon, lat]));
         ids.push(push_key(&mut keys, &k)?);
@@ -178,7 +200,13 @@ const SORT_BUDGET: usize = 64 << 20;
 /// holds [`SORT_BUDGET`] and about a byte a point, where building it in memory first held
 /// about 28 bytes a point (the built tree and its keys). None when the files could not be
 /// written or mapped (logged): the caller builds the layer in memory instead.
-fn point_layer_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64) -> Result<Option<PointLayer>> {
+fn point_layer_saved(
+    at: Reader<'_>,
+    registry: Registry,
+    path: &Path,
+    mark: u64,
+    stop: &Stop,
+) -> Result<Option<PointLayer>> {
     let failed = |e: &dyn std::fmt::Display| {
         tracing::warn!(error = %e, "could not build the spatial layer {} in its file: building it in memory", path.display());
         Ok(None)
@@ -191,7 +219,7 @@ fn point_layer_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64)
     };
     let mut keys = SpillingKeys::new(keys_file);
     let mut points = SpilledPoints::new(points_file);
-    for item in at.points(registry) {
+    for item in until_stopped(at.points(registry), stop) {
         let (k, lon, lat) = item?;
         if let Err(e) = points.push(grid::point([lon, lat])) {
             return failed(&e);
@@ -240,10 +268,10 @@ fn parcel_shape(value: &[u8]) -> Result<Option<geo::MultiPolygon<f64>>> {
 }
 
 /// The parcels' shapes and keys, as a build of their layer reads them.
-fn polygon_parts(at: Reader<'_>) -> Result<(PolygonBuilder, SortedKeys)> {
+fn polygon_parts(at: Reader<'_>, stop: &Stop) -> Result<(PolygonBuilder, SortedKeys)> {
     let mut keys = KeysBuilder::default();
     let mut shapes = PolygonBuilder::default();
-    for item in at.scan(Registry::Parcels) {
+    for item in until_stopped(at.scan(Registry::Parcels), stop) {
         let (k, v) = item?;
         if let Some(g) = parcel_shape(&v)? {
             shapes.push(&g, push_key(&mut keys, &k)?);
@@ -252,8 +280,8 @@ fn polygon_parts(at: Reader<'_>) -> Result<(PolygonBuilder, SortedKeys)> {
     Ok((shapes, keys.finish()))
 }
 
-fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
-    let (shapes, keys) = polygon_parts(at)?;
+fn polygon_layer(at: Reader<'_>, stop: &Stop) -> Result<PolygonLayer> {
+    let (shapes, keys) = polygon_parts(at, stop)?;
     Ok(PolygonLayer::new(shapes.finish(), keys))
 }
 
@@ -261,8 +289,8 @@ fn polygon_layer(at: Reader<'_>) -> Result<PolygonLayer> {
 /// in tree order from where they were read ([`PolygonBuilder::write_built`]), so the build
 /// never holds their reordered copy. None when the file could not be written or mapped
 /// (logged): the caller builds the layer in memory instead.
-fn polygon_layer_saved(at: Reader<'_>, path: &Path, mark: u64) -> Result<Option<PolygonLayer>> {
-    let (shapes, keys) = polygon_parts(at)?;
+fn polygon_layer_saved(at: Reader<'_>, path: &Path, mark: u64, stop: &Stop) -> Result<Option<PolygonLayer>> {
+    let (shapes, keys) = polygon_parts(at, stop)?;
     Ok(written(path, mark, |mut w| {
         shapes.write_built(&mut w)?;
         keys.write(&mut w)
@@ -276,7 +304,7 @@ trait Persisted: Sized + Clone {
     fn of(base: Self::Base, keys: SortedKeys) -> Self;
     /// The layer as `at` holds it, written to `path` with `mark` as it is built and served
     /// from there; built in memory when the file cannot be written or mapped.
-    fn build_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64) -> Result<Self>;
+    fn build_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64, stop: &Stop) -> Result<Self>;
     /// The layer with each of `keys` as `at` holds it (moved, added, or gone).
     fn changed_at(&self, at: Reader<'_>, registry: Registry, keys: Vec<String>) -> Result<Self>;
     /// The changed part, stale key slots included (a key changed by every load keeps adding
@@ -296,10 +324,10 @@ impl Persisted for PointLayer {
     fn of(base: PointIndex, keys: SortedKeys) -> Self {
         PointLayer::new(base, keys)
     }
-    fn build_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64) -> Result<Self> {
-        match point_layer_saved(at, registry, path, mark)? {
+    fn build_saved(at: Reader<'_>, registry: Registry, path: &Path, mark: u64, stop: &Stop) -> Result<Self> {
+        match point_layer_saved(at, registry, path, mark, stop)? {
             Some(layer) => Ok(layer),
-            None => point_layer(at, registry),
+            None => point_layer(at, registry, stop),
         }
     }
     fn changed_at(&self, at: Reader<'_>, registry: Registry, keys: Vec<String>) -> Result<Self> {
@@ -345,10 +373,10 @@ impl Persisted for PolygonLayer {
     fn of(base: PolygonIndex, keys: SortedKeys) -> Self {
         PolygonLayer::new(base, keys)
     }
-    fn build_saved(at: Reader<'_>, _: Registry, path: &Path, mark: u64) -> Result<Self> {
-        match polygon_layer_saved(at, path, mark)? {
+    fn build_saved(at: Reader<'_>, _: Registry, path: &Path, mark: u64, stop: &Stop) -> Result<Self> {
+        match polygon_layer_saved(at, path, mark, stop)? {
             Some(layer) => Ok(layer),
-            None => polygon_layer(at),
+            None => polygon_layer(at, stop),
         }
     }
     fn changed_at(&self, at: Reader<'_>, registry: Registry, keys: Vec<String>) -> Result<Self> {
@@ -420,7 +448,7 @@ fn step<L: Persisted>(
         return Ok((layer.clone(), false));
     }
     if any_bulk(&newer) {
-        return Ok((L::build_saved(at, registry, &layer_file(dir, registry), last)?, true));
+        return Ok((L::build_saved(at, registry, &layer_file(dir, registry), last, &NEVER)?, true));
     }
     Ok((layer.changed_at(at, registry, changed_keys(at, &newer, registry)?)?, false))
 }
@@ -437,6 +465,7 @@ fn layer_at<L: Persisted>(
     registry: Registry,
     loads: &[Lineage],
     finished: u64,
+    stop: &Stop,
 ) -> Result<(L, Option<usize>)> {
     let path = layer_file(dir, registry);
     let newer = |mark| loads_after(loads, registry, mark);
@@ -460,7 +489,7 @@ fn layer_at<L: Persisted>(
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "spatial layer {} unreadable: rebuilding", path.display()),
     }
-    Ok((L::build_saved(at, registry, &path, finished)?, None))
+    Ok((L::build_saved(at, registry, &path, finished, stop)?, None))
 }
 
 impl SpatialIndex {
@@ -471,14 +500,15 @@ impl SpatialIndex {
 
     /// The index of the store's latest state (tools, benchmarks, tests).
     pub fn open(store: &Store) -> Result<Arc<SpatialIndex>> {
-        Self::open_at(store.reader()).map(Arc::new)
+        Self::open_at(store.reader(), &NEVER).map(Arc::new)
     }
 
     /// Maps each layer's file and applies the batch loads that finished since it was saved;
     /// builds (and saves, then maps) a layer whose file is missing, damaged, or passed by a
     /// bulk load or by more changes than a fold allows. Each layer on a thread of its own
     /// (files are checked and saved one at a time: [`persist`] holds one lock for both).
-    pub fn open_at(at: Reader<'_>) -> Result<SpatialIndex> {
+    /// A build gives up when `stop` is set.
+    pub fn open_at(at: Reader<'_>, stop: &Stop) -> Result<SpatialIndex> {
         // The single file of an earlier version, superseded by a file per layer.
         std::fs::remove_file(at.store().path().with_file_name("spatial.idx")).ok();
         let dir = Self::dir_of(at.store());
@@ -491,9 +521,9 @@ impl SpatialIndex {
         let finished = loads.iter().filter_map(Lineage::finish_order).max().unwrap_or(0);
         let started = Instant::now();
         let (citizens, entities, parcels) = std::thread::scope(|s| {
-            let c = s.spawn(|| layer_at::<PointLayer>(at, &dir, Registry::Citizens, &loads, finished));
-            let e = s.spawn(|| layer_at::<PointLayer>(at, &dir, Registry::Entities, &loads, finished));
-            let p = layer_at::<PolygonLayer>(at, &dir, Registry::Parcels, &loads, finished);
+            let c = s.spawn(|| layer_at::<PointLayer>(at, &dir, Registry::Citizens, &loads, finished, stop));
+            let e = s.spawn(|| layer_at::<PointLayer>(at, &dir, Registry::Entities, &loads, finished, stop));
+            let p = layer_at::<PolygonLayer>(at, &dir, Registry::Parcels, &loads, finished, stop);
             let join = |h: std::thread::ScopedJoinHandle<'_, Result<(PointLayer, Option<usize>)>>| {
                 h.join().unwrap_or_else(|_| Err(crate::Error::Internal("spatial index build panicked".into())))
             };
@@ -563,12 +593,13 @@ impl SpatialIndex {
     }
 
     /// The same index with every layer due for it built anew from `at` (which must hold
-    /// exactly the loads this index reflects), each saved and then served from its file.
-    pub fn fold(&self, at: Reader<'_>) -> Result<SpatialIndex> {
+    /// exactly the loads this index reflects), each saved and then served from its file; gives
+    /// up, saving nothing more, when `stop` is set.
+    pub fn fold(&self, at: Reader<'_>, stop: &Stop) -> Result<SpatialIndex> {
         let started = Instant::now();
         let dir = Self::dir_of(at.store());
         let mut index = self.clone();
-        let rebuilt = |r: Registry| PointLayer::build_saved(at, r, &layer_file(&dir, r), self.finished);
+        let rebuilt = |r: Registry| PointLayer::build_saved(at, r, &layer_file(&dir, r), self.finished, stop);
         if self.citizens.due_for_rebuild() {
             index.citizens = rebuilt(Registry::Citizens)?;
         }
@@ -576,8 +607,13 @@ impl SpatialIndex {
             index.entities = rebuilt(Registry::Entities)?;
         }
         if self.parcels.due_for_rebuild() {
-            index.parcels =
-                PolygonLayer::build_saved(at, Registry::Parcels, &layer_file(&dir, Registry::Parcels), self.finished)?;
+            index.parcels = PolygonLayer::build_saved(
+                at,
+                Registry::Parcels,
+                &layer_file(&dir, Registry::Parcels),
+                self.finished,
+                stop,
+            )?;
         }
         index.build_seconds = started.elapsed().as_secs_f64();
         tracing::info!(

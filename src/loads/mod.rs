@@ -352,7 +352,7 @@ impl LoadQueue {
             let _ = handle.join();
         }
         // A fold the last publication started still reads the store.
-        self.service.wait_for_fold();
+        self.service.stop_fold();
     }
 
     /// The oldest queued load, marked running; None when there is none within `wait`.

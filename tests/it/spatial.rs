@@ -293,6 +293,23 @@ fn the_saved_index_serves_only_an_unchanged_store() {
     assert!(saved.from_file && saved.applied_at_open == 0, "the fresh build was saved at the load's mark");
 }
 
+/// A build from the store gives up when the server stops (at 100M a fold read the store for
+/// ~74 s, and a stop waited for it): it saves no layer file, and the next open builds one.
+#[test]
+fn a_build_the_stop_interrupts_saves_nothing() {
+    use jichu::spatial::{SpatialIndex, Stop};
+    let t = TestStore::loaded();
+    let dir = SpatialIndex::dir_of(&t.store);
+    let stopped = SpatialIndex::open_at(t.store.reader(), &Stop::new(true));
+    assert!(matches!(stopped, Err(jichu::Error::Stopping)), "{stopped:?}");
+    for layer in ["citizens.idx", "entities.idx", "parcels.idx"] {
+        assert!(!dir.join(layer).exists(), "{layer} saved by a stopped build");
+    }
+    let built = SpatialIndex::open_at(t.store.reader(), &Stop::new(false)).unwrap();
+    assert!(!built.from_file && built.citizens.index.len() > 0);
+    assert!(SpatialIndex::open(&t.store).unwrap().from_file, "the build that ran saved its layers");
+}
+
 /// A start reads the saved spatial index on a thread of its own: a spatial read sent at once
 /// waits for it and answers as a brute-force scan does; a stopped server has let go of its
 /// store even if it stopped while that thread ran.
