@@ -306,7 +306,7 @@ fn a_build_the_stop_interrupts_saves_nothing() {
         assert!(!dir.join(layer).exists(), "{layer} saved by a stopped build");
     }
     let built = SpatialIndex::open_at(t.store.reader(), &Stop::new(false)).unwrap();
-    assert!(!built.from_file && built.citizens.index.len() > 0);
+    assert!(!built.from_file && !built.citizens.index.is_empty());
     assert!(SpatialIndex::open(&t.store).unwrap().from_file, "the build that ran saved its layers");
 }
 
