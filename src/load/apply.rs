@@ -11,7 +11,7 @@ use crate::model::{Link, Registry};
 use crate::store::codec::{self, Header};
 use crate::store::feed::{self, ChangeKind};
 use crate::store::keys::{link_edge, target_registry};
-use crate::store::{Store, Writer, cf, keys};
+use crate::store::{Presence, Store, Writer, cf, keys};
 use std::path::{Path, PathBuf};
 
 /// Records per write batch on the batch path (one atomic commit each).
@@ -77,7 +77,8 @@ impl RefCheck {
 /// Bulk path (empty registry): records and edges become sorted SST files, ingested records
 /// first (undoing a killed load finds the edges to remove from them), then edges and the
 /// count — after a marker, so that a load killed before it finishes is undone
-/// on the next open.
+/// on the next open. References to records not loaded are counted as the sorted edges are
+/// written.
 pub fn bulk(
     writer: &mut Writer<'_>,
     registry: Registry,
@@ -98,7 +99,6 @@ pub fn bulk(
     let mut edge_sorter = Sorter::new(tmp, "edges", budget);
     // Entities are indexed by the organisation code their credit code embeds (another order).
     let mut org_sorter = (registry == Registry::Entities).then(|| Sorter::new(tmp, "orgcodes", budget / 4));
-    let mut refs = RefCheck::new(tmp, budget / 4);
     let mut n = 0u64;
     for group in Groups::new(sorted) {
         let Some(e) = resolve(group?, state) else { continue };
@@ -119,23 +119,44 @@ pub fn bulk(
         let id = String::from_utf8_lossy(&e.key);
         for (link, target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
             edge_sorter.push(&link_edge(registry, &id, link, target), 0, &[])?;
-            refs.push(target_registry(link, target), target)?;
         }
         n += 1;
         state.progress.tick_apply(1);
     }
-    refs.finish(store, state)?;
     let record_files = files.finish()?;
     let feed_files = feed_files.finish()?;
     let mut edge_files = SstFiles::new(cf::RELATIONS, tmp, "edges", threads);
     let mut last: Option<Vec<u8>> = None;
+    // Edges are keyed by the record a reference points at, so in their order the references
+    // are checked against the store with no sort of their own; a target's edges are adjacent.
+    let mut probes: Vec<(Registry, Presence<'_>)> = Vec::new();
+    let mut target: Option<(Vec<u8>, bool)> = None;
     for e in edge_sorter.finish()? {
         let e = e?;
-        if last.as_ref() != Some(&e.key) {
-            edge_files.put(&e.key, &[])?;
-            last = Some(e.key);
+        if last.as_ref() == Some(&e.key) {
+            continue;
         }
+        let (r, id) = keys::edge_owner(&e.key).ok_or_else(|| crate::Error::Codec("edge key".into()))?;
+        let here = match &target {
+            Some((t, here)) if t[0] == r as u8 && &t[1..] == id => *here,
+            _ => {
+                let i = match probes.iter().position(|(p, _)| *p == r) {
+                    Some(i) => i,
+                    None => {
+                        probes.push((r, store.presence(r)));
+                        probes.len() - 1
+                    }
+                };
+                let here = probes[i].1.contains(id)?;
+                target = Some(([&[r as u8][..], id].concat(), here));
+                here
+            }
+        };
+        state.report.dangling_references += u64::from(!here);
+        edge_files.put(&e.key, &[])?;
+        last = Some(e.key);
     }
+    drop(probes);
     let edge_files = edge_files.finish()?;
     let mut org_files = SstFiles::new(cf::ORGANISATION_CODES, tmp, "orgcodes", 1);
     if let Some(sorter) = org_sorter {

@@ -45,6 +45,13 @@ pub fn link_edge(registry: Registry, id: &str, link: &Link, target: &str) -> Vec
     edge(target_registry(link, target), target, link.reverse, registry, id)
 }
 
+/// The record an edge key starts at: `(registry, key)`.
+pub fn edge_owner(key: &[u8]) -> Option<(Registry, &[u8])> {
+    let registry = Registry::from_byte(*key.first()?)?;
+    let len = usize::from(*key.get(1)?);
+    Some((registry, key.get(2..2 + len)?))
+}
+
 /// Decodes an edge key into `(relation, other registry, other key)`.
 pub fn decode_edge(key: &[u8]) -> Option<(Relation, Registry, &str)> {
     let owner_len = usize::from(*key.get(1)?);
@@ -195,6 +202,7 @@ mod tests {
         fn edges_round_trip_and_sort_under_their_owner(a in "[0-9A-Z]{1,40}", b in "[^\u{0}]{1,40}") {
             let k = edge(Registry::Citizens, &a, Relation::Licences, Registry::Licences, &b);
             prop_assert!(k.starts_with(&edge_prefix(Registry::Citizens, &a)));
+            prop_assert_eq!(edge_owner(&k), Some((Registry::Citizens, a.as_bytes())));
             prop_assert_eq!(decode_edge(&k), Some((Relation::Licences, Registry::Licences, b.as_str())));
         }
     }

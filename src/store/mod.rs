@@ -64,6 +64,26 @@ pub struct Edge {
     pub id: String,
 }
 
+/// Which keys a registry holds ([`Store::presence`]).
+pub struct Presence<'a>(rocksdb::DBRawIterator<'a>);
+
+impl std::fmt::Debug for Presence<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presence").finish_non_exhaustive()
+    }
+}
+
+impl Presence<'_> {
+    pub fn contains(&mut self, key: &[u8]) -> Result<bool> {
+        self.0.seek(key);
+        if self.0.key() == Some(key) {
+            return Ok(true);
+        }
+        self.0.status()?;
+        Ok(false)
+    }
+}
+
 pub struct Store {
     db: DB,
     /// The block cache every column family shares (kept to report its use).
@@ -265,22 +285,23 @@ impl Store {
         self.reader().points(registry)
     }
 
-    /// How many of `sorted_keys` (ascending, repeats allowed) are not in `registry`: forward
-    /// seeks of one iterator, so neighbouring keys share the blocks they read.
+    /// How many of `sorted_keys` (ascending, repeats allowed) are not in `registry`.
     pub fn count_absent(&self, registry: Registry, sorted_keys: impl Iterator<Item = Result<Vec<u8>>>) -> Result<u64> {
-        let mut opts = ReadOptions::default();
-        opts.fill_cache(false);
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf::records(registry)), opts);
+        let mut probe = self.presence(registry);
         let mut absent = 0;
         for key in sorted_keys {
-            let key = key?;
-            it.seek(&key);
-            if it.key() != Some(key.as_slice()) {
-                it.status()?;
-                absent += 1;
-            }
+            absent += u64::from(!probe.contains(&key?)?);
         }
         Ok(absent)
+    }
+
+    /// Tells which keys `registry` holds, for keys asked in ascending order: forward seeks of
+    /// one iterator, so neighbouring keys share the blocks they read (not kept in the cache:
+    /// a load's reference check reads each once).
+    pub fn presence(&self, registry: Registry) -> Presence<'_> {
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        Presence(self.db.raw_iterator_cf_opt(self.cf(cf::records(registry)), opts))
     }
 
     /// Records stored in a registry (ended ones included).
