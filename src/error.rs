@@ -34,7 +34,8 @@ pub enum Error {
     /// A load was cancelled while it ran; it was undone.
     #[error("the load was cancelled")]
     Cancelled,
-    /// A build of a spatial layer gave up because the server is stopping (nothing was saved).
+    /// A build of a spatial layer gave up because the server is stopping (the layer it was
+    /// building saved no file).
     #[error("the server is stopping")]
     Stopping,
     /// A load failed and so did undoing it: what it wrote stays until the next open undoes it,

@@ -200,8 +200,10 @@ impl Service {
     }
 
     /// Stops a fold of the spatial index that is running and waits for it (a stopping server:
-    /// the fold reads the store, which must outlive it). The layers it would have rebuilt are
-    /// mapped and stepped at the next start, as after any stop.
+    /// the fold reads the store, which must outlive it). The next start maps the layer's file
+    /// and, its changes being past the threshold still, rebuilds it in the background thread
+    /// that opens the spatial index: the rebuild moves to the start instead of holding the
+    /// stop. Only for a service that stops: the flag is never cleared.
     pub fn stop_fold(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let mut handle = self.fold_thread.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -35,15 +35,18 @@ use std::time::Instant;
 pub const FOLD_FRACTION: f64 = 0.05;
 pub const FOLD_MIN: usize = 50_000;
 
-/// Set when the server stops: a build from the store that sees it gives up, saving nothing,
-/// with [`crate::Error::Stopping`] (a fold of 100M points read the store for ~74 s, and a stop
-/// waited for it). A layer not rebuilt is built or stepped at the next start.
+/// Set when the server stops: a build from the store that sees it gives up with
+/// [`crate::Error::Stopping`] before the layer it builds saves its file (a fold of 100M points
+/// read the store for ~74 s, and a stop waited for it); a layer finished before is kept. The
+/// flag is looked at while records are read, not while a layer's sorted file is written. A
+/// layer not rebuilt is built or stepped at the next start.
 pub type Stop = AtomicBool;
 
 /// For builds no stop interrupts (tools, benchmarks, a publication's step).
-pub static NEVER: Stop = AtomicBool::new(false);
+static NEVER: Stop = AtomicBool::new(false);
 
-/// The records read between two looks at the stop flag.
+/// The records a build takes (located ones, for a point layer) between two looks at the stop
+/// flag.
 const STOP_EVERY: usize = 1 << 16;
 
 /// Yields the items of a scan, then `Err(Stopping)` once `stop` is set.

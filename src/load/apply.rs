@@ -133,9 +133,7 @@ pub fn bulk(
     let mut target: Option<(Vec<u8>, bool)> = None;
     for e in edge_sorter.finish()? {
         let e = e?;
-        if last.as_ref() == Some(&e.key) {
-            continue;
-        }
+        // Every reference is counted, a repeated edge too (each is one reference).
         let (r, id) = keys::edge_owner(&e.key).ok_or_else(|| crate::Error::Codec("edge key".into()))?;
         let here = match &target {
             Some((t, here)) if t[0] == r as u8 && &t[1..] == id => *here,
@@ -153,6 +151,9 @@ pub fn bulk(
             }
         };
         state.report.dangling_references += u64::from(!here);
+        if last.as_ref() == Some(&e.key) {
+            continue;
+        }
         edge_files.put(&e.key, &[])?;
         last = Some(e.key);
     }

@@ -103,7 +103,8 @@ pub enum Search {
     Keyword,
 }
 
-/// A reference from a field to another registry's key: stored as a pair of relation edges.
+/// A reference from a field to another registry's key: navigable both ways, as the holder's
+/// record (forward) and as a relation edge keyed by the target (reverse).
 #[derive(Clone, Copy, Debug)]
 pub struct Link {
     /// Registries the reference may point to; a subject points to citizens or entities.

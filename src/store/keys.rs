@@ -173,6 +173,18 @@ pub fn organisation_code(credit_code: &[u8]) -> Option<Vec<u8>> {
 /// Marks `organisation_codes` as holding every stored entity (filled once for older stores).
 pub const ORGANISATION_CODES_READY: &[u8] = b"orgcodes_ready";
 
+/// Meta key present once `relations` holds no holder's own edge (stores written before kept
+/// both directions; [`super::Store::open`] drops the holder's side once).
+pub const EDGES_ONE_WAY: &[u8] = b"edges_one_way";
+
+/// Whether a reference of `link` may point into `registry`.
+pub fn may_target(link: &Link, registry: Registry) -> bool {
+    match link.target {
+        Target::Citizens => registry == Registry::Citizens,
+        Target::Subject => matches!(registry, Registry::Citizens | Registry::Entities),
+    }
+}
+
 /// A removed edge's entry: the edge key, then the load that removed it.
 pub fn unlinked(edge: &[u8], load_id: u32) -> Vec<u8> {
     [edge, &load_id.to_be_bytes()[..]].concat()

@@ -1,7 +1,7 @@
 //! The store: RocksDB, the source of truth.
 //!
-//! One column family per registry (records by key), one for relation edges (both
-//! directions), one for metadata ([`cf`]). Every change to a record and to its edges and
+//! One column family per registry (records by key), one for relation edges (keyed by the
+//! record a reference points at; the holder's side is its record), one for metadata ([`cf`]). Every change to a record and to its edges and
 //! counts is one atomic `WriteBatch` ([`Writer`]); bulk loads ingest sorted SST files.
 //! Only one writer runs at a time (a mutex inside, RocksDB's lock file across processes).
 
@@ -19,8 +19,8 @@ pub use sources::{Resolution, ReviewItem, ReviewStatus, SourceValue, decode_cont
 pub use writer::Writer;
 
 use crate::error::{Error, Result};
-use crate::model::{Lineage, Record, Registry, Relation};
-use rocksdb::{Cache, ColumnFamily, DB, IteratorMode, Options, ReadOptions};
+use crate::model::{Lineage, Link, Record, Registry, Relation};
+use rocksdb::{Cache, ColumnFamily, DB, IteratorMode, Options, ReadOptions, WriteBatch};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -183,7 +183,54 @@ impl Store {
         if self.db.get_pinned_cf(self.cf(cf::META), keys::ORGANISATION_CODES_READY)?.is_none() {
             self.writer().backfill_organisation_codes()?;
         }
-        self.empty_legacy_points()
+        self.empty_legacy_points()?;
+        self.drop_legacy_forward_edges()
+    }
+
+    /// Deletes the holders' own edges a store written before keeps in `relations` (reads
+    /// derive them from the records now and skip these keys), once: a range delete where no
+    /// reference points into the registry (every edge it starts is a holder's), a scan of
+    /// its prefix otherwise.
+    fn drop_legacy_forward_edges(&self) -> Result<()> {
+        let meta = self.cf(cf::META);
+        if self.db.get_pinned_cf(meta, keys::EDGES_ONE_WAY)?.is_some() {
+            return Ok(());
+        }
+        let relations = self.cf(cf::RELATIONS);
+        let links: Vec<Link> = Registry::ALL.iter().flat_map(|r| r.schema().links().map(|(_, l)| l)).collect();
+        let mut dropped = 0u64;
+        for r in Registry::ALL {
+            let held: Vec<Relation> = r.schema().links().map(|(_, l)| l.forward).collect();
+            if held.is_empty() {
+                continue;
+            }
+            let (from, to) = ([r as u8], [r as u8 + 1]);
+            if !links.iter().any(|l| keys::may_target(l, r)) {
+                self.db.delete_file_in_range_cf(relations, from, to)?;
+                self.db.delete_range_cf(relations, from, to)?;
+                continue;
+            }
+            let mut batch = WriteBatch::default();
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_range(from.to_vec()..to.to_vec());
+            opts.fill_cache(false);
+            for item in self.db.iterator_cf_opt(relations, opts, IteratorMode::Start) {
+                let (k, _) = item?;
+                if keys::decode_edge(&k).is_some_and(|(relation, _, _)| held.contains(&relation)) {
+                    batch.delete_cf(relations, k);
+                    dropped += 1;
+                }
+                if batch.len() >= 1 << 16 {
+                    self.db.write(std::mem::take(&mut batch))?;
+                }
+            }
+            self.db.write(batch)?;
+        }
+        self.db.put_cf(meta, keys::EDGES_ONE_WAY, [])?;
+        if dropped > 0 {
+            tracing::info!(dropped, "relations keep one edge a reference: the holders' own edges dropped");
+        }
+        Ok(())
     }
 
     /// Empties the `points` column family a store written before carries (its locations are

@@ -217,7 +217,9 @@ impl<'a> Reader<'a> {
     /// Every edge of `(registry, id)`, ordered by relation: the references its record holds
     /// (read from the record) and the records that refer to it ([`Reader::referring`]).
     pub fn relations(&self, registry: Registry, id: &str) -> Result<Vec<Edge>> {
-        let mut edges = self.get(registry, id)?.map_or_else(Vec::new, |r| held_edges(&r));
+        let holds_links = registry.schema().links().next().is_some();
+        let held = if holds_links { self.get(registry, id)? } else { None };
+        let mut edges = held.map_or_else(Vec::new, |r| held_edges(&r));
         edges.extend(self.referring(registry, id)?);
         edges.sort_unstable();
         Ok(edges)

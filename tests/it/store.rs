@@ -110,7 +110,7 @@ fn a_legacy_points_column_family_is_emptied_and_locations_come_from_the_records(
 
 /// A reference is stored once, as the edge from the record it points at; the holder's own edge
 /// is read from its record. Stores written before also kept the holder's edge as a key: each
-/// edge is still answered once, in order.
+/// edge is still answered once, in order, and the first open that knows drops those keys.
 #[test]
 fn forward_edges_come_from_the_record_and_legacy_keys_are_not_doubled() {
     use jichu::store::keys;
@@ -138,4 +138,36 @@ fn forward_edges_come_from_the_record_and_legacy_keys_are_not_doubled() {
     let mut sorted = from_holder.clone();
     sorted.sort();
     assert_eq!(from_holder, sorted, "grouped by relation, as the keys sort");
+    // A store written before: holder keys in a registry nothing points at (licences) and in
+    // one that is pointed at too (entities), and no marker. Its open drops exactly those.
+    let holders_keys = |db: &rocksdb::DB| {
+        let relations = db.cf_handle("relations").unwrap();
+        let all: Vec<_> = db.iterator_cf(relations, rocksdb::IteratorMode::Start).map(|kv| kv.unwrap().0).collect();
+        let held = [Relation::LegalRep, Relation::Subject, Relation::Holder];
+        let n = all.iter().filter(|k| keys::decode_edge(k).is_some_and(|(r, _, _)| held.contains(&r))).count();
+        (all.len(), n)
+    };
+    let entity = t.store.reader().scan(Registry::Entities).next().unwrap().unwrap().0;
+    let entity = String::from_utf8(entity.to_vec()).unwrap();
+    let mut before = (0, 0);
+    let t = t.reopen_after(|path| {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, &names).unwrap();
+        let relations = db.cf_handle("relations").unwrap();
+        let rep = keys::edge(Registry::Entities, &entity, Relation::LegalRep, Registry::Citizens, holder);
+        db.put_cf(relations, rep, []).unwrap();
+        db.delete_cf(db.cf_handle("meta").unwrap(), b"edges_one_way").unwrap();
+        db.flush_cf(relations).unwrap();
+        before = holders_keys(&db);
+    });
+    assert_eq!(before.1, 2, "a licence's and an entity's own edge");
+    let mut after = (0, 0);
+    let t = t.reopen_after(|path| {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, &names).unwrap();
+        after = holders_keys(&db);
+    });
+    assert_eq!(after, (before.0 - 2, 0), "only the holders' own edges were dropped");
+    assert_eq!(t.store.relations(Registry::Licences, licence).unwrap(), expected);
+    assert_eq!(t.store.relations(Registry::Citizens, holder).unwrap(), from_holder);
 }
