@@ -97,7 +97,8 @@ fn table_options(cache: &Cache, bloom: bool, point_reads: bool, sequential: bool
 }
 
 /// Options of one column family. Records are point-read (bloom filters); relations are only
-/// prefix-scanned by owner, which a whole-key bloom filter cannot answer, so they have none. LZ4 on the upper levels, zstd at the bottom where most bytes live.
+/// prefix-scanned by owner, which a whole-key bloom filter cannot answer, so they have none.
+/// LZ4 on the upper levels, zstd at the bottom where most bytes live.
 pub fn options(name: &str, cache: &Cache) -> Options {
     let mut o = Options::default();
     o.set_level_compaction_dynamic_level_bytes(true);

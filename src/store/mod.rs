@@ -1,8 +1,9 @@
 //! The store: RocksDB, the source of truth.
 //!
 //! One column family per registry (records by key), one for relation edges (keyed by the
-//! record a reference points at; the holder's side is its record), one for metadata ([`cf`]). Every change to a record and to its edges and
-//! counts is one atomic `WriteBatch` ([`Writer`]); bulk loads ingest sorted SST files.
+//! record a reference points at; the holder's side is its record), one for metadata
+//! ([`cf`]). Every change to a record and to its edges and counts is one atomic `WriteBatch`
+//! ([`Writer`]); bulk loads ingest sorted SST files.
 //! Only one writer runs at a time (a mutex inside, RocksDB's lock file across processes).
 
 pub mod cf;
