@@ -140,11 +140,18 @@ impl At {
     }
 
     /// Every edge of a record at this state: the references its version then held, and the
-    /// records that referred to it then.
-    pub fn relations(self, view: &View, registry: Registry, id: &str) -> QueryResult<Vec<Edge>> {
+    /// records that referred to it then. `record` is the record at this state, as the caller
+    /// read it ([`At::get`]).
+    pub fn relations(
+        self,
+        view: &View,
+        registry: Registry,
+        id: &str,
+        record: Option<&Record>,
+    ) -> QueryResult<Vec<Edge>> {
         let at = view.reader();
-        let At::Then(_) = self else { return Ok(at.relations(registry, id)?) };
-        let mut out = self.get(view, registry, id)?.map_or_else(Vec::new, |r| held_edges(&r));
+        let At::Then(_) = self else { return Ok(at.relations_of(registry, id, record)?) };
+        let mut out = record.map_or_else(Vec::new, held_edges);
         // Candidates: the records referring to it now, and those whose reference a load removed.
         let mut candidates = at.referring(registry, id)?;
         for e in at.unlinked(registry, id)? {

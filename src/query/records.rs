@@ -144,7 +144,7 @@ pub fn relations(view: &View, caller: &Caller, shape: &Shape, id: &str, at: At) 
     if record.as_ref().is_some_and(|r| !shape.sees(r)) || (record.is_none() && !shape.sees_key(id)) {
         return Ok(None);
     }
-    let edges = at.relations(view, registry, id)?;
+    let edges = at.relations(view, registry, id, record.as_ref())?;
     if record.is_none() && edges.is_empty() {
         return Ok(None);
     }
@@ -183,7 +183,7 @@ pub fn profile(view: &View, caller: &Caller, shape: &Shape, id: &str, at: At) ->
     let Some(record) = at.get(view, registry, id)?.filter(|r| shape.sees(r)) else { return Ok(None) };
     let mut profile = Map::new();
     profile.insert("record".into(), to_json(caller.render(view, shape, &record)));
-    let edges = at.relations(view, registry, id)?;
+    let edges = at.relations(view, registry, id, Some(&record))?;
     let sections: &[(Relation, bool)] = match registry {
         Registry::Citizens => {
             &[(Relation::Represents, false), (Relation::Licences, false), (Relation::CreditRecords, false)]

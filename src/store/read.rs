@@ -219,7 +219,12 @@ impl<'a> Reader<'a> {
     pub fn relations(&self, registry: Registry, id: &str) -> Result<Vec<Edge>> {
         let holds_links = registry.schema().links().next().is_some();
         let held = if holds_links { self.get(registry, id)? } else { None };
-        let mut edges = held.map_or_else(Vec::new, |r| held_edges(&r));
+        self.relations_of(registry, id, held.as_ref())
+    }
+
+    /// [`Reader::relations`] for a caller that has read the record already (`None`: absent).
+    pub fn relations_of(&self, registry: Registry, id: &str, record: Option<&Record>) -> Result<Vec<Edge>> {
+        let mut edges = record.map_or_else(Vec::new, held_edges);
         edges.extend(self.referring(registry, id)?);
         edges.sort_unstable();
         Ok(edges)
