@@ -138,13 +138,10 @@ pub fn bulk(
         let here = match &target {
             Some((t, here)) if t[0] == r as u8 && &t[1..] == id => *here,
             _ => {
-                let i = match probes.iter().position(|(p, _)| *p == r) {
-                    Some(i) => i,
-                    None => {
-                        probes.push((r, store.presence(r)));
-                        probes.len() - 1
-                    }
-                };
+                let i = probes.iter().position(|(p, _)| *p == r).unwrap_or_else(|| {
+                    probes.push((r, store.presence(r)));
+                    probes.len() - 1
+                });
                 let here = probes[i].1.contains(id)?;
                 target = Some(([&[r as u8][..], id].concat(), here));
                 here
