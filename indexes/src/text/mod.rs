@@ -1,6 +1,6 @@
 //! The full-text index: one tantivy index over every registry's searchable text.
 //!
-//! Documents carry a `uid` (`{registry byte}:{key}`, stored: the only stored value, as the
+//! Documents carry a `uid` (`{registry byte}:{key}`, a fast column; nothing is stored, as the
 //! store holds the records), the registry and an `ended` flag as filter fields, the text
 //! fields the service names (analysed by [`analyzer`], term frequencies without positions)
 //! and keyword and date fields for filters. The service says which fields exist
@@ -115,6 +115,14 @@ pub(crate) struct Fields {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FieldId(Field);
 
+/// How segments are written. The document store holds an empty document for each document
+/// (the uid is a fast column; nothing is stored): what it costs is a 4-byte offset each, which
+/// LZ4 cannot shorten and zstd takes to a fraction of a byte.
+fn settings() -> tantivy::IndexSettings {
+    let zstd = tantivy::store::ZstdCompressor { compression_level: Some(3) };
+    tantivy::IndexSettings { docstore_compression: tantivy::store::Compressor::Zstd(zstd), ..Default::default() }
+}
+
 /// The index and its reader. Searches go through a [`TextSearcher`], one state of the index
 /// that stays as it is whatever is committed later: what a published view holds.
 pub struct TextIndex {
@@ -228,7 +236,11 @@ impl TextIndex {
         std::fs::create_dir_all(dir).map_err(dir_err)?;
         let open = |dir: &Path| -> Result<Index> {
             let mmap = MmapDirectory::open(dir).map_err(|e| TextError::Directory(e.to_string()))?;
-            Ok(Index::open_or_create(mmap, schema.clone())?)
+            let mut index = Index::builder().schema(schema.clone()).settings(settings()).open_or_create(mmap)?;
+            // An index made before keeps its older segments as they are; new ones (commits and
+            // merges) are written with these settings.
+            index.settings_mut().docstore_compression = settings().docstore_compression;
+            Ok(index)
         };
         let index = match open(dir) {
             Ok(index) => index,
@@ -468,4 +480,48 @@ pub fn space_by_field(dir: &Path) -> Result<Vec<FieldSpace>> {
     let mut fields: Vec<FieldSpace> = fields.into_values().filter(|f| f.total() > 0).collect();
     fields.sort_by_key(|f| std::cmp::Reverse(f.total()));
     Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tantivy::store::Compressor;
+
+    /// An index written before with LZ4 document stores opens as it is, writes its new
+    /// segments with zstd, and merges the two kinds into one that answers for both.
+    #[test]
+    fn an_index_with_lz4_document_stores_takes_zstd_for_new_segments_and_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = TextSpec {
+            text: vec![TextField { name: "r.name".into(), grams: Grams::UniAndBi, norms: true }],
+            ..TextSpec::default()
+        };
+        let add = |index: &TextIndex, key: &str, name: &str| {
+            let mut w = index.writer(WriterOptions { threads: 1, memory_bytes: 20 << 20, no_merge: true }).unwrap();
+            let mut doc = w.doc(1, key, false);
+            doc.text(index.field("r.name").unwrap(), name);
+            w.add(doc).unwrap();
+            w.commit("").unwrap();
+            w.finish().unwrap();
+        };
+        let saved = || Index::open_in_dir(dir.path()).unwrap().settings().docstore_compression;
+        // A segment as an index made before this setting wrote it.
+        let mut before = TextIndex::open(dir.path(), &spec).unwrap();
+        before.index.settings_mut().docstore_compression = Compressor::Lz4;
+        add(&before, "a", "张伟");
+        drop(before);
+        assert_eq!(saved(), Compressor::Lz4);
+        let index = TextIndex::open(dir.path(), &spec).unwrap();
+        add(&index, "b", "张伟明");
+        assert!(matches!(saved(), Compressor::Zstd(_)), "{:?}", saved());
+        let mut writer: IndexWriter = index.index.writer_with_num_threads(1, 20 << 20).unwrap();
+        let segments = index.index.searchable_segment_ids().unwrap();
+        assert_eq!(segments.len(), 2);
+        writer.merge(&segments).wait().unwrap();
+        writer.wait_merging_threads().unwrap();
+        index.reload().unwrap();
+        let searcher = index.searcher().unwrap();
+        assert_eq!((searcher.num_docs(), searcher.searcher.segment_readers().len()), (2, 1));
+        assert_eq!(searcher.count_registry(1).unwrap(), 2);
+    }
 }
