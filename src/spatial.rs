@@ -38,8 +38,9 @@ pub const FOLD_MIN: usize = 50_000;
 /// Set when the server stops: a build from the store that sees it gives up with
 /// [`crate::Error::Stopping`] before the layer it builds saves its file (a fold of 100M points
 /// read the store for ~74 s, and a stop waited for it); a layer finished before is kept. The
-/// flag is looked at while records are read, not while a layer's sorted file is written. A
-/// layer not rebuilt is built or stepped at the next start.
+/// flag is looked at while records are read and while a point layer's file is sorted and
+/// written (its external sort; tens of seconds at 100M). A layer not rebuilt is built or
+/// stepped at the next start.
 pub type Stop = AtomicBool;
 
 /// For builds no stop interrupts (tools, benchmarks, a publication's step).
@@ -233,10 +234,15 @@ fn point_layer_saved(
             Err(e) => return Err(crate::Error::Internal(format!("spatial layer keys: {e:?}"))),
         }
     }
-    Ok(written(path, mark, |mut w| {
-        PointIndex::write_spilled(points, runs_file, SORT_BUDGET, &mut w)?;
+    let layer = written(path, mark, |mut w| {
+        PointIndex::write_spilled(points, runs_file, SORT_BUDGET, stop, &mut w)?;
         keys.write(&mut w)
-    }))
+    });
+    // Given up on the stop flag (no file was saved): not a failure to build in memory instead.
+    if layer.is_none() && stop.load(Ordering::Relaxed) {
+        return Err(crate::Error::Stopping);
+    }
+    Ok(layer)
 }
 
 /// Writes a layer's file with `body` and maps it: None when it could not be written or
@@ -250,6 +256,7 @@ fn written<L: Persisted>(
         // Two saves of one mark are of one store state; another mark is another layer.
         Ok((m, layer)) if m == mark => Some(layer),
         Ok(_) => None,
+        Err(e) if jichu_indexes::spatial::stopped(&e) => None,
         Err(e) => {
             tracing::warn!(error = %e, "could not build the spatial layer {} in its file: building it in memory", path.display());
             None

@@ -21,9 +21,27 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Bytes read or written at a time.
 const BUF: usize = 1 << 16;
+
+/// Leaves between two looks at the caller's stop flag.
+const STOP_EVERY: usize = 1 << 16;
+
+/// Whether an error is a build given up because its stop flag was set: `Interrupted`, which
+/// only [`write_built`] returns here (the writes and reads it makes retry theirs).
+pub fn stopped(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}
+
+fn look(stop: &AtomicBool, i: usize) -> io::Result<()> {
+    if i.is_multiple_of(STOP_EVERY) && stop.load(Ordering::Relaxed) {
+        Err(io::Error::new(io::ErrorKind::Interrupted, "the build was stopped"))
+    } else {
+        Ok(())
+    }
+}
 
 /// Leaves written to a scratch file as they come, with their count and extent.
 #[derive(Debug)]
@@ -101,11 +119,13 @@ fn key_of(e: &[u8]) -> u64 {
 
 /// Writes what the sort in memory (`PackedTree::write_built`) writes for the leaves in
 /// `spilled` (in the order pushed; each leaf's id is its position), sorting `budget` bytes of
-/// entries at a time into runs in `runs` (an empty scratch file).
+/// entries at a time into runs in `runs` (an empty scratch file). Gives up ([`stopped`])
+/// once `stop` is set (looked at every [`STOP_EVERY`] leaves read or merged).
 pub(crate) fn write_built<L: Leaf>(
     spilled: SpilledLeaves<L>,
     runs: File,
     budget: usize,
+    stop: &AtomicBool,
     w: &mut impl Write,
 ) -> io::Result<()> {
     let SpilledLeaves { out, n, extent, .. } = spilled;
@@ -123,6 +143,7 @@ pub(crate) fn write_built<L: Leaf>(
     let (mut written, mut bytes) = (0u64, vec![0u8; L::WIDTH]);
     let mut entry = Vec::with_capacity(width);
     for i in 0..n {
+        look(stop, i)?;
         input.read_exact(&mut bytes)?;
         let leaf = L::get(&bytes);
         chunk.push(((curve.position(&leaf) << 32) | i as u64, leaf));
@@ -163,6 +184,7 @@ pub(crate) fn write_built<L: Leaf>(
     let mut level: Vec<GridBox> = Vec::with_capacity(n.div_ceil(NODE));
     let (mut group, mut count) = (EMPTY, 0usize);
     while let Some(Reverse((key, r))) = heap.pop() {
+        look(stop, count)?;
         let Some(leaf) = heads[r].take() else { return Err(io::Error::other("a run lost its head")) };
         if let Some(e) = readers[r].next(width)? {
             heads[r] = Some(L::get(&e[8..]));
@@ -226,8 +248,23 @@ mod tests {
             prop_assert_eq!(spilled.n, leaves.len());
             let (mut direct, mut external) = (Vec::new(), Vec::new());
             PackedTree::write_built(leaves, &mut direct).unwrap();
-            write_built(spilled, tempfile::tempfile().unwrap(), per_run * 16, &mut external).unwrap();
+            let go = AtomicBool::new(false);
+            write_built(spilled, tempfile::tempfile().unwrap(), per_run * 16, &go, &mut external).unwrap();
             prop_assert_eq!(external, direct);
         }
+    }
+
+    /// A set stop flag ends the build, before the leaves are written.
+    #[test]
+    fn a_stop_gives_the_build_up() {
+        let mut spilled = SpilledLeaves::new(tempfile::tempfile().unwrap());
+        for i in 0..1000 {
+            spilled.push(grid::point([118.0 + f64::from(i) * 1e-4, 24.5])).unwrap();
+        }
+        let (stop, mut out) = (AtomicBool::new(true), Vec::new());
+        let e = write_built(spilled, tempfile::tempfile().unwrap(), 1 << 20, &stop, &mut out).unwrap_err();
+        assert!(stopped(&e), "{e}");
+        assert!(!stopped(&io::Error::other("disk full")));
+        assert!(out.is_empty());
     }
 }

@@ -82,14 +82,16 @@ impl PointIndex {
     /// Writes what [`Packed::write`] writes of `from_parts(points, 0..n)` for the points pushed
     /// to `points` (each point's id is its position), by an external sort in runs of `budget`
     /// bytes (`runs`: an empty scratch file): the build holds the budget and a byte a point,
-    /// however many points there are.
+    /// however many points there are. Once `stop` is set it gives up with an error for which
+    /// [`stopped`](super::stopped) holds.
     pub fn write_spilled(
         points: SpilledPoints,
         runs: std::fs::File,
         budget: usize,
+        stop: &std::sync::atomic::AtomicBool,
         w: &mut impl std::io::Write,
     ) -> std::io::Result<()> {
-        super::external::write_built(points.0, runs, budget, w)
+        super::external::write_built(points.0, runs, budget, stop, w)
     }
 
     pub fn len(&self) -> usize {
