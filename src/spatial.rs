@@ -39,8 +39,8 @@ pub const FOLD_MIN: usize = 50_000;
 /// [`crate::Error::Stopping`] before the layer it builds saves its file (a fold of 100M points
 /// read the store for ~74 s, and a stop waited for it); a layer finished before is kept. The
 /// flag is looked at while records are read and while a point layer's file is sorted and
-/// written (its external sort; tens of seconds at 100M). A layer not rebuilt is built or
-/// stepped at the next start.
+/// written (its external sort, after the read: a stop 5 s into an 8.2 s fold at 10M had
+/// waited 3.5 s for it). A layer not rebuilt is built or stepped at the next start.
 pub type Stop = AtomicBool;
 
 /// For builds no stop interrupts (tools, benchmarks, a publication's step).
