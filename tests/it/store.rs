@@ -171,3 +171,30 @@ fn forward_edges_come_from_the_record_and_legacy_keys_are_not_doubled() {
     assert_eq!(t.store.relations(Registry::Licences, licence).unwrap(), expected);
     assert_eq!(t.store.relations(Registry::Citizens, holder).unwrap(), from_holder);
 }
+
+/// A presence probe answers as the store does for keys asked in ascending order: each stored
+/// key, keys between them, repeats, keys before the first and after the last, and keys far
+/// apart (more stored keys between two asked than a probe steps over before it seeks).
+#[test]
+fn presence_answers_keys_asked_in_ascending_order() {
+    let t = TestStore::loaded();
+    let stored: Vec<Vec<u8>> = t.store.scan(Registry::Citizens).map(|kv| kv.unwrap().0.to_vec()).collect();
+    assert!(stored.len() > 20, "{} citizens", stored.len());
+    let mut dense = vec![b"0".to_vec()];
+    for k in &stored {
+        let mut below = k.clone();
+        below.pop();
+        dense.extend([below, k.clone(), k.clone(), [k.as_slice(), b"0"].concat()]);
+    }
+    dense.push(b"9999".to_vec());
+    let sparse: Vec<Vec<u8>> = stored.iter().step_by(10).cloned().chain([b"9999".to_vec()]).collect();
+    let far: Vec<Vec<u8>> = vec![stored[0].clone(), [stored[15].as_slice(), b"0"].concat(), stored[20].clone()];
+    for asked in [dense, sparse, far] {
+        let mut probe = t.store.presence(Registry::Citizens);
+        for key in &asked {
+            assert_eq!(probe.contains(key).unwrap(), stored.contains(key), "{}", String::from_utf8_lossy(key));
+        }
+        let absent = asked.iter().filter(|k| !stored.contains(k)).count() as u64;
+        assert_eq!(t.store.count_absent(Registry::Citizens, asked.iter().map(|k| Ok(k.clone()))).unwrap(), absent);
+    }
+}
