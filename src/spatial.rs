@@ -234,32 +234,29 @@ fn point_layer_saved(
             Err(e) => return Err(crate::Error::Internal(format!("spatial layer keys: {e:?}"))),
         }
     }
-    let layer = written(path, mark, |mut w| {
+    written(path, mark, stop, |mut w| {
         PointIndex::write_spilled(points, runs_file, SORT_BUDGET, stop, &mut w)?;
         keys.write(&mut w)
-    });
-    // Given up on the stop flag (no file was saved): not a failure to build in memory instead.
-    if layer.is_none() && stop.load(Ordering::Relaxed) {
-        return Err(crate::Error::Stopping);
-    }
-    Ok(layer)
+    })
 }
 
 /// Writes a layer's file with `body` and maps it: None when it could not be written or
-/// mapped (logged), or when another save of the file carried another mark.
+/// mapped (logged), or when another save of the file carried another mark;
+/// `Err(Stopping)` when the write failed with `stop` set (a build that gave up on it).
 fn written<L: Persisted>(
     path: &Path,
     mark: u64,
+    stop: &Stop,
     body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Option<L> {
+) -> Result<Option<L>> {
     match persist::save(path, L::MAGIC, mark, body).and_then(|()| map_layer::<L>(path)) {
         // Two saves of one mark are of one store state; another mark is another layer.
-        Ok((m, layer)) if m == mark => Some(layer),
-        Ok(_) => None,
-        Err(e) if jichu_indexes::spatial::stopped(&e) => None,
+        Ok((m, layer)) if m == mark => Ok(Some(layer)),
+        Ok(_) => Ok(None),
+        Err(_) if stop.load(Ordering::Relaxed) => Err(crate::Error::Stopping),
         Err(e) => {
             tracing::warn!(error = %e, "could not build the spatial layer {} in its file: building it in memory", path.display());
-            None
+            Ok(None)
         }
     }
 }
@@ -301,10 +298,10 @@ fn polygon_layer(at: Reader<'_>, stop: &Stop) -> Result<PolygonLayer> {
 /// (logged): the caller builds the layer in memory instead.
 fn polygon_layer_saved(at: Reader<'_>, path: &Path, mark: u64, stop: &Stop) -> Result<Option<PolygonLayer>> {
     let (shapes, keys) = polygon_parts(at, stop)?;
-    Ok(written(path, mark, |mut w| {
+    written(path, mark, stop, |mut w| {
         shapes.write_built(&mut w)?;
         keys.write(&mut w)
-    }))
+    })
 }
 
 /// A layer's packed base, as its file holds it: the base, then its keys.

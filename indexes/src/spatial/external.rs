@@ -29,12 +29,6 @@ const BUF: usize = 1 << 16;
 /// Leaves between two looks at the caller's stop flag.
 const STOP_EVERY: usize = 1 << 16;
 
-/// Whether an error is a build given up because its stop flag was set: `Interrupted`, which
-/// only [`write_built`] returns here (the writes and reads it makes retry theirs).
-pub fn stopped(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::Interrupted
-}
-
 fn look(stop: &AtomicBool, i: usize) -> io::Result<()> {
     if i.is_multiple_of(STOP_EVERY) && stop.load(Ordering::Relaxed) {
         Err(io::Error::new(io::ErrorKind::Interrupted, "the build was stopped"))
@@ -119,8 +113,8 @@ fn key_of(e: &[u8]) -> u64 {
 
 /// Writes what the sort in memory (`PackedTree::write_built`) writes for the leaves in
 /// `spilled` (in the order pushed; each leaf's id is its position), sorting `budget` bytes of
-/// entries at a time into runs in `runs` (an empty scratch file). Gives up ([`stopped`])
-/// once `stop` is set (looked at every [`STOP_EVERY`] leaves read or merged).
+/// entries at a time into runs in `runs` (an empty scratch file). Gives up (an `Interrupted`
+/// error) once `stop` is set (looked at every [`STOP_EVERY`] leaves read or merged).
 pub(crate) fn write_built<L: Leaf>(
     spilled: SpilledLeaves<L>,
     runs: File,
@@ -263,8 +257,7 @@ mod tests {
         }
         let (stop, mut out) = (AtomicBool::new(true), Vec::new());
         let e = write_built(spilled, tempfile::tempfile().unwrap(), 1 << 20, &stop, &mut out).unwrap_err();
-        assert!(stopped(&e), "{e}");
-        assert!(!stopped(&io::Error::other("disk full")));
+        assert_eq!(e.kind(), io::ErrorKind::Interrupted, "{e}");
         assert!(out.is_empty());
     }
 }

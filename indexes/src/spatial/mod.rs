@@ -14,7 +14,6 @@ pub mod region;
 pub mod sphere;
 mod tree;
 
-pub use external::stopped;
 pub use layered::{LayeredPoints, LayeredPolygons};
 pub use points::{Hit, PointIndex, SpilledPoints};
 pub use polygons::{Area, PolygonBuilder, PolygonIndex};

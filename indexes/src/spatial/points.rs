@@ -82,8 +82,8 @@ impl PointIndex {
     /// Writes what [`Packed::write`] writes of `from_parts(points, 0..n)` for the points pushed
     /// to `points` (each point's id is its position), by an external sort in runs of `budget`
     /// bytes (`runs`: an empty scratch file): the build holds the budget and a byte a point,
-    /// however many points there are. Once `stop` is set it gives up with an error for which
-    /// [`stopped`](super::stopped) holds.
+    /// however many points there are. Once `stop` is set it gives up with an `Interrupted`
+    /// error.
     pub fn write_spilled(
         points: SpilledPoints,
         runs: std::fs::File,
