@@ -40,6 +40,9 @@ pub struct Config {
     pub backup_dir: Option<PathBuf>,
     /// Threads a load inside a running server maps rows with (the rest answer requests).
     pub live_load_threads: usize,
+    /// Threads that hold HTTP connections, each with its own single-threaded runtime; default:
+    /// the cores.
+    pub http_threads: usize,
     /// Threads that run queries (search, spatial, lookups, profiles); default: the cores.
     pub query_threads: usize,
     /// Queries that may wait for a query thread; past that a request is refused with 503.
@@ -79,6 +82,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             backup_dir: None,
             live_load_threads: (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1),
+            http_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             query_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             query_queue: 256,
             max_in_flight: 1024,
@@ -121,6 +125,7 @@ pub struct FileConfig {
     pub shutdown_grace_secs: Option<u64>,
     pub backup_dir: Option<PathBuf>,
     pub live_load_threads: Option<usize>,
+    pub http_threads: Option<usize>,
     pub query_threads: Option<usize>,
     pub query_queue: Option<usize>,
     pub max_in_flight: Option<usize>,
@@ -187,6 +192,9 @@ impl Config {
             }
             if let Some(v) = f.live_load_threads {
                 c.live_load_threads = v.max(1);
+            }
+            if let Some(v) = f.http_threads {
+                c.http_threads = v.max(1);
             }
             if let Some(v) = f.query_threads {
                 c.query_threads = v.max(1);

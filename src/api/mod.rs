@@ -9,6 +9,7 @@ mod auth;
 mod backups;
 mod catalog;
 mod changes;
+mod conn;
 mod export;
 mod extract;
 mod frame;
@@ -281,6 +282,7 @@ pub async fn serve(
     use hyper_util::service::TowerToHyperService;
     let (loads, audit, owns) = (state.loads.clone(), state.audit.clone(), state.owns_shutdown);
     let (grace, header_timeout) = (state.config.shutdown_grace, state.config.header_timeout);
+    let mut lanes = conn::Lanes::start(state.config.http_threads)?;
     let app = router(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     // hyper's default cap of 100 header fields is above `limits::MAX_HEADERS` and is kept:
@@ -302,10 +304,15 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        let Ok(stream) = stream.into_std() else { continue };
+        let (service, http) = (TowerToHyperService::new(app.clone()), http.clone());
+        let watcher = graceful.watcher();
+        lanes.next().spawn(async move {
+            // Registered with the lane's own reactor: its reads, writes and wake-ups stay on
+            // that thread.
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+            let io = TokioIo::new(conn::Lingering::new(stream));
+            let connection = watcher.watch(http.serve_connection(io, service));
             // A client that goes away mid-request is not the server's error.
             let _ = connection.await;
         });
@@ -319,6 +326,7 @@ pub async fn serve(
             tracing::warn!(grace_secs = grace.as_secs_f64(), "requests still running after the grace period: stopping anyway");
         }
     }
+    drop(lanes);
     if !owns {
         return Ok(());
     }
