@@ -12,10 +12,11 @@ use tokio::net::TcpStream;
 /// Connection threads (`http_threads`, default one per core), each with a single-threaded
 /// tokio runtime: a connection lives on one of them from accept to close, so its socket's
 /// readiness, its request and its answer stay on one thread. On tokio's work-stealing
-/// scheduler they crossed threads: single-key reads under `wrk -t2 -c16` took 25.0 µs of
-/// server CPU each against 22.9 here, 45.2k against 49.7k requests/s (the measurement
-/// journal, *The request path*). Work that takes long leaves the lane anyway (the query
-/// pool, blocking tasks), so one slow request does not hold up its lane's connections.
+/// scheduler they crossed threads: single-key reads under `wrk -t2 -c16` took 20.8–25.8 µs
+/// of server CPU each against 20.1–20.5 here, 43.4k–52.9k against 54.6k–55.7k requests/s
+/// (the measurement journal, *Connections on lanes*). Work that takes long leaves the lane
+/// anyway (the query pool, blocking tasks), so one slow request does not hold up its lane's
+/// connections.
 pub(super) struct Lanes {
     handles: Vec<tokio::runtime::Handle>,
     /// Dropped to stop the threads; their runtimes then drop what is left on them.
