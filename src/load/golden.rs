@@ -16,6 +16,8 @@ pub(crate) struct Merger {
     pub source: String,
     /// Review items opened so far.
     pub opened: std::cell::Cell<u64>,
+    /// How the store writes coordinates.
+    pub coding: codec::PointCoding,
 }
 
 /// A golden record to write anew, with what its edges need.
@@ -142,7 +144,7 @@ impl Merger {
         if cleared {
             let empty = steward.values.iter().all(Option::is_none);
             let header = Header { load_id: self.load_id, ended: empty, ..Header::default() };
-            contributions[s].1 = codec::encode(header, &steward.values, &[]);
+            contributions[s].1 = codec::encode(header, &steward.values, &[], self.coding);
         }
         Ok(())
     }

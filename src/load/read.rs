@@ -7,7 +7,7 @@
 use super::payload;
 use crate::error::{Error, Result};
 use crate::model::Schema;
-use crate::store::codec::{self, Header};
+use crate::store::codec::{self, Header, PointCoding};
 use jichu_ingest::{RawRow, Reason, Reject, RowMapper, Source};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,6 +38,7 @@ pub fn prepare(
     schema: &Schema,
     mapper: &RowMapper,
     load_id: u32,
+    coding: PointCoding,
     row: &RawRow,
     resolve: Option<&Resolve<'_>>,
 ) -> Outcome {
@@ -69,7 +70,7 @@ pub fn prepare(
         effective_from: mapped.effective_from,
         sourced: false,
     };
-    let value = codec::encode(header, &mapped.values, &mapped.extras);
+    let value = codec::encode(header, &mapped.values, &mapped.extras, coding);
     Outcome::Good(Prepared {
         payload: payload::join(&targets, &value),
         key: mapped.id.into_bytes(),
@@ -83,6 +84,7 @@ pub fn read_all(
     sources: Vec<(Source, Arc<RowMapper>)>,
     schema: &'static Schema,
     load_id: u32,
+    coding: PointCoding,
     threads: usize,
     resolve: Option<&Resolve<'_>>,
     mut on_batch: impl FnMut(usize, Vec<Outcome>) -> Result<()>,
@@ -123,7 +125,7 @@ pub fn read_all(
             let (rx, tx, spare) = (work_rx.clone(), done_tx.clone(), spare_tx.clone());
             scope.spawn(move || {
                 for (seq, file, mapper, rows) in rx {
-                    let out = rows.iter().map(|r| prepare(schema, &mapper, load_id, r, resolve)).collect();
+                    let out = rows.iter().map(|r| prepare(schema, &mapper, load_id, coding, r, resolve)).collect();
                     let _ = spare.try_send(rows);
                     if tx.send((seq, file, out)).is_err() {
                         return;

@@ -44,8 +44,14 @@ pub fn recompute(store: &Store, rules: &Rules, registries: &[Registry]) -> Resul
 pub fn recompute_with(writer: &mut Writer<'_>, rules: &Rules, registry: Registry) -> Result<Recomputed> {
     let started = Instant::now();
     let load_id = writer.begin_load(None, registry, RECOMPUTE, Vec::new(), RECOMPUTE)?;
-    let merger =
-        Merger { rules: rules.clone(), registry, load_id, source: RECOMPUTE.into(), opened: Default::default() };
+    let merger = Merger {
+        rules: rules.clone(),
+        registry,
+        load_id,
+        source: RECOMPUTE.into(),
+        opened: Default::default(),
+        coding: writer.store().point_coding(),
+    };
     match run(writer, &merger) {
         Ok((sourced, changed)) => {
             let records = writer.store().count(registry);

@@ -41,7 +41,14 @@ pub fn resolve(
         .get_raw(registry, &id)?
         .ok_or_else(|| Error::Codec("a review item without its record".into()))?;
     let load_id = writer.begin_load(None, registry, STEWARD, Vec::new(), "review")?;
-    let merger = Merger { rules: rules.clone(), registry, load_id, source: STEWARD.into(), opened: Default::default() };
+    let merger = Merger {
+        rules: rules.clone(),
+        registry,
+        load_id,
+        source: STEWARD.into(),
+        opened: Default::default(),
+        coding: store.point_coding(),
+    };
     let result = (|| {
         let (mut contributions, stored) = merger.contributions(writer, &id, &old)?;
         let value = match &decision {
@@ -63,7 +70,7 @@ pub fn resolve(
             None => vec![None; schema.fields.len()],
         };
         values[field] = Some(value);
-        let bytes = codec::encode(Header { load_id, ..Header::default() }, &values, &[]);
+        let bytes = codec::encode(Header { load_id, ..Header::default() }, &values, &[], merger.coding);
         match at {
             Some(i) => contributions[i].1 = bytes,
             None => contributions.push((STEWARD.into(), bytes)),

@@ -45,14 +45,23 @@ fn put_header(out: &mut Vec<u8>, h: Header) {
     }
 }
 
+/// A value on the wire. Variants only ever get added at the end (postcard writes the
+/// variant's index), so a value written by any earlier version still decodes.
 #[derive(Serialize)]
 enum WireRef<'a> {
     Text(&'a str),
     Date(i32),
     Decimal(String),
     Number(f64),
+    /// A point off the grid: only in values written before coordinates were snapped.
     Point(f64, f64),
+    /// Geometry off the grid (as `Point`).
     Geometry(Vec<Vec<Vec<(f64, f64)>>>),
+    /// A point on the 1e-7 degree grid, in grid steps: 11 bytes instead of 17.
+    GridPoint(i32, i32),
+    /// Geometry on the grid: each ring's first vertex in grid steps, then each vertex as its
+    /// step from the one before (a parcel's edges are a few thousand steps: 2–3 bytes each).
+    GridGeometry(GridPolygons),
 }
 
 #[derive(Deserialize)]
@@ -63,22 +72,109 @@ enum Wire {
     Number(f64),
     Point(f64, f64),
     Geometry(Vec<Vec<Vec<(f64, f64)>>>),
+    GridPoint(i32, i32),
+    GridGeometry(GridPolygons),
 }
 
 fn ring(ls: &LineString<f64>) -> Vec<(f64, f64)> {
     ls.0.iter().map(|c| (c.x, c.y)).collect()
 }
 
-fn to_wire(v: &Value) -> WireRef<'_> {
+/// Grid steps per degree: the grid loads snap coordinates to (`jichu_ingest::snap`).
+const GRID_PER_DEGREE: f64 = 1e7;
+
+/// `v` in grid steps, when it lies exactly on the grid (every coordinate a load stores does).
+fn on_grid(v: f64) -> Option<i32> {
+    let n = (v * GRID_PER_DEGREE).round();
+    if !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&n) {
+        return None;
+    }
+    let n = n as i32;
+    (from_grid(n).to_bits() == v.to_bits()).then_some(n)
+}
+
+fn from_grid(n: i32) -> f64 {
+    f64::from(n) / GRID_PER_DEGREE
+}
+
+/// A ring on the grid, its vertices after the first as steps from the one before; None when a
+/// vertex is off the grid.
+fn grid_ring(ls: &LineString<f64>) -> Option<Vec<(i32, i32)>> {
+    let mut last = (0i32, 0i32);
+    ls.0.iter()
+        .map(|c| {
+            let at = (on_grid(c.x)?, on_grid(c.y)?);
+            let step = (at.0.wrapping_sub(last.0), at.1.wrapping_sub(last.1));
+            last = at;
+            Some(step)
+        })
+        .collect()
+}
+
+fn ring_of_steps(steps: Vec<(i32, i32)>) -> LineString<f64> {
+    let mut at = (0i32, 0i32);
+    LineString::from(
+        steps
+            .into_iter()
+            .map(|(dx, dy)| {
+                at = (at.0.wrapping_add(dx), at.1.wrapping_add(dy));
+                (from_grid(at.0), from_grid(at.1))
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Polygons of rings of grid steps ([`grid_ring`]).
+type GridPolygons = Vec<Vec<Vec<(i32, i32)>>>;
+
+fn grid_geometry(g: &MultiPolygon<f64>) -> Option<GridPolygons> {
+    g.0.iter().map(|p| std::iter::once(p.exterior()).chain(p.interiors()).map(grid_ring).collect()).collect()
+}
+
+fn polygons(polys: Vec<Vec<LineString<f64>>>) -> MultiPolygon<f64> {
+    MultiPolygon(
+        polys
+            .into_iter()
+            .map(|rings| {
+                let mut rings = rings.into_iter();
+                let exterior = rings.next().unwrap_or_else(|| LineString(vec![]));
+                Polygon::new(exterior, rings.collect())
+            })
+            .collect(),
+    )
+}
+
+/// How a store writes coordinates. Its `meta` says which ([`crate::store::Store::point_coding`]):
+/// every value of one store is written one way, so that a re-sent, unchanged row compares equal
+/// byte for byte with what it holds (loads, golden records and the feed's changed fields all
+/// compare encodings, not values).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PointCoding {
+    /// `f64` pairs: stores created before the grid coding keep writing these.
+    Float,
+    /// Grid steps, a ring's vertices as steps from the one before (a value off the grid is
+    /// still written as `f64`): 6 bytes less a point, about 60% less a parcel's polygon.
+    #[default]
+    Grid,
+}
+
+fn to_wire(v: &Value, coding: PointCoding) -> WireRef<'_> {
+    let grid = coding == PointCoding::Grid;
     match v {
         Value::Text(s) => WireRef::Text(s),
         Value::Date(d) => WireRef::Date(d.num_days_from_ce()),
         Value::Decimal(d) => WireRef::Decimal(d.to_string()),
         Value::Number(n) => WireRef::Number(*n),
-        Value::Point(p) => WireRef::Point(p.x(), p.y()),
-        Value::Geometry(g) => WireRef::Geometry(
-            g.0.iter().map(|p| std::iter::once(p.exterior()).chain(p.interiors()).map(ring).collect()).collect(),
-        ),
+        Value::Point(p) => match (on_grid(p.x()).filter(|_| grid), on_grid(p.y())) {
+            (Some(x), Some(y)) => WireRef::GridPoint(x, y),
+            _ => WireRef::Point(p.x(), p.y()),
+        },
+        Value::Geometry(g) => match grid_geometry(g).filter(|_| grid) {
+            Some(steps) => WireRef::GridGeometry(steps),
+            None => WireRef::Geometry(
+                g.0.iter().map(|p| std::iter::once(p.exterior()).chain(p.interiors()).map(ring).collect()).collect(),
+            ),
+        },
     }
 }
 
@@ -91,22 +187,19 @@ fn from_wire(w: Wire) -> Result<Value> {
         Wire::Decimal(s) => Value::Decimal(s.parse().map_err(|_| Error::Codec(format!("bad decimal {s}")))?),
         Wire::Number(n) => Value::Number(n),
         Wire::Point(x, y) => Value::Point(Point::new(x, y)),
-        Wire::Geometry(polys) => Value::Geometry(MultiPolygon(
-            polys
-                .into_iter()
-                .map(|rings| {
-                    let mut rings = rings.into_iter().map(LineString::from);
-                    let exterior = rings.next().unwrap_or_else(|| LineString(vec![]));
-                    Polygon::new(exterior, rings.collect())
-                })
-                .collect(),
+        Wire::Geometry(polys) => Value::Geometry(polygons(
+            polys.into_iter().map(|rings| rings.into_iter().map(LineString::from).collect()).collect(),
+        )),
+        Wire::GridPoint(x, y) => Value::Point(Point::new(from_grid(x), from_grid(y))),
+        Wire::GridGeometry(polys) => Value::Geometry(polygons(
+            polys.into_iter().map(|rings| rings.into_iter().map(ring_of_steps).collect()).collect(),
         )),
     })
 }
 
-/// Encodes a record's values and extras under `header`.
-pub fn encode(header: Header, values: &[Option<Value>], extras: &[(String, String)]) -> Vec<u8> {
-    encode_golden(Header { sourced: false, ..header }, values, extras, &[])
+/// Encodes a record's values and extras under `header`, coordinates as `coding` says.
+pub fn encode(header: Header, values: &[Option<Value>], extras: &[(String, String)], coding: PointCoding) -> Vec<u8> {
+    encode_golden(Header { sourced: false, ..header }, values, extras, &[], coding)
 }
 
 /// Encodes a golden record (`header.sourced`): its values, extras and the sources contributing
@@ -116,8 +209,9 @@ pub fn encode_golden(
     values: &[Option<Value>],
     extras: &[(String, String)],
     sources: &[String],
+    coding: PointCoding,
 ) -> Vec<u8> {
-    let wire: Vec<Option<WireRef<'_>>> = values.iter().map(|v| v.as_ref().map(to_wire)).collect();
+    let wire: Vec<Option<WireRef<'_>>> = values.iter().map(|v| v.as_ref().map(|v| to_wire(v, coding))).collect();
     let mut out = Vec::with_capacity(128);
     put_header(&mut out, header);
     // Serialising plain data into a Vec cannot fail.
@@ -180,6 +274,8 @@ enum WireSpan<'a> {
     Number(#[allow(dead_code)] f64),
     Point(#[allow(dead_code)] f64, #[allow(dead_code)] f64),
     Geometry(#[allow(dead_code)] Vec<Vec<Vec<(f64, f64)>>>),
+    GridPoint(#[allow(dead_code)] i32, #[allow(dead_code)] i32),
+    GridGeometry(#[allow(dead_code)] GridPolygons),
 }
 
 /// The encoded fields of a body, one slice each, and the encoded extras after them.
@@ -250,6 +346,7 @@ pub fn location(registry: Registry, bytes: &[u8]) -> Result<Option<(f64, f64)>> 
     }
     Ok(match postcard::take_from_bytes::<Option<Wire>>(rest).map_err(bad)?.0 {
         Some(Wire::Point(x, y)) => Some((x, y)),
+        Some(Wire::GridPoint(x, y)) => Some((from_grid(x), from_grid(y))),
         _ => None,
     })
 }
@@ -413,6 +510,7 @@ pub fn decode(registry: Registry, id: &str, bytes: &[u8]) -> Result<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jichu_ingest::snap;
     use proptest::prelude::*;
 
     fn value() -> impl Strategy<Value = Option<Value>> {
@@ -424,17 +522,21 @@ mod tests {
             ))),
             (any::<i64>(), 0u32..6).prop_map(|(m, s)| Some(Value::Decimal(rust_decimal::Decimal::new(m, s)))),
             (-180.0f64..180.0, -90.0f64..90.0).prop_map(|(x, y)| Some(Value::Point(Point::new(x, y)))),
+            // On the grid, as loads store them.
+            (-1_800_000_000i32..1_800_000_000, -900_000_000i32..900_000_000)
+                .prop_map(|(x, y)| Some(Value::Point(Point::new(from_grid(x), from_grid(y))))),
             (0.0f64..1e9).prop_map(|n| Some(Value::Number(n))),
         ]
     }
 
     proptest! {
         #[test]
-        fn records_round_trip(values in prop::collection::vec(value(), 8), extras in prop::collection::vec((".{1,8}", ".{0,8}"), 0..3), load_id: u32, ended: bool) {
+        fn records_round_trip(values in prop::collection::vec(value(), 8), extras in prop::collection::vec((".{1,8}", ".{0,8}"), 0..3), load_id: u32, ended: bool, grid: bool) {
+            let coding = if grid { PointCoding::Grid } else { PointCoding::Float };
             let effective_from = ended.then(|| NaiveDate::from_ymd_opt(2026, 11, 20).unwrap());
             let header = Header { load_id, ended, needs_review: false, effective_from, sourced: !ended };
             let sources = if ended { vec![] } else { vec!["市公安局".to_string(), "市人社局".to_string()] };
-            let bytes = encode_golden(header, &values, &extras, &sources);
+            let bytes = encode_golden(header, &values, &extras, &sources, coding);
             let r = decode(Registry::Citizens, "x", &bytes).unwrap();
             prop_assert_eq!(r.values, values);
             prop_assert_eq!(r.extras, extras);
@@ -454,16 +556,19 @@ mod tests {
             point in prop::option::of((-180.0f64..180.0, -90.0f64..90.0)),
             ended: bool,
             sourced: bool,
+            grid: bool,
         ) {
+            let coding = if grid { PointCoding::Grid } else { PointCoding::Float };
+            let point = point.map(|(x, y): (f64, f64)| if grid { (snap(x), snap(y)) } else { (x, y) });
             let at = Registry::Citizens.schema().field_index("location").unwrap();
             if values.len() > at {
                 values[at] = point.map(|(x, y)| Value::Point(Point::new(x, y)));
             }
             let header = Header { ended, ..Header::default() };
             let bytes = if sourced {
-                encode_golden(Header { sourced: true, ..header }, &values, &[], &["a".to_string()])
+                encode_golden(Header { sourced: true, ..header }, &values, &[], &["a".to_string()], coding)
             } else {
-                encode(header, &values, &[])
+                encode(header, &values, &[], coding)
             };
             let record = decode(Registry::Citizens, "k", &bytes).unwrap();
             let want = match &record.values[at] {
@@ -484,9 +589,9 @@ mod tests {
             same_extras: bool,
         ) {
             let other_extras = if same_extras { extras.clone() } else { vec![("x".to_string(), "y".to_string())] };
-            let old = encode(Header::default(), &a, &extras);
+            let old = encode(Header::default(), &a, &extras, PointCoding::Grid);
             let golden = Header { sourced: true, ..Header::default() };
-            let new = encode_golden(golden, &b, &other_extras, &["a".to_string()]);
+            let new = encode_golden(golden, &b, &other_extras, &["a".to_string()], PointCoding::Grid);
             let (x, y) = (decode(Registry::Citizens, "k", &old).unwrap(), decode(Registry::Citizens, "k", &new).unwrap());
             let mut expected = 0u64;
             for (i, (p, q)) in x.values.iter().zip(&y.values).enumerate() {
@@ -510,13 +615,13 @@ mod tests {
             effective: bool,
         ) {
             let extras = vec![("k".to_string(), "v".to_string())];
-            let golden = encode_golden(Header { sourced: true, ..Header::default() }, &a, &extras, &["s".to_string()]);
+            let golden = encode_golden(Header { sourced: true, ..Header::default() }, &a, &extras, &["s".to_string()], PointCoding::Grid);
             let header = Header {
                 load_id: 7,
                 effective_from: effective.then(|| NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()),
                 ..Header::default()
             };
-            let contribution = encode(header, &b, if own_extras { &[] } else { &extras });
+            let contribution = encode(header, &b, if own_extras { &[] } else { &extras }, PointCoding::Grid);
             let diff = GoldenSpans::of(&golden).unwrap().diff(&contribution).unwrap();
             let (rebuilt, used) = apply_diff(&golden, &diff).unwrap();
             prop_assert_eq!(used, diff.len());
@@ -531,8 +636,8 @@ mod tests {
             let extras = vec![("k".to_string(), "v".to_string())];
             let header = Header { load_id: 3, sourced: true, ..Header::default() };
             let sources = vec!["a".to_string(), "b".to_string()];
-            let whole = encode_golden(header, &values, &extras, &sources);
-            let plain = encode(header, &values, &extras);
+            let whole = encode_golden(header, &values, &extras, &sources, PointCoding::Grid);
+            let plain = encode(header, &values, &extras, PointCoding::Grid);
             let (_, f, x) = fields(&plain).unwrap();
             prop_assert_eq!(encode_golden_spans(header, &f, x, &sources), whole);
             prop_assert_eq!(decode_extras(x).unwrap(), extras.clone());
@@ -541,19 +646,42 @@ mod tests {
     }
 
     #[test]
-    fn geometry_round_trips_with_holes() {
+    fn geometry_round_trips_with_holes_either_way() {
         let g = jichu_ingest::parse_geometry(
-            "POLYGON((0 0,10 0,10 10,0 10,0 0),(2 2,2 4,4 4,4 2,2 2))",
+            "POLYGON((118.1 24.4,118.1000421 24.4,118.1000421 24.4003,118.1 24.4003,118.1 24.4),\
+             (118.10001 24.40001,118.10001 24.40002,118.10002 24.40002,118.10001 24.40001))",
             jichu_ingest::Crs::Wgs84,
         )
         .unwrap();
-        let bytes = encode(
-            Header { load_id: 1, ..Header::default() },
-            &[None, None, None, Some(Value::Geometry(g.clone()))],
-            &[],
-        );
-        let r = decode(Registry::Parcels, "p", &bytes).unwrap();
-        assert_eq!(r.values[3], Some(Value::Geometry(g)));
+        let values = [None, None, None, Some(Value::Geometry(g.clone()))];
+        let sizes: Vec<usize> = [PointCoding::Float, PointCoding::Grid]
+            .into_iter()
+            .map(|coding| {
+                let bytes = encode(Header { load_id: 1, ..Header::default() }, &values, &[], coding);
+                let r = decode(Registry::Parcels, "p", &bytes).unwrap();
+                assert_eq!(r.values[3], Some(Value::Geometry(g.clone())), "{coding:?}");
+                bytes.len()
+            })
+            .collect();
+        // Nine vertices: 144 bytes of f64 against 10 for the first vertex and 2–4 a step.
+        assert!(sizes[1] < sizes[0] / 2, "{sizes:?}");
+    }
+
+    #[test]
+    fn points_off_the_grid_keep_their_f64_in_a_grid_store() {
+        let on = Value::Point(Point::new(118.0895321, 24.4798012));
+        let off = Value::Point(Point::new(118.08953214, 24.4798012));
+        let grid = |v: &Value| encode(Header::default(), &[Some(v.clone())], &[], PointCoding::Grid);
+        let float = |v: &Value| encode(Header::default(), &[Some(v.clone())], &[], PointCoding::Float);
+        assert_eq!(float(&on).len() - grid(&on).len(), 6);
+        assert_eq!(grid(&off), float(&off));
+        for v in [&on, &off] {
+            let r = decode(Registry::Citizens, "k", &grid(v)).unwrap();
+            assert_eq!(r.values[0].as_ref(), Some(v));
+        }
+        // Values written before the grid coding (variant 4: an f64 pair) still decode.
+        assert_eq!(float(&on)[HEADER + 2], 4);
+        assert_eq!(grid(&on)[HEADER + 2], 6);
     }
 
     #[test]

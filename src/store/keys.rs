@@ -177,6 +177,10 @@ pub const ORGANISATION_CODES_READY: &[u8] = b"orgcodes_ready";
 /// both directions; [`super::Store::open`] drops the holder's side once).
 pub const EDGES_ONE_WAY: &[u8] = b"edges_one_way";
 
+/// Meta key present in a store that writes coordinates as grid steps (one created empty since
+/// the grid coding; [`super::Store::point_coding`]).
+pub const POINTS_ON_GRID: &[u8] = b"points_on_grid";
+
 /// Whether a reference of `link` may point into `registry`.
 pub fn may_target(link: &Link, registry: Registry) -> bool {
     match link.target {

@@ -102,6 +102,8 @@ pub struct Store {
     history_retention_days: Option<u32>,
     /// Serialises load-id reservations (which must not wait for a running load's writer).
     id_lock: Mutex<()>,
+    /// Coordinates written as grid steps ([`codec::PointCoding`]): stores created since.
+    points_on_grid: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -160,6 +162,7 @@ impl Store {
             history_retention_days: options.history_retention_days,
             write_lock: Mutex::new(()),
             id_lock: Mutex::new(()),
+            points_on_grid: Default::default(),
         };
         store.recover()?;
         Ok(store)
@@ -167,6 +170,7 @@ impl Store {
 
     fn recover(&self) -> Result<()> {
         self.read_meta()?;
+        self.choose_point_coding()?;
         self.feed_next.store(self.feed_last()? + 1, Ordering::SeqCst);
         let unfinished: Vec<u32> = self
             .loads()
@@ -186,6 +190,31 @@ impl Store {
         }
         self.empty_legacy_points()?;
         self.drop_legacy_forward_edges()
+    }
+
+    /// A store created empty writes coordinates as grid steps and says so in `meta`; a store
+    /// that held values before (none of them grid steps) keeps writing `f64` pairs, so that its
+    /// encodings never mix (see [`codec::PointCoding`]).
+    fn choose_point_coding(&self) -> Result<()> {
+        let meta = self.cf(cf::META);
+        let grid = if self.db.get_pinned_cf(meta, keys::POINTS_ON_GRID)?.is_some() {
+            true
+        } else if self.db.get_pinned_cf(meta, keys::NEXT_LOAD)?.is_none()
+            && self.loads().is_empty()
+            && Registry::ALL.into_iter().all(|r| self.count(r) == 0)
+        {
+            self.db.put_cf(meta, keys::POINTS_ON_GRID, [])?;
+            true
+        } else {
+            false
+        };
+        self.points_on_grid.store(grid, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// How this store writes coordinates.
+    pub fn point_coding(&self) -> codec::PointCoding {
+        if self.points_on_grid.load(Ordering::Relaxed) { codec::PointCoding::Grid } else { codec::PointCoding::Float }
     }
 
     /// Deletes the holders' own edges a store written before keeps in `relations` (reads

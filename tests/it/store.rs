@@ -198,3 +198,57 @@ fn presence_answers_keys_asked_in_ascending_order() {
         assert_eq!(t.store.count_absent(Registry::Citizens, asked.iter().map(|k| Ok(k.clone()))).unwrap(), absent);
     }
 }
+
+/// A store created empty writes coordinates as grid steps; a store that held values before
+/// keeps writing `f64` pairs, so that a re-sent, unchanged row still compares equal byte for
+/// byte with what it holds. Both answer the same records and locations.
+#[test]
+fn coordinates_are_grid_steps_in_a_new_store_and_stay_f64_in_an_older_one() {
+    use jichu::store::codec::{self, PointCoding};
+    let grid = TestStore::new();
+    // A store an earlier version created: it had reserved a load id, and has no marker.
+    let float = TestStore::new().reopen_after(|path| {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, &names).unwrap();
+        let meta = db.cf_handle("meta").unwrap();
+        db.delete_cf(meta, b"points_on_grid").unwrap();
+        db.put_cf(meta, b"next_load", 1u32.to_le_bytes()).unwrap();
+    });
+    assert_eq!(grid.store.point_coding(), PointCoding::Grid);
+    assert_eq!(float.store.point_coding(), PointCoding::Float);
+    for t in [&grid, &float] {
+        for stem in ["citizens", "parcels"] {
+            t.load_fixture(stem);
+        }
+    }
+    // Each keeps its coding across a reopen, loads or not.
+    let (grid, float) = (grid.reopen(), float.reopen());
+    assert_eq!((grid.store.point_coding(), float.store.point_coding()), (PointCoding::Grid, PointCoding::Float));
+    let raw = |t: &TestStore, r: Registry| -> Vec<jichu::store::KeyValue> {
+        t.store.reader().scan(r).map(|kv| kv.unwrap()).collect()
+    };
+    for r in [Registry::Citizens, Registry::Parcels] {
+        let (g, f) = (raw(&grid, r), raw(&float, r));
+        assert_eq!(g.len(), f.len());
+        let (mut g_bytes, mut f_bytes) = (0, 0);
+        for ((gk, gv), (fk, fv)) in g.iter().zip(&f) {
+            assert_eq!(gk, fk);
+            let id = std::str::from_utf8(gk).unwrap();
+            let (a, b) = (codec::decode(r, id, gv).unwrap(), codec::decode(r, id, fv).unwrap());
+            assert_eq!(a.values, b.values, "{r} {id}");
+            (g_bytes, f_bytes) = (g_bytes + gv.len(), f_bytes + fv.len());
+        }
+        assert!(g_bytes < f_bytes, "{r}: {g_bytes} bytes on the grid against {f_bytes} in f64");
+    }
+    let points =
+        |t: &TestStore| -> Vec<_> { t.store.reader().points(Registry::Citizens).map(|p| p.unwrap()).collect() };
+    assert_eq!(points(&grid), points(&float));
+    // The same extracts again: nothing changed, in either store.
+    for t in [&grid, &float] {
+        for stem in ["citizens", "parcels"] {
+            let report = t.load_fixture(stem);
+            assert_eq!((report.inserted, report.updated), (0, 0), "{stem}: {report:?}");
+            assert!(report.unchanged > 0);
+        }
+    }
+}
