@@ -63,19 +63,40 @@ printf '\\set k random(1, %d)\nselect * from citizens where n = :k;\n' "$MAXN" >
 } > "$WORK/batch.sql"
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$JPORT/healthz" >/dev/null && break; sleep 0.2; done
 export JICHU_IDS="$WORK/ids.txt"
-rate_wrk() { wrk -t2 -c16 -d"${SECS}s" -s "$1" "http://127.0.0.1:$JPORT" | awk '/Requests\/sec/ { print $2 }'; }
+# Where the two cores went: the client's CPU (user + system, from time(1)) and the machine's
+# busy time (/proc/stat) over the run; the server's share is the difference. Per request, in
+# µs: "client server". The rate alone hides that wrk and pgbench do not cost the same.
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+CPU_LOG=$(mktemp)
+per_request() { # RATE N BUSY0 BUSY1: "rate client-µs server-µs", the client's times from $CPU_LOG
+  awk -v r="$1" -v n="$2" -v b0="$3" -v b1="$4" -v hz="$(getconf CLK_TCK)" '/^CLIENT/ { c = $2 + $3 }
+    END { m = (b1 - b0) / hz; printf "%s %.1f %.1f\n", r, c * 1e6 / n, (m - c) * 1e6 / n }' "$CPU_LOG"
+}
+rate_wrk() { # prints "rate client-µs server-µs"
+  local b0 out b1
+  b0=$(busy)
+  out=$(/usr/bin/time -o "$CPU_LOG" -f "CLIENT %U %S" wrk -t2 -c16 -d"${SECS}s" -s "$1" "http://127.0.0.1:$JPORT")
+  b1=$(busy)
+  per_request "$(awk '/Requests\/sec/ { print $2 }' <<<"$out")" "$(awk '/requests in/ { print $1 }' <<<"$out")" "$b0" "$b1"
+}
 # Over TCP on 127.0.0.1, as wrk reaches jichu (a Unix socket would spare PostgreSQL the TCP
 # stack that jichu's clients pay: 55k against 38–42k tps in one trial on this machine).
-rate_pg() { su postgres -c "pgbench -h 127.0.0.1 -p $PORT -n -M prepared -c 16 -j 2 -T $SECS -f $1 postgres" 2>/dev/null | awk '/^tps/ { print $3; exit }'; }
+rate_pg() {
+  local b0 out b1
+  b0=$(busy)
+  out=$(/usr/bin/time -o "$CPU_LOG" -f "CLIENT %U %S" su postgres -c "pgbench -h 127.0.0.1 -p $PORT -n -M prepared -c 16 -j 2 -T $SECS -f $1 postgres" 2>/dev/null)
+  b1=$(busy)
+  per_request "$(awk '/^tps/ { print $3; exit }' <<<"$out")" "$(awk '/actually processed/ { print $NF }' <<<"$out")" "$b0" "$b1"
+}
 # Warm both: every key read once or so.
 wrk -t2 -c16 -d10s -s "$HERE/get.lua" "http://127.0.0.1:$JPORT" >/dev/null
 su postgres -c "pgbench -h 127.0.0.1 -p $PORT -n -M prepared -c 16 -j 2 -T 10 -f $WORK/one.sql postgres" >/dev/null 2>&1
-J1=$(rate_wrk "$HERE/get.lua"); P1=$(rate_pg "$WORK/one.sql")
+read -r J1 J1C J1S < <(rate_wrk "$HERE/get.lua"); read -r P1 P1C P1S < <(rate_pg "$WORK/one.sql")
 # The same keys with wrk's requests formatted once at the start: pgbench draws its keys in C,
 # while get.lua builds each request in Lua on the cores the server runs on.
-J2=$(rate_wrk "$HERE/get_pool.lua")
-JB=$(rate_wrk "$HERE/lookup.lua"); PB=$(rate_pg "$WORK/batch.sql")
-JB2=$(rate_wrk "$HERE/lookup_pool.lua")
+read -r J2 J2C J2S < <(rate_wrk "$HERE/get_pool.lua")
+read -r JB _ _ < <(rate_wrk "$HERE/lookup.lua"); read -r PB _ _ < <(rate_pg "$WORK/batch.sql")
+read -r JB2 _ _ < <(rate_wrk "$HERE/lookup_pool.lua")
 echo
 echo "| $N citizens, 16 connections, ${SECS} s each | jichu (HTTP) | PostgreSQL 15 | jichu / PostgreSQL |"
 echo "|---|---|---|---|"
@@ -84,3 +105,7 @@ awk -v j="$J2" -v p="$P1" 'BEGIN { printf "| single key, requests formatted in a
 awk -v j="$JB" -v p="$PB" 'BEGIN { printf "| 100-key batch, requests/s | %.0f | %.0f | %.2f× |\n", j, p, j / p }'
 awk -v j="$JB" -v p="$P1" 'BEGIN { printf "| keys/s with 100-key batches, against PostgreSQL single keys | %.0f | %.0f | %.2f× |\n", j * 100, p, j * 100 / p }'
 awk -v j="$JB2" -v p="$P1" 'BEGIN { printf "| the same, batches formatted in advance | %.0f | %.0f | %.2f× |\n", j * 100, p, j * 100 / p }'
+awk -v j="$J1C" -v p="$P1C" 'BEGIN { printf "| single key: the client'"'"'s CPU a request (wrk get.lua / pgbench), µs | %.1f | %.1f | %.2f× |\n", j, p, j / p }'
+awk -v j="$J1S" -v p="$P1S" 'BEGIN { printf "| single key: the server'"'"'s CPU a request (the machine'"'"'s busy time less the client'"'"'s), µs | %.1f | %.1f | %.2f× |\n", j, p, j / p }'
+awk -v j="$J2C" -v s="$J2S" 'BEGIN { printf "| formatted in advance: client / server CPU a request, µs | %.1f / %.1f | | |\n", j, s }'
+rm -f "$CPU_LOG"
