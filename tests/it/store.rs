@@ -243,6 +243,11 @@ fn coordinates_are_grid_steps_in_a_new_store_and_stay_f64_in_an_older_one() {
     let points =
         |t: &TestStore| -> Vec<_> { t.store.reader().points(Registry::Citizens).map(|p| p.unwrap()).collect() };
     assert_eq!(points(&grid), points(&float));
+    // `jichu stats` says which, and what re-creating an older store would save.
+    let (g, f) =
+        (jichu::footprint::Footprint::measure(&grid.store), jichu::footprint::Footprint::measure(&float.store));
+    assert_eq!((g.point_coding, f.point_coding), ("grid", "f64"));
+    assert!(f.markdown().contains("coordinates as f64 pairs") && !g.markdown().contains("f64 pairs"));
     // The same extracts again: nothing changed, in either store.
     for t in [&grid, &float] {
         for stem in ["citizens", "parcels"] {
