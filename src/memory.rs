@@ -115,6 +115,19 @@ pub fn transparent_huge_pages_disabled() -> bool {
 }
 
 /// The process's peak resident memory so far (VmHWM).
+/// Page faults this process has taken that read from the disk (`majflt` of
+/// `/proc/self/stat`; 0 elsewhere): a query that faults waits for a read.
+pub fn major_faults() -> u64 {
+    majflt(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default()).unwrap_or(0)
+}
+
+/// The `majflt` field of a `/proc/PID/stat` line. The fields after the command's last closing
+/// parenthesis (a command may hold spaces and parentheses) start at the third, the state;
+/// `majflt` is the twelfth.
+fn majflt(stat: &str) -> Option<u64> {
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(9)?.parse().ok())
+}
+
 pub fn peak_resident() -> u64 {
     proc_kib("/proc/self/status", "VmHWM:")
 }
@@ -122,6 +135,14 @@ pub fn peak_resident() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn major_faults_are_read_after_the_command_whatever_it_holds() {
+        let line = "4242 (jichu (x) y) S 1 4242 4242 0 -1 4194560 1795 0 37 0 12 3 0 0 20 0 9 0";
+        assert_eq!(majflt(line), Some(37));
+        assert_eq!(majflt("garbage"), None);
+        assert!(majflt(&std::fs::read_to_string("/proc/self/stat").unwrap()).is_some());
+    }
 
     #[test]
     fn the_resident_parts_are_of_one_read() {

@@ -154,6 +154,9 @@ pub struct QueryTiming {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
+    /// Major page faults (reads from the disk) of the whole process a query, meanwhile: what
+    /// a high p99 of a store or index larger than the page cache waits for.
+    pub major_faults_per_query: f64,
 }
 
 impl QueryTiming {
@@ -173,6 +176,7 @@ impl QueryTiming {
             p50_ms: p(0.5),
             p99_ms: p(0.99),
             p999_ms: p(0.999),
+            major_faults_per_query: t.major_faults as f64 / n.max(1) as f64,
         }
     }
 }
@@ -443,13 +447,25 @@ impl BenchReport {
         if !fields.is_empty() {
             let _ = writeln!(s, "{fields}");
         }
-        let _ = writeln!(s, "| query | mode | clients | queries | errors | per second | p50 ms | p99 ms | p99.9 ms |");
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "| query | mode | clients | queries | errors | per second | p50 ms | p99 ms | p99.9 ms | major faults a query |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for q in &self.queries {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} |",
-                q.kind, q.mode, q.clients, q.queries, q.errors, q.per_second, q.p50_ms, q.p99_ms, q.p999_ms
+                "| {} | {} | {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.2} |",
+                q.kind,
+                q.mode,
+                q.clients,
+                q.queries,
+                q.errors,
+                q.per_second,
+                q.p50_ms,
+                q.p99_ms,
+                q.p999_ms,
+                q.major_faults_per_query
             );
         }
         let _ = writeln!(

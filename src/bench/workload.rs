@@ -188,11 +188,14 @@ pub struct Timing {
     pub latencies_ns: Vec<u64>,
     pub wall_seconds: f64,
     pub errors: u64,
+    /// Major page faults the whole process took meanwhile (reads from the disk).
+    pub major_faults: u64,
 }
 
 /// Runs `queries` in process on `threads` threads (query i goes to thread i mod threads).
 pub fn run_in_process(state: &AppState, queries: &[&Query], threads: usize) -> Timing {
     let started = Instant::now();
+    let faults = crate::memory::major_faults();
     let parts: Vec<(Vec<u64>, u64)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -209,12 +212,13 @@ pub fn run_in_process(state: &AppState, queries: &[&Query], threads: usize) -> T
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
-    collect(parts, started)
+    collect(parts, started, faults)
 }
 
-fn collect(parts: Vec<(Vec<u64>, u64)>, started: Instant) -> Timing {
+fn collect(parts: Vec<(Vec<u64>, u64)>, started: Instant, faults: u64) -> Timing {
     let wall_seconds = started.elapsed().as_secs_f64();
-    let mut t = Timing { wall_seconds, ..Timing::default() };
+    let major_faults = crate::memory::major_faults().saturating_sub(faults);
+    let mut t = Timing { wall_seconds, major_faults, ..Timing::default() };
     for (ns, errors) in parts {
         t.latencies_ns.extend(ns);
         t.errors += errors;
@@ -252,6 +256,7 @@ pub fn run_http(
     headers: &reqwest::header::HeaderMap,
 ) -> Timing {
     let started = Instant::now();
+    let faults = crate::memory::major_faults();
     let lanes = threads * connections;
     let parts: Vec<(Vec<u64>, u64)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -281,7 +286,7 @@ pub fn run_http(
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
-    collect(parts, started)
+    collect(parts, started, faults)
 }
 
 /// Sends one query and reads its answer: whether it succeeded (a 200, or a 404 for an absent
