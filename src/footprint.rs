@@ -5,6 +5,7 @@
 
 use crate::model::Registry;
 use crate::store::Store;
+use crate::store::codec::PointCoding;
 use serde::Serialize;
 use std::path::Path;
 
@@ -30,9 +31,9 @@ pub struct Footprint {
     pub parts: Vec<Part>,
     /// The full-text index field by field, largest first (empty when it cannot be read).
     pub full_text_fields: Vec<TextFieldPart>,
-    /// How the records hold coordinates: `grid` (steps of 1e-7°) or `f64` (a store created
-    /// before the grid coding; see `codec::PointCoding`).
-    pub point_coding: &'static str,
+    /// How the records hold coordinates: `grid` (steps of 1e-7°) or `float` (a store created
+    /// before the grid coding).
+    pub point_coding: PointCoding,
 }
 
 /// One field of the full-text index: what its terms, postings, norms and fast column cost.
@@ -99,17 +100,14 @@ impl Footprint {
             bytes_per_record: per(total_bytes),
             parts,
             full_text_fields,
-            point_coding: match store.point_coding() {
-                crate::store::codec::PointCoding::Grid => "grid",
-                crate::store::codec::PointCoding::Float => "f64",
-            },
+            point_coding: store.point_coding(),
         }
     }
 
     /// Markdown tables of the parts and of the full-text index's fields.
     pub fn markdown(&self) -> String {
         let mut s = parts_table(&self.parts, self.records, self.total_bytes);
-        if self.point_coding == "f64" {
+        if self.point_coding == PointCoding::Float {
             s.push_str(
                 "\nThe records hold coordinates as f64 pairs (the store was created before the grid coding). \
                  Re-created (`jichu export`, then a load into an empty data directory, where their history starts \

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::{Record, Registry};
 use chrono::{Datelike, NaiveDate};
 use geo::{LineString, MultiPolygon, Point, Polygon};
+use jichu_indexes::spatial::grid::{self, from_grid};
 use jichu_ingest::Value;
 use serde::{Deserialize, Serialize};
 
@@ -82,21 +83,11 @@ fn ring(ls: &LineString<f64>) -> Vec<(f64, f64)> {
     ls.0.iter().map(|c| (c.x, c.y)).collect()
 }
 
-/// Grid steps per degree: the grid loads snap coordinates to (`jichu_ingest::snap`).
-const GRID_PER_DEGREE: f64 = 1e7;
-
-/// `v` in grid steps, when it lies exactly on the grid (every coordinate a load stores does).
+/// `v` in grid steps, when it lies exactly on the grid (every coordinate a load stores does:
+/// `jichu_ingest::snap` and the spatial index use the same grid).
 fn on_grid(v: f64) -> Option<i32> {
-    let n = (v * GRID_PER_DEGREE).round();
-    if !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&n) {
-        return None;
-    }
-    let n = n as i32;
+    let n = grid::to_grid(v);
     (from_grid(n).to_bits() == v.to_bits()).then_some(n)
-}
-
-fn from_grid(n: i32) -> f64 {
-    f64::from(n) / GRID_PER_DEGREE
 }
 
 /// A ring on the grid, its vertices after the first as steps from the one before; None when a
@@ -150,7 +141,8 @@ fn polygons(polys: Vec<Vec<LineString<f64>>>) -> MultiPolygon<f64> {
 /// every value of one store is written one way, so that a re-sent, unchanged row compares equal
 /// byte for byte with what it holds (loads, golden records and the feed's changed fields all
 /// compare encodings, not values).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PointCoding {
     /// `f64` pairs: stores created before the grid coding keep writing these.
     Float,

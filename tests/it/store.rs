@@ -246,7 +246,7 @@ fn coordinates_are_grid_steps_in_a_new_store_and_stay_f64_in_an_older_one() {
     // `jichu stats` says which, and what re-creating an older store would save.
     let (g, f) =
         (jichu::footprint::Footprint::measure(&grid.store), jichu::footprint::Footprint::measure(&float.store));
-    assert_eq!((g.point_coding, f.point_coding), ("grid", "f64"));
+    assert_eq!((g.point_coding, f.point_coding), (PointCoding::Grid, PointCoding::Float));
     assert!(f.markdown().contains("coordinates as f64 pairs") && !g.markdown().contains("f64 pairs"));
     // The same extracts again: nothing changed, in either store.
     for t in [&grid, &float] {
