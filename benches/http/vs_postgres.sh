@@ -43,7 +43,8 @@ su postgres -c "$PGBIN/pg_ctl -D $WORK/pg/data -o '-p $PORT -k $PGSOCK -c shared
 JPORT=18090
 "$BIN" --data-dir "$WORK/data" --log warn serve --insecure-no-auth --addr 127.0.0.1:$JPORT &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; su postgres -c "$PGBIN/pg_ctl -D $WORK/pg/data -m fast stop" >/dev/null || true' EXIT
+CPU_LOG=$(mktemp) # the client's CPU times of the last run (rate_wrk, rate_pg)
+trap 'rm -f "$CPU_LOG"; kill $SERVER 2>/dev/null || true; su postgres -c "$PGBIN/pg_ctl -D $WORK/pg/data -m fast stop" >/dev/null || true' EXIT
 PSQL="psql -h $PGSOCK -p $PORT -U postgres -q -v ON_ERROR_STOP=1"
 if [ "$($PSQL -tAc "select to_regclass('citizens') is not null")" != t ]; then
   COLS=$(head -1 "$WORK/citizens.csv" | tr -d '\r' | awk -F, '{ for (i = 1; i <= NF; i++) printf "%s\"%s\" text", (i > 1 ? ", " : ""), $i }')
@@ -67,7 +68,6 @@ export JICHU_IDS="$WORK/ids.txt"
 # busy time (/proc/stat) over the run; the server's share is the difference. Per request, in
 # µs: "client server". The rate alone hides that wrk and pgbench do not cost the same.
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
-CPU_LOG=$(mktemp)
 per_request() { # RATE N BUSY0 BUSY1: "rate client-µs server-µs", the client's times from $CPU_LOG
   awk -v r="$1" -v n="$2" -v b0="$3" -v b1="$4" -v hz="$(getconf CLK_TCK)" '/^CLIENT/ { c = $2 + $3 }
     END { m = (b1 - b0) / hz; printf "%s %.1f %.1f\n", r, c * 1e6 / n, (m - c) * 1e6 / n }' "$CPU_LOG"
@@ -108,4 +108,3 @@ awk -v j="$JB2" -v p="$P1" 'BEGIN { printf "| the same, batches formatted in adv
 awk -v j="$J1C" -v p="$P1C" 'BEGIN { printf "| single key: the client'"'"'s CPU a request (wrk get.lua / pgbench), µs | %.1f | %.1f | %.2f× |\n", j, p, j / p }'
 awk -v j="$J1S" -v p="$P1S" 'BEGIN { printf "| single key: the server'"'"'s CPU a request (the machine'"'"'s busy time less the client'"'"'s), µs | %.1f | %.1f | %.2f× |\n", j, p, j / p }'
 awk -v j="$J2C" -v s="$J2S" 'BEGIN { printf "| formatted in advance: client / server CPU a request, µs | %.1f / %.1f | | |\n", j, s }'
-rm -f "$CPU_LOG"

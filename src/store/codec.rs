@@ -63,7 +63,7 @@ enum WireRef<'a> {
     /// A point on the 1e-7 degree grid, in grid steps: 11 bytes instead of 17.
     GridPoint(i32, i32),
     /// Geometry on the grid: each ring's first vertex in grid steps, then each vertex as its
-    /// step from the one before (a parcel's edges are a few thousand steps: 2–3 bytes each).
+    /// step from the one before (1–3 bytes a coordinate on the generated parcels' edges).
     GridGeometry(GridPolygons),
 }
 
