@@ -162,6 +162,49 @@ fn references_to_absent_records_are_kept_and_resolve_later() {
     assert_eq!(t.store.relations(Registry::Citizens, holder).unwrap()[0].registry, Registry::Licences);
 }
 
+/// A bulk load's references are checked on several threads, in batches: each reference to
+/// a record the store lacks is counted once, a repeated one each time, across batch edges.
+#[test]
+fn every_reference_to_an_absent_record_is_counted_by_the_parallel_check() {
+    let t = TestStore::new();
+    let dir = t.dir.path().join("gen");
+    jichu::generator::generate(&dir, &jichu::generator::GenOptions { citizens: 12_000, seed: 11 }).unwrap();
+    let csv = |name: &str| std::fs::read_to_string(dir.join(format!("{name}.csv"))).unwrap();
+    // Every fifth citizen and every third entity are left out of their loads.
+    let mut loaded = std::collections::HashSet::new();
+    for (name, skip) in [("citizens", 5), ("entities", 3)] {
+        let text = csv(name);
+        let mut lines = text.lines();
+        let mut kept = vec![lines.next().unwrap().to_string()];
+        for (i, line) in lines.enumerate() {
+            if i % skip != 0 {
+                loaded.insert(line.split(',').next().unwrap().to_string());
+                kept.push(line.to_string());
+            }
+        }
+        let path = dir.join(format!("{name}-kept.csv"));
+        std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+        let mut opts = t.options();
+        opts.threads = 2;
+        t.try_load(&dir.join(format!("{name}.toml")), &[path], &opts).unwrap();
+    }
+    for (name, column) in [("licences", "持证主体代码"), ("credit", "主体代码")] {
+        let text = csv(name);
+        let mut lines = text.lines();
+        let at = lines.next().unwrap().split(',').position(|c| c == column).unwrap();
+        let targets: Vec<String> = lines.map(|l| l.split(',').nth(at).unwrap().to_string()).collect();
+        let absent = targets.iter().filter(|id| !loaded.contains(*id)).count() as u64;
+        let distinct: std::collections::HashSet<&String> = targets.iter().collect();
+        assert!(targets.len() > 3 * 1024 && distinct.len() < targets.len(), "several batches, repeated targets");
+        assert!(absent > 100 && absent < targets.len() as u64 / 2);
+        let mut opts = t.options();
+        opts.threads = 2;
+        let r = t.try_load(&dir.join(format!("{name}.toml")), &[dir.join(format!("{name}.csv"))], &opts).unwrap();
+        assert_eq!(r.path, "bulk");
+        assert_eq!((r.accepted, r.dangling_references), (targets.len() as u64, absent), "{name}");
+    }
+}
+
 #[test]
 fn entities_load_with_their_references_and_exact_capital() {
     let t = TestStore::new();
