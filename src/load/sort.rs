@@ -1,8 +1,9 @@
 //! External sort of `(key, tag, payload)` entries with bounded memory.
 //!
 //! Entries accumulate in one arena; when it passes the budget the run is sorted and spilled
-//! to a temporary file. Reading merges the runs (or walks the single in-memory run) in
-//! `(key, tag)` order, so equal keys come out together, in input order.
+//! to a temporary file. Reading merges the spilled runs with the last one, kept in memory (or
+//! walks that run alone), in `(key, tag)` order, so equal keys come out together, in input
+//! order.
 
 use crate::error::{Error, Result};
 use std::fs::File;
@@ -152,24 +153,26 @@ impl Sorter {
         Ok(())
     }
 
-    /// Every entry pushed, in `(key, tag)` order.
+    /// Every entry pushed, in `(key, tag)` order. The last run is merged from memory: writing
+    /// it out and reading it back was a wait of its own on one core at the end of every
+    /// large load's read stage.
     pub fn finish(mut self) -> Result<Sorted> {
         self.wait()?;
+        let mut last = std::mem::take(&mut self.current);
+        last.sort();
         if self.runs.is_empty() {
-            let mut run = std::mem::take(&mut self.current);
-            run.sort();
-            return Ok(Sorted::Memory { arena: run.arena, items: run.items.into_iter() });
+            return Ok(Sorted::Memory { arena: last.arena, items: last.items.into_iter() });
         }
-        if !self.current.items.is_empty() {
-            self.spill()?;
-            self.wait()?;
-        }
-        let mut runs = Vec::with_capacity(self.runs.len());
+        let mut runs = Vec::with_capacity(self.runs.len() + 1);
         for path in &self.runs {
             let file = File::open(path).map_err(Error::io(path))?;
-            let mut run = RunReader { path: path.clone(), reader: BufReader::with_capacity(1 << 20, file), head: None };
+            let reader = BufReader::with_capacity(1 << 20, file);
+            runs.push(RunReader { source: RunSource::File { path: path.clone(), reader }, head: None });
+        }
+        let memory = RunSource::Memory { arena: last.arena, items: last.items.into_iter() };
+        runs.push(RunReader { source: memory, head: None });
+        for run in &mut runs {
             run.advance()?;
-            runs.push(run);
         }
         let mut heap: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].head.is_some()).collect();
         for i in (0..heap.len() / 2).rev() {
@@ -179,31 +182,51 @@ impl Sorter {
     }
 }
 
+/// Where a run of a merge is read from: its file, or (the last run) the sorter's memory.
+enum RunSource {
+    File { path: PathBuf, reader: BufReader<File> },
+    Memory { arena: Vec<u8>, items: std::vec::IntoIter<Item> },
+}
+
 pub struct RunReader {
-    path: PathBuf,
-    reader: BufReader<File>,
+    source: RunSource,
     head: Option<Entry>,
 }
 
 impl RunReader {
+    /// Reads the run's next entry into `head` (reusing its buffers); `None` at the end.
     fn advance(&mut self) -> Result<()> {
+        let mut e = self.head.take().unwrap_or_default();
+        let (path, reader) = match &mut self.source {
+            RunSource::File { path, reader } => (path, reader),
+            RunSource::Memory { arena, items } => {
+                if let Some(it) = items.next() {
+                    let k = it.offset + it.key_len as usize;
+                    e.key.clear();
+                    e.key.extend_from_slice(&arena[it.offset..k]);
+                    e.payload.clear();
+                    e.payload.extend_from_slice(&arena[k..k + it.payload_len as usize]);
+                    e.tag = it.tag;
+                    self.head = Some(e);
+                }
+                return Ok(());
+            }
+        };
         let mut header = [0u8; 16];
         // The end of a run is the end of a whole entry; a run cut anywhere else is an error.
-        if self.reader.fill_buf().map_err(Error::io(&self.path))?.is_empty() {
-            self.head = None;
-            let _ = std::fs::remove_file(&self.path);
+        if reader.fill_buf().map_err(Error::io(&*path))?.is_empty() {
+            let _ = std::fs::remove_file(&*path);
             return Ok(());
         }
-        self.reader.read_exact(&mut header).map_err(Error::io(&self.path))?;
+        reader.read_exact(&mut header).map_err(Error::io(&*path))?;
         let key_len = u32::from_le_bytes(header[0..4].try_into().unwrap_or_default()) as usize;
         let payload_len = u32::from_le_bytes(header[4..8].try_into().unwrap_or_default()) as usize;
         let tag = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
-        let mut e = self.head.take().unwrap_or_default();
         e.key.resize(key_len, 0);
         e.payload.resize(payload_len, 0);
         e.tag = tag;
-        self.reader.read_exact(&mut e.key).map_err(Error::io(&self.path))?;
-        self.reader.read_exact(&mut e.payload).map_err(Error::io(&self.path))?;
+        reader.read_exact(&mut e.key).map_err(Error::io(&*path))?;
+        reader.read_exact(&mut e.payload).map_err(Error::io(&*path))?;
         self.head = Some(e);
         Ok(())
     }
