@@ -12,7 +12,9 @@ use crate::store::codec::{self, Header};
 use crate::store::feed::{self, ChangeKind};
 use crate::store::keys::{link_edge, target_registry};
 use crate::store::{Presence, Store, Writer, cf, keys};
+use crossbeam_channel::{Receiver, Sender};
 use std::path::{Path, PathBuf};
+use std::thread::{Scope, ScopedJoinHandle};
 
 /// Records per write batch on the batch path (one atomic commit each).
 const CHUNK: usize = 1024;
@@ -37,11 +39,9 @@ fn resolve(mut group: Vec<Entry>, state: &mut LoadState) -> Option<Entry> {
     None
 }
 
-/// Counts references whose target is not in the store (they resolve when it arrives).
-///
-/// Targets are sorted (externally) per target registry and checked at the end by forward
-/// seeks of one iterator: consecutive targets share data blocks, so a large load reads each
-/// block once instead of once per reference.
+/// The batch path's references, sorted (externally) per target registry and counted at the
+/// end by [`AbsentTargets`]: in key order, consecutive targets share data blocks, so a large
+/// load reads each block once instead of once per reference.
 struct RefCheck {
     dir: PathBuf,
     budget: usize,
@@ -65,13 +65,105 @@ impl RefCheck {
         self.sorters[i].1.push(id.as_bytes(), 0, &[])
     }
 
-    fn finish(self, store: &Store, state: &mut LoadState) -> Result<()> {
-        for (r, sorter) in self.sorters {
-            let targets = sorter.finish()?.map(|e| e.map(|e| e.key));
-            state.report.dangling_references += store.count_absent(r, targets)?;
-        }
+    fn finish(self, store: &Store, threads: usize, state: &mut LoadState) -> Result<()> {
+        state.report.dangling_references += std::thread::scope(|s| -> Result<u64> {
+            let mut check = AbsentTargets::start(s, store, threads)?;
+            'all: for (r, sorter) in self.sorters {
+                for e in sorter.finish()? {
+                    if !check.push(r, &e?.key) {
+                        break 'all;
+                    }
+                }
+            }
+            check.finish()
+        })?;
         Ok(())
     }
+}
+
+/// Targets with their number of references, a batch for one checker thread.
+type Targets = Vec<(Registry, Vec<u8>, u64)>;
+
+/// Counts the references whose target the store does not hold (they resolve when it
+/// arrives), on threads of their own while the caller goes on: the check seeks forward over
+/// the target registry and decompresses each block it reaches, which on the caller's thread
+/// was most of a bulk load's edge pass (2M citizens: credit's 1.42 s → 0.79 s). Targets come
+/// ascending per registry; consecutive repeats count as one target with several references,
+/// and every 1,024 targets go to the next checker in turn, each with its own iterators.
+struct AbsentTargets<'scope> {
+    checkers: Vec<(Sender<Targets>, ScopedJoinHandle<'scope, Result<u64>>)>,
+    batch: Targets,
+    sent: usize,
+}
+
+impl<'scope> AbsentTargets<'scope> {
+    const BATCH: usize = 1024;
+
+    fn start<'env>(s: &'scope Scope<'scope, 'env>, store: &'env Store, threads: usize) -> Result<Self> {
+        let mut checkers = Vec::new();
+        for _ in 0..threads.max(1) {
+            let (tx, rx) = crossbeam_channel::bounded(4);
+            let checker = std::thread::Builder::new()
+                .name("jichu-refcheck".into())
+                .spawn_scoped(s, move || count_absent(store, rx))
+                .map_err(|e| crate::Error::Internal(format!("the reference check could not start: {e}")))?;
+            checkers.push((tx, checker));
+        }
+        Ok(AbsentTargets { checkers, batch: Vec::with_capacity(Self::BATCH), sent: 0 })
+    }
+
+    /// One reference to `id` in `r`. False when a checker has stopped: [`Self::finish`]
+    /// then returns its error.
+    fn push(&mut self, r: Registry, id: &[u8]) -> bool {
+        if let Some((t, k, refs)) = self.batch.last_mut()
+            && *t == r
+            && k.as_slice() == id
+        {
+            *refs += 1;
+            return true;
+        }
+        if self.batch.len() == Self::BATCH && !self.send() {
+            return false;
+        }
+        self.batch.push((r, id.to_vec(), 1));
+        true
+    }
+
+    fn send(&mut self) -> bool {
+        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(Self::BATCH));
+        let n = self.checkers.len();
+        self.sent += 1;
+        self.checkers[(self.sent - 1) % n].0.send(full).is_ok()
+    }
+
+    /// The number of references to absent targets; the first checker's error, if any.
+    fn finish(mut self) -> Result<u64> {
+        self.send();
+        let mut absent = 0;
+        for (tx, checker) in self.checkers {
+            drop(tx);
+            absent += checker.join().map_err(|_| crate::Error::Internal("the reference check panicked".into()))??;
+        }
+        Ok(absent)
+    }
+}
+
+/// What [`AbsentTargets`] counts, on one checker thread.
+fn count_absent(store: &Store, targets: Receiver<Targets>) -> Result<u64> {
+    let mut probes: Vec<(Registry, Presence<'_>)> = Vec::new();
+    let mut absent = 0;
+    for batch in targets {
+        for (r, id, refs) in batch {
+            let i = probes.iter().position(|(p, _)| *p == r).unwrap_or_else(|| {
+                probes.push((r, store.presence(r)));
+                probes.len() - 1
+            });
+            if !probes[i].1.contains(&id)? {
+                absent += refs;
+            }
+        }
+    }
+    Ok(absent)
 }
 
 /// Bulk path (empty registry): records and edges become sorted SST files, ingested records
@@ -126,23 +218,10 @@ pub fn bulk(
     let record_files = files.finish()?;
     let feed_files = feed_files.finish()?;
     let (edge_files, dangling) = std::thread::scope(|s| -> Result<_> {
-        let mut senders = Vec::new();
-        let mut checkers = Vec::new();
-        for _ in 0..threads.max(1) {
-            let (tx, rx) = crossbeam_channel::bounded(4);
-            let checker = std::thread::Builder::new()
-                .name("jichu-refcheck".into())
-                .spawn_scoped(s, move || count_absent_targets(store, rx))
-                .map_err(|e| crate::Error::Internal(format!("the reference check could not start: {e}")))?;
-            senders.push(tx);
-            checkers.push(checker);
-        }
-        let written = write_edges(edge_sorter, tmp, threads, senders);
-        let mut dangling = 0;
-        for checker in checkers {
-            dangling += checker.join().map_err(|_| crate::Error::Internal("the reference check panicked".into()))??;
-        }
-        Ok((written?, dangling))
+        let mut check = AbsentTargets::start(s, store, threads)?;
+        let written = write_edges(edge_sorter, tmp, threads, &mut check);
+        let dangling = check.finish();
+        Ok((written?, dangling?))
     })?;
     state.report.dangling_references += dangling;
     let mut org_files = SstFiles::new(cf::ORGANISATION_CODES, tmp, "orgcodes", 1);
@@ -168,44 +247,19 @@ pub fn bulk(
     Ok(())
 }
 
-/// Targets of consecutive edges with their number of references, handed to the check.
-type Targets = Vec<(Registry, Vec<u8>, u64)>;
-
-/// Writes the sorted edges to SST files (a repeated edge once) and hands each target, with
-/// its number of references, to [`count_absent_targets`] on threads of their own, a batch to
-/// each in turn: the check seeks and decompresses the target registry's blocks, which on
-/// this thread was most of the pass (2M citizens: the credit load's edges 1.42 → 0.79 s).
-fn write_edges(
-    sorted: Sorter,
-    tmp: &Path,
-    threads: usize,
-    checkers: Vec<crossbeam_channel::Sender<Targets>>,
-) -> Result<Vec<PathBuf>> {
-    const BATCH: usize = 1024;
+/// Writes the sorted edges to SST files (a repeated edge once), handing each edge's target
+/// to `check` as it goes.
+fn write_edges(sorted: Sorter, tmp: &Path, threads: usize, check: &mut AbsentTargets<'_>) -> Result<Vec<PathBuf>> {
     let mut files = SstFiles::new(cf::RELATIONS, tmp, "edges", threads);
     let mut last: Option<Vec<u8>> = None;
-    let mut batch: Targets = Vec::with_capacity(BATCH);
-    let mut sent = 0usize;
     for e in sorted.finish()? {
         let e = e?;
-        // Edges are keyed by the record a reference points at, so a target's edges are
-        // adjacent and in order: the check needs no sort of its own.
+        // Edges are keyed by the record a reference points at, so the targets come in order
+        // and the check needs no sort of its own. Every reference is counted, a repeated
+        // edge too (each is one reference).
         let (r, id) = keys::edge_owner(&e.key).ok_or_else(|| crate::Error::Codec("edge key".into()))?;
-        match batch.last_mut() {
-            // Every reference is counted, a repeated edge too (each is one reference).
-            Some((t, k, refs)) if *t == r && k.as_slice() == id => *refs += 1,
-            _ => {
-                if batch.len() == BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    // A closed channel means the check failed; its error is the one reported.
-                    let ok = checkers[sent % checkers.len()].send(full);
-                    sent += 1;
-                    if ok.is_err() {
-                        break;
-                    }
-                }
-                batch.push((r, id.to_vec(), 1));
-            }
+        if !check.push(r, id) {
+            break;
         }
         if last.as_ref() == Some(&e.key) {
             continue;
@@ -213,27 +267,7 @@ fn write_edges(
         files.put(&e.key, &[])?;
         last = Some(e.key);
     }
-    let _ = checkers[sent % checkers.len()].send(batch);
     files.finish()
-}
-
-/// How many of the references `targets` brings (ascending per registry) point at records the
-/// store does not hold (they resolve when the record arrives).
-fn count_absent_targets(store: &Store, targets: crossbeam_channel::Receiver<Targets>) -> Result<u64> {
-    let mut probes: Vec<(Registry, Presence<'_>)> = Vec::new();
-    let mut absent = 0;
-    for batch in targets {
-        for (r, id, refs) in batch {
-            let i = probes.iter().position(|(p, _)| *p == r).unwrap_or_else(|| {
-                probes.push((r, store.presence(r)));
-                probes.len() - 1
-            });
-            if !probes[i].1.contains(&id)? {
-                absent += refs;
-            }
-        }
-    }
-    Ok(absent)
 }
 
 /// Batch path: each chunk of records, with its edge changes and counts, is one atomic write
@@ -244,6 +278,7 @@ pub fn batch(
     sorted: Sorted,
     tmp: &Path,
     budget: usize,
+    threads: usize,
     state: &mut LoadState,
 ) -> Result<()> {
     let store = writer.store();
@@ -268,7 +303,7 @@ pub fn batch(
         end_absent(writer, registry, scan, None, state)?;
     }
     writer.commit()?;
-    refs.finish(store, state)
+    refs.finish(store, threads, state)
 }
 
 fn apply_chunk(

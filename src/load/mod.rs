@@ -334,7 +334,7 @@ fn run(
         apply::bulk(writer, registry, sorted, tmp, opts.sort_budget / 2, opts.threads, &mut state)?;
     } else {
         state.report.path = "batch".into();
-        apply::batch(writer, registry, sorted, tmp, opts.sort_budget / 2, &mut state)?;
+        apply::batch(writer, registry, sorted, tmp, opts.sort_budget / 2, opts.threads, &mut state)?;
     }
     t = state.report.stage("merge_write", t);
     let ingest = state.report.stage_seconds.get("ingest").copied().unwrap_or(0.0);

@@ -162,8 +162,8 @@ fn references_to_absent_records_are_kept_and_resolve_later() {
     assert_eq!(t.store.relations(Registry::Citizens, holder).unwrap()[0].registry, Registry::Licences);
 }
 
-/// A bulk load's references are checked on several threads, in batches: each reference to
-/// a record the store lacks is counted once, a repeated one each time, across batch edges.
+/// A load's references are checked on several threads, in batches: each reference to a
+/// record the store lacks is counted once, a repeated one each time, across batch edges.
 #[test]
 fn every_reference_to_an_absent_record_is_counted_by_the_parallel_check() {
     let t = TestStore::new();
@@ -202,6 +202,11 @@ fn every_reference_to_an_absent_record_is_counted_by_the_parallel_check() {
         let r = t.try_load(&dir.join(format!("{name}.toml")), &[dir.join(format!("{name}.csv"))], &opts).unwrap();
         assert_eq!(r.path, "bulk");
         assert_eq!((r.accepted, r.dangling_references), (targets.len() as u64, absent), "{name}");
+        // Sent again, every row is unchanged and every reference is checked again, by the
+        // batch path's sorted check.
+        let r = t.try_load(&dir.join(format!("{name}.toml")), &[dir.join(format!("{name}.csv"))], &opts).unwrap();
+        assert_eq!(r.path, "batch");
+        assert_eq!((r.unchanged, r.dangling_references), (targets.len() as u64, absent), "{name} again");
     }
 }
 
