@@ -129,16 +129,18 @@ impl<'scope> AbsentTargets<'scope> {
         true
     }
 
+    /// Hands the batch to the next checker; false when that checker has stopped.
     fn send(&mut self) -> bool {
         let full = std::mem::replace(&mut self.batch, Vec::with_capacity(Self::BATCH));
-        let n = self.checkers.len();
+        let next = self.sent % self.checkers.len();
         self.sent += 1;
-        self.checkers[(self.sent - 1) % n].0.send(full).is_ok()
+        self.checkers[next].0.send(full).is_ok()
     }
 
     /// The number of references to absent targets; the first checker's error, if any.
     fn finish(mut self) -> Result<u64> {
-        self.send();
+        // A checker that stopped gives its error when joined below.
+        let _ = self.send();
         let mut absent = 0;
         for (tx, checker) in self.checkers {
             drop(tx);

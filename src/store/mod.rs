@@ -362,16 +362,6 @@ impl Store {
         self.reader().points(registry)
     }
 
-    /// How many of `sorted_keys` (ascending, repeats allowed) are not in `registry`.
-    pub fn count_absent(&self, registry: Registry, sorted_keys: impl Iterator<Item = Result<Vec<u8>>>) -> Result<u64> {
-        let mut probe = self.presence(registry);
-        let mut absent = 0;
-        for key in sorted_keys {
-            absent += u64::from(!probe.contains(&key?)?);
-        }
-        Ok(absent)
-    }
-
     /// Tells which keys `registry` holds, for keys asked in ascending order: forward seeks of
     /// one iterator, so neighbouring keys share the blocks they read (not kept in the cache:
     /// a load's reference check reads each once).
