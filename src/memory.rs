@@ -114,7 +114,6 @@ pub fn transparent_huge_pages_disabled() -> bool {
     false
 }
 
-/// The process's peak resident memory so far (VmHWM).
 /// Page faults this process has taken that read from the disk (`majflt` of
 /// `/proc/self/stat`; 0 elsewhere): a query that faults waits for a read.
 pub fn major_faults() -> u64 {
@@ -128,6 +127,7 @@ fn majflt(stat: &str) -> Option<u64> {
     stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(9)?.parse().ok())
 }
 
+/// The process's peak resident memory so far (VmHWM).
 pub fn peak_resident() -> u64 {
     proc_kib("/proc/self/status", "VmHWM:")
 }
