@@ -5,11 +5,15 @@
 //! letters to lower case first, so `ＡＢＣ１２` and `abc12` are the same token.
 //!
 //! - A CJK run gives its overlapping character bigrams (`湖滨南路` → `湖滨 滨南 南路`); a
-//!   one-character run gives that character. Indexed text ([`Grams::BiEdges`]) also keeps each
-//!   run's first and last characters, so a query's lone character at a script boundary (`路`
-//!   of `路88号`) matches. With [`Grams::UniAndBi`] (names) every character is also a token,
-//!   so a surname alone finds its bearers.
+//!   one-character run gives that character. Indexed text ([`Grams::BiEdges`]) also keeps a
+//!   run's first or last character where it meets a letter/digit run, so a query's lone
+//!   character at a script boundary (`路` of `路88号`) matches. With [`Grams::UniAndBi`]
+//!   (names) every character is also a token, so a surname alone finds its bearers.
 //! - A letter/digit run is one token (`88`, `b2`).
+//! - A CJK token is given once per text: a second one would only raise its term frequency,
+//!   and every token costs the index writer a lookup in its postings hash (the largest part
+//!   of indexing). A citizen's two addresses, indexed as one text, share their province, city
+//!   and district: a quarter of their tokens.
 //!
 //! Why bigrams: a dictionary segmenter (jieba) cuts `湖滨南路` into `湖滨/南路` and then cannot
 //! find the fragment `滨南`, nor a company-name fragment that straddles its words, and it needs
@@ -25,9 +29,12 @@ use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 pub enum Grams {
     /// Bigrams; a lone character stands for itself. For queries (and the kind of text fields).
     Bi,
-    /// Bigrams, and each run's first and last characters: how text fields are indexed, so
-    /// that a query's lone character at a script boundary (`路` of `路88号`) finds the end of
-    /// a longer run (`湖滨南路88号`).
+    /// Bigrams, and a run's first or last character where it meets a letter/digit run
+    /// (directly or across white space): how text fields are indexed, so that a query's lone
+    /// character at a script boundary (`路` of `路88号`) finds the end of a longer run
+    /// (`湖滨南路88号`). The ends of a text, or beside punctuation, give none: a query has no
+    /// lone character there but a one-character query, which a bigram index answers only
+    /// from one-character runs anyway.
     BiEdges,
     /// Every character and every bigram. For names: 2–4 characters, searched by surname too.
     UniAndBi,
@@ -41,11 +48,13 @@ pub struct CjkTokenizer {
     chars: Vec<(usize, char)>,
     /// Token spans as character index ranges.
     spans: Vec<(usize, usize)>,
+    /// CJK tokens given so far, packed ([`packed`]): the set that drops repeats.
+    seen: Seen,
 }
 
 impl CjkTokenizer {
     pub fn new(grams: Grams) -> CjkTokenizer {
-        CjkTokenizer { grams, chars: Vec::new(), spans: Vec::new() }
+        CjkTokenizer { grams, chars: Vec::new(), spans: Vec::new(), seen: Seen::default() }
     }
 }
 
@@ -54,6 +63,43 @@ enum Class {
     Cjk,
     Word,
     Separator,
+}
+
+/// A CJK token of one or two characters as one number (21 bits a character, and which of
+/// the two lengths), to tell repeats apart without comparing strings.
+fn packed(chars: &[(usize, char)]) -> u64 {
+    chars.iter().fold(1, |key, c| key << 21 | c.1 as u64)
+}
+
+/// A set of packed tokens (never 0): open addressing in a table at most half full, cleared
+/// for each text.
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    slots: Vec<u64>,
+}
+
+impl Seen {
+    fn clear(&mut self, most: usize) {
+        let size = (2 * most).next_power_of_two().max(16);
+        self.slots.clear();
+        self.slots.resize(size, 0);
+    }
+
+    /// Adds `key`; false when it was there.
+    fn insert(&mut self, key: u64) -> bool {
+        let mask = self.slots.len() - 1;
+        let mut i = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & mask;
+        loop {
+            match self.slots[i] {
+                0 => {
+                    self.slots[i] = key;
+                    return true;
+                }
+                k if k == key => return false,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
 }
 
 /// Folds full-width ASCII and the ideographic space, and lower-cases ASCII letters.
@@ -92,28 +138,63 @@ impl Tokenizer for CjkTokenizer {
         self.chars.push((text.len(), ' '));
         self.spans.clear();
         let n = self.chars.len() - 1;
+        // At most two CJK tokens a character (a unigram and a bigram, or an edge).
+        self.seen.clear(2 * n);
+        let chars = &self.chars;
+        let (spans, seen) = (&mut self.spans, &mut self.seen);
+        // A CJK token is kept the first time only; letter/digit runs always.
+        let cjk = |spans: &mut Vec<(usize, usize)>, seen: &mut Seen, from: usize, to: usize| {
+            if seen.insert(packed(&chars[from..to])) {
+                spans.push((from, to));
+            }
+        };
+        // Whether the nearest character before `i` (`back`), or from `i` on, that is not
+        // white space is a letter or digit.
+        let meets_word = |mut i: usize, back: bool| loop {
+            let c = if back {
+                match i.checked_sub(1) {
+                    Some(j) => {
+                        i = j;
+                        chars[j].1
+                    }
+                    None => return false,
+                }
+            } else if i < n {
+                i += 1;
+                chars[i - 1].1
+            } else {
+                return false;
+            };
+            if !c.is_whitespace() {
+                return class(c) == Class::Word;
+            }
+        };
         let mut i = 0;
         while i < n {
-            let kind = class(self.chars[i].1);
+            let kind = class(chars[i].1);
             let mut end = i + 1;
-            while end < n && class(self.chars[end].1) == kind {
+            while end < n && class(chars[end].1) == kind {
                 end += 1;
             }
             match kind {
                 Class::Separator => {}
-                Class::Word => self.spans.push((i, end)),
-                Class::Cjk if end - i == 1 => self.spans.push((i, end)),
+                Class::Word => spans.push((i, end)),
+                Class::Cjk if end - i == 1 => cjk(spans, seen, i, end),
                 Class::Cjk => {
                     if self.grams == Grams::BiEdges {
-                        self.spans.push((i, i + 1));
-                        self.spans.push((end - 1, end));
+                        if meets_word(i, true) {
+                            cjk(spans, seen, i, i + 1);
+                        }
+                        if meets_word(end, false) {
+                            cjk(spans, seen, end - 1, end);
+                        }
                     }
                     for j in i..end {
                         if self.grams == Grams::UniAndBi {
-                            self.spans.push((j, j + 1));
+                            cjk(spans, seen, j, j + 1);
                         }
                         if j + 1 < end {
-                            self.spans.push((j, j + 2));
+                            cjk(spans, seen, j, j + 2);
                         }
                     }
                 }
@@ -178,13 +259,30 @@ mod tests {
     }
 
     #[test]
-    fn indexed_text_keeps_the_ends_of_each_run() {
-        assert_eq!(tokens("湖滨南路88号", Grams::BiEdges), ["湖", "路", "湖滨", "滨南", "南路", "88", "号"]);
+    fn indexed_text_keeps_the_ends_of_runs_that_meet_letters_or_digits() {
+        assert_eq!(tokens("湖滨南路88号", Grams::BiEdges), ["路", "湖滨", "滨南", "南路", "88", "号"]);
+        assert_eq!(tokens("a座大厦", Grams::BiEdges), ["a", "座", "座大", "大厦"]);
+        // Across white space too; not beside punctuation, nor at the ends of the text.
+        assert_eq!(tokens("南路 8", Grams::BiEdges), ["路", "南路", "8"]);
+        assert_eq!(tokens("南路，8", Grams::BiEdges), ["南路", "8"]);
+        assert_eq!(tokens("思明区", Grams::BiEdges), ["思明", "明区"]);
         // A query's lone characters at a script boundary are among the text's tokens.
-        let text = tokens("福建省厦门市湖滨南路88号大厦A座", Grams::BiEdges);
-        for q in ["路88号", "南路88号", "厦A座", "湖滨南路"] {
-            assert!(tokens(q, Grams::Bi).iter().all(|t| text.contains(t)), "{q}");
+        for text in ["福建省厦门市湖滨南路88号大厦A座", "福建省厦门市湖滨南路 88 号大厦 A座"]
+        {
+            let text = tokens(text, Grams::BiEdges);
+            for q in ["路88号", "南路88号", "厦A座", "湖滨南路"] {
+                assert!(tokens(q, Grams::Bi).iter().all(|t| text.contains(t)), "{q}");
+            }
         }
+    }
+
+    #[test]
+    fn a_cjk_token_is_given_once_a_text() {
+        // Two addresses indexed as one text share their city and district.
+        let both = tokens("厦门市思明区1号\u{1f}厦门市湖里区1号", Grams::BiEdges);
+        assert_eq!(both, ["区", "厦门", "门市", "市思", "思明", "明区", "1", "号", "市湖", "湖里", "里区", "1"]);
+        assert_eq!(tokens("王王", Grams::UniAndBi), ["王", "王王"]);
+        assert_eq!(tokens("批发零售批发", Grams::Bi), ["批发", "发零", "零售", "售批"]);
     }
 
     #[test]

@@ -338,17 +338,42 @@ impl TextIndex {
 
 /// A document being built: its uid, registry and ended flag are set; add its fields.
 #[derive(Debug)]
-pub struct TextDoc(TantivyDocument);
+pub struct TextDoc {
+    doc: TantivyDocument,
+    /// Text fields' values, those of one field joined into one text (see [`TextDoc::text`]).
+    texts: Vec<(Field, String)>,
+}
+
+/// Joins the values of one text field: a separator that is not white space, so that no
+/// run's end meets a letter or digit of the next value across it (the analyzer's edges).
+const VALUES_APART: char = '\u{1f}';
 
 impl TextDoc {
+    /// Adds a value to a text field. The values of one field are analysed as one text, so
+    /// that a token they share is indexed once (a citizen's two addresses share most of
+    /// theirs); a query part matches within one field either way.
     pub fn text(&mut self, field: FieldId, value: &str) {
-        self.0.add_text(field.0, value);
+        match self.texts.iter_mut().find(|(f, _)| *f == field.0) {
+            Some((_, text)) => {
+                text.push(VALUES_APART);
+                text.push_str(value);
+            }
+            None => self.texts.push((field.0, value.to_owned())),
+        }
     }
     pub fn keyword(&mut self, field: FieldId, value: &str) {
-        self.0.add_text(field.0, value);
+        self.doc.add_text(field.0, value);
     }
     pub fn date(&mut self, field: FieldId, days: i32) {
-        self.0.add_i64(field.0, days as i64);
+        self.doc.add_i64(field.0, days as i64);
+    }
+
+    fn into_document(self) -> TantivyDocument {
+        let mut doc = self.doc;
+        for (field, text) in &self.texts {
+            doc.add_text(*field, text);
+        }
+        doc
     }
 }
 
@@ -387,7 +412,7 @@ impl TextWriter {
         d.add_bytes(self.fields.uid, uid(registry, key).as_bytes());
         d.add_u64(self.fields.registry, registry as u64);
         d.add_u64(self.fields.ended, ended as u64);
-        TextDoc(d)
+        TextDoc { doc: d, texts: Vec::new() }
     }
 
     fn push(&mut self, op: UserOperation) -> Result<()> {
@@ -406,7 +431,7 @@ impl TextWriter {
 
     /// Queues a document. It is searchable after the next commit.
     pub fn add(&mut self, doc: TextDoc) -> Result<()> {
-        self.push(UserOperation::Add(doc.0))
+        self.push(UserOperation::Add(doc.into_document()))
     }
 
     /// Deletes the documents of records of a registry (before adding their new versions) as
