@@ -327,6 +327,53 @@ mod tests {
         (dir, index)
     }
 
+    /// A field's values are analysed as one text but match apart: a query finds a fragment
+    /// of either, never a bigram across the two, and a token both hold counts once (the
+    /// document scores as one holding it once).
+    #[test]
+    fn a_fields_values_match_apart_and_count_a_shared_token_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = TextSpec {
+            text: vec![TextField { name: "r.address".into(), grams: Grams::Bi, norms: false }],
+            ..TextSpec::default()
+        };
+        let index = TextIndex::open(dir.path(), &spec).unwrap();
+        let field = index.field("r.address").unwrap();
+        let mut w = index.writer(WriterOptions { threads: 1, memory_bytes: 20 << 20, no_merge: true }).unwrap();
+        for (key, values) in [
+            ("two", &["福建省厦门市湖滨南路88号801室", "福建省厦门市中山路1号"][..]),
+            ("one", &["福建省厦门市湖滨南路88号801室"][..]),
+        ] {
+            let mut doc = w.doc(1, key, false);
+            for v in values {
+                doc.text(field, v);
+            }
+            w.add(doc).unwrap();
+        }
+        w.commit("").unwrap();
+        w.finish().unwrap();
+        index.reload().unwrap();
+        let find = |text: &str| {
+            let q = SearchQuery {
+                matches: vec![Match { text: text.into(), fields: vec!["r.address".into()] }],
+                limit: 10,
+                ..SearchQuery::default()
+            };
+            index.search(&q).unwrap().hits
+        };
+        let keys = |text: &str| {
+            let mut k: Vec<String> = find(text).into_iter().map(|h| h.key).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys("中山路1号"), ["two"]);
+        assert_eq!(keys("室福建"), Vec::<String>::new(), "no bigram across two values");
+        assert_eq!(keys("路88号"), ["one", "two"], "a run's end beside digits is indexed");
+        let shared = find("厦门");
+        assert_eq!(shared.len(), 2);
+        assert_eq!(shared[0].score, shared[1].score, "厦门 is in both of one document's values");
+    }
+
     /// The space of an index is measured as it lies, field by field, and the index is left
     /// as it was (its schema is not the service's: `open` would have discarded it).
     #[test]
