@@ -105,6 +105,10 @@ pub fn spec() -> TextSpec {
             let name = f.name.to_string();
             match (f.kind, f.search) {
                 (k, _) if k.is_date() => push_unique(&mut spec.dates, name),
+                // A reference (a licence's holder, a credit record's subject, an entity's
+                // legal representative) is a filter answered from the store's relation edges:
+                // as a keyword it cost every document a term of its own (see `by_reference`).
+                _ if f.link.is_some() => {}
                 (_, Search::Keyword) => push_unique(&mut spec.keywords, name),
                 (_, Search::Name | Search::Text) => {
                     let grams = if f.search == Search::Name { Grams::UniAndBi } else { Grams::Bi };
@@ -184,6 +188,7 @@ impl TextLayer {
             for (i, f) in r.schema().fields.iter().enumerate() {
                 let (kind, name, ended) = match (f.kind, f.search) {
                     (k, _) if k.is_date() => (Kind::Date, f.name.to_string(), f.name.to_string()),
+                    _ if f.link.is_some() => continue,
                     (_, Search::Keyword) => (Kind::Keyword, f.name.to_string(), f.name.to_string()),
                     (_, Search::Text | Search::Name) => {
                         (Kind::Text, field_name(r, f.search_as), ended_field_name(r, f.search_as))

@@ -117,6 +117,30 @@ fn qualify<'a>(
     out
 }
 
+/// A filter on a reference field (`holder_id`, `subject_id`, `legal_rep_id`) as the records
+/// of `registry` holding one of `values`: each value's relation edges, read from the view's
+/// snapshot, which the view's index commit matches. The index holds no term for references:
+/// one distinct term a document cost a reindex 11–19% of its time and the index 5.5 bytes a
+/// record at 10M. `None` for a field that is not a reference.
+fn by_reference(view: &View, registry: Registry, field: &str, values: &[String]) -> QueryResult<Option<Filter>> {
+    let Some(link) = registry.schema().fields.iter().find(|f| f.name == field).and_then(|f| f.link) else {
+        return Ok(None);
+    };
+    let reader = view.reader();
+    let mut keys = Vec::new();
+    for value in values {
+        let target = crate::store::keys::target_registry(&link, value);
+        for edge in reader.referring(target, value)? {
+            if edge.relation == link.reverse && edge.registry == registry {
+                keys.push(edge.id);
+            }
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    Ok(Some(Filter::Keys { registry: registry as u8, keys }))
+}
+
 fn subject_field(r: Registry) -> Option<&'static str> {
     match r {
         Registry::Licences => Some("holder_id"),
@@ -428,11 +452,20 @@ fn build(view: &View, caller: &Caller, shapes: &[Shape], req: &SearchRequest) ->
             return Err(ApiError::FieldNotGranted(refused));
         }
         query.filters = filters(registries, f)?;
+        if let [registry] = registries {
+            for filter in &mut query.filters {
+                if let Filter::AnyOf { field, values } = filter
+                    && let Some(held) = by_reference(view, *registry, field, values)?
+                {
+                    *filter = held;
+                }
+            }
+        }
     }
     let mut exact = true;
     if let Some(subject_name) = &req.subject_name {
-        let field = single
-            .and_then(subject_field)
+        let (registry, field) = single
+            .and_then(|r| subject_field(r).map(|f| (r, f)))
             .ok_or_else(|| ApiError::BadRequest("`subject_name` is for licences and credit records".into()))?;
         // Following a name to its subjects searches citizens' and entities' names: the caller
         // must see those in full.
@@ -457,7 +490,8 @@ fn build(view: &View, caller: &Caller, shapes: &[Shape], req: &SearchRequest) ->
         if values.is_empty() {
             query.limit = 0; // nothing can match; still answer with the total 0
         }
-        query.filters.push(Filter::AnyOf { field: field.into(), values });
+        let held = by_reference(view, registry, field, &values)?;
+        query.filters.push(held.unwrap_or(Filter::AnyOf { field: field.into(), values }));
     }
     if query.matches.is_empty() && req.subject_name.is_none() {
         return Err(ApiError::BadRequest(

@@ -366,3 +366,88 @@ fn the_footprint_measures_the_full_text_index_field_by_field() {
     assert!(sum > 0 && sum <= f.full_text_bytes, "{sum} of {}", f.full_text_bytes);
     assert!(f.markdown().contains("| citizens.name |"));
 }
+
+/// Reference filters (`holder_id`, `subject_id`, `legal_rep_id`) and `subject_name` are
+/// answered from the store's relation edges (the index holds no term for references): for
+/// sampled values, exactly the records the extracts give them — many, one, none, a
+/// reference to a citizen who was never loaded — and ended records only when asked for.
+#[tokio::test]
+async fn reference_filters_find_exactly_the_records_that_hold_the_value() {
+    use std::collections::HashMap;
+    let t = TestStore::new();
+    let dir = t.dir.path().join("gen");
+    jichu::generator::generate(&dir, &jichu::generator::GenOptions { citizens: 3_000, seed: 5 }).unwrap();
+    let csv = |name: &str| std::fs::read_to_string(dir.join(format!("{name}.csv"))).unwrap();
+    // Every seventh citizen is left out: references to them dangle.
+    let citizens = csv("citizens");
+    let kept: Vec<&str> = citizens.lines().enumerate().filter(|(i, _)| *i == 0 || i % 7 != 0).map(|(_, l)| l).collect();
+    std::fs::write(dir.join("citizens-kept.csv"), kept.join("\n") + "\n").unwrap();
+    t.try_load(&dir.join("citizens.toml"), &[dir.join("citizens-kept.csv")], &t.options()).unwrap();
+    for name in ["entities", "licences", "credit"] {
+        t.try_load(&dir.join(format!("{name}.toml")), &[dir.join(format!("{name}.csv"))], &t.options()).unwrap();
+    }
+    // Licences sent again as a snapshot without their first 40 rows: those are ended.
+    let licences = csv("licences");
+    let rest: Vec<&str> = licences.lines().enumerate().filter(|(i, _)| *i == 0 || *i > 40).map(|(_, l)| l).collect();
+    std::fs::write(dir.join("licences-rest.csv"), rest.join("\n") + "\n").unwrap();
+    let spec =
+        std::fs::read_to_string(dir.join("licences.toml")).unwrap().replace("mode = \"delta\"", "mode = \"snapshot\"");
+    std::fs::write(dir.join("licences-snapshot.toml"), spec).unwrap();
+    let r = t.try_load(&dir.join("licences-snapshot.toml"), &[dir.join("licences-rest.csv")], &t.options()).unwrap();
+    assert_eq!(r.ended, 40);
+    let s = Server::start(t.store.clone()).await;
+
+    for (registry, column, field) in [
+        ("licences", "持证主体代码", "holder_id"),
+        ("credit", "主体代码", "subject_id"),
+        ("entities", "法定代表人身份证号", "legal_rep_id"),
+    ] {
+        let text = csv(registry);
+        let mut lines = text.lines();
+        let at = lines.next().unwrap().split(',').position(|c| c == column).unwrap();
+        // (all records, current records) a value is held by.
+        let mut held: HashMap<String, (u64, u64)> = HashMap::new();
+        for (i, line) in lines.enumerate() {
+            let n = held.entry(line.split(',').nth(at).unwrap().to_string()).or_default();
+            n.0 += 1;
+            n.1 += u64::from(registry != "licences" || i >= 40);
+        }
+        let mut values: Vec<(&String, &(u64, u64))> = held.iter().collect();
+        values.sort_by_key(|(v, n)| (std::cmp::Reverse(n.0), *v));
+        let mut sample: Vec<(&String, &(u64, u64))> = values.iter().step_by(values.len() / 12).copied().collect();
+        sample.extend(values.iter().filter(|(_, n)| n.0 != n.1).take(3)); // holders of ended licences
+        assert!(sample.iter().any(|(_, n)| n.0 > 1), "{registry}: a value held more than once");
+        // Every record of the registry matches `厦门` (an address or an authority).
+        let all = search(&s, &format!("/v1/{registry}/search"), json!({"q": "厦门", "exact_total": true})).await;
+        assert_eq!(all["total"], held.values().map(|n| n.1).sum::<u64>(), "{registry}: the text matches every record");
+        for (value, &(with_ended, current)) in sample {
+            for (include_ended, expected) in [(false, current), (true, with_ended)] {
+                let body =
+                    json!({"q": "厦门", "filters": {field: value}, "include_ended": include_ended, "limit": 100});
+                let r = search(&s, &format!("/v1/{registry}/search"), body).await;
+                assert_eq!(r["total"], expected, "{registry} {field}={value} include_ended={include_ended}");
+                assert!(r["hits"].as_array().unwrap().iter().all(|h| h["record"][field] == **value));
+            }
+        }
+        let none = "11010519491231002X"; // valid, and no generated record holds it
+        let r = search(&s, &format!("/v1/{registry}/search"), json!({"q": "厦门", "filters": {field: none}})).await;
+        assert_eq!(r["total"], 0, "{registry}: a valid identifier no record holds");
+    }
+
+    // `subject_name`: the current licences of every citizen and entity whose name matches.
+    let rows: Vec<Vec<&str>> = licences.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let name = rows[100][3];
+    let mut subjects = std::collections::HashSet::new();
+    for registry in ["citizens", "entities"] {
+        let found = search(&s, &format!("/v1/{registry}/search"), json!({"name": name, "limit": 100})).await;
+        assert!(found["total"].as_u64().unwrap() < 100);
+        subjects.extend(found["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_string()));
+    }
+    let expected = rows.iter().enumerate().filter(|(i, r)| *i >= 40 && subjects.contains(r[2])).count();
+    assert!(expected >= 1, "{name}");
+    let r = search(&s, "/v1/licences/search", json!({"subject_name": name, "limit": 100})).await;
+    assert_eq!(r["total"], expected as u64, "{name}: {subjects:?}");
+    for h in r["hits"].as_array().unwrap() {
+        assert!(h["record"]["holder_id"].as_str().is_some_and(|id| subjects.contains(id)), "{h}");
+    }
+}

@@ -30,6 +30,9 @@ pub enum Filter {
     AnyOf { field: String, values: Vec<String> },
     /// The date field (days from the common era) lies in `from..=to`.
     Dates { field: String, from: i32, to: i32 },
+    /// The documents of these records of one registry: keys the caller found elsewhere (the
+    /// service's relation edges), looked up in each segment's uid column.
+    Keys { registry: u8, keys: Vec<String> },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -110,6 +113,9 @@ fn filter_query(f: &Fields, fl: &Filter) -> Result<BoxQuery> {
         Filter::AnyOf { field, values } => {
             let field = f.typed_field(field, is_keyword)?;
             Box::new(TermSetQuery::new(values.iter().map(|v| Term::from_field_text(field, v))))
+        }
+        Filter::Keys { registry, keys } => {
+            Box::new(uids::UidSet::new(keys.iter().map(|k| super::uid(*registry, k).into_bytes()).collect()))
         }
         Filter::Dates { field, from, to } => {
             let field = f.typed_field(field, is_date)?;

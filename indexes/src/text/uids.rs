@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 use tantivy::columnar::{BytesColumn, Cardinality, Dictionary};
 use tantivy::query::{BitSetDocSet, ConstScorer, EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
-use tantivy::{BitSet, DocAddress, DocId, DocSet, Score, SegmentReader, TantivyError};
+use tantivy::{BitSet, DocAddress, DocId, DocSet, Score, SegmentReader, TERMINATED, TantivyError};
 
 /// The name of the uid column.
 pub(super) const UID: &str = "uid";
@@ -106,8 +106,8 @@ impl Query for UidSet {
 const STREAM_WHEN_TERMS_PER_UID_UNDER: usize = 64;
 
 impl UidSet {
-    /// The ordinals, in `dict`, of the uids it holds (`None`: none of them).
-    fn ordinals(&self, dict: &Dictionary) -> tantivy::Result<Option<BitSet>> {
+    /// The ordinals, in `dict`, of the uids it holds, ascending (`None`: none of them).
+    fn ordinals(&self, dict: &Dictionary) -> tantivy::Result<Option<Vec<u32>>> {
         let terms = dict.num_terms();
         if terms == 0 {
             return Ok(None);
@@ -119,8 +119,7 @@ impl UidSet {
         if range.is_empty() {
             return Ok(None);
         }
-        let mut wanted = BitSet::with_max_value(terms as u32);
-        let mut found = false;
+        let mut wanted = Vec::new();
         if range.len() * STREAM_WHEN_TERMS_PER_UID_UNDER >= terms {
             let (low, high) = (self.0.get(range.start), self.0.get(range.end - 1));
             let mut stream = dict.range().ge(low).le(high).into_stream()?;
@@ -131,27 +130,42 @@ impl UidSet {
                     i += 1;
                 }
                 if i < range.end && self.0.get(i) == term {
-                    wanted.insert(stream.term_ord() as u32);
-                    found = true;
+                    wanted.push(stream.term_ord() as u32);
                     i += 1;
                 }
             }
         } else {
             for i in range {
                 if let Some(ord) = dict.term_ord(self.0.get(i))? {
-                    wanted.insert(ord as u32);
-                    found = true;
+                    wanted.push(ord as u32);
                 }
             }
         }
-        Ok(found.then_some(wanted))
+        Ok((!wanted.is_empty()).then_some(wanted))
     }
 
-    /// The documents of a segment whose ordinal is wanted: one pass over its ordinals.
-    fn documents(column: &BytesColumn, wanted: &BitSet, max_doc: DocId) -> BitSet {
+    /// The documents of a segment whose ordinal is `wanted` (ascending). A segment whose
+    /// documents were added in uid order (a bulk build feeds each registry in key order, and
+    /// each indexing thread takes its documents in that order), with one distinct uid each,
+    /// holds ordinal `o` at document `o`: each wanted ordinal is checked there, one read. Any
+    /// other segment is read whole, one pass over its ordinals (2.4 ns a document).
+    fn documents(column: &BytesColumn, wanted: Vec<u32>, max_doc: DocId) -> Box<dyn DocSet> {
         let ords = column.ords();
+        let full = ords.get_cardinality() == Cardinality::Full;
+        if full && column.dictionary().num_terms() == max_doc as usize {
+            // Every document has one uid and every uid one document: a permutation, so a
+            // document that holds ordinal `o` is the only one.
+            if wanted.iter().all(|&o| o < max_doc && ords.values.get_val(o) == o as u64) {
+                return Box::new(Few { docs: wanted, at: 0 });
+            }
+        }
         let mut docs = BitSet::with_max_value(max_doc);
-        if ords.get_cardinality() == Cardinality::Full {
+        let mut set = BitSet::with_max_value(column.dictionary().num_terms().max(1) as u32);
+        for &o in &wanted {
+            set.insert(o);
+        }
+        let wanted = set;
+        if full {
             let mut buf = vec![0u64; 4096];
             let mut start = 0;
             while start < max_doc {
@@ -171,7 +185,34 @@ impl UidSet {
                 }
             }
         }
-        docs
+        Box::new(BitSetDocSet::from(docs))
+    }
+}
+
+/// A few documents, ascending: what a lookup in a segment in uid order finds, without a
+/// bit set of the whole segment.
+struct Few {
+    docs: Vec<DocId>,
+    at: usize,
+}
+
+impl DocSet for Few {
+    fn advance(&mut self) -> DocId {
+        self.at = (self.at + 1).min(self.docs.len());
+        self.doc()
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        self.at += self.docs[self.at..].partition_point(|&d| d < target);
+        self.doc()
+    }
+
+    fn doc(&self) -> DocId {
+        self.docs.get(self.at).copied().unwrap_or(TERMINATED)
+    }
+
+    fn size_hint(&self) -> u32 {
+        (self.docs.len() - self.at) as u32
     }
 }
 
@@ -183,8 +224,7 @@ impl Weight for UidSet {
         let Some(wanted) = self.ordinals(column.dictionary())? else {
             return Ok(Box::new(EmptyScorer));
         };
-        let docs = Self::documents(&column, &wanted, reader.max_doc());
-        Ok(Box::new(ConstScorer::new(BitSetDocSet::from(docs), boost)))
+        Ok(Box::new(ConstScorer::new(Self::documents(&column, wanted, reader.max_doc()), boost)))
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
@@ -205,6 +245,62 @@ mod tests {
     fn keys_of(index: &TextIndex, registry: u8) -> BTreeSet<String> {
         let q = SearchQuery { registries: vec![registry], limit: 100_000, ..SearchQuery::default() };
         index.search(&q).unwrap().hits.into_iter().map(|h| h.key).collect()
+    }
+
+    /// A filter by keys finds exactly their documents: in a segment written in uid order (an
+    /// ordinal read where its document must be), in one written out of order, and in one
+    /// holding a uid twice (a document deleted and added again: a pass over its ordinals);
+    /// never a deleted document, nor the same key in another registry.
+    #[test]
+    fn keys_find_their_documents_in_segments_in_uid_order_or_not() {
+        use crate::text::{Filter, Match};
+        let dir = tempfile::tempdir().unwrap();
+        let spec = TextSpec {
+            text: vec![TextField { name: "r.name".into(), grams: Grams::Bi, norms: false }],
+            ..TextSpec::default()
+        };
+        let index = TextIndex::open(dir.path(), &spec).unwrap();
+        let name = index.field("r.name").unwrap();
+        let mut w = index.writer(WriterOptions { threads: 1, memory_bytes: 20 << 20, no_merge: true }).unwrap();
+        let add = |w: &mut crate::text::TextWriter, registry: u8, i: u32, text: &str| {
+            let mut doc = w.doc(registry, &format!("K{i:05}"), false);
+            doc.text(name, text);
+            w.add(doc).unwrap();
+        };
+        for i in 0..3000 {
+            add(&mut w, 1, i, "中山路");
+        }
+        add(&mut w, 2, 7, "中山路"); // "2:…" sorts after every "1:…"
+        w.commit("").unwrap();
+        for i in (3000..4000).rev() {
+            add(&mut w, 1, i, "中山路");
+        }
+        w.commit("").unwrap();
+        for i in 4000..4100 {
+            add(&mut w, 1, i, "中山路");
+        }
+        w.delete_many(1, &["K04050"]).unwrap();
+        add(&mut w, 1, 4050, "湖滨路"); // the same segment: 101 documents, 100 uids
+        w.commit("").unwrap();
+        w.delete_many(1, &["K00008"]).unwrap();
+        w.commit("").unwrap();
+        index.reload().unwrap();
+        let find = |keys: &[&str], text: Option<&str>| -> BTreeSet<(u8, String)> {
+            let q = SearchQuery {
+                matches: text.map(|t| Match { text: t.into(), fields: vec!["r.name".into()] }).into_iter().collect(),
+                filters: vec![Filter::Keys { registry: 1, keys: keys.iter().map(|k| k.to_string()).collect() }],
+                limit: 100,
+                ..SearchQuery::default()
+            };
+            index.search(&q).unwrap().hits.into_iter().map(|h| (h.registry, h.key)).collect()
+        };
+        let wanted = ["K00007", "K02999", "K00000", "K03500", "K04050", "K04099", "K00008", "absent"];
+        let found = |keys: &[&str]| keys.iter().map(|k| (1u8, k.to_string())).collect::<BTreeSet<_>>();
+        assert_eq!(find(&wanted, None), found(&["K00000", "K00007", "K02999", "K03500", "K04050", "K04099"]));
+        assert_eq!(find(&wanted, Some("中山路")), found(&["K00000", "K00007", "K02999", "K03500", "K04099"]));
+        assert_eq!(find(&wanted, Some("湖滨路")), found(&["K04050"]));
+        assert_eq!(find(&["K00008"], None), BTreeSet::new(), "deleted");
+        w.finish().unwrap();
     }
 
     /// Deletes by uid remove exactly the named records' documents, in every segment, whether
