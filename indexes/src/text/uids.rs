@@ -242,6 +242,17 @@ mod tests {
     use crate::text::{Grams, SearchQuery, TextField, TextIndex, TextSpec, WriterOptions};
     use std::collections::BTreeSet;
 
+    /// An empty index of one text field, `r.name`.
+    fn names_index() -> (tempfile::TempDir, TextIndex) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = TextSpec {
+            text: vec![TextField { name: "r.name".into(), grams: Grams::Bi, norms: false }],
+            ..TextSpec::default()
+        };
+        let index = TextIndex::open(dir.path(), &spec).unwrap();
+        (dir, index)
+    }
+
     fn keys_of(index: &TextIndex, registry: u8) -> BTreeSet<String> {
         let q = SearchQuery { registries: vec![registry], limit: 100_000, ..SearchQuery::default() };
         index.search(&q).unwrap().hits.into_iter().map(|h| h.key).collect()
@@ -254,12 +265,7 @@ mod tests {
     #[test]
     fn keys_find_their_documents_in_segments_in_uid_order_or_not() {
         use crate::text::{Filter, Match};
-        let dir = tempfile::tempdir().unwrap();
-        let spec = TextSpec {
-            text: vec![TextField { name: "r.name".into(), grams: Grams::Bi, norms: false }],
-            ..TextSpec::default()
-        };
-        let index = TextIndex::open(dir.path(), &spec).unwrap();
+        let (_dir, index) = names_index();
         let name = index.field("r.name").unwrap();
         let mut w = index.writer(WriterOptions { threads: 1, memory_bytes: 20 << 20, no_merge: true }).unwrap();
         let add = |w: &mut crate::text::TextWriter, registry: u8, i: u32, text: &str| {
@@ -308,12 +314,7 @@ mod tests {
     /// key in another registry, absent keys, and a document re-added after its delete stay.
     #[test]
     fn deletes_remove_exactly_the_named_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = TextSpec {
-            text: vec![TextField { name: "r.name".into(), grams: Grams::Bi, norms: false }],
-            ..TextSpec::default()
-        };
-        let index = TextIndex::open(dir.path(), &spec).unwrap();
+        let (_dir, index) = names_index();
         let name = index.field("r.name").unwrap();
         let mut w = index.writer(WriterOptions { threads: 1, memory_bytes: 20 << 20, no_merge: true }).unwrap();
         let key = |i: u32| format!("K{:05}", i * 7 % 5000);
