@@ -490,8 +490,9 @@ fn build(view: &View, caller: &Caller, shapes: &[Shape], req: &SearchRequest) ->
         if values.is_empty() {
             query.limit = 0; // nothing can match; still answer with the total 0
         }
-        let held = by_reference(view, registry, field, &values)?;
-        query.filters.push(held.unwrap_or(Filter::AnyOf { field: field.into(), values }));
+        let held = by_reference(view, registry, field, &values)?
+            .ok_or_else(|| ApiError::Internal(crate::Error::Internal(format!("`{field}` is not a reference"))))?;
+        query.filters.push(held);
     }
     if query.matches.is_empty() && req.subject_name.is_none() {
         return Err(ApiError::BadRequest(
