@@ -158,7 +158,7 @@ impl UidSet {
             // Every document has one uid and every uid one document: a permutation, so a
             // document that holds ordinal `o` is the only one.
             if wanted.iter().all(|&o| o < max_doc && ords.values.get_val(o) == o as u64) {
-                return Box::new(Few { docs: wanted, at: 0 });
+                return Box::new(Listed { docs: wanted, at: 0 });
             }
         }
         let mut docs = BitSet::with_max_value(max_doc);
@@ -191,14 +191,14 @@ impl UidSet {
     }
 }
 
-/// A few documents, ascending: what a lookup in a segment in uid order finds, without a
-/// bit set of the whole segment.
-struct Few {
+/// Documents listed in ascending order: what a lookup in a segment in uid order finds. A
+/// reference filter finds a handful, so no bit set of the whole segment is made for them.
+struct Listed {
     docs: Vec<DocId>,
     at: usize,
 }
 
-impl DocSet for Few {
+impl DocSet for Listed {
     fn advance(&mut self) -> DocId {
         self.at = (self.at + 1).min(self.docs.len());
         self.doc()
