@@ -375,7 +375,7 @@ fn locate(at: Reader<'_>, registry: Registry, mut keys: Vec<String>) -> Result<V
 
 /// Parcels are the one polygon layer.
 impl Persisted for PolygonLayer {
-    const MAGIC: &'static [u8; 8] = b"JICHUPL2";
+    const MAGIC: &'static [u8; 8] = b"JICHUPL3";
     type Base = PolygonIndex;
     fn of(base: PolygonIndex, keys: SortedKeys) -> Self {
         PolygonLayer::new(base, keys)

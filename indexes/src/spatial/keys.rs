@@ -7,7 +7,8 @@
 //! 130M located records is about 2 GB of memory; a key is found by a binary search over the
 //! restarts and a scan of at most [`RESTART`] entries. The file form is the memory form.
 
-use super::persist::{Mapped, Run, bad, put_bytes, put_u64};
+use super::persist::{Mapped, Run, bad, put_bytes, put_u64, put_var};
+use integer_encoding::VarInt;
 use std::cmp::Ordering;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -67,8 +68,8 @@ impl KeysBuilder {
         } else {
             self.last.iter().zip(key).take_while(|(a, b)| a == b).count()
         };
-        put_leb128(&mut self.coded, shared);
-        put_leb128(&mut self.coded, key.len() - shared);
+        put_var(&mut self.coded, shared);
+        put_var(&mut self.coded, key.len() - shared);
         self.coded.extend_from_slice(&key[shared..]);
         if self.spilled + self.coded.len() > u32::MAX as usize {
             return Err(PushError::TooLarge);
@@ -241,30 +242,9 @@ impl SortedKeys {
 
 /// An entry at `at`: its shared length, the length of its rest, and where the rest starts.
 fn entry(coded: &[u8], at: usize) -> (usize, usize, usize) {
-    let (shared, n) = get_leb128(coded, at).unwrap_or((0, 1));
-    let (rest, m) = get_leb128(coded, at.saturating_add(n)).unwrap_or((0, 1));
+    let (shared, n) = usize::decode_var(coded.get(at..).unwrap_or_default()).unwrap_or((0, 1));
+    let (rest, m) = usize::decode_var(coded.get(at.saturating_add(n)..).unwrap_or_default()).unwrap_or((0, 1));
     (shared, rest, at.saturating_add(n + m))
-}
-
-fn put_leb128(out: &mut Vec<u8>, mut v: usize) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// A LEB128 number at `at` and the bytes it took.
-fn get_leb128(b: &[u8], at: usize) -> Option<(usize, usize)> {
-    let mut v = 0usize;
-    for (n, shift) in (0..10).map(|n| (n, 7 * n)) {
-        let byte = *b.get(at.checked_add(n)?)?;
-        v |= ((byte & 0x7f) as usize).checked_shl(shift as u32)?;
-        if byte < 0x80 {
-            return Some((v, n + 1));
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! mapping, so a check leaves nothing resident) before it is mapped: a damaged file is an
 //! error, never a wrong answer.
 
+use integer_encoding::VarInt;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
@@ -167,6 +168,13 @@ const CHUNK: usize = 1 << 16;
 
 pub fn put_u64(w: &mut impl Write, v: u64) -> io::Result<()> {
     w.write_all(&v.to_le_bytes())
+}
+
+/// Appends `v` as a varint (LEB128; zigzag for a signed `v`).
+pub fn put_var(out: &mut Vec<u8>, v: impl VarInt) {
+    let mut buf = [0u8; 10];
+    let n = v.encode_var(&mut buf);
+    out.extend_from_slice(&buf[..n]);
 }
 
 /// Length-prefixed bytes.
