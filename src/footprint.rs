@@ -31,6 +31,8 @@ pub struct Footprint {
     pub parts: Vec<Part>,
     /// The full-text index field by field, largest first (empty when it cannot be read).
     pub full_text_fields: Vec<TextFieldPart>,
+    /// The full-text index's segments, and how many are in uid order.
+    pub full_text_segments: TextSegments,
     /// How the records hold coordinates: `grid` (steps of 1e-7°) or `float` (a store created
     /// before the grid coding).
     pub point_coding: PointCoding,
@@ -46,6 +48,38 @@ pub struct TextFieldPart {
     pub norms: u64,
     pub fast: u64,
     pub bytes_per_record: f64,
+}
+
+/// The full-text index's segments: a filter on records found elsewhere (a reference's
+/// holders, a name's subjects) checks them in place in a segment in uid order (what bulk
+/// builds write) and reads every uid of any other (merged ones, mostly).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct TextSegments {
+    pub segments: usize,
+    pub in_uid_order: usize,
+    /// Live documents in the segments that are not.
+    pub documents_elsewhere: u64,
+}
+
+impl TextSegments {
+    fn of(shapes: &[jichu_indexes::text::SegmentShape]) -> TextSegments {
+        TextSegments {
+            segments: shapes.len(),
+            in_uid_order: shapes.iter().filter(|s| s.in_uid_order).count(),
+            documents_elsewhere: shapes.iter().filter(|s| !s.in_uid_order).map(|s| u64::from(s.docs)).sum(),
+        }
+    }
+
+    /// One line of Markdown (empty when there are no segments).
+    pub fn markdown(&self) -> String {
+        if self.segments == 0 {
+            return String::new();
+        }
+        format!(
+            "Full-text segments: {}, of which {} in uid order ({} documents in the others).\n",
+            self.segments, self.in_uid_order, self.documents_elsewhere
+        )
+    }
 }
 
 /// Bytes of a file, or of every file under a folder.
@@ -100,6 +134,7 @@ impl Footprint {
             bytes_per_record: per(total_bytes),
             parts,
             full_text_fields,
+            full_text_segments: TextSegments::of(&text_segments(store)),
             point_coding: store.point_coding(),
         }
     }
@@ -117,6 +152,7 @@ impl Footprint {
         }
         s.push('\n');
         s.push_str(&text_fields_table(&self.full_text_fields));
+        s.push_str(&self.full_text_segments.markdown());
         s
     }
 }
@@ -135,6 +171,18 @@ fn text_fields(store: &Store) -> Vec<jichu_indexes::text::FieldSpace> {
             Vec::new()
         }
     }
+}
+
+/// The full-text index's segments, or none if it cannot be opened (as [`text_fields`]).
+fn text_segments(store: &Store) -> Vec<jichu_indexes::text::SegmentShape> {
+    let dir = crate::text::TextLayer::dir_of(store);
+    if !dir.join("meta.json").exists() {
+        return Vec::new();
+    }
+    jichu_indexes::text::segment_shapes(&dir).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the full-text index's segments could not be read");
+        Vec::new()
+    })
 }
 
 /// The full-text index's fields as a Markdown table (empty when there are none).

@@ -125,6 +125,7 @@ pub struct Disk {
     pub parts: Vec<crate::footprint::Part>,
     /// The full-text index field by field.
     pub full_text_fields: Vec<crate::footprint::TextFieldPart>,
+    pub full_text_segments: crate::footprint::TextSegments,
 }
 
 impl Disk {
@@ -138,6 +139,7 @@ impl Disk {
             csv_ratio: f.total_bytes as f64 / csv.max(1) as f64,
             parts: f.parts,
             full_text_fields: f.full_text_fields,
+            full_text_segments: f.full_text_segments,
         }
     }
 }
@@ -446,6 +448,10 @@ impl BenchReport {
         let fields = crate::footprint::text_fields_table(&d.full_text_fields);
         if !fields.is_empty() {
             let _ = writeln!(s, "{fields}");
+        }
+        let segments = d.full_text_segments.markdown();
+        if !segments.is_empty() {
+            let _ = writeln!(s, "{segments}");
         }
         let _ = writeln!(
             s,

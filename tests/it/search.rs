@@ -451,3 +451,25 @@ async fn reference_filters_find_exactly_the_records_that_hold_the_value() {
         assert!(h["record"]["holder_id"].as_str().is_some_and(|id| subjects.contains(id)), "{h}");
     }
 }
+
+/// A bulk build writes every segment in uid order (each registry fed in key order, each
+/// indexing thread taking its batches in turn): what lets a reference filter check its
+/// records in place. Were tantivy to hand documents to its threads otherwise, answers would
+/// stay exact (the filter falls back to reading every uid) but slow; this test says so.
+#[test]
+fn a_bulk_build_writes_its_segments_in_uid_order() {
+    let t = TestStore::new();
+    let dir = t.dir.path().join("gen");
+    jichu::generator::generate(&dir, &jichu::generator::GenOptions { citizens: 30_000, seed: 9 }).unwrap();
+    for name in ["citizens", "entities", "licences"] {
+        t.try_load(&dir.join(format!("{name}.toml")), &[dir.join(format!("{name}.csv"))], &t.options()).unwrap();
+    }
+    let layer = TextLayer::open(&t.store).unwrap();
+    // The smallest share a thread may have: its segments are written as it fills.
+    let small = WriterOptions { threads: 2, memory_bytes: 32 << 20, no_merge: true };
+    layer.sync(t.store.reader(), small, &Progress::quiet()).unwrap();
+    drop(layer);
+    let s = jichu::footprint::Footprint::measure(&t.store).full_text_segments;
+    assert!(s.segments >= 2, "{s:?}");
+    assert_eq!((s.in_uid_order, s.documents_elsewhere), (s.segments, 0), "{s:?}");
+}

@@ -507,6 +507,33 @@ pub fn space_by_field(dir: &Path) -> Result<Vec<FieldSpace>> {
     Ok(fields)
 }
 
+/// A segment of the index as its last commit left it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentShape {
+    pub docs: u32,
+    /// Ordinal `o` of the uid column at document `o` (see `uids::in_uid_order`): a filter on
+    /// records found elsewhere checks them in place instead of reading every uid.
+    pub in_uid_order: bool,
+}
+
+/// The segments of the index in `dir` as its last commit left it, opened as it is (as
+/// [`space_by_field`]).
+pub fn segment_shapes(dir: &Path) -> Result<Vec<SegmentShape>> {
+    let mmap = MmapDirectory::open(dir).map_err(|e| TextError::Directory(e.to_string()))?;
+    let index = Index::open(mmap)?;
+    let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+    let searcher = reader.searcher();
+    let mut out = Vec::new();
+    for r in searcher.segment_readers() {
+        let in_uid_order = match r.fast_fields().bytes(uids::UID)? {
+            Some(column) => uids::in_uid_order(&column, r.max_doc()),
+            None => false,
+        };
+        out.push(SegmentShape { docs: r.num_docs(), in_uid_order });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,7 +154,7 @@ impl UidSet {
     fn documents(column: &BytesColumn, wanted: Vec<u32>, max_doc: DocId) -> Box<dyn DocSet> {
         let ords = column.ords();
         let full = ords.get_cardinality() == Cardinality::Full;
-        if full && column.dictionary().num_terms() == max_doc as usize {
+        if one_uid_a_document(column, max_doc) {
             // Every document has one uid and every uid one document: a permutation, so a
             // document that holds ordinal `o` is the only one.
             if wanted.iter().all(|&o| o < max_doc && ords.values.get_val(o) == o as u64) {
@@ -189,6 +189,33 @@ impl UidSet {
         }
         Box::new(BitSetDocSet::from(docs))
     }
+}
+
+/// Whether every document of a segment has one uid and every uid one document: its
+/// ordinals are then a permutation of its documents.
+fn one_uid_a_document(column: &BytesColumn, max_doc: DocId) -> bool {
+    column.ords().get_cardinality() == Cardinality::Full && column.dictionary().num_terms() == max_doc as usize
+}
+
+/// Whether a segment holds ordinal `o` at document `o` for every document: what a bulk build
+/// writes (each registry fed in key order), and what lets [`UidSet`] check the ordinals it
+/// wants in place. In any other segment (merged ones, mostly) it reads every ordinal.
+pub(super) fn in_uid_order(column: &BytesColumn, max_doc: DocId) -> bool {
+    if !one_uid_a_document(column, max_doc) {
+        return false;
+    }
+    let ords = column.ords();
+    let mut buf = vec![0u64; 4096];
+    let mut start = 0;
+    while start < max_doc {
+        let n = (max_doc - start).min(buf.len() as u32) as usize;
+        ords.values.get_range(start as u64, &mut buf[..n]);
+        if buf[..n].iter().enumerate().any(|(i, &o)| o != u64::from(start) + i as u64) {
+            return false;
+        }
+        start += n as u32;
+    }
+    true
 }
 
 /// Documents listed in ascending order: what a lookup in a segment in uid order finds. A
@@ -267,7 +294,7 @@ mod tests {
     #[test]
     fn keys_find_their_documents_in_segments_in_uid_order_or_not() {
         use crate::text::{Filter, Match};
-        let (_dir, index) = names_index();
+        let (dir, index) = names_index();
         let name = index.field("r.name").unwrap();
         let mut w = index.writer(WriterOptions { threads: 1, memory_bytes: 20 << 20, no_merge: true }).unwrap();
         let add = |w: &mut crate::text::TextWriter, registry: u8, i: u32, text: &str| {
@@ -309,6 +336,12 @@ mod tests {
         assert_eq!(find(&wanted, Some("湖滨路")), found(&["K04050"]));
         assert_eq!(find(&["K00008"], None), BTreeSet::new(), "deleted");
         w.finish().unwrap();
+        let mut shapes: Vec<(u32, bool)> =
+            crate::text::segment_shapes(dir.path()).unwrap().iter().map(|s| (s.docs, s.in_uid_order)).collect();
+        shapes.sort_unstable();
+        // Live documents: the first segment less its deleted one, the reversed one, and the one
+        // holding a uid twice less its deleted copy.
+        assert_eq!(shapes, [(100, false), (1000, false), (3000, true)]);
     }
 
     /// Deletes by uid remove exactly the named records' documents, in every segment, whether
