@@ -14,7 +14,7 @@
 
 use super::grid::{EMPTY, GridBox, union};
 use super::persist::{Fixed, put_u64};
-use super::tree::{Curve, Leaf, NODE, levels_from};
+use super::tree::{Curve, Leaf, NODE, levels_from, put_node};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
@@ -173,10 +173,29 @@ pub(crate) fn write_built<L: Leaf>(
             heap.push(Reverse((key_of(e), r)));
         }
     }
+    // The leaves' steps go out as each node fills; the leaves of wide nodes go whole to the
+    // runs file, after the runs, and are copied out after the steps.
     put_u64(w, n as u64)?;
     let mut out = Vec::with_capacity(BUF + width);
     let mut level: Vec<GridBox> = Vec::with_capacity(n.div_ceil(NODE));
-    let (mut group, mut count) = (EMPTY, 0usize);
+    let (mut wide, mut whole_at) = (Vec::new(), written);
+    let (mut node, mut steps) = (Vec::with_capacity(NODE), Vec::with_capacity(NODE));
+    let mut end_node = |node: &mut Vec<L>, level: &mut Vec<GridBox>, out: &mut Vec<u8>| -> io::Result<()> {
+        let b = node.iter().fold(EMPTY, |a, l| union(a, l.grid_box()));
+        steps.clear();
+        if !put_node(node, b, &mut steps) {
+            wide.push(level.len() as u32);
+            let mut bytes = Vec::with_capacity(NODE * L::WIDTH);
+            node.iter().for_each(|l| l.put(&mut bytes));
+            runs.write_all_at(&bytes, whole_at)?;
+            whole_at += bytes.len() as u64;
+        }
+        steps.iter().for_each(|s| s.put(out));
+        level.push(b);
+        node.clear();
+        Ok(())
+    };
+    let mut count = 0usize;
     while let Some(Reverse((key, r))) = heap.pop() {
         look(stop, count)?;
         let Some(leaf) = heads[r].take() else { return Err(io::Error::other("a run lost its head")) };
@@ -184,29 +203,35 @@ pub(crate) fn write_built<L: Leaf>(
             heads[r] = Some(L::get(&e[8..]));
             heap.push(Reverse((key_of(e), r)));
         }
-        leaf.put(&mut out);
-        if out.len() >= BUF {
-            w.write_all(&out)?;
-            out.clear();
-        }
         ids.write_all(&(key as u32).to_le_bytes())?;
-        group = union(group, leaf.grid_box());
+        node.push(leaf);
         count += 1;
-        if count.is_multiple_of(NODE) {
-            level.push(group);
-            group = EMPTY;
+        if node.len() == NODE {
+            end_node(&mut node, &mut level, &mut out)?;
+            if out.len() >= BUF {
+                w.write_all(&out)?;
+                out.clear();
+            }
         }
     }
     if count != n {
         return Err(io::Error::other(format!("the runs held {count} of {n} leaves")));
     }
-    if !count.is_multiple_of(NODE) {
-        level.push(group);
+    if !node.is_empty() {
+        end_node(&mut node, &mut level, &mut out)?;
     }
     w.write_all(&out)?;
     drop(readers);
     ids.flush()?;
     drop(ids);
+    super::persist::put_fixed(w, wide.len(), wide.iter().copied())?;
+    let whole_bytes = whole_at - written;
+    put_u64(w, whole_bytes / L::WIDTH as u64)?;
+    let mut from = &runs;
+    from.seek(SeekFrom::Start(written))?;
+    if io::copy(&mut BufReader::with_capacity(BUF, from).take(whole_bytes), w)? != whole_bytes {
+        return Err(io::Error::other("the wide nodes' leaves were cut short"));
+    }
 
     put_u64(w, n as u64)?;
     leaves_file.seek(SeekFrom::Start(0))?;
@@ -231,7 +256,7 @@ mod tests {
         /// written from memory.
         #[test]
         fn sorted_in_runs_is_written_as_built(
-            points in prop::collection::vec((-180.0..180.0f64, -90.0..90.0f64), 0..700),
+            points in prop::collection::vec(crate::spatial::tree::tests::places(), 0..700),
             per_run in 1usize..300,
         ) {
             let leaves: Vec<GridPoint> = points.iter().map(|&(x, y)| grid::point([x, y])).collect();

@@ -66,6 +66,20 @@ impl<const N: usize> Fixed for [i32; N] {
     }
 }
 
+impl<const N: usize> Fixed for [u16; N] {
+    const WIDTH: usize = 2 * N;
+    fn put(&self, out: &mut Vec<u8>) {
+        for v in self {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    fn get(b: &[u8]) -> Self {
+        std::array::from_fn(|i| {
+            u16::from_le_bytes(b.get(2 * i..2 * i + 2).and_then(|s| s.try_into().ok()).unwrap_or_default())
+        })
+    }
+}
+
 /// Values of one kind, by position: built in memory, or read where they lie in a file.
 #[derive(Debug)]
 pub enum Run<T> {

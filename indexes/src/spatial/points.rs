@@ -95,7 +95,7 @@ impl PointIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.tree.leaves.len()
+        self.tree.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -146,7 +146,7 @@ impl PointIndex {
                     if !keep(self.tree.ids.get(c)) {
                         continue;
                     }
-                    let [x, y] = grid::point_of(self.tree.leaves.get(c));
+                    let [x, y] = grid::point_of(self.tree.leaf(c));
                     let d = haversine_m(lon, lat, x, y);
                     if d <= limit {
                         heap.push(Entry { dist: d, leaf: true, id: self.tree.ids.get(c), node: e.node, pos: c });
@@ -181,7 +181,7 @@ impl PointIndex {
         region: &impl Region,
         mut visit: impl FnMut(u32, [f64; 2]) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        self.tree.visit_in(region, |c| visit(self.tree.ids.get(c), grid::point_of(self.tree.leaves.get(c))))
+        self.tree.visit_in(region, |c| visit(self.tree.ids.get(c), grid::point_of(self.tree.leaf(c))))
     }
 
     /// The ids of the points in `ids` that this index holds, with their points (one pass over
@@ -196,7 +196,7 @@ impl PointIndex {
             .iter()
             .enumerate()
             .filter(|(_, id)| ids.contains(id))
-            .map(|(at, id)| (grid::point_of(self.tree.leaves.get(at)), id))
+            .map(|(at, id)| (grid::point_of(self.tree.leaf(at)), id))
             .collect()
     }
 
@@ -250,17 +250,21 @@ mod tests {
     }
 
     fn cloud() -> impl Strategy<Value = Vec<([f64; 2], u32)>> {
-        // A city-sized cloud with duplicates (same building) to exercise ties.
-        prop::collection::vec((117.9f64..118.4, 24.4f64..24.8, 0u8..4), 0..600).prop_map(|v| {
-            v.into_iter()
-                .enumerate()
-                .map(
-                    |(i, (x, y, dup))| {
-                        if dup == 0 && i > 0 { ([118.1, 24.5], i as u32) } else { (on_grid(x, y), i as u32) }
-                    },
-                )
-                .collect()
-        })
+        // A city-sized cloud with a dense district (nodes that keep their points as steps
+        // from their corners) and duplicates (same building) to exercise ties.
+        let place = prop_oneof![(117.9f64..118.4, 24.4f64..24.8), (118.1f64..118.11, 24.5f64..24.51)];
+        prop::collection::vec((place, 0u8..4), 0..600)
+            .prop_map(|v| v.into_iter().map(|((x, y), d)| (x, y, d)).collect::<Vec<_>>())
+            .prop_map(|v| {
+                v.into_iter()
+                    .enumerate()
+                    .map(
+                        |(i, (x, y, dup))| {
+                            if dup == 0 && i > 0 { ([118.1, 24.5], i as u32) } else { (on_grid(x, y), i as u32) }
+                        },
+                    )
+                    .collect()
+            })
     }
 
     #[test]
@@ -313,7 +317,7 @@ mod tests {
         let map = |b: &[u8]| PointIndex::map(&mut Mapped::of(b.to_vec()));
         let back = map(&bytes).unwrap();
         assert_eq!(back.memory_bytes(), 0, "read where it lies");
-        assert_eq!(back.mapped_bytes() + 8 * (3 + back.tree.levels.len()), bytes.len());
+        assert_eq!(back.mapped_bytes() + 8 * (5 + back.tree.levels.len()), bytes.len());
         for (lon, lat) in [(118.1, 24.5), (118.0, 24.4), (118.3, 24.6)] {
             assert_eq!(back.nearest(lon, lat, 20, None), index.nearest(lon, lat, 20, None));
             assert_eq!(back.count_within_radius(lon, lat, 5000.0), index.count_within_radius(lon, lat, 5000.0));
@@ -327,7 +331,8 @@ mod tests {
         odd[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
         assert!(map(&odd).is_err(), "a damaged length is an error");
         let mut levels = bytes.clone();
-        let at = 8 + 5000 * 8 + 8 + 5000 * 4;
+        // The levels' count: just before the levels, the last runs of the file.
+        let at = bytes.len() - 8 - back.tree.levels.iter().map(|l| 8 + 16 * l.len()).sum::<usize>();
         levels[at..at + 8].copy_from_slice(&1u64.to_le_bytes());
         assert!(map(&levels).is_err(), "a tree without its root is an error");
     }

@@ -225,7 +225,7 @@ impl PolygonBuilder {
         let tree = PackedTree::build(self.boxes);
         let shapes = self.shapes.reorder(tree.ids.iter());
         let ids: Vec<u32> = tree.ids.iter().map(|i| self.ids[i as usize]).collect();
-        PolygonIndex { tree: PackedTree { ids: ids.into(), ..tree }, shapes }
+        PolygonIndex { tree: tree.with_ids(ids.into()), shapes }
     }
 
     /// Writes what [`Packed::write`] writes of [`PolygonBuilder::finish`]'s index without
@@ -265,7 +265,7 @@ impl PolygonIndex {
 
     /// The shape at tree position `i`, coded from its envelope's corner.
     fn shape(&self, i: usize) -> MultiPolygon<f64> {
-        let b = self.tree.leaves.get(i);
+        let b = self.tree.leaf(i);
         self.shapes.get(i, [b[0], b[1]])
     }
 
@@ -298,7 +298,7 @@ impl PolygonIndex {
         self.tree.search(&b, |i| {
             let inside = |e: &BBox| e[0] >= b[0] && e[1] >= b[1] && e[2] <= b[2] && e[3] <= b[3];
             let meets = match area {
-                Area::Box(_) if inside(&grid::box_of(self.tree.leaves.get(i))) => true,
+                Area::Box(_) if inside(&grid::box_of(self.tree.leaf(i))) => true,
                 _ => area.meets(&self.shape(i)),
             };
             if meets { visit(self.tree.ids.get(i)) } else { ControlFlow::Continue(()) }
@@ -345,7 +345,7 @@ impl Packed for PolygonIndex {
 
     fn map(m: &mut Mapped) -> std::io::Result<PolygonIndex> {
         let tree = PackedTree::map(m)?;
-        let shapes = Shapes::map(m, tree.leaves.len())?;
+        let shapes = Shapes::map(m, tree.len())?;
         Ok(PolygonIndex { tree, shapes })
     }
 }

@@ -10,17 +10,47 @@ use std::ops::ControlFlow;
 
 pub(crate) const NODE: usize = 16;
 
-/// Something with a bounding box on the grid ([`grid`]): a point or a box.
+/// Something with a bounding box on the grid ([`grid`]): a point or a box. In a tree it is
+/// kept as its [`Leaf::Steps`] from its node's lower-left corner when the node is narrow
+/// ([`narrow`]): half its own bytes.
 pub(crate) trait Leaf: Fixed {
+    /// The leaf as steps from a corner, each below 2^16.
+    type Steps: Fixed + Default;
     fn grid_box(&self) -> GridBox;
     fn bbox(&self) -> BBox {
         grid::box_of(self.grid_box())
     }
+    /// The leaf as steps from `corner`: the lower-left corner of a narrow box holding it.
+    fn steps(&self, corner: GridPoint) -> Self::Steps;
+    fn from_steps(steps: Self::Steps, corner: GridPoint) -> Self;
+}
+
+/// `v` as its step from `from`, when `from <= v < from + 2^16` (a narrow node's leaf).
+fn step(v: i32, from: i32) -> u16 {
+    (i64::from(v) - i64::from(from)) as u16
+}
+
+fn unstep(s: u16, from: i32) -> i32 {
+    from.saturating_add(i32::from(s))
+}
+
+/// Whether a node's leaves can be kept as steps from its corner: it spans fewer than 2^16 grid
+/// steps (about 700 m) each way. At 10M citizens in one city nearly every node does; the
+/// leaves of the others are kept whole.
+pub(crate) fn narrow(b: GridBox) -> bool {
+    i64::from(b[2]) - i64::from(b[0]) < 1 << 16 && i64::from(b[3]) - i64::from(b[1]) < 1 << 16
 }
 
 impl Leaf for GridPoint {
+    type Steps = [u16; 2];
     fn grid_box(&self) -> GridBox {
         [self[0], self[1], self[0], self[1]]
+    }
+    fn steps(&self, c: GridPoint) -> [u16; 2] {
+        [step(self[0], c[0]), step(self[1], c[1])]
+    }
+    fn from_steps(s: [u16; 2], c: GridPoint) -> GridPoint {
+        [unstep(s[0], c[0]), unstep(s[1], c[1])]
     }
 }
 
@@ -37,21 +67,54 @@ impl Located for GridPoint {
 }
 
 impl Leaf for GridBox {
+    type Steps = [u16; 4];
     fn grid_box(&self) -> GridBox {
         *self
     }
+    fn steps(&self, c: GridPoint) -> [u16; 4] {
+        [step(self[0], c[0]), step(self[1], c[1]), step(self[2], c[0]), step(self[3], c[1])]
+    }
+    fn from_steps(s: [u16; 4], c: GridPoint) -> GridBox {
+        [unstep(s[0], c[0]), unstep(s[1], c[1]), unstep(s[2], c[0]), unstep(s[3], c[1])]
+    }
+}
+
+/// Appends the leaves of one node (at most [`NODE`], in tree order) whose box is `b` to
+/// `steps`, as their steps from its corner; zeros, and `false`, for a node that is not
+/// [`narrow`], whose leaves the caller keeps whole.
+pub(crate) fn put_node<L: Leaf>(node: &[L], b: GridBox, steps: &mut Vec<L::Steps>) -> bool {
+    let narrow = narrow(b);
+    steps.extend(node.iter().map(|l| if narrow { l.steps([b[0], b[1]]) } else { L::Steps::default() }));
+    narrow
 }
 
 /// Built in memory, or mapped from its file ([`PackedTree::write`], [`PackedTree::map`]).
 #[derive(Debug)]
-pub(crate) struct PackedTree<L> {
-    pub leaves: Run<L>,
+pub(crate) struct PackedTree<L: Leaf> {
+    /// Each leaf as its steps from its node's corner ([`put_node`]); zeros in a wide node.
+    steps: Run<L::Steps>,
+    /// The bottom-level nodes that are not [`narrow`], ascending, and their leaves whole
+    /// ([`NODE`] a node; only the last node of the tree may have fewer).
+    wide: Run<u32>,
+    whole: Run<L>,
     /// The caller's id of each leaf.
     pub ids: Run<u32>,
     /// `levels[0]` holds the boxes of groups of leaves, `levels[k]` of groups of level k-1
     /// boxes; the last level is the root (one box). Empty when there are no leaves. Boxes of
     /// grid values are exact, so a box holds every leaf below it.
     pub levels: Vec<Run<GridBox>>,
+}
+
+/// Leaves in tree order as a tree keeps them: steps, wide nodes, whole leaves.
+fn coded<L: Leaf>(leaves: &[L], bottom: &[GridBox]) -> (Vec<L::Steps>, Vec<u32>, Vec<L>) {
+    let (mut steps, mut wide, mut whole) = (Vec::with_capacity(leaves.len()), Vec::new(), Vec::new());
+    for (k, (node, b)) in leaves.chunks(NODE).zip(bottom).enumerate() {
+        if !put_node(node, *b, &mut steps) {
+            wide.push(k as u32);
+            whole.extend_from_slice(node);
+        }
+    }
+    (steps, wide, whole)
 }
 
 /// A node: its level and its index in that level.
@@ -166,6 +229,45 @@ pub(crate) fn levels_from(mut boxes: Vec<GridBox>) -> Vec<Vec<GridBox>> {
 }
 
 impl<L: Leaf> PackedTree<L> {
+    /// The tree of leaves in tree order, with their ids and levels.
+    fn of(leaves: &[L], ids: Run<u32>, levels: Vec<Vec<GridBox>>) -> Self {
+        let (steps, wide, whole) = coded(leaves, levels.first().map_or(&[][..], |l| l.as_slice()));
+        PackedTree {
+            steps: steps.into(),
+            wide: wide.into(),
+            whole: whole.into(),
+            ids,
+            levels: levels.into_iter().map(Run::from).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// The same tree with other ids, one a leaf.
+    pub fn with_ids(self, ids: Run<u32>) -> Self {
+        assert_eq!(ids.len(), self.len(), "one id per leaf");
+        PackedTree { ids, ..self }
+    }
+
+    /// The leaf at tree position `i` (below [`PackedTree::len`]).
+    #[inline]
+    pub fn leaf(&self, i: usize) -> L {
+        let node = i / NODE;
+        let b = self.levels.first().map_or(EMPTY, |l| l.get(node));
+        let corner = [b[0], b[1]];
+        if narrow(b) {
+            return L::from_steps(self.steps.get(i), corner);
+        }
+        let rank = partition_point(self.wide.len(), |k| (self.wide.get(k) as usize) < node);
+        match self.whole.at(rank * NODE + i % NODE) {
+            Some(leaf) if self.wide.at(rank) == Some(node as u32) => leaf,
+            // Only a damaged file has a wide node it does not list: a wrong leaf, not a panic.
+            _ => L::from_steps(self.steps.get(i), corner),
+        }
+    }
+
     pub fn build(items: Vec<(L, u32)>) -> Self {
         let (leaves, ids) = items.into_iter().unzip();
         Self::from_parts(leaves, ids)
@@ -181,7 +283,7 @@ impl<L: Leaf> PackedTree<L> {
         permute(&mut ids, &order);
         drop(order);
         let levels = levels_over(&leaves);
-        PackedTree { leaves: leaves.into(), ids: ids.into(), levels: levels.into_iter().map(Run::from).collect() }
+        Self::of(&leaves, ids.into(), levels)
     }
 
     /// Writes what [`PackedTree::write`] writes of the tree of `leaves`, each with its position
@@ -204,9 +306,11 @@ impl<L: Leaf> PackedTree<L> {
         let order = curve_order(&leaves);
         permute(&mut leaves, &order);
         let levels = levels_over(&leaves);
-        let leaves = Run::from(leaves);
-        leaves.write(w)?;
+        let (steps, wide, whole) = coded(&leaves, levels.first().map_or(&[][..], |l| l.as_slice()));
         drop(leaves);
+        Run::from(steps).write(w)?;
+        Run::from(wide).write(w)?;
+        Run::from(whole).write(w)?;
         super::persist::put_fixed(w, order.len(), order.iter().map(|&o| id(o as u32)))?;
         super::persist::put_u64(w, levels.len() as u64)?;
         levels.into_iter().try_for_each(|l| Run::from(l).write(w))?;
@@ -225,7 +329,7 @@ impl<L: Leaf> PackedTree<L> {
 
     /// The children of a node: nodes one level down, or (at level 0) leaf positions.
     pub fn children(&self, n: NodeRef) -> std::ops::Range<usize> {
-        let len = if n.level == 0 { self.leaves.len() } else { self.levels[n.level - 1].len() };
+        let len = if n.level == 0 { self.len() } else { self.levels[n.level - 1].len() };
         n.index * NODE..((n.index + 1) * NODE).min(len)
     }
 
@@ -233,7 +337,7 @@ impl<L: Leaf> PackedTree<L> {
     /// consecutive leaves, so its count is known without being stored.
     pub fn leaf_range(&self, n: NodeRef) -> std::ops::Range<usize> {
         let span = NODE.pow(n.level as u32 + 1);
-        n.index * span..((n.index + 1) * span).min(self.leaves.len())
+        n.index * span..((n.index + 1) * span).min(self.len())
     }
 
     /// How many leaves lie in a region: a node wholly inside adds its count without a visit, so
@@ -249,7 +353,7 @@ impl<L: Leaf> PackedTree<L> {
                 Overlap::Outside => {}
                 Overlap::Inside => n += self.leaf_range(node).len(),
                 Overlap::Across if node.level == 0 => {
-                    n += self.children(node).filter(|&c| region.contains(self.leaves.get(c).point())).count()
+                    n += self.children(node).filter(|&c| region.contains(self.leaf(c).point())).count()
                 }
                 Overlap::Across => {
                     stack.extend(self.children(node).map(|index| NodeRef { level: node.level - 1, index }))
@@ -270,10 +374,9 @@ impl<L: Leaf> PackedTree<L> {
             match region.overlap(&self.bbox(node)) {
                 Overlap::Outside => {}
                 Overlap::Inside => self.leaf_range(node).try_for_each(&mut visit)?,
-                Overlap::Across if node.level == 0 => self
-                    .children(node)
-                    .filter(|&c| region.contains(self.leaves.get(c).point()))
-                    .try_for_each(&mut visit)?,
+                Overlap::Across if node.level == 0 => {
+                    self.children(node).filter(|&c| region.contains(self.leaf(c).point())).try_for_each(&mut visit)?
+                }
                 // Reversed onto the stack, so that children come off it in tree order.
                 Overlap::Across => {
                     stack.extend(self.children(node).rev().map(|index| NodeRef { level: node.level - 1, index }))
@@ -295,7 +398,7 @@ impl<L: Leaf> PackedTree<L> {
         while let Some(n) = stack.pop() {
             for c in self.children(n) {
                 if n.level == 0 {
-                    if hits(self.leaves.get(c).grid_box()) {
+                    if hits(self.leaf(c).grid_box()) {
                         visit(c)?;
                     }
                 } else {
@@ -311,31 +414,43 @@ impl<L: Leaf> PackedTree<L> {
 
     /// Heap bytes held (leaves, ids, node boxes); a mapped tree holds none.
     pub fn memory_bytes(&self) -> usize {
-        self.leaves.heap_bytes() + self.ids.heap_bytes() + self.levels.iter().map(Run::heap_bytes).sum::<usize>()
+        self.steps.heap_bytes()
+            + self.wide.heap_bytes()
+            + self.whole.heap_bytes()
+            + self.ids.heap_bytes()
+            + self.levels.iter().map(Run::heap_bytes).sum::<usize>()
     }
 
     /// Bytes of a file the tree reads where they lie.
     pub fn mapped_bytes(&self) -> usize {
-        self.leaves.mapped_bytes() + self.ids.mapped_bytes() + self.levels.iter().map(Run::mapped_bytes).sum::<usize>()
+        self.steps.mapped_bytes()
+            + self.wide.mapped_bytes()
+            + self.whole.mapped_bytes()
+            + self.ids.mapped_bytes()
+            + self.levels.iter().map(Run::mapped_bytes).sum::<usize>()
     }
 
-    /// Leaves, ids, then the levels (their count first).
+    /// Leaves (steps, wide nodes, whole leaves), ids, then the levels (their count first).
     pub fn write(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
-        self.leaves.write(w)?;
+        self.steps.write(w)?;
+        self.wide.write(w)?;
+        self.whole.write(w)?;
         self.ids.write(w)?;
         super::persist::put_u64(w, self.levels.len() as u64)?;
         self.levels.iter().try_for_each(|l| l.write(w))
     }
 
     /// The tree [`PackedTree::write`] wrote, where it lies. Its shape is checked (an id per
-    /// leaf, each level a box per [`NODE`] entries below it, one root), so that no query
-    /// indexes past a run.
+    /// leaf, each level a box per [`NODE`] entries below it, one root, wide nodes ascending
+    /// among the bottom ones with their leaves whole), so that no query indexes past a run.
     pub fn map(m: &mut Mapped) -> std::io::Result<Self> {
-        let leaves: Run<L> = m.run()?;
+        let steps: Run<L::Steps> = m.run()?;
+        let wide: Run<u32> = m.run()?;
+        let whole: Run<L> = m.run()?;
         let ids: Run<u32> = m.run()?;
         let n = m.u64()?;
         let mut levels: Vec<Run<GridBox>> = Vec::new();
-        let mut below = leaves.len();
+        let mut below = steps.len();
         for _ in 0..n.min(64) {
             let level: Run<GridBox> = m.run()?;
             if level.len() != below.div_ceil(NODE) {
@@ -344,23 +459,71 @@ impl<L: Leaf> PackedTree<L> {
             below = level.len();
             levels.push(level);
         }
-        let shaped = if leaves.is_empty() { levels.is_empty() && n == 0 } else { below == 1 && (1..=64).contains(&n) };
-        if ids.len() != leaves.len() || !shaped {
+        let shaped = if steps.is_empty() { levels.is_empty() && n == 0 } else { below == 1 && (1..=64).contains(&n) };
+        if ids.len() != steps.len() || !shaped {
             return Err(bad("tree"));
         }
-        Ok(PackedTree { leaves, ids, levels })
+        let nodes = steps.len().div_ceil(NODE);
+        let ascending = wide.iter().try_fold(None, |last: Option<u32>, k| {
+            (last.is_none_or(|l| l < k) && (k as usize) < nodes).then_some(Some(k))
+        });
+        let in_wide = wide.iter().map(|k| NODE.min(steps.len() - k as usize * NODE)).sum::<usize>();
+        if ascending.is_none() || in_wide != whole.len() {
+            return Err(bad("wide nodes"));
+        }
+        Ok(PackedTree { steps, wide, whole, ids, levels })
     }
 }
 
+/// The first position in `0..n` where `below` is false (`below` true then false).
+fn partition_point(n: usize, below: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) { lo = mid + 1 } else { hi = mid }
+    }
+    lo
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Points anywhere, or most in a district (nodes narrow enough to hold their leaves as
+    /// steps) and a few far away (nodes that keep them whole).
+    pub(crate) fn places() -> impl Strategy<Value = (f64, f64)> {
+        prop_oneof![
+            1 => (-180.0..180.0f64, -90.0..90.0f64),
+            6 => (118.0..118.02f64, 24.4..24.42f64),
+        ]
+    }
+
+    /// A district's points are kept as steps from their nodes' corners, points spread over the
+    /// globe whole; both read back exactly, built or mapped from the written bytes.
+    #[test]
+    fn leaves_of_narrow_nodes_are_steps_and_of_wide_ones_whole() {
+        let mut leaves: Vec<GridPoint> = (0..320)
+            .map(|i| grid::point([118.1 + f64::from(i % 19) * 1e-4, 24.5 + f64::from(i / 19) * 1e-4]))
+            .collect();
+        leaves.extend((0..40).map(|i| grid::point([-179.0 + f64::from(i) * 8.9, -89.0 + f64::from(i) * 4.4])));
+        leaves.push([i32::MAX, i32::MIN]);
+        let tree = PackedTree::from_parts(leaves.clone(), (0..leaves.len() as u32).collect());
+        assert!(tree.wide.len() >= 2 && tree.wide.len() + 10 < tree.levels[0].len(), "{} wide", tree.wide.len());
+        let mut bytes = Vec::new();
+        tree.write(&mut bytes).unwrap();
+        let back = PackedTree::<GridPoint>::map(&mut Mapped::of(bytes)).unwrap();
+        for t in [&tree, &back] {
+            for i in 0..t.len() {
+                assert_eq!(t.leaf(i), leaves[t.ids.get(i) as usize], "leaf {i}");
+            }
+        }
+    }
 
     proptest! {
         /// Sorting in place gives the order a gather by the sorted (curve, index) pairs gives.
         #[test]
-        fn in_place_build_orders_as_a_gather(points in prop::collection::vec((-180.0..180.0f64, -90.0..90.0f64), 0..300)) {
+        fn in_place_build_orders_as_a_gather(points in prop::collection::vec(places(), 0..300)) {
             let leaves: Vec<GridPoint> = points.iter().map(|&(x, y)| grid::point([x, y])).collect();
             let ids: Vec<u32> = (0..leaves.len() as u32).map(|i| i * 7 + 1).collect();
             let tree = PackedTree::from_parts(leaves.clone(), ids.clone());
@@ -376,14 +539,14 @@ mod tests {
             pairs.sort_unstable();
             let expected: Vec<GridPoint> = pairs.iter().map(|&(_, i)| leaves[i as usize]).collect();
             let expected_ids: Vec<u32> = pairs.iter().map(|&(_, i)| ids[i as usize]).collect();
-            prop_assert_eq!(tree.leaves.iter().collect::<Vec<_>>(), expected);
+            prop_assert_eq!((0..tree.len()).map(|i| tree.leaf(i)).collect::<Vec<_>>(), expected);
             prop_assert_eq!(tree.ids.iter().collect::<Vec<_>>(), expected_ids);
         }
 
         /// A tree written as it is built is the tree built and then written, with positions
         /// as ids.
         #[test]
-        fn written_as_built_is_built_then_written(points in prop::collection::vec((-180.0..180.0f64, -90.0..90.0f64), 0..600)) {
+        fn written_as_built_is_built_then_written(points in prop::collection::vec(places(), 0..600)) {
             let leaves: Vec<GridPoint> = points.iter().map(|&(x, y)| grid::point([x, y])).collect();
             let (mut built, mut direct) = (Vec::new(), Vec::new());
             PackedTree::from_parts(leaves.clone(), (0..leaves.len() as u32).collect()).write(&mut built).unwrap();
