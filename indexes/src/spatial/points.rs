@@ -141,21 +141,24 @@ impl PointIndex {
                 out.push(Hit { id: e.id, distance_m: e.dist });
                 continue;
             }
-            for c in self.tree.children(e.node) {
-                if e.node.level == 0 {
-                    if !keep(self.tree.ids.get(c)) {
+            if e.node.level == 0 {
+                for (c, leaf) in self.tree.leaves_of(e.node.index) {
+                    let id = self.tree.ids.get(c);
+                    if !keep(id) {
                         continue;
                     }
-                    let [x, y] = grid::point_of(self.tree.leaf(c));
+                    let [x, y] = grid::point_of(leaf);
                     let d = haversine_m(lon, lat, x, y);
                     if d <= limit {
-                        heap.push(Entry { dist: d, leaf: true, id: self.tree.ids.get(c), node: e.node, pos: c });
+                        heap.push(Entry { dist: d, leaf: true, id, node: e.node, pos: c });
                     }
-                } else {
-                    let child = node_entry(NodeRef { level: e.node.level - 1, index: c });
-                    if child.dist <= limit {
-                        heap.push(child);
-                    }
+                }
+                continue;
+            }
+            for c in self.tree.children(e.node) {
+                let child = node_entry(NodeRef { level: e.node.level - 1, index: c });
+                if child.dist <= limit {
+                    heap.push(child);
                 }
             }
         }

@@ -105,6 +105,24 @@ pub(crate) struct PackedTree<L: Leaf> {
     pub levels: Vec<Run<GridBox>>,
 }
 
+/// Where a bottom-level node's leaves are read ([`PackedTree::leaves_of`]).
+#[derive(Clone, Copy)]
+struct NodeReader {
+    corner: GridPoint,
+    /// Where its leaves start in the whole leaves, if it is wide.
+    whole: Option<usize>,
+}
+
+impl NodeReader {
+    #[inline]
+    fn get<L: Leaf>(&self, tree: &PackedTree<L>, i: usize) -> L {
+        match self.whole.and_then(|at| tree.whole.at(at + i % NODE)) {
+            Some(leaf) => leaf,
+            None => L::from_steps(tree.steps.get(i), self.corner),
+        }
+    }
+}
+
 /// Leaves in tree order as a tree keeps them: steps, wide nodes, whole leaves.
 fn coded<L: Leaf>(leaves: &[L], bottom: &[GridBox]) -> (Vec<L::Steps>, Vec<u32>, Vec<L>) {
     let (mut steps, mut wide, mut whole) = (Vec::with_capacity(leaves.len()), Vec::new(), Vec::new());
@@ -254,18 +272,27 @@ impl<L: Leaf> PackedTree<L> {
     /// The leaf at tree position `i` (below [`PackedTree::len`]).
     #[inline]
     pub fn leaf(&self, i: usize) -> L {
-        let node = i / NODE;
-        let b = self.levels.first().map_or(EMPTY, |l| l.get(node));
+        self.node_reader(i / NODE).get(self, i)
+    }
+
+    /// The leaves of bottom-level node `k` with their positions, its box read once.
+    #[inline]
+    pub fn leaves_of(&self, k: usize) -> impl Iterator<Item = (usize, L)> + '_ {
+        let reader = self.node_reader(k);
+        (k * NODE..((k + 1) * NODE).min(self.len())).map(move |i| (i, reader.get(self, i)))
+    }
+
+    /// How the leaves of bottom-level node `k` are read: as steps from its corner, or whole.
+    fn node_reader(&self, k: usize) -> NodeReader {
+        let b = self.levels.first().map_or(EMPTY, |l| l.get(k));
         let corner = [b[0], b[1]];
         if narrow(b) {
-            return L::from_steps(self.steps.get(i), corner);
+            return NodeReader { corner, whole: None };
         }
-        let rank = partition_point(self.wide.len(), |k| (self.wide.get(k) as usize) < node);
-        match self.whole.at(rank * NODE + i % NODE) {
-            Some(leaf) if self.wide.at(rank) == Some(node as u32) => leaf,
-            // Only a damaged file has a wide node it does not list: a wrong leaf, not a panic.
-            _ => L::from_steps(self.steps.get(i), corner),
-        }
+        let rank = partition_point(self.wide.len(), |j| (self.wide.get(j) as usize) < k);
+        // Only a damaged file has a wide node it does not list: wrong leaves, not a panic.
+        let listed = self.wide.at(rank) == Some(k as u32);
+        NodeReader { corner, whole: listed.then_some(rank * NODE) }
     }
 
     pub fn build(items: Vec<(L, u32)>) -> Self {
@@ -353,7 +380,7 @@ impl<L: Leaf> PackedTree<L> {
                 Overlap::Outside => {}
                 Overlap::Inside => n += self.leaf_range(node).len(),
                 Overlap::Across if node.level == 0 => {
-                    n += self.children(node).filter(|&c| region.contains(self.leaf(c).point())).count()
+                    n += self.leaves_of(node.index).filter(|(_, l)| region.contains(l.point())).count()
                 }
                 Overlap::Across => {
                     stack.extend(self.children(node).map(|index| NodeRef { level: node.level - 1, index }))
@@ -374,9 +401,10 @@ impl<L: Leaf> PackedTree<L> {
             match region.overlap(&self.bbox(node)) {
                 Overlap::Outside => {}
                 Overlap::Inside => self.leaf_range(node).try_for_each(&mut visit)?,
-                Overlap::Across if node.level == 0 => {
-                    self.children(node).filter(|&c| region.contains(self.leaf(c).point())).try_for_each(&mut visit)?
-                }
+                Overlap::Across if node.level == 0 => self
+                    .leaves_of(node.index)
+                    .filter(|(_, l)| region.contains(l.point()))
+                    .try_for_each(|(c, _)| visit(c))?,
                 // Reversed onto the stack, so that children come off it in tree order.
                 Overlap::Across => {
                     stack.extend(self.children(node).rev().map(|index| NodeRef { level: node.level - 1, index }))
@@ -396,16 +424,18 @@ impl<L: Leaf> PackedTree<L> {
         let level = |n: NodeRef| self.levels[n.level].get(n.index);
         let mut stack: Vec<NodeRef> = self.root().into_iter().filter(|r| hits(level(*r))).collect();
         while let Some(n) = stack.pop() {
-            for c in self.children(n) {
-                if n.level == 0 {
-                    if hits(self.leaf(c).grid_box()) {
+            if n.level == 0 {
+                for (c, leaf) in self.leaves_of(n.index) {
+                    if hits(leaf.grid_box()) {
                         visit(c)?;
                     }
-                } else {
-                    let child = NodeRef { level: n.level - 1, index: c };
-                    if hits(level(child)) {
-                        stack.push(child);
-                    }
+                }
+                continue;
+            }
+            for c in self.children(n) {
+                let child = NodeRef { level: n.level - 1, index: c };
+                if hits(level(child)) {
+                    stack.push(child);
                 }
             }
         }
