@@ -32,51 +32,33 @@ pub trait Fixed: Copy {
     fn get(b: &[u8]) -> Self;
 }
 
-impl Fixed for u32 {
-    const WIDTH: usize = 4;
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn get(b: &[u8]) -> Self {
-        u32::from_le_bytes(b.try_into().unwrap_or_default())
-    }
+/// Little-endian integers of their own width.
+macro_rules! fixed_int {
+    ($($t:ty),*) => {$(
+        impl Fixed for $t {
+            const WIDTH: usize = size_of::<$t>();
+            fn put(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn get(b: &[u8]) -> Self {
+                <$t>::from_le_bytes(b.try_into().unwrap_or_default())
+            }
+        }
+    )*};
 }
 
-impl Fixed for u64 {
-    const WIDTH: usize = 8;
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn get(b: &[u8]) -> Self {
-        u64::from_le_bytes(b.try_into().unwrap_or_default())
-    }
-}
+fixed_int!(u16, i32, u32, u64);
 
-impl<const N: usize> Fixed for [i32; N] {
-    const WIDTH: usize = 4 * N;
+/// An array of fixed values, one after the other (grid points and boxes, their steps).
+impl<T: Fixed + Default, const N: usize> Fixed for [T; N] {
+    const WIDTH: usize = T::WIDTH * N;
     fn put(&self, out: &mut Vec<u8>) {
         for v in self {
-            out.extend_from_slice(&v.to_le_bytes());
+            v.put(out);
         }
     }
     fn get(b: &[u8]) -> Self {
-        std::array::from_fn(|i| {
-            i32::from_le_bytes(b.get(4 * i..4 * i + 4).and_then(|s| s.try_into().ok()).unwrap_or_default())
-        })
-    }
-}
-
-impl<const N: usize> Fixed for [u16; N] {
-    const WIDTH: usize = 2 * N;
-    fn put(&self, out: &mut Vec<u8>) {
-        for v in self {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    fn get(b: &[u8]) -> Self {
-        std::array::from_fn(|i| {
-            u16::from_le_bytes(b.get(2 * i..2 * i + 2).and_then(|s| s.try_into().ok()).unwrap_or_default())
-        })
+        std::array::from_fn(|i| b.get(T::WIDTH * i..T::WIDTH * (i + 1)).map_or_else(T::default, T::get))
     }
 }
 
