@@ -20,8 +20,8 @@ pub struct Hit {
     pub distance_m: f64,
 }
 
-/// An immutable index of points on the grid ([`grid`]); about 13 bytes per point (a grid
-/// point, an id, and a node box per 16).
+/// An immutable index of points on the grid ([`grid`]); about 9 bytes per point (its steps
+/// from its node's corner, an id, and a node box per 16).
 #[derive(Debug)]
 pub struct PointIndex {
     tree: PackedTree<GridPoint>,

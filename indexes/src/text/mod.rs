@@ -474,10 +474,7 @@ impl TextWriter {
 /// is, whatever its schema (nothing is checked, rebuilt or written); what is left of its files
 /// (deletes, the document store, metadata) is not attributed to a field.
 pub fn space_by_field(dir: &Path) -> Result<Vec<FieldSpace>> {
-    let mmap = MmapDirectory::open(dir).map_err(|e| TextError::Directory(e.to_string()))?;
-    let index = Index::open(mmap)?;
-    let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-    let usage = reader.searcher().space_usage().map_err(|e| TextError::Directory(e.to_string()))?;
+    let usage = searcher_as_is(dir)?.space_usage().map_err(|e| TextError::Directory(e.to_string()))?;
     let mut fields: std::collections::BTreeMap<String, FieldSpace> = Default::default();
     for segment in usage.segments() {
         let parts = [
@@ -507,6 +504,14 @@ pub fn space_by_field(dir: &Path) -> Result<Vec<FieldSpace>> {
     Ok(fields)
 }
 
+/// The index in `dir` as its last commit left it, whatever its schema: nothing is checked,
+/// rebuilt or written (for measuring it).
+fn searcher_as_is(dir: &Path) -> Result<tantivy::Searcher> {
+    let mmap = MmapDirectory::open(dir).map_err(|e| TextError::Directory(e.to_string()))?;
+    let reader: IndexReader = Index::open(mmap)?.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+    Ok(reader.searcher())
+}
+
 /// A segment of the index as its last commit left it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SegmentShape {
@@ -519,10 +524,7 @@ pub struct SegmentShape {
 /// The segments of the index in `dir` as its last commit left it, opened as it is (as
 /// [`space_by_field`]).
 pub fn segment_shapes(dir: &Path) -> Result<Vec<SegmentShape>> {
-    let mmap = MmapDirectory::open(dir).map_err(|e| TextError::Directory(e.to_string()))?;
-    let index = Index::open(mmap)?;
-    let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-    let searcher = reader.searcher();
+    let searcher = searcher_as_is(dir)?;
     let mut out = Vec::new();
     for r in searcher.segment_readers() {
         let in_uid_order = match r.fast_fields().bytes(uids::UID)? {
