@@ -114,7 +114,7 @@ impl Footprint {
         parts.retain(|p| p.bytes > 0);
         parts.sort_by_key(|p| std::cmp::Reverse(p.bytes));
         let total_bytes = store_bytes + full_text_bytes + spatial_bytes;
-        let full_text_fields = text_fields(store)
+        let full_text_fields = of_text_index(store, "fields", jichu_indexes::text::space_by_field)
             .into_iter()
             .map(|f| TextFieldPart {
                 bytes_per_record: per(f.total()),
@@ -134,7 +134,11 @@ impl Footprint {
             bytes_per_record: per(total_bytes),
             parts,
             full_text_fields,
-            full_text_segments: TextSegments::of(&text_segments(store)),
+            full_text_segments: TextSegments::of(&of_text_index(
+                store,
+                "segments",
+                jichu_indexes::text::segment_shapes,
+            )),
             point_coding: store.point_coding(),
         }
     }
@@ -157,30 +161,20 @@ impl Footprint {
     }
 }
 
-/// The full-text index's fields as measured by tantivy, or none if it cannot be opened. It is
-/// opened as it is: an index of an older schema is measured, not rebuilt (nor deleted).
-fn text_fields(store: &Store) -> Vec<jichu_indexes::text::FieldSpace> {
+/// What `measure` reads of the full-text index (its fields' space, its segments), or none if
+/// there is no index or it cannot be opened. It is opened as it is: an index of an older schema
+/// is measured, not rebuilt (nor deleted).
+fn of_text_index<T>(
+    store: &Store,
+    what: &str,
+    measure: impl FnOnce(&Path) -> jichu_indexes::text::Result<Vec<T>>,
+) -> Vec<T> {
     let dir = crate::text::TextLayer::dir_of(store);
     if !dir.join("meta.json").exists() {
         return Vec::new();
     }
-    match jichu_indexes::text::space_by_field(&dir) {
-        Ok(fields) => fields,
-        Err(e) => {
-            tracing::warn!(error = %e, "the full-text index's fields could not be measured");
-            Vec::new()
-        }
-    }
-}
-
-/// The full-text index's segments, or none if it cannot be opened (as [`text_fields`]).
-fn text_segments(store: &Store) -> Vec<jichu_indexes::text::SegmentShape> {
-    let dir = crate::text::TextLayer::dir_of(store);
-    if !dir.join("meta.json").exists() {
-        return Vec::new();
-    }
-    jichu_indexes::text::segment_shapes(&dir).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "the full-text index's segments could not be read");
+    measure(&dir).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the full-text index's {what} could not be measured");
         Vec::new()
     })
 }

@@ -11,3 +11,14 @@
 
 pub mod spatial;
 pub mod text;
+
+/// The first position in `0..n` where `below` is false (`below` true, then false): a binary
+/// search over values read by position (a mapped run, a sorted list of byte strings).
+pub(crate) fn partition_point(n: usize, below: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) { lo = mid + 1 } else { hi = mid }
+    }
+    lo
+}

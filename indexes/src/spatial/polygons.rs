@@ -60,12 +60,6 @@ struct Shapes {
     at: Run<u64>,
 }
 
-impl Default for Shapes {
-    fn default() -> Shapes {
-        FlatShapes::default().finish()
-    }
-}
-
 /// [`Shapes`] as a build appends them.
 #[derive(Debug)]
 struct FlatShapes {
@@ -263,10 +257,9 @@ impl PolygonIndex {
         self.shapes.len()
     }
 
-    /// The shape at tree position `i`, coded from its envelope's corner.
-    fn shape(&self, i: usize) -> MultiPolygon<f64> {
-        let b = self.tree.leaf(i);
-        self.shapes.get(i, [b[0], b[1]])
+    /// The shape at tree position `i`, whose envelope (the tree's leaf) is `e`.
+    fn shape(&self, i: usize, e: GridBox) -> MultiPolygon<f64> {
+        self.shapes.get(i, [e[0], e[1]])
     }
 
     pub fn is_empty(&self) -> bool {
@@ -277,8 +270,8 @@ impl PolygonIndex {
     pub fn containing(&self, lon: f64, lat: f64) -> Vec<u32> {
         let c = Coord { x: lon, y: lat };
         let mut out = Vec::new();
-        let _ = self.tree.search(&[lon, lat, lon, lat], |i| {
-            if self.shape(i).coordinate_position(&c) != CoordPos::Outside {
+        let _ = self.tree.search(&[lon, lat, lon, lat], |i, e| {
+            if self.shape(i, e).coordinate_position(&c) != CoordPos::Outside {
                 out.push(self.tree.ids.get(i));
             }
             ControlFlow::Continue(())
@@ -295,11 +288,11 @@ impl PolygonIndex {
         mut visit: impl FnMut(u32) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         let Some(b) = area.envelope() else { return ControlFlow::Continue(()) };
-        self.tree.search(&b, |i| {
+        self.tree.search(&b, |i, e| {
             let inside = |e: &BBox| e[0] >= b[0] && e[1] >= b[1] && e[2] <= b[2] && e[3] <= b[3];
             let meets = match area {
-                Area::Box(_) if inside(&grid::box_of(self.tree.leaf(i))) => true,
-                _ => area.meets(&self.shape(i)),
+                Area::Box(_) if inside(&grid::box_of(e)) => true,
+                _ => area.meets(&self.shape(i, e)),
             };
             if meets { visit(self.tree.ids.get(i)) } else { ControlFlow::Continue(()) }
         })
@@ -396,7 +389,7 @@ mod tests {
         let back = PolygonIndex::map(&mut Mapped::of(bytes.clone())).unwrap();
         assert_eq!(back.memory_bytes(), 0, "read where it lies");
         for i in 0..2 {
-            assert_eq!(back.shape(i), index.shape(i));
+            assert_eq!(back.shape(i, back.tree.leaf(i)), index.shape(i, index.tree.leaf(i)));
         }
         for cut in 0..bytes.len() {
             assert!(PolygonIndex::map(&mut Mapped::of(bytes[..cut].to_vec())).is_err(), "cut at {cut}");
@@ -468,14 +461,14 @@ mod tests {
                 let back = PolygonIndex::map(&mut Mapped::of(bytes.clone())).unwrap();
                 for i in 0..back.len() {
                     let id = back.tree.ids.get(i) as usize;
-                    prop_assert_eq!(back.shape(i), on_grid(&shapes[id]));
+                    prop_assert_eq!(back.shape(i, back.tree.leaf(i)), on_grid(&shapes[id]));
                 }
                 for k in (0..bytes.len()).step_by(7) {
                     let mut bad = bytes.clone();
                     bad[k] ^= 0x5a;
                     if let Ok(b) = PolygonIndex::map(&mut Mapped::of(bad)) {
                         for i in 0..b.len() {
-                            let _ = b.shape(i);
+                            let _ = b.shape(i, b.tree.leaf(i));
                         }
                         let _ = b.containing(0.0, 0.0);
                     }

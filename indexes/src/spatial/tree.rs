@@ -6,6 +6,7 @@ use super::BBox;
 use super::grid::{self, EMPTY, GridBox, GridPoint, union};
 use super::persist::{Fixed, Mapped, Run, bad};
 use super::region::{Overlap, Region};
+use crate::partition_point;
 use std::ops::ControlFlow;
 
 pub(crate) const NODE: usize = 16;
@@ -414,9 +415,9 @@ impl<L: Leaf> PackedTree<L> {
         ControlFlow::Continue(())
     }
 
-    /// Leaf positions whose boxes intersect `b`, until `visit` breaks. Compared in grid steps
+    /// Leaves whose boxes intersect `b`, with their positions, until `visit` breaks. Compared in grid steps
     /// (the box's edges converted once), exactly as the boxes' degrees would compare.
-    pub fn search(&self, b: &BBox, mut visit: impl FnMut(usize) -> ControlFlow<()>) -> ControlFlow<()> {
+    pub fn search(&self, b: &BBox, mut visit: impl FnMut(usize, L) -> ControlFlow<()>) -> ControlFlow<()> {
         let q = grid::steps_within(b);
         let hits = |x: GridBox| {
             i64::from(x[0]) <= q[2] && i64::from(x[2]) >= q[0] && i64::from(x[1]) <= q[3] && i64::from(x[3]) >= q[1]
@@ -427,7 +428,7 @@ impl<L: Leaf> PackedTree<L> {
             if n.level == 0 {
                 for (c, leaf) in self.leaves_of(n.index) {
                     if hits(leaf.grid_box()) {
-                        visit(c)?;
+                        visit(c, leaf)?;
                     }
                 }
                 continue;
@@ -503,16 +504,6 @@ impl<L: Leaf> PackedTree<L> {
         }
         Ok(PackedTree { steps, wide, whole, ids, levels })
     }
-}
-
-/// The first position in `0..n` where `below` is false (`below` true then false).
-fn partition_point(n: usize, below: impl Fn(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if below(mid) { lo = mid + 1 } else { hi = mid }
-    }
-    lo
 }
 
 #[cfg(test)]

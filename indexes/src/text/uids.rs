@@ -10,6 +10,7 @@
 //! extracts took 27.4 and 25.3 s against 23.3 and 23.1 s, and the index was 260 against 216
 //! MiB (ARCHITECTURE, *Decisions*).
 
+use crate::partition_point;
 use std::fmt;
 use std::sync::Arc;
 use tantivy::columnar::{BytesColumn, Cardinality, Dictionary};
@@ -68,15 +69,6 @@ impl Sorted {
         let hi = partition_point(self.len(), |i| self.get(i) <= last);
         lo..hi.max(lo)
     }
-}
-
-fn partition_point(n: usize, below: impl Fn(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if below(mid) { lo = mid + 1 } else { hi = mid }
-    }
-    lo
 }
 
 /// The documents of some uids: a query for [`tantivy::IndexWriter::delete_query`].
