@@ -324,9 +324,10 @@ trait Persisted: Sized + Clone {
     }
 }
 
-/// Version 2: coordinates on the grid (version 1 held `f64` pairs; such a file is rebuilt).
+/// Version 4: keys packed four bits a digit (version 3 held them as their bytes, version 1
+/// `f64` coordinates; such a file is rebuilt).
 impl Persisted for PointLayer {
-    const MAGIC: &'static [u8; 8] = b"JICHUPT3";
+    const MAGIC: &'static [u8; 8] = b"JICHUPT4";
     type Base = PointIndex;
     fn of(base: PointIndex, keys: SortedKeys) -> Self {
         PointLayer::new(base, keys)
@@ -375,7 +376,7 @@ fn locate(at: Reader<'_>, registry: Registry, mut keys: Vec<String>) -> Result<V
 
 /// Parcels are the one polygon layer.
 impl Persisted for PolygonLayer {
-    const MAGIC: &'static [u8; 8] = b"JICHUPL4";
+    const MAGIC: &'static [u8; 8] = b"JICHUPL5";
     type Base = PolygonIndex;
     fn of(base: PolygonIndex, keys: SortedKeys) -> Self {
         PolygonLayer::new(base, keys)

@@ -9,6 +9,7 @@
 //! sees the store or HTTP, so an index can always be rebuilt from the store, the source of
 //! truth.
 
+pub mod digits;
 pub mod spatial;
 pub mod text;
 

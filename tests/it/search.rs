@@ -361,7 +361,7 @@ fn the_footprint_measures_the_full_text_index_field_by_field() {
     assert!(address.postings > 0 && address.norms == 0, "addresses are not length-normed: {address:?}");
     let born = field("birth_date");
     assert!(born.fast > 0 && born.postings == 0 && born.terms == 0, "dates are columns only: {born:?}");
-    assert!(field("uid").fast > 0);
+    assert!(field("uid_v2").fast > 0);
     let sum: u64 = f.full_text_fields.iter().map(|p| p.terms + p.postings + p.norms + p.fast).sum();
     assert!(sum > 0 && sum <= f.full_text_bytes, "{sum} of {}", f.full_text_bytes);
     assert!(f.markdown().contains("| citizens.name |"));

@@ -1,7 +1,7 @@
 //! The full-text index: one tantivy index over every registry's searchable text.
 //!
-//! Documents carry a `uid` (`{registry byte}:{key}`, a fast column; nothing is stored, as the
-//! store holds the records), the registry and an `ended` flag as filter fields, the text
+//! Documents carry a `uid` (the registry's byte and the key packed, a fast column; nothing is
+//! stored, as the store holds the records), the registry and an `ended` flag as filter fields, the text
 //! fields the service names (analysed by [`analyzer`], term frequencies without positions)
 //! and keyword and date fields for filters. The service says which fields exist
 //! ([`TextSpec`]); the same name in two registries is one field (`name`, `address`).
@@ -400,16 +400,29 @@ impl std::fmt::Debug for TextWriter {
     }
 }
 
-/// The unique id of a record in the index.
-pub fn uid(registry: u8, key: &str) -> String {
-    format!("{registry}:{key}")
+/// The unique id of a record in the index: the registry's byte, then the key packed
+/// ([`crate::digits`]: a uid column 4.4 instead of 5.9 bytes a record at 1M citizens), in
+/// key order within a registry, as a bulk build adds them.
+pub fn uid(registry: u8, key: &str) -> Vec<u8> {
+    let mut u = Vec::with_capacity(key.len() / 2 + 3);
+    u.push(registry);
+    crate::digits::pack(key.as_bytes(), &mut u);
+    u
+}
+
+/// The registry and key of a uid; None when the bytes are not one.
+pub(crate) fn registry_and_key(uid: &[u8]) -> Option<(u8, String)> {
+    let (&registry, packed) = uid.split_first()?;
+    let mut key = Vec::with_capacity(packed.len() * 2);
+    crate::digits::unpack(packed, &mut key).then_some(())?;
+    Some((registry, String::from_utf8(key).ok()?))
 }
 
 impl TextWriter {
     /// A new document for a record.
     pub fn doc(&self, registry: u8, key: &str, ended: bool) -> TextDoc {
         let mut d = TantivyDocument::new();
-        d.add_bytes(self.fields.uid, uid(registry, key).as_bytes());
+        d.add_bytes(self.fields.uid, &uid(registry, key));
         d.add_u64(self.fields.registry, registry as u64);
         d.add_u64(self.fields.ended, ended as u64);
         TextDoc { doc: d, texts: Vec::new() }
@@ -443,7 +456,7 @@ impl TextWriter {
             return Ok(());
         }
         self.flush()?;
-        let uids = keys.iter().map(|k| uid(registry, k.as_ref()).into_bytes()).collect();
+        let uids = keys.iter().map(|k| uid(registry, k.as_ref())).collect();
         self.writer.delete_query(Box::new(uids::UidSet::new(uids)))?;
         Ok(())
     }

@@ -115,7 +115,7 @@ fn filter_query(f: &Fields, fl: &Filter) -> Result<BoxQuery> {
             Box::new(TermSetQuery::new(values.iter().map(|v| Term::from_field_text(field, v))))
         }
         Filter::Keys { registry, keys } => {
-            Box::new(uids::UidSet::new(keys.iter().map(|k| super::uid(*registry, k).into_bytes()).collect()))
+            Box::new(uids::UidSet::new(keys.iter().map(|k| super::uid(*registry, k)).collect()))
         }
         Filter::Dates { field, from, to } => {
             let field = f.typed_field(field, is_date)?;
@@ -220,9 +220,8 @@ pub(super) fn run(s: &TextSearcher, q: &SearchQuery) -> Result<Hits> {
     let mut buf = Vec::new();
     for (score, address) in top {
         uids::uid_of(&s.uids, address, &mut buf)?;
-        let uid = std::str::from_utf8(&buf).unwrap_or_default();
-        let (registry, key) = uid.split_once(':').unwrap_or_default();
-        hits.push(Hit { registry: registry.parse().unwrap_or(0), key: key.to_string(), score });
+        let (registry, key) = super::registry_and_key(&buf).unwrap_or_default();
+        hits.push(Hit { registry, key, score });
     }
     Ok(Hits { total, total_exact, hits })
 }
@@ -390,7 +389,7 @@ mod tests {
         let fields = crate::text::space_by_field(dir.path()).unwrap();
         let name = fields.iter().find(|f| f.field == FIELDS[0]).unwrap();
         assert!(name.postings > 0 && name.terms > 0 && name.norms >= 3000, "{name:?}");
-        assert!(fields.iter().any(|f| f.field == "uid" && f.fast > 0));
+        assert!(fields.iter().any(|f| f.field == super::uids::UID && f.fast > 0));
         assert!(fields.windows(2).all(|w| w[0].total() >= w[1].total()), "largest first");
         let spec = TextSpec {
             text: vec![TextField { name: FIELDS[0].into(), grams: Grams::UniAndBi, norms: true }],

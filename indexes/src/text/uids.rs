@@ -1,8 +1,9 @@
 //! Records' uids in the index, and the documents of a set of them (deletes, and queries
 //! restricted to records found elsewhere: `Filter::Keys`).
 //!
-//! A document's uid (`{registry}:{key}`) is kept in one place: a dictionary-encoded fast
-//! column (a sorted dictionary of the segment's uids, and each document's ordinal in it).
+//! A document's uid (its registry and packed key, `super::uid`) is kept in one place: a
+//! dictionary-encoded fast column (a sorted dictionary of the segment's uids, and each
+//! document's ordinal in it).
 //! A hit reads its uid there; a set of uids is looked up in each segment's dictionary, and
 //! the ordinals found are checked where a segment written in uid order holds them (ordinal
 //! `o` at document `o`), or else the segment's ordinals are scanned once. Before, the uid was an indexed term
@@ -17,8 +18,10 @@ use tantivy::columnar::{BytesColumn, Cardinality, Dictionary};
 use tantivy::query::{BitSetDocSet, ConstScorer, EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::{BitSet, DocAddress, DocId, DocSet, Score, SegmentReader, TERMINATED, TantivyError};
 
-/// The name of the uid column.
-pub(super) const UID: &str = "uid";
+/// The name of the uid column. `_v2`: uids hold their keys packed (`super::uid`); an index
+/// written before, with `{registry}:{key}` as text, no longer matches the schema and is
+/// rebuilt from the store at the next start.
+pub(super) const UID: &str = "uid_v2";
 
 /// The uid of a document, read from its segment's column (`columns`, by segment); `false` for
 /// a document without.
@@ -297,7 +300,7 @@ mod tests {
         for i in 0..3000 {
             add(&mut w, 1, i, "中山路");
         }
-        add(&mut w, 2, 7, "中山路"); // "2:…" sorts after every "1:…"
+        add(&mut w, 2, 7, "中山路"); // registry 2 sorts after every uid of registry 1
         w.commit("").unwrap();
         for i in (3000..4000).rev() {
             add(&mut w, 1, i, "中山路");
