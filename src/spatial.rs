@@ -324,10 +324,10 @@ trait Persisted: Sized + Clone {
     }
 }
 
-/// Version 4: keys packed four bits a digit (version 3 held them as their bytes, version 1
-/// `f64` coordinates; such a file is rebuilt).
+/// Version 5: ids bit-packed (version 4 held `u32`s, 3 its keys as their bytes, 1 `f64`
+/// coordinates; such a file is rebuilt).
 impl Persisted for PointLayer {
-    const MAGIC: &'static [u8; 8] = b"JICHUPT4";
+    const MAGIC: &'static [u8; 8] = b"JICHUPT5";
     type Base = PointIndex;
     fn of(base: PointIndex, keys: SortedKeys) -> Self {
         PointLayer::new(base, keys)
@@ -376,7 +376,7 @@ fn locate(at: Reader<'_>, registry: Registry, mut keys: Vec<String>) -> Result<V
 
 /// Parcels are the one polygon layer.
 impl Persisted for PolygonLayer {
-    const MAGIC: &'static [u8; 8] = b"JICHUPL5";
+    const MAGIC: &'static [u8; 8] = b"JICHUPL6";
     type Base = PolygonIndex;
     fn of(base: PolygonIndex, keys: SortedKeys) -> Self {
         PolygonLayer::new(base, keys)

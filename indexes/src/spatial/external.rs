@@ -13,6 +13,7 @@
 //! per run and the bottom level of node boxes (one byte a leaf).
 
 use super::grid::{EMPTY, GridBox, union};
+use super::ids::put_ids;
 use super::persist::{Fixed, put_u64};
 use super::tree::{Curve, Leaf, NODE, levels_from, put_node};
 use std::cmp::Reverse;
@@ -233,12 +234,12 @@ pub(crate) fn write_built<L: Leaf>(
         return Err(io::Error::other("the wide nodes' leaves were cut short"));
     }
 
-    put_u64(w, n as u64)?;
     leaves_file.seek(SeekFrom::Start(0))?;
-    let copied = io::copy(&mut BufReader::with_capacity(BUF, &leaves_file).take(4 * n as u64), w)?;
-    if copied != 4 * n as u64 {
-        return Err(io::Error::other("the ids' scratch file was cut short"));
-    }
+    let mut scratch = BufReader::with_capacity(BUF, &leaves_file);
+    let mut id = [0u8; 4];
+    let ids = (0..n).map_while(|_| scratch.read_exact(&mut id).is_ok().then(|| u32::from_le_bytes(id)));
+    // Each leaf's id is its position: none above n - 1 (a short scratch file is an error).
+    put_ids(w, n, n.saturating_sub(1) as u32, ids)?;
     let levels = levels_from(level);
     put_u64(w, levels.len() as u64)?;
     levels.into_iter().try_for_each(|l| super::persist::Run::from(l).write(w))

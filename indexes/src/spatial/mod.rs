@@ -5,6 +5,7 @@
 
 mod external;
 pub mod grid;
+mod ids;
 pub mod keys;
 mod layered;
 pub mod persist;

@@ -160,7 +160,7 @@ pub fn put_fixed<T: Fixed>(w: &mut impl Write, n: usize, values: impl IntoIterat
 }
 
 /// Bytes converted a chunk at a time.
-const CHUNK: usize = 1 << 16;
+pub(crate) const CHUNK: usize = 1 << 16;
 
 pub fn put_u64(w: &mut impl Write, v: u64) -> io::Result<()> {
     w.write_all(&v.to_le_bytes())
@@ -203,7 +203,7 @@ impl Mapped {
         Mapped::new(OwnedBytes::new(bytes))
     }
 
-    fn take(&mut self, n: u64) -> io::Result<OwnedBytes> {
+    pub(crate) fn take(&mut self, n: u64) -> io::Result<OwnedBytes> {
         let n = usize::try_from(n).map_err(|_| bad("length"))?;
         if n > self.rest.len() {
             return Err(truncated());

@@ -4,6 +4,7 @@
 
 use super::BBox;
 use super::grid::{self, GridBox, GridPoint};
+use super::ids::Ids;
 use super::persist::{Mapped, Packed, Run, put_bytes, put_fixed, put_u64, put_var};
 use super::tree::PackedTree;
 use geo::{
@@ -219,7 +220,7 @@ impl PolygonBuilder {
         let tree = PackedTree::build(self.boxes);
         let shapes = self.shapes.reorder(tree.ids.iter());
         let ids: Vec<u32> = tree.ids.iter().map(|i| self.ids[i as usize]).collect();
-        PolygonIndex { tree: tree.with_ids(ids.into()), shapes }
+        PolygonIndex { tree: tree.with_ids(Ids::from(&ids[..])), shapes }
     }
 
     /// Writes what [`Packed::write`] writes of [`PolygonBuilder::finish`]'s index without

@@ -4,6 +4,7 @@
 
 use super::BBox;
 use super::grid::{self, EMPTY, GridBox, GridPoint, union};
+use super::ids::{Ids, put_ids};
 use super::persist::{Fixed, Mapped, Run, bad};
 use super::region::{Overlap, Region};
 use crate::partition_point;
@@ -99,7 +100,7 @@ pub(crate) struct PackedTree<L: Leaf> {
     wide: Run<u32>,
     whole: Run<L>,
     /// The caller's id of each leaf.
-    pub ids: Run<u32>,
+    pub ids: Ids,
     /// `levels[0]` holds the boxes of groups of leaves, `levels[k]` of groups of level k-1
     /// boxes; the last level is the root (one box). Empty when there are no leaves. Boxes of
     /// grid values are exact, so a box holds every leaf below it.
@@ -249,7 +250,7 @@ pub(crate) fn levels_from(mut boxes: Vec<GridBox>) -> Vec<Vec<GridBox>> {
 
 impl<L: Leaf> PackedTree<L> {
     /// The tree of leaves in tree order, with their ids and levels.
-    fn of(leaves: &[L], ids: Run<u32>, levels: Vec<Vec<GridBox>>) -> Self {
+    fn of(leaves: &[L], ids: Ids, levels: Vec<Vec<GridBox>>) -> Self {
         let (steps, wide, whole) = coded(leaves, levels.first().map_or(&[][..], |l| l.as_slice()));
         PackedTree {
             steps: steps.into(),
@@ -265,7 +266,7 @@ impl<L: Leaf> PackedTree<L> {
     }
 
     /// The same tree with other ids, one a leaf.
-    pub fn with_ids(self, ids: Run<u32>) -> Self {
+    pub fn with_ids(self, ids: Ids) -> Self {
         assert_eq!(ids.len(), self.len(), "one id per leaf");
         PackedTree { ids, ..self }
     }
@@ -311,7 +312,7 @@ impl<L: Leaf> PackedTree<L> {
         permute(&mut ids, &order);
         drop(order);
         let levels = levels_over(&leaves);
-        Self::of(&leaves, ids.into(), levels)
+        Self::of(&leaves, Ids::from(&ids[..]), levels)
     }
 
     /// Writes what [`PackedTree::write`] writes of the tree of `leaves`, each with its position
@@ -339,7 +340,8 @@ impl<L: Leaf> PackedTree<L> {
         Run::from(steps).write(w)?;
         Run::from(wide).write(w)?;
         Run::from(whole).write(w)?;
-        super::persist::put_fixed(w, order.len(), order.iter().map(|&o| id(o as u32)))?;
+        let max = order.iter().map(|&o| id(o as u32)).max().unwrap_or(0);
+        put_ids(w, order.len(), max, order.iter().map(|&o| id(o as u32)))?;
         super::persist::put_u64(w, levels.len() as u64)?;
         levels.into_iter().try_for_each(|l| Run::from(l).write(w))?;
         Ok(order)
@@ -478,7 +480,7 @@ impl<L: Leaf> PackedTree<L> {
         let steps: Run<L::Steps> = m.run()?;
         let wide: Run<u32> = m.run()?;
         let whole: Run<L> = m.run()?;
-        let ids: Run<u32> = m.run()?;
+        let ids = Ids::map(m)?;
         let n = m.u64()?;
         let mut levels: Vec<Run<GridBox>> = Vec::new();
         let mut below = steps.len();
