@@ -6,7 +6,7 @@
 //! any other byte an escape nibble (`1` below `'0'`, `12` above `'9'`) and its two nibbles;
 //! an odd count of nibbles ends with a `0`. Packed keys compare as the keys do, byte for byte,
 //! so what is sorted by key stays sorted, and a front-coded run of them shares as much.
-//! An identity number takes 9 bytes instead of 18 (10.5 with a check `X`).
+//! An identity number takes 9 bytes instead of 18 (10 with a check `X`).
 
 const LOW: u8 = 1;
 const DIGIT0: u8 = 2;

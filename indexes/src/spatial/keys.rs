@@ -158,7 +158,8 @@ impl SortedKeys {
         (shared, coded.get(start..start.saturating_add(rest)).unwrap_or_default(), start.saturating_add(rest))
     }
 
-    /// The key at position `i` into `out` (cleared first); false when there is none.
+    /// The key at position `i` into `out` (cleared first); false when there is none, or its
+    /// bytes are not a packed key (a damaged file: its CRC refuses it before it is mapped).
     pub fn get_into(&self, i: u32, out: &mut Vec<u8>) -> bool {
         let i = i as usize;
         out.clear();

@@ -1,10 +1,10 @@
 //! The full-text index: one tantivy index over every registry's searchable text.
 //!
 //! Documents carry a `uid` (the registry's byte and the key packed, a fast column; nothing is
-//! stored, as the store holds the records), the registry and an `ended` flag as filter fields, the text
-//! fields the service names (analysed by [`analyzer`], term frequencies without positions)
-//! and keyword and date fields for filters. The service says which fields exist
-//! ([`TextSpec`]); the same name in two registries is one field (`name`, `address`).
+//! stored, as the store holds the records), the registry and an `ended` flag as filter
+//! fields, the text fields the service names (analysed by [`analyzer`], term frequencies
+//! without positions) and keyword and date fields for filters. The service says which fields
+//! exist ([`TextSpec`]); the same name in two registries is one field (`name`, `address`).
 //!
 //! The index never decides what is current: the service feeds it from the store and records
 //! in each commit's payload what it has seen ([`TextWriter::commit`], [`TextIndex::payload`]).
