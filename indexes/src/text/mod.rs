@@ -403,7 +403,7 @@ impl std::fmt::Debug for TextWriter {
 /// The unique id of a record in the index: the registry's byte, then the key packed
 /// ([`crate::digits`]: a uid column 4.4 instead of 5.9 bytes a record at 1M citizens), in
 /// key order within a registry, as a bulk build adds them.
-pub fn uid(registry: u8, key: &str) -> Vec<u8> {
+pub(crate) fn uid(registry: u8, key: &str) -> Vec<u8> {
     let mut u = Vec::with_capacity(key.len() / 2 + 3);
     u.push(registry);
     crate::digits::pack(key.as_bytes(), &mut u);
