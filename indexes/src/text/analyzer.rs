@@ -44,6 +44,9 @@ pub enum Grams {
 #[derive(Clone, Debug)]
 pub struct CjkTokenizer {
     grams: Grams,
+    /// A text's first character is a tag that begins each of its tokens (a field sharing a
+    /// tantivy field with others: `TextSpec::shared`).
+    tagged: bool,
     /// Byte offset and folded character of each character, and an end sentinel.
     chars: Vec<(usize, char)>,
     /// Token spans as character index ranges.
@@ -54,7 +57,13 @@ pub struct CjkTokenizer {
 
 impl CjkTokenizer {
     pub fn new(grams: Grams) -> CjkTokenizer {
-        CjkTokenizer { grams, chars: Vec::new(), spans: Vec::new(), seen: Seen::default() }
+        CjkTokenizer { grams, tagged: false, chars: Vec::new(), spans: Vec::new(), seen: Seen::default() }
+    }
+
+    /// The tokenizer of a shared field: as [`CjkTokenizer::new`], each token prefixed with
+    /// the text's first character.
+    pub fn tagged(grams: Grams) -> CjkTokenizer {
+        CjkTokenizer { tagged: true, ..CjkTokenizer::new(grams) }
     }
 }
 
@@ -133,6 +142,13 @@ impl Tokenizer for CjkTokenizer {
     type TokenStream<'a> = CjkTokenStream<'a>;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> CjkTokenStream<'a> {
+        let mut tag = None;
+        let mut text = text;
+        if self.tagged {
+            let mut chars = text.chars();
+            tag = chars.next();
+            text = chars.as_str();
+        }
         self.chars.clear();
         self.chars.extend(text.char_indices().map(|(i, c)| (i, fold(c))));
         self.chars.push((text.len(), ' '));
@@ -201,7 +217,7 @@ impl Tokenizer for CjkTokenizer {
             }
             i = end;
         }
-        CjkTokenStream { chars: &self.chars, spans: &self.spans, next: 0, token: Token::default() }
+        CjkTokenStream { chars: &self.chars, spans: &self.spans, next: 0, tag, token: Token::default() }
     }
 }
 
@@ -211,6 +227,7 @@ pub struct CjkTokenStream<'a> {
     chars: &'a [(usize, char)],
     spans: &'a [(usize, usize)],
     next: usize,
+    tag: Option<char>,
     token: Token,
 }
 
@@ -218,6 +235,7 @@ impl TokenStream for CjkTokenStream<'_> {
     fn advance(&mut self) -> bool {
         let Some(&(from, to)) = self.spans.get(self.next) else { return false };
         self.token.text.clear();
+        self.token.text.extend(self.tag);
         self.token.text.extend(self.chars[from..to].iter().map(|c| c.1));
         self.token.offset_from = self.chars[from].0;
         self.token.offset_to = self.chars[to].0;
@@ -283,6 +301,18 @@ mod tests {
         assert_eq!(both, ["区", "厦门", "门市", "市思", "思明", "明区", "1", "号", "市湖", "湖里", "里区", "1"]);
         assert_eq!(tokens("王王", Grams::UniAndBi), ["王", "王王"]);
         assert_eq!(tokens("批发零售批发", Grams::Bi), ["批发", "发零", "零售", "售批"]);
+    }
+
+    #[test]
+    fn a_tagged_texts_tokens_begin_with_its_tag() {
+        let mut t = CjkTokenizer::tagged(Grams::UniAndBi);
+        let mut stream = t.token_stream("\u{2}王秀 a1");
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        assert_eq!(out, ["\u{2}王", "\u{2}王秀", "\u{2}秀", "\u{2}a1"]);
+        assert!(CjkTokenizer::tagged(Grams::Bi).token_stream("").token().text.is_empty());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! stored, as the store holds the records), the registry and an `ended` flag as filter
 //! fields, the text fields the service names (analysed by [`analyzer`], term frequencies
 //! without positions) and keyword and date fields for filters. The service says which fields
-//! exist ([`TextSpec`]); the same name in two registries is one field (`name`, `address`).
+//! exist ([`TextSpec`]), and which text fields share one tantivy field's length norms
+//! ([`TextSpec::shared`]).
 //!
 //! The index never decides what is current: the service feeds it from the store and records
 //! in each commit's payload what it has seen ([`TextWriter::commit`], [`TextIndex::payload`]).
@@ -36,6 +37,8 @@ pub enum TextError {
     UnknownField(String),
     #[error("the query has nothing to search for (no letters, digits or CJK characters)")]
     EmptyQuery,
+    #[error("full-text index declaration: {0}")]
+    Spec(String),
 }
 
 pub type Result<T> = std::result::Result<T, TextError>;
@@ -44,6 +47,10 @@ pub type Result<T> = std::result::Result<T, TextError>;
 /// an index built with the old one is rebuilt rather than searched with mismatched tokens.
 const TOKENIZER_BI: &str = "cjk_bi_v2";
 const TOKENIZER_NAMES: &str = "cjk_names_v1";
+/// The same analyzers for a field that hosts several text fields: a text's first character
+/// is its field's tag, and every token of the text begins with it ([`TextSpec::shared`]).
+const TOKENIZER_BI_TAGGED: &str = "cjk_bi_tagged_v1";
+const TOKENIZER_NAMES_TAGGED: &str = "cjk_names_tagged_v1";
 
 /// An analysed text field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +70,15 @@ pub struct TextSpec {
     pub keywords: Vec<String>,
     /// Dates as days from the common era, for ranges.
     pub dates: Vec<String>,
+    /// Groups of text fields (of the same grams and norms) that no document holds two of,
+    /// e.g. each registry's main name. A group is one tantivy field: length norms are a byte
+    /// per document of the whole index *per tantivy field*, whether the document has the
+    /// field or not, so four name fields over 22M documents cost 4 bytes a record where one
+    /// field costs 1. A member's tokens begin with its tag (a control character given by its
+    /// place in the group), so its terms, document frequencies and matches stay its own; the
+    /// field's name is its members' names joined by `|`, so another grouping is another
+    /// schema (and the index is rebuilt rather than read with other tags).
+    pub shared: Vec<Vec<String>>,
 }
 
 /// Memory and threads of an index writer. Defaults in one place.
@@ -108,12 +124,40 @@ pub(crate) struct Fields {
     uid: Field,
     registry: Field,
     ended: Field,
+    /// Each declared text field's tantivy field and, where it shares one, its tag.
+    text: std::collections::HashMap<String, FieldId>,
     schema: Schema,
 }
 
 /// A handle to a declared field, for building documents without looking names up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FieldId(Field);
+pub struct FieldId {
+    field: Field,
+    /// The first character of the field's texts and of its terms, when its tantivy field
+    /// hosts several ([`TextSpec::shared`]).
+    tag: Option<char>,
+}
+
+impl FieldId {
+    /// The term of one of the field's tokens.
+    fn term(&self, token: &str) -> Term {
+        match self.tag {
+            None => Term::from_field_text(self.field, token),
+            Some(tag) => {
+                let mut text = String::with_capacity(token.len() + 1);
+                text.push(tag);
+                text.push_str(token);
+                Term::from_field_text(self.field, &text)
+            }
+        }
+    }
+}
+
+/// The tag of the `i`-th member of a shared field: a control character the analyzer never
+/// gives (it cuts text at them), below [`VALUES_APART`].
+fn tag(i: usize) -> Option<char> {
+    u8::try_from(i + 1).ok().filter(|&b| b < VALUES_APART as u8).map(char::from)
+}
 
 /// How segments are written. The document store holds an empty document for each document
 /// (the uid is a fast column; nothing is stored): what it costs is a 4-byte offset each, which
@@ -182,8 +226,9 @@ impl std::fmt::Debug for TextIndex {
 }
 
 /// Field norms (one byte per document *per field*, whether the document has the field or
-/// not) are kept only where BM25 needs them: the scored text fields.
-fn build_schema(spec: &TextSpec) -> Schema {
+/// not) are kept only where BM25 needs them: the scored text fields, a group of them sharing
+/// one field's ([`TextSpec::shared`]).
+fn build_schema(spec: &TextSpec) -> Result<Schema> {
     let mut b = Schema::builder();
     let keyword = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
@@ -196,8 +241,29 @@ fn build_schema(spec: &TextSpec) -> Schema {
     b.add_bytes_field(uids::UID, tantivy::schema::BytesOptions::default().set_fast());
     b.add_u64_field("registry", number.clone().set_fast());
     b.add_u64_field("ended", number.clone());
+    let declared = |name: &str| spec.text.iter().find(|t| t.name == name);
+    for group in &spec.shared {
+        let first = group.first().and_then(|n| declared(n));
+        let alike = group
+            .iter()
+            .all(|n| declared(n).is_some_and(|t| Some((t.grams, t.norms)) == first.map(|f| (f.grams, f.norms))));
+        if !alike || tag(group.len() - 1).is_none() || group.iter().any(|n| n.contains('|')) {
+            return Err(TextError::Spec(format!("a shared field needs declared text fields alike: {group:?}")));
+        }
+    }
     for field in &spec.text {
-        let tokenizer = if field.grams == Grams::UniAndBi { TOKENIZER_NAMES } else { TOKENIZER_BI };
+        let group = spec.shared.iter().find(|g| g.contains(&field.name));
+        let (name, tagged) = match group {
+            Some(g) if g[0] != field.name => continue, // added with its group's first member
+            Some(g) => (g.join("|"), true),
+            None => (field.name.clone(), false),
+        };
+        let tokenizer = match (field.grams == Grams::UniAndBi, tagged) {
+            (true, false) => TOKENIZER_NAMES,
+            (false, false) => TOKENIZER_BI,
+            (true, true) => TOKENIZER_NAMES_TAGGED,
+            (false, true) => TOKENIZER_BI_TAGGED,
+        };
         // Term frequencies in every scored field: with them tantivy stores each posting
         // block's best score, which block-max pruning needs. Without them (document ids
         // only, as addresses had for 7–10% less indexing time) a block's best reads as
@@ -206,7 +272,7 @@ fn build_schema(spec: &TextSpec) -> Schema {
             .set_tokenizer(tokenizer)
             .set_index_option(IndexRecordOption::WithFreqs)
             .set_fieldnorms(field.norms);
-        b.add_text_field(&field.name, TextOptions::default().set_indexing_options(indexing));
+        b.add_text_field(&name, TextOptions::default().set_indexing_options(indexing));
     }
     for name in &spec.keywords {
         b.add_text_field(name, keyword.clone());
@@ -217,13 +283,31 @@ fn build_schema(spec: &TextSpec) -> Schema {
     for name in &spec.dates {
         b.add_i64_field(name, NumericOptions::default().set_fast());
     }
-    b.build()
+    Ok(b.build())
+}
+
+/// Each declared text field's handle in `schema` (as [`build_schema`] laid them out).
+fn text_fields(spec: &TextSpec, schema: &Schema) -> Result<std::collections::HashMap<String, FieldId>> {
+    let mut out = std::collections::HashMap::new();
+    for field in &spec.text {
+        let id = match spec.shared.iter().find(|g| g.contains(&field.name)) {
+            Some(g) => {
+                let i = g.iter().position(|n| *n == field.name).unwrap_or(0);
+                FieldId { field: schema.get_field(&g.join("|"))?, tag: tag(i) }
+            }
+            None => FieldId { field: schema.get_field(&field.name)?, tag: None },
+        };
+        out.insert(field.name.clone(), id);
+    }
+    Ok(out)
 }
 
 fn register_tokenizers(index: &Index) {
     let t = index.tokenizers();
     t.register(TOKENIZER_BI, TextAnalyzer::from(analyzer::CjkTokenizer::new(Grams::BiEdges)));
     t.register(TOKENIZER_NAMES, TextAnalyzer::from(analyzer::CjkTokenizer::new(Grams::UniAndBi)));
+    t.register(TOKENIZER_BI_TAGGED, TextAnalyzer::from(analyzer::CjkTokenizer::tagged(Grams::BiEdges)));
+    t.register(TOKENIZER_NAMES_TAGGED, TextAnalyzer::from(analyzer::CjkTokenizer::tagged(Grams::UniAndBi)));
 }
 
 impl TextIndex {
@@ -231,7 +315,7 @@ impl TextIndex {
     /// differ from `spec` is discarded and created empty: its payload is then `None`, and the
     /// service rebuilds it from the store.
     pub fn open(dir: &Path, spec: &TextSpec) -> Result<TextIndex> {
-        let schema = build_schema(spec);
+        let schema = build_schema(spec)?;
         let dir_err = |e: std::io::Error| TextError::Directory(format!("{}: {e}", dir.display()));
         std::fs::create_dir_all(dir).map_err(dir_err)?;
         let open = |dir: &Path| -> Result<Index> {
@@ -257,6 +341,7 @@ impl TextIndex {
             uid: schema.get_field(uids::UID)?,
             registry: schema.get_field("registry")?,
             ended: schema.get_field("ended")?,
+            text: text_fields(spec, &schema)?,
             schema,
         });
         Ok(TextIndex { index, reader, fields, dir: dir.into() })
@@ -264,7 +349,11 @@ impl TextIndex {
 
     /// The handle of a declared field.
     pub fn field(&self, name: &str) -> Result<FieldId> {
-        self.fields.schema.get_field(name).map(FieldId).map_err(|_| TextError::UnknownField(name.into()))
+        if let Some(id) = self.fields.text.get(name) {
+            return Ok(*id);
+        }
+        let field = self.fields.schema.get_field(name).map_err(|_| TextError::UnknownField(name.into()))?;
+        Ok(FieldId { field, tag: None })
     }
 
     /// The payload of the last commit (what the service recorded it had seen).
@@ -340,8 +429,9 @@ impl TextIndex {
 #[derive(Debug)]
 pub struct TextDoc {
     doc: TantivyDocument,
-    /// Text fields' values, those of one field joined into one text (see [`TextDoc::text`]).
-    texts: Vec<(Field, String)>,
+    /// Text fields' values, those of one field joined into one text (see [`TextDoc::text`]),
+    /// a shared field's text beginning with its tag.
+    texts: Vec<(FieldId, String)>,
 }
 
 /// Joins the values of one text field: a separator that is not white space, so that no
@@ -353,25 +443,25 @@ impl TextDoc {
     /// that a token they share is indexed once (a citizen's two addresses share most of
     /// theirs); a query part matches within one field either way.
     pub fn text(&mut self, field: FieldId, value: &str) {
-        match self.texts.iter_mut().find(|(f, _)| *f == field.0) {
+        match self.texts.iter_mut().find(|(f, _)| *f == field) {
             Some((_, text)) => {
                 text.push(VALUES_APART);
                 text.push_str(value);
             }
-            None => self.texts.push((field.0, value.to_owned())),
+            None => self.texts.push((field, field.tag.into_iter().chain(value.chars()).collect())),
         }
     }
     pub fn keyword(&mut self, field: FieldId, value: &str) {
-        self.doc.add_text(field.0, value);
+        self.doc.add_text(field.field, value);
     }
     pub fn date(&mut self, field: FieldId, days: i32) {
-        self.doc.add_i64(field.0, days as i64);
+        self.doc.add_i64(field.field, days as i64);
     }
 
     fn into_document(self) -> TantivyDocument {
         let mut doc = self.doc;
         for (field, text) in &self.texts {
-            doc.add_text(*field, text);
+            doc.add_text(field.field, text);
         }
         doc
     }

@@ -6,7 +6,7 @@
 //! the bigrams of one part are never gathered from two different fields.
 
 use super::analyzer::{self, Grams};
-use super::{Fields, Result, TextError, TextSearcher, uids};
+use super::{FieldId, Fields, Result, TextError, TextSearcher, uids};
 use std::collections::HashMap;
 use std::ops::Bound;
 use tantivy::collector::TopDocs;
@@ -80,8 +80,8 @@ fn filter(q: BoxQuery) -> (Occur, BoxQuery) {
     (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)))
 }
 
-fn term_query(field: Field, text: &str) -> BoxQuery {
-    Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::WithFreqs))
+fn term_query(field: FieldId, token: &str) -> BoxQuery {
+    Box::new(TermQuery::new(field.term(token), IndexRecordOption::WithFreqs))
 }
 
 impl Fields {
@@ -93,10 +93,6 @@ impl Fields {
             Err(TextError::UnknownField(name.into()))
         }
     }
-}
-
-fn is_text(t: &FieldType) -> bool {
-    matches!(t, FieldType::Str(o) if o.get_indexing_options().is_some_and(|i| i.tokenizer() != "raw"))
 }
 
 fn is_keyword(t: &FieldType) -> bool {
@@ -128,7 +124,7 @@ fn filter_query(f: &Fields, fl: &Filter) -> Result<BoxQuery> {
 }
 
 /// The query for one part of a match: all its tokens within one of `fields`.
-fn part_query(fields: &[Field], tokens: &[String]) -> BoxQuery {
+fn part_query(fields: &[FieldId], tokens: &[String]) -> BoxQuery {
     let mut per_field: Vec<BoxQuery> = fields
         .iter()
         .map(|&f| -> BoxQuery {
@@ -147,9 +143,10 @@ pub(super) fn run(s: &TextSearcher, q: &SearchQuery) -> Result<Hits> {
     let mut clauses: Vec<(Occur, BoxQuery)> = Vec::new();
     // The last part's fields and tokens: when it is the whole query, its top hits can be
     // found with pruning ([`top_over_fields`]).
-    let mut last_part: Option<(Vec<Field>, Vec<String>)> = None;
+    let mut last_part: Option<(Vec<FieldId>, Vec<String>)> = None;
     for m in &q.matches {
-        let fields = m.fields.iter().map(|name| f.typed_field(name, is_text)).collect::<Result<Vec<_>>>()?;
+        let text_field = |name: &String| f.text.get(name).copied().ok_or_else(|| TextError::UnknownField(name.into()));
+        let fields = m.fields.iter().map(text_field).collect::<Result<Vec<_>>>()?;
         let before = clauses.len();
         for part in m.text.split(|c: char| analyzer::fold(c).is_whitespace()) {
             let mut tokens = analyzer::tokens(part, Grams::Bi);
@@ -242,7 +239,7 @@ const MAX_PRUNED_FIELDS: usize = 3;
 /// non-empty S, merged by best score, is the union's top k.
 fn top_over_fields(
     searcher: &Searcher,
-    fields: &[Field],
+    fields: &[FieldId],
     tokens: &[String],
     k: usize,
 ) -> Result<Vec<(Score, DocAddress)>> {
@@ -468,6 +465,60 @@ mod tests {
                 assert_eq!(top.hits[0].key, "1700", "{f} {text}: {:?}", top.hits);
             }
         }
+    }
+
+    /// Name fields of two kinds of document in one tantivy field: one field's norms for all,
+    /// and each member matching, counting and ranking only its own documents — a full name
+    /// before longer names holding it, as in a field of its own.
+    #[test]
+    fn fields_sharing_one_tantivy_field_match_apart_with_one_fields_norms() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["a.name", "b.name", "b.rep"];
+        let spec = TextSpec {
+            text: names
+                .iter()
+                .map(|n| TextField { name: n.to_string(), grams: Grams::UniAndBi, norms: true })
+                .collect(),
+            shared: vec![vec!["a.name".into(), "b.name".into()]],
+            ..TextSpec::default()
+        };
+        let index = TextIndex::open(dir.path(), &spec).unwrap();
+        let mut w = index.writer(WriterOptions { threads: 1, memory_bytes: 20 << 20, no_merge: true }).unwrap();
+        let people = ["张伟", "张伟明", "李张伟", "王芳"];
+        for (registry, field) in [(1u8, "a.name"), (2, "b.name")] {
+            for (i, name) in people.iter().enumerate() {
+                let mut doc = w.doc(registry, &format!("{field}{i}"), false);
+                doc.text(index.field(field).unwrap(), name);
+                if registry == 2 {
+                    doc.text(index.field("b.rep").unwrap(), people[(i + 1) % people.len()]);
+                }
+                w.add(doc).unwrap();
+            }
+        }
+        w.commit("").unwrap();
+        w.finish().unwrap();
+        index.reload().unwrap();
+        let keys = |text: &str, field: &str| -> Vec<String> {
+            index.search(&find(text, &[field], 0, 10)).unwrap().hits.into_iter().map(|h| h.key).collect()
+        };
+        assert_eq!(keys("张伟", "a.name"), ["a.name0", "a.name1", "a.name2"]);
+        assert_eq!(keys("张伟", "b.name"), ["b.name0", "b.name1", "b.name2"]);
+        assert_eq!(keys("王芳", "b.rep"), ["b.name2"]);
+        assert_eq!(keys("芳", "a.name"), ["a.name3"]);
+        assert_eq!(index.search(&find("伟", &["a.name", "b.name"], 0, 10)).unwrap().total, 6);
+        drop(index);
+        let space = crate::text::space_by_field(dir.path()).unwrap();
+        let normed: Vec<&str> = space.iter().filter(|f| f.norms > 0).map(|f| f.field.as_str()).collect();
+        assert_eq!(normed.len(), 2, "{space:?}");
+        assert!(normed.contains(&"a.name|b.name") && normed.contains(&"b.rep"), "{normed:?}");
+        // Another grouping is another schema: the index is discarded, not read with other tags.
+        let regrouped = TextSpec { shared: vec![vec!["b.name".into(), "a.name".into()]], ..spec.clone() };
+        assert_eq!(TextIndex::open(dir.path(), &regrouped).unwrap().num_docs(), 0);
+        let unlike = TextSpec {
+            text: vec![TextField { name: "b.name".into(), grams: Grams::Bi, norms: true }, spec.text[0].clone()],
+            ..spec
+        };
+        assert!(matches!(TextIndex::open(dir.path(), &unlike), Err(TextError::Spec(_))));
     }
 
     #[test]
