@@ -146,8 +146,9 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
     run_workload(&state, &queries, o, &spec, &callers, &sampler, &mut report)?;
 
     report.memory.push(report::Memory::of_service("loads while serving (the end)", &state.service));
-    report.peak_rss_bytes = report::peak_rss_bytes();
+    // The sampler stops first: a sample taken after the high-water mark was read could pass it.
     report.peak = Some(sampler.finish());
+    report.peak_rss_bytes = report::peak_rss_bytes();
 
     // 6. A restart after the loads while serving: the spatial layers they changed are mapped
     // from their files with those loads applied, not rebuilt.
