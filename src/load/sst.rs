@@ -41,7 +41,7 @@ impl SstFiles {
                 let (rx, spare_tx) = (rx.clone(), spare_tx.clone());
                 std::thread::spawn(move || -> Result<()> {
                     let cache = Cache::new_lru_cache(8 << 20);
-                    let opts = cf::options(cf_name, &cache);
+                    let opts = cf::bulk_file_options(cf_name, &cache);
                     for mut job in rx {
                         write_file(&opts, &job)?;
                         job.packed.clear();
