@@ -44,7 +44,7 @@ fn codec_bench(c: &mut Criterion, store: &Store) {
     });
     let header = Header { load_id: 1, ..Header::default() };
     c.bench_function("codec_encode_citizen", |b| {
-        b.iter(|| black_box(codec::encode(header, &record.values, &record.extras, store.point_coding())))
+        b.iter(|| black_box(codec::encode(header, &record.values, &record.extras, store.value_coding())))
     });
 }
 

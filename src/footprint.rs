@@ -5,7 +5,7 @@
 
 use crate::model::Registry;
 use crate::store::Store;
-use crate::store::codec::PointCoding;
+use crate::store::codec::ValueCoding;
 use serde::Serialize;
 use std::path::Path;
 
@@ -35,7 +35,7 @@ pub struct Footprint {
     pub full_text_segments: TextSegments,
     /// How the records hold coordinates: `grid` (steps of 1e-7°) or `float` (a store created
     /// before the grid coding).
-    pub point_coding: PointCoding,
+    pub value_coding: ValueCoding,
 }
 
 /// One field of the full-text index: what its terms, postings, norms and fast column cost.
@@ -139,14 +139,14 @@ impl Footprint {
                 "segments",
                 jichu_indexes::text::segment_shapes,
             )),
-            point_coding: store.point_coding(),
+            value_coding: store.value_coding(),
         }
     }
 
     /// Markdown tables of the parts and of the full-text index's fields.
     pub fn markdown(&self) -> String {
         let mut s = parts_table(&self.parts, self.records, self.total_bytes);
-        if self.point_coding == PointCoding::Float {
+        if self.value_coding == ValueCoding::Float {
             s.push_str(
                 "\nThe records hold coordinates as f64 pairs (the store was created before the grid coding). \
                  Re-created (`jichu export`, then a load into an empty data directory, where their history starts \

@@ -17,7 +17,7 @@ pub(crate) struct Merger {
     /// Review items opened so far.
     pub opened: std::cell::Cell<u64>,
     /// How the store writes coordinates.
-    pub coding: codec::PointCoding,
+    pub coding: codec::ValueCoding,
 }
 
 /// A golden record to write anew, with what its edges need.
@@ -36,7 +36,8 @@ impl Rewritten {
     /// Reads references from the chosen encoded fields (the rest stay encoded).
     fn new(registry: Registry, value: Vec<u8>, fields: &[&[u8]]) -> Result<Rewritten> {
         let schema = registry.schema();
-        let field = |i: usize| fields.get(i).map_or(Ok(None), |f| codec::decode_field(f));
+        let format = codec::format(&value);
+        let field = |i: usize| fields.get(i).map_or(Ok(None), |f| codec::decode_field(format, f));
         let targets = schema
             .links()
             .map(|(i, _)| Ok(field(i)?.and_then(|v| v.as_text().map(str::to_string)).unwrap_or_default()))
@@ -234,7 +235,7 @@ impl Merger {
             sourced: true,
         };
         let sources: Vec<String> = candidates.iter().filter(|c| !c.ended).map(|c| c.source.to_string()).collect();
-        let value = codec::encode_golden_spans(header, &fields, extras, &sources);
+        let value = codec::encode_golden_spans(header, &fields, extras, &sources, self.coding);
         let ((oh, ob), (nh, nb)) = (codec::split(old)?, codec::split(&value)?);
         let unstamped = |h: Header| Header { load_id: 0, ..h };
         let (merged, beside) = if ob == nb && unstamped(oh) == unstamped(nh) {

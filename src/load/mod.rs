@@ -279,7 +279,7 @@ fn run(
             load_id,
             source: spec.source.clone(),
             opened: Default::default(),
-            coding: store.point_coding(),
+            coding: store.value_coding(),
         },
     };
     let multi_file = files.len() > 1;
@@ -302,7 +302,7 @@ fn run(
     };
     let resolve: Option<&read::Resolve<'_>> =
         (spec.key_kind == KeyKind::OrganisationCode).then_some(&by_organisation_code as &read::Resolve<'_>);
-    read::read_all(sources, schema, load_id, store.point_coding(), opts.threads, resolve, |file, outcomes| {
+    read::read_all(sources, schema, load_id, store.value_coding(), opts.threads, resolve, |file, outcomes| {
         state.check_cancelled()?;
         state.report.read += outcomes.len() as u64;
         for outcome in outcomes {

@@ -7,7 +7,7 @@
 use super::payload;
 use crate::error::{Error, Result};
 use crate::model::Schema;
-use crate::store::codec::{self, Header, PointCoding};
+use crate::store::codec::{self, Header, ValueCoding};
 use jichu_ingest::{RawRow, Reason, Reject, RowMapper, Source};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ pub fn prepare(
     schema: &Schema,
     mapper: &RowMapper,
     load_id: u32,
-    coding: PointCoding,
+    coding: ValueCoding,
     row: &RawRow,
     resolve: Option<&Resolve<'_>>,
 ) -> Outcome {
@@ -84,7 +84,7 @@ pub fn read_all(
     sources: Vec<(Source, Arc<RowMapper>)>,
     schema: &'static Schema,
     load_id: u32,
-    coding: PointCoding,
+    coding: ValueCoding,
     threads: usize,
     resolve: Option<&Resolve<'_>>,
     mut on_batch: impl FnMut(usize, Vec<Outcome>) -> Result<()>,

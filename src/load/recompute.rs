@@ -50,7 +50,7 @@ pub fn recompute_with(writer: &mut Writer<'_>, rules: &Rules, registry: Registry
         load_id,
         source: RECOMPUTE.into(),
         opened: Default::default(),
-        coding: writer.store().point_coding(),
+        coding: writer.store().value_coding(),
     };
     match run(writer, &merger) {
         Ok((sourced, changed)) => {

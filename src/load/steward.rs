@@ -47,7 +47,7 @@ pub fn resolve(
         load_id,
         source: STEWARD.into(),
         opened: Default::default(),
-        coding: store.point_coding(),
+        coding: store.value_coding(),
     };
     let result = (|| {
         let (mut contributions, stored) = merger.contributions(writer, &id, &old)?;

@@ -1,12 +1,20 @@
 //! The value codec of records, in one place.
 //!
-//! Layout: `[format version][flags][load id: u32 LE][effective from: i32 LE days, when the
-//! flag says so][body]`. The body is postcard (compact,
-//! varint-based serde) of the values in schema order and the extra attributes; coordinates
-//! are grid steps or `f64` pairs, one or the other in a whole store ([`PointCoding`]). The fixed
-//! header lets a load compare bodies byte for byte to tell "unchanged" from "updated", and
-//! rewrite flags without decoding. A new format gets a new version byte; readers keep
-//! decoding the old ones.
+//! Layout: `[format][flags][load id: u32 LE][effective from: i32 LE days, when the flag says
+//! so][body]`. The body is the count of values, the values in schema order, then postcard
+//! (compact, varint-based serde) of the extra attributes (and a golden record's sources). A
+//! value is one self-delimiting field, readable on its own (a golden record is assembled from
+//! its contributions' encoded fields, and loads compare them byte for byte):
+//!
+//! - format 1: postcard of `Option<Wire>`: an option byte, the variant's index, its payload;
+//! - format 2 ([`ValueCoding::Compact`]): one head byte, `0` for none, `9 + n` for a text of
+//!   `n` ≤ 246 bytes (its bytes follow), else the variant's index + 1 and its payload: two
+//!   bytes less for most values, where zstd kept these bytes as literals.
+//!
+//! Coordinates are grid steps or `f64` pairs. Each store writes one format and one coordinate
+//! coding ([`ValueCoding`]); the fixed header lets a load compare bodies byte for byte to tell
+//! "unchanged" from "updated", and rewrite flags without decoding. Readers decode every
+//! format.
 
 use crate::error::{Error, Result};
 use crate::model::{Record, Registry};
@@ -16,7 +24,12 @@ use jichu_indexes::spatial::grid::{self, from_grid};
 use jichu_ingest::Value;
 use serde::{Deserialize, Serialize};
 
-pub const FORMAT_VERSION: u8 = 1;
+/// Values as postcard `Option<Wire>`s.
+const FORMAT_POSTCARD: u8 = 1;
+/// Values with one head byte ([`put_compact`]).
+const FORMAT_COMPACT: u8 = 2;
+/// The head of a text of `n` bytes is `TEXT_HEAD + n` (format 2).
+const TEXT_HEAD: u8 = 9;
 const HEADER: usize = 6;
 const ENDED: u8 = 1;
 const NEEDS_REVIEW: u8 = 2;
@@ -38,8 +51,8 @@ pub struct Header {
     pub sourced: bool,
 }
 
-fn put_header(out: &mut Vec<u8>, h: Header) {
-    out.push(FORMAT_VERSION);
+fn put_header(out: &mut Vec<u8>, h: Header, format: u8) {
+    out.push(format);
     out.push(flags(h));
     out.extend_from_slice(&h.load_id.to_le_bytes());
     if let Some(d) = h.effective_from {
@@ -137,24 +150,37 @@ fn polygons(polys: Vec<Vec<LineString<f64>>>) -> MultiPolygon<f64> {
     )
 }
 
-/// How a store writes coordinates. Its `meta` says which ([`crate::store::Store::point_coding`]):
+/// How a store writes values. Its `meta` says which ([`crate::store::Store::value_coding`]):
 /// every value of one store is written one way, so that a re-sent, unchanged row compares equal
 /// byte for byte with what it holds (loads, golden records and the feed's changed fields all
 /// compare encodings, not values).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum PointCoding {
-    /// `f64` pairs: stores created before the grid coding keep writing these.
+pub enum ValueCoding {
+    /// Format 1, coordinates as `f64` pairs: stores created before the grid coding.
     Float,
-    /// Grid steps, a ring's vertices as steps from the one before (a value off the grid is
-    /// still written as `f64`): 6 bytes less a point; a generated parcel's record a third
-    /// smaller.
-    #[default]
+    /// Format 1, coordinates as grid steps, a ring's vertices as steps from the one before (a
+    /// value off the grid is still written as `f64`): 6 bytes less a point; a generated
+    /// parcel's record a third smaller. Stores created before the compact format.
     Grid,
+    /// Format 2 (a value's head byte in place of postcard's option byte, variant index and a
+    /// text's length), coordinates as in `Grid`: stores created empty since.
+    #[default]
+    Compact,
 }
 
-fn to_wire(v: &Value, coding: PointCoding) -> WireRef<'_> {
-    let grid = coding == PointCoding::Grid;
+impl ValueCoding {
+    fn grid(self) -> bool {
+        self != ValueCoding::Float
+    }
+
+    fn format(self) -> u8 {
+        if self == ValueCoding::Compact { FORMAT_COMPACT } else { FORMAT_POSTCARD }
+    }
+}
+
+fn to_wire(v: &Value, coding: ValueCoding) -> WireRef<'_> {
+    let grid = coding.grid();
     match v {
         Value::Text(s) => WireRef::Text(s),
         Value::Date(d) => WireRef::Date(d.num_days_from_ce()),
@@ -193,7 +219,7 @@ fn from_wire(w: Wire) -> Result<Value> {
 }
 
 /// Encodes a record's values and extras under `header`, coordinates as `coding` says.
-pub fn encode(header: Header, values: &[Option<Value>], extras: &[(String, String)], coding: PointCoding) -> Vec<u8> {
+pub fn encode(header: Header, values: &[Option<Value>], extras: &[(String, String)], coding: ValueCoding) -> Vec<u8> {
     encode_golden(Header { sourced: false, ..header }, values, extras, &[], coding)
 }
 
@@ -204,16 +230,91 @@ pub fn encode_golden(
     values: &[Option<Value>],
     extras: &[(String, String)],
     sources: &[String],
-    coding: PointCoding,
+    coding: ValueCoding,
 ) -> Vec<u8> {
     let wire: Vec<Option<WireRef<'_>>> = values.iter().map(|v| v.as_ref().map(|v| to_wire(v, coding))).collect();
     let mut out = Vec::with_capacity(128);
-    put_header(&mut out, header);
+    put_header(&mut out, header, coding.format());
     // Serialising plain data into a Vec cannot fail.
-    if header.sourced {
+    if coding.format() == FORMAT_COMPACT {
+        let mut out = postcard::to_extend(&wire.len(), out).expect("postcard into a Vec");
+        for w in &wire {
+            put_compact(&mut out, w.as_ref());
+        }
+        let out = postcard::to_extend(extras, out).expect("postcard into a Vec");
+        if header.sourced { postcard::to_extend(sources, out).expect("postcard into a Vec") } else { out }
+    } else if header.sourced {
         postcard::to_extend(&(wire, extras, sources), out).expect("postcard into a Vec")
     } else {
         postcard::to_extend(&(wire, extras), out).expect("postcard into a Vec")
+    }
+}
+
+/// One value in format 2: `0` for none; a text of up to 246 bytes as its head `TEXT_HEAD + n`
+/// and its bytes; anything else as postcard writes the variant, its index (one byte, below
+/// 128) raised by one.
+fn put_compact(out: &mut Vec<u8>, w: Option<&WireRef<'_>>) {
+    match w {
+        None => out.push(0),
+        Some(WireRef::Text(s)) if s.len() <= usize::from(u8::MAX - TEXT_HEAD) => {
+            out.push(TEXT_HEAD + s.len() as u8);
+            out.extend_from_slice(s.as_bytes());
+        }
+        Some(w) => {
+            let at = out.len();
+            let mut buf = std::mem::take(out);
+            buf = postcard::to_extend(w, buf).expect("postcard into a Vec");
+            buf[at] += 1;
+            *out = buf;
+        }
+    }
+}
+
+/// Reads one value in format 2: the value, and the bytes after it.
+fn take_compact(bytes: &[u8]) -> Result<(Option<Wire>, &[u8])> {
+    let (&head, rest) = bytes.split_first().ok_or_else(|| Error::Codec("truncated value".into()))?;
+    if head >= TEXT_HEAD {
+        let n = usize::from(head - TEXT_HEAD);
+        let text = rest.get(..n).ok_or_else(|| Error::Codec("truncated text".into()))?;
+        let text = String::from_utf8(text.to_vec()).map_err(|e| Error::Codec(e.to_string()))?;
+        return Ok((Some(Wire::Text(text)), &rest[n..]));
+    }
+    fn take<'a, T: serde::Deserialize<'a>>(rest: &'a [u8]) -> Result<(T, &'a [u8])> {
+        postcard::take_from_bytes::<T>(rest).map_err(|e| Error::Codec(e.to_string()))
+    }
+    Ok(match head {
+        0 => (None, rest),
+        1 => take(rest).map(|(s, r)| (Some(Wire::Text(s)), r))?,
+        2 => take(rest).map(|(d, r)| (Some(Wire::Date(d)), r))?,
+        3 => take(rest).map(|(s, r)| (Some(Wire::Decimal(s)), r))?,
+        4 => take(rest).map(|(n, r)| (Some(Wire::Number(n)), r))?,
+        5 => take(rest).map(|((x, y), r)| (Some(Wire::Point(x, y)), r))?,
+        6 => take(rest).map(|(g, r)| (Some(Wire::Geometry(g)), r))?,
+        7 => take(rest).map(|((x, y), r)| (Some(Wire::GridPoint(x, y)), r))?,
+        8 => take(rest).map(|(g, r)| (Some(Wire::GridGeometry(g)), r))?,
+        _ => return Err(Error::Codec(format!("unknown value head {head}"))),
+    })
+}
+
+/// The bytes after one value of `format`, without decoding a text.
+fn skip_value(format: u8, bytes: &[u8]) -> Result<&[u8]> {
+    match (format, bytes.first()) {
+        (FORMAT_COMPACT, Some(&head)) if head >= TEXT_HEAD => {
+            bytes.get(1 + usize::from(head - TEXT_HEAD)..).ok_or_else(|| Error::Codec("truncated text".into()))
+        }
+        (FORMAT_COMPACT, _) => Ok(take_compact(bytes)?.1),
+        _ => postcard::take_from_bytes::<Option<WireSpan<'_>>>(bytes)
+            .map(|(_, rest)| rest)
+            .map_err(|e| Error::Codec(e.to_string())),
+    }
+}
+
+/// Reads one value of `format`: the value, and the bytes after it.
+fn take_value(format: u8, bytes: &[u8]) -> Result<(Option<Wire>, &[u8])> {
+    if format == FORMAT_COMPACT {
+        take_compact(bytes)
+    } else {
+        postcard::take_from_bytes::<Option<Wire>>(bytes).map_err(|e| Error::Codec(e.to_string()))
     }
 }
 
@@ -226,7 +327,7 @@ fn flags(h: Header) -> u8 {
 
 /// Splits a stored value into its header and body.
 pub fn split(bytes: &[u8]) -> Result<(Header, &[u8])> {
-    if bytes.len() < HEADER || bytes[0] != FORMAT_VERSION {
+    if bytes.len() < HEADER || !matches!(bytes[0], FORMAT_POSTCARD | FORMAT_COMPACT) {
         return Err(Error::Codec(format!("unknown value format {:?}", bytes.first())));
     }
     let load_id = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
@@ -253,7 +354,7 @@ pub fn split(bytes: &[u8]) -> Result<(Header, &[u8])> {
 pub fn with_header(bytes: &[u8], header: Header) -> Result<Vec<u8>> {
     let (_, body) = split(bytes)?;
     let mut out = Vec::with_capacity(bytes.len() + 4);
-    put_header(&mut out, header);
+    put_header(&mut out, header, bytes[0]);
     out.extend_from_slice(body);
     Ok(out)
 }
@@ -273,13 +374,18 @@ enum WireSpan<'a> {
     GridGeometry(#[allow(dead_code)] GridPolygons),
 }
 
-/// The encoded fields of a body, one slice each, and the encoded extras after them.
-fn spans(body: &[u8]) -> Result<(Vec<&[u8]>, &[u8])> {
+/// The format of a stored value (its first byte; see the module documentation).
+pub fn format(value: &[u8]) -> u8 {
+    value.first().copied().unwrap_or(0)
+}
+
+/// The encoded fields of a body of `format`, one slice each, and the encoded extras after them.
+fn spans(format: u8, body: &[u8]) -> Result<(Vec<&[u8]>, &[u8])> {
     let bad = |e: postcard::Error| Error::Codec(e.to_string());
     let (n, mut rest) = postcard::take_from_bytes::<usize>(body).map_err(bad)?;
-    let mut fields = Vec::with_capacity(n);
+    let mut fields = Vec::with_capacity(n.min(256));
     for _ in 0..n {
-        let (_, after) = postcard::take_from_bytes::<Option<WireSpan<'_>>>(rest).map_err(bad)?;
+        let after = skip_value(format, rest)?;
         fields.push(&rest[..rest.len() - after.len()]);
         rest = after;
     }
@@ -292,7 +398,7 @@ fn spans(body: &[u8]) -> Result<(Vec<&[u8]>, &[u8])> {
 /// stored values, compared in their encoded form: what every update a load writes needs for
 /// the feed, without decoding either version.
 pub fn changed_fields(old: &[u8], new: &[u8], extras_bit: u32) -> Result<u64> {
-    let ((a, a_extras), (b, b_extras)) = (spans(split(old)?.1)?, spans(split(new)?.1)?);
+    let ((a, a_extras), (b, b_extras)) = (spans(format(old), split(old)?.1)?, spans(format(new), split(new)?.1)?);
     // A value written before a field was added has it empty (encoded as one 0: None).
     const NONE: &[u8] = &[0];
     let mut mask = 0u64;
@@ -313,14 +419,13 @@ pub type Parts<'a> = (Header, Vec<&'a [u8]>, &'a [u8]);
 /// A value's header, encoded fields and encoded extras, read in place.
 pub fn fields(value: &[u8]) -> Result<Parts<'_>> {
     let (header, body) = split(value)?;
-    let (fields, extras) = spans(body)?;
+    let (fields, extras) = spans(format(value), body)?;
     Ok((header, fields, extras))
 }
 
-/// One encoded field decoded (see [`fields`]).
-pub fn decode_field(encoded: &[u8]) -> Result<Option<Value>> {
-    let wire: Option<Wire> = postcard::from_bytes(encoded).map_err(|e| Error::Codec(e.to_string()))?;
-    wire.map(from_wire).transpose()
+/// One encoded field of a value of `format` decoded (see [`fields`]).
+pub fn decode_field(format: u8, encoded: &[u8]) -> Result<Option<Value>> {
+    take_value(format, encoded)?.0.map(from_wire).transpose()
 }
 
 /// The location of a current record (`None` for an ended one, or one without a point): what
@@ -337,9 +442,9 @@ pub fn location(registry: Registry, bytes: &[u8]) -> Result<Option<(f64, f64)>> 
         return Ok(None); // written before the field existed
     }
     for _ in 0..at {
-        rest = postcard::take_from_bytes::<Option<WireSpan<'_>>>(rest).map_err(bad)?.1;
+        rest = skip_value(format(bytes), rest)?;
     }
-    Ok(match postcard::take_from_bytes::<Option<Wire>>(rest).map_err(bad)?.0 {
+    Ok(match take_value(format(bytes), rest)?.0 {
         Some(Wire::Point(x, y)) => Some((x, y)),
         Some(Wire::GridPoint(x, y)) => Some((from_grid(x), from_grid(y))),
         _ => None,
@@ -358,9 +463,16 @@ pub fn encode_extras(extras: &[(String, String)]) -> Vec<u8> {
 
 /// A golden value assembled from encoded fields and extras (each as [`fields`] gives them,
 /// taken from the contributions the rules chose), without decoding any.
-pub fn encode_golden_spans(header: Header, fields: &[&[u8]], extras: &[u8], sources: &[String]) -> Vec<u8> {
+/// The fields are of the format `coding` writes (its store's).
+pub fn encode_golden_spans(
+    header: Header,
+    fields: &[&[u8]],
+    extras: &[u8],
+    sources: &[String],
+    coding: ValueCoding,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + fields.iter().map(|f| f.len()).sum::<usize>() + extras.len());
-    put_header(&mut out, Header { sourced: true, ..header });
+    put_header(&mut out, Header { sourced: true, ..header }, coding.format());
     let mut out = postcard::to_extend(&fields.len(), out).expect("postcard into a Vec");
     for f in fields {
         out.extend_from_slice(f);
@@ -383,7 +495,7 @@ pub struct GoldenSpans<'a> {
 
 impl<'a> GoldenSpans<'a> {
     pub fn of(golden: &'a [u8]) -> Result<GoldenSpans<'a>> {
-        let (fields, extras) = spans(split(golden)?.1)?;
+        let (fields, extras) = spans(format(golden), split(golden)?.1)?;
         Ok(GoldenSpans { fields, extras })
     }
 
@@ -397,7 +509,7 @@ impl<'a> GoldenSpans<'a> {
     /// holds is not stored twice. `[header length][header][diff count]([field][length u16
     /// LE][encoded field])…[0 | 1 [length u32 LE][encoded extras]]`.
     pub fn diff(&self, value: &[u8]) -> Result<Vec<u8>> {
-        let (fields, extras) = spans(split(value)?.1)?;
+        let (fields, extras) = spans(format(value), split(value)?.1)?;
         self.diff_parts(value, &fields, extras)
     }
 
@@ -437,7 +549,7 @@ impl<'a> GoldenSpans<'a> {
 /// `diff` it took.
 pub fn apply_diff(golden: &[u8], diff: &[u8]) -> Result<(Vec<u8>, usize)> {
     let bad = || Error::Codec("contribution".into());
-    let (g_fields, g_extras) = spans(split(golden)?.1)?;
+    let (g_fields, g_extras) = spans(format(golden), split(golden)?.1)?;
     let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
         let s = diff.get(*at..*at + n).ok_or_else(bad)?;
         *at += n;
@@ -479,7 +591,18 @@ pub fn decode(registry: Registry, id: &str, bytes: &[u8]) -> Result<Record> {
     let (header, body) = split(bytes)?;
     let bad = |e: postcard::Error| Error::Codec(e.to_string());
     type Body = (Vec<Option<Wire>>, Vec<(String, String)>, Vec<String>);
-    let (wire, extras, sources): Body = if header.sourced {
+    let (wire, extras, sources): Body = if format(bytes) == FORMAT_COMPACT {
+        let (n, mut rest) = postcard::take_from_bytes::<usize>(body).map_err(bad)?;
+        let mut wire = Vec::with_capacity(n.min(256));
+        for _ in 0..n {
+            let (w, after) = take_compact(rest)?;
+            wire.push(w);
+            rest = after;
+        }
+        let (extras, rest) = postcard::take_from_bytes(rest).map_err(bad)?;
+        let sources = if header.sourced { postcard::from_bytes(rest).map_err(bad)? } else { Vec::new() };
+        (wire, extras, sources)
+    } else if header.sourced {
         postcard::from_bytes(body).map_err(bad)?
     } else {
         let (wire, extras) = postcard::from_bytes(body).map_err(bad)?;
@@ -524,10 +647,13 @@ mod tests {
         ]
     }
 
+    fn coding() -> impl Strategy<Value = ValueCoding> {
+        prop_oneof![Just(ValueCoding::Float), Just(ValueCoding::Grid), Just(ValueCoding::Compact)]
+    }
+
     proptest! {
         #[test]
-        fn records_round_trip(values in prop::collection::vec(value(), 8), extras in prop::collection::vec((".{1,8}", ".{0,8}"), 0..3), load_id: u32, ended: bool, grid: bool) {
-            let coding = if grid { PointCoding::Grid } else { PointCoding::Float };
+        fn records_round_trip(values in prop::collection::vec(value(), 8), extras in prop::collection::vec((".{1,8}", ".{0,8}"), 0..3), load_id: u32, ended: bool, coding in coding()) {
             let effective_from = ended.then(|| NaiveDate::from_ymd_opt(2026, 11, 20).unwrap());
             let header = Header { load_id, ended, needs_review: false, effective_from, sourced: !ended };
             let sources = if ended { vec![] } else { vec!["市公安局".to_string(), "市人社局".to_string()] };
@@ -551,9 +677,9 @@ mod tests {
             point in prop::option::of((-180.0f64..180.0, -90.0f64..90.0)),
             ended: bool,
             sourced: bool,
-            grid: bool,
+            coding in coding(),
         ) {
-            let coding = if grid { PointCoding::Grid } else { PointCoding::Float };
+            let grid = coding != ValueCoding::Float;
             let point = point.map(|(x, y): (f64, f64)| if grid { (snap(x), snap(y)) } else { (x, y) });
             let at = Registry::Citizens.schema().field_index("location").unwrap();
             if values.len() > at {
@@ -582,11 +708,12 @@ mod tests {
             b in prop::collection::vec(value(), 6..9),
             extras in prop::collection::vec((".{1,4}", ".{0,4}"), 0..2),
             same_extras: bool,
+            coding in coding(),
         ) {
             let other_extras = if same_extras { extras.clone() } else { vec![("x".to_string(), "y".to_string())] };
-            let old = encode(Header::default(), &a, &extras, PointCoding::Grid);
+            let old = encode(Header::default(), &a, &extras, coding);
             let golden = Header { sourced: true, ..Header::default() };
-            let new = encode_golden(golden, &b, &other_extras, &["a".to_string()], PointCoding::Grid);
+            let new = encode_golden(golden, &b, &other_extras, &["a".to_string()], coding);
             let (x, y) = (decode(Registry::Citizens, "k", &old).unwrap(), decode(Registry::Citizens, "k", &new).unwrap());
             let mut expected = 0u64;
             for (i, (p, q)) in x.values.iter().zip(&y.values).enumerate() {
@@ -608,15 +735,16 @@ mod tests {
             b in prop::collection::vec(value(), 6..9),
             own_extras: bool,
             effective: bool,
+            coding in coding(),
         ) {
             let extras = vec![("k".to_string(), "v".to_string())];
-            let golden = encode_golden(Header { sourced: true, ..Header::default() }, &a, &extras, &["s".to_string()], PointCoding::Grid);
+            let golden = encode_golden(Header { sourced: true, ..Header::default() }, &a, &extras, &["s".to_string()], coding);
             let header = Header {
                 load_id: 7,
                 effective_from: effective.then(|| NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()),
                 ..Header::default()
             };
-            let contribution = encode(header, &b, if own_extras { &[] } else { &extras }, PointCoding::Grid);
+            let contribution = encode(header, &b, if own_extras { &[] } else { &extras }, coding);
             let diff = GoldenSpans::of(&golden).unwrap().diff(&contribution).unwrap();
             let (rebuilt, used) = apply_diff(&golden, &diff).unwrap();
             prop_assert_eq!(used, diff.len());
@@ -627,14 +755,17 @@ mod tests {
 
     proptest! {
         #[test]
-        fn a_golden_value_assembled_from_fields_equals_one_encoded_whole(values in prop::collection::vec(value(), 8)) {
+        fn a_golden_value_assembled_from_fields_equals_one_encoded_whole(values in prop::collection::vec(value(), 8), coding in coding()) {
             let extras = vec![("k".to_string(), "v".to_string())];
             let header = Header { load_id: 3, sourced: true, ..Header::default() };
             let sources = vec!["a".to_string(), "b".to_string()];
-            let whole = encode_golden(header, &values, &extras, &sources, PointCoding::Grid);
-            let plain = encode(header, &values, &extras, PointCoding::Grid);
+            let whole = encode_golden(header, &values, &extras, &sources, coding);
+            let plain = encode(header, &values, &extras, coding);
             let (_, f, x) = fields(&plain).unwrap();
-            prop_assert_eq!(encode_golden_spans(header, &f, x, &sources), whole);
+            prop_assert_eq!(encode_golden_spans(header, &f, x, &sources, coding), whole);
+            for (span, value) in f.iter().zip(&values) {
+                prop_assert_eq!(&decode_field(format(&plain), span).unwrap(), value);
+            }
             prop_assert_eq!(decode_extras(x).unwrap(), extras.clone());
             prop_assert_eq!(encode_extras(&extras), x.to_vec());
         }
@@ -649,7 +780,7 @@ mod tests {
         )
         .unwrap();
         let values = [None, None, None, Some(Value::Geometry(g.clone()))];
-        let sizes: Vec<usize> = [PointCoding::Float, PointCoding::Grid]
+        let sizes: Vec<usize> = [ValueCoding::Float, ValueCoding::Grid, ValueCoding::Compact]
             .into_iter()
             .map(|coding| {
                 let bytes = encode(Header { load_id: 1, ..Header::default() }, &values, &[], coding);
@@ -659,15 +790,15 @@ mod tests {
             })
             .collect();
         // Nine vertices: 144 bytes of f64 against 10 for the first vertex and 2–4 a step.
-        assert!(sizes[1] < sizes[0] / 2, "{sizes:?}");
+        assert!(sizes[1] < sizes[0] / 2 && sizes[2] < sizes[1], "{sizes:?}");
     }
 
     #[test]
     fn points_off_the_grid_keep_their_f64_in_a_grid_store() {
         let on = Value::Point(Point::new(118.0895321, 24.4798012));
         let off = Value::Point(Point::new(118.08953214, 24.4798012));
-        let grid = |v: &Value| encode(Header::default(), &[Some(v.clone())], &[], PointCoding::Grid);
-        let float = |v: &Value| encode(Header::default(), &[Some(v.clone())], &[], PointCoding::Float);
+        let grid = |v: &Value| encode(Header::default(), &[Some(v.clone())], &[], ValueCoding::Grid);
+        let float = |v: &Value| encode(Header::default(), &[Some(v.clone())], &[], ValueCoding::Float);
         assert_eq!(float(&on).len() - grid(&on).len(), 6);
         assert_eq!(grid(&off), float(&off));
         for v in [&on, &off] {
@@ -677,6 +808,29 @@ mod tests {
         // Values written before the grid coding (variant 4: an f64 pair) still decode.
         assert_eq!(float(&on)[HEADER + 2], 4);
         assert_eq!(grid(&on)[HEADER + 2], 6);
+        let compact = encode(Header::default(), &[Some(on.clone())], &[], ValueCoding::Compact);
+        assert_eq!((compact[0], compact[HEADER + 1], compact.len() + 1), (2, 7, grid(&on).len()));
+    }
+
+    /// Format 2 writes a short text as its head and bytes (two bytes less than postcard's
+    /// option, variant and length), a long one and other values as postcard's variant raised
+    /// by one, none as 0; text of every length and values after it read back.
+    #[test]
+    fn compact_values_take_one_head_byte() {
+        let at = |coding| encode(Header::default(), &[Some(Value::Text("王".into())), None], &[], coding);
+        let (postcard, compact) = (at(ValueCoding::Grid), at(ValueCoding::Compact));
+        assert_eq!(compact.len() + 2, postcard.len());
+        assert_eq!(&compact[HEADER..], &[2, TEXT_HEAD + 3, 0xe7, 0x8e, 0x8b, 0, 0]);
+        for n in [0, 1, 245, 246, 247, 300] {
+            let values = [Some(Value::Text("a".repeat(n))), Some(Value::Number(1.5)), None];
+            let bytes = encode(Header::default(), &values, &[("k".into(), "v".into())], ValueCoding::Compact);
+            let (_, f, _) = fields(&bytes).unwrap();
+            assert_eq!(f[0][0], if n <= 246 { TEXT_HEAD + n as u8 } else { 1 }, "{n}");
+            let r = decode(Registry::Citizens, "k", &bytes).unwrap();
+            assert_eq!(&r.values[..3], &values, "{n}");
+        }
+        assert!(decode(Registry::Citizens, "x", &[2, 0, 0, 0, 0, 0, 1, 60]).is_err(), "truncated");
+        assert!(decode(Registry::Citizens, "x", &[2, 0, 0, 0, 0, 0, 1, TEXT_HEAD + 5, b'a']).is_err(), "truncated");
     }
 
     #[test]

@@ -178,8 +178,12 @@ pub const ORGANISATION_CODES_READY: &[u8] = b"orgcodes_ready";
 pub const EDGES_ONE_WAY: &[u8] = b"edges_one_way";
 
 /// Meta key present in a store that writes coordinates as grid steps (one created empty since
-/// the grid coding; [`super::Store::point_coding`]).
+/// the grid coding; [`super::Store::value_coding`]).
 pub const POINTS_ON_GRID: &[u8] = b"points_on_grid";
+
+/// Meta key present in a store that writes values in the compact format (one created empty
+/// since it; [`super::Store::value_coding`]).
+pub const VALUES_COMPACT: &[u8] = b"values_compact";
 
 /// Whether a reference of `link` may point into `registry`.
 pub fn may_target(link: &Link, registry: Registry) -> bool {

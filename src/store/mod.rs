@@ -102,8 +102,8 @@ pub struct Store {
     history_retention_days: Option<u32>,
     /// Serialises load-id reservations (which must not wait for a running load's writer).
     id_lock: Mutex<()>,
-    /// Coordinates written as grid steps ([`codec::PointCoding`]): stores created since.
-    points_on_grid: std::sync::atomic::AtomicBool,
+    /// How values are written ([`codec::ValueCoding`]), as chosen when the store was created.
+    value_coding: Mutex<codec::ValueCoding>,
 }
 
 impl std::fmt::Debug for Store {
@@ -162,7 +162,7 @@ impl Store {
             history_retention_days: options.history_retention_days,
             write_lock: Mutex::new(()),
             id_lock: Mutex::new(()),
-            points_on_grid: Default::default(),
+            value_coding: Mutex::new(codec::ValueCoding::Float),
         };
         store.recover()?;
         Ok(store)
@@ -170,7 +170,7 @@ impl Store {
 
     fn recover(&self) -> Result<()> {
         self.read_meta()?;
-        self.choose_point_coding()?;
+        self.choose_value_coding()?;
         self.feed_next.store(self.feed_last()? + 1, Ordering::SeqCst);
         let unfinished: Vec<u32> = self
             .loads()
@@ -192,29 +192,36 @@ impl Store {
         self.drop_legacy_forward_edges()
     }
 
-    /// A store created empty writes coordinates as grid steps and says so in `meta`; a store
-    /// that held values before (none of them grid steps) keeps writing `f64` pairs, so that its
-    /// encodings never mix (see [`codec::PointCoding`]).
-    fn choose_point_coding(&self) -> Result<()> {
+    /// A store created empty writes the newest coding and says so in `meta`; a store that held
+    /// values before keeps the coding it was created with (grid coordinates, `f64` pairs), so
+    /// that its encodings never mix (see [`codec::ValueCoding`]).
+    fn choose_value_coding(&self) -> Result<()> {
+        use codec::ValueCoding::{Compact, Float, Grid};
         let meta = self.cf(cf::META);
-        let grid = if self.db.get_pinned_cf(meta, keys::POINTS_ON_GRID)?.is_some() {
-            true
-        } else if self.db.get_pinned_cf(meta, keys::NEXT_LOAD)?.is_none()
+        let marked = |key: &[u8]| -> Result<bool> { Ok(self.db.get_pinned_cf(meta, key)?.is_some()) };
+        let coding = if marked(keys::VALUES_COMPACT)? {
+            Compact
+        } else if marked(keys::POINTS_ON_GRID)? {
+            Grid
+        } else if !marked(keys::NEXT_LOAD)?
             && self.loads().is_empty()
             && Registry::ALL.into_iter().all(|r| self.count(r) == 0)
         {
-            self.db.put_cf(meta, keys::POINTS_ON_GRID, [])?;
-            true
+            let mut batch = WriteBatch::default();
+            batch.put_cf(meta, keys::POINTS_ON_GRID, []);
+            batch.put_cf(meta, keys::VALUES_COMPACT, []);
+            self.db.write(batch)?;
+            Compact
         } else {
-            false
+            Float
         };
-        self.points_on_grid.store(grid, Ordering::SeqCst);
+        *self.value_coding.lock().unwrap_or_else(|e| e.into_inner()) = coding;
         Ok(())
     }
 
-    /// How this store writes coordinates.
-    pub fn point_coding(&self) -> codec::PointCoding {
-        if self.points_on_grid.load(Ordering::Relaxed) { codec::PointCoding::Grid } else { codec::PointCoding::Float }
+    /// How this store writes values.
+    pub fn value_coding(&self) -> codec::ValueCoding {
+        *self.value_coding.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Deletes the holders' own edges a store written before keeps in `relations` (reads

@@ -197,57 +197,69 @@ fn presence_answers_keys_asked_in_ascending_order() {
     }
 }
 
-/// A store created empty writes coordinates as grid steps; a store that held values before
-/// keeps writing `f64` pairs, so that a re-sent, unchanged row still compares equal byte for
-/// byte with what it holds. Both answer the same records and locations.
+/// A store created empty writes values in the compact format with grid coordinates; a store
+/// created before keeps its coding (postcard values with grid steps, or with `f64` pairs), so
+/// that a re-sent, unchanged row still compares equal byte for byte with what it holds. All
+/// three answer the same records and locations, the newer codings in fewer bytes.
 #[test]
-fn coordinates_are_grid_steps_in_a_new_store_and_stay_f64_in_an_older_one() {
-    use jichu::store::codec::{self, PointCoding};
-    let grid = TestStore::new();
-    // A store an earlier version created: it had reserved a load id, and has no marker.
-    let float = TestStore::new().reopen_after(|path| {
-        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, &names).unwrap();
-        let meta = db.cf_handle("meta").unwrap();
-        db.delete_cf(meta, b"points_on_grid").unwrap();
-        db.put_cf(meta, b"next_load", 1u32.to_le_bytes()).unwrap();
-    });
-    assert_eq!(grid.store.point_coding(), PointCoding::Grid);
-    assert_eq!(float.store.point_coding(), PointCoding::Float);
-    for t in [&grid, &float] {
+fn a_new_store_writes_the_newest_coding_and_an_older_one_keeps_its_own() {
+    use jichu::store::codec::{self, ValueCoding};
+    let compact = TestStore::new();
+    // Stores earlier versions created: they had reserved a load id, and lack the markers of
+    // the codings that came after them.
+    let older = |markers: &'static [&'static [u8]]| {
+        TestStore::new().reopen_after(move |path| {
+            let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+            let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, &names).unwrap();
+            let meta = db.cf_handle("meta").unwrap();
+            for m in markers {
+                db.delete_cf(meta, m).unwrap();
+            }
+            db.put_cf(meta, b"next_load", 1u32.to_le_bytes()).unwrap();
+        })
+    };
+    let grid = older(&[b"values_compact"]);
+    let float = older(&[b"values_compact", b"points_on_grid"]);
+    let stores = [&compact, &grid, &float];
+    let codings = [ValueCoding::Compact, ValueCoding::Grid, ValueCoding::Float];
+    assert_eq!(stores.map(|t| t.store.value_coding()), codings);
+    for t in stores {
         for stem in ["citizens", "parcels"] {
             t.load_fixture(stem);
         }
     }
     // Each keeps its coding across a reopen, loads or not.
-    let (grid, float) = (grid.reopen(), float.reopen());
-    assert_eq!((grid.store.point_coding(), float.store.point_coding()), (PointCoding::Grid, PointCoding::Float));
+    let (compact, grid, float) = (compact.reopen(), grid.reopen(), float.reopen());
+    let stores = [&compact, &grid, &float];
+    assert_eq!(stores.map(|t| t.store.value_coding()), codings);
     let raw = |t: &TestStore, r: Registry| -> Vec<jichu::store::KeyValue> {
         t.store.reader().scan(r).map(|kv| kv.unwrap()).collect()
     };
     for r in [Registry::Citizens, Registry::Parcels] {
-        let (g, f) = (raw(&grid, r), raw(&float, r));
-        assert_eq!(g.len(), f.len());
-        let (mut g_bytes, mut f_bytes) = (0, 0);
-        for ((gk, gv), (fk, fv)) in g.iter().zip(&f) {
-            assert_eq!(gk, fk);
-            let id = std::str::from_utf8(gk).unwrap();
-            let (a, b) = (codec::decode(r, id, gv).unwrap(), codec::decode(r, id, fv).unwrap());
-            assert_eq!(a.values, b.values, "{r} {id}");
-            (g_bytes, f_bytes) = (g_bytes + gv.len(), f_bytes + fv.len());
+        let all = stores.map(|t| raw(t, r));
+        let mut bytes = [0usize; 3];
+        for (i, kvs) in all.iter().enumerate() {
+            assert_eq!(kvs.len(), all[0].len());
+            for ((k, v), (k0, v0)) in kvs.iter().zip(&all[0]) {
+                assert_eq!(k, k0);
+                let id = std::str::from_utf8(k).unwrap();
+                let (a, b) = (codec::decode(r, id, v).unwrap(), codec::decode(r, id, v0).unwrap());
+                assert_eq!(a.values, b.values, "{r} {id}");
+                bytes[i] += v.len();
+            }
         }
-        assert!(g_bytes < f_bytes, "{r}: {g_bytes} bytes on the grid against {f_bytes} in f64");
+        assert!(bytes[0] < bytes[1] && bytes[1] < bytes[2], "{r}: compact, grid, f64: {bytes:?}");
     }
     let points =
         |t: &TestStore| -> Vec<_> { t.store.reader().points(Registry::Citizens).map(|p| p.unwrap()).collect() };
     assert_eq!(points(&grid), points(&float));
-    // `jichu stats` says which, and what re-creating an older store would save.
-    let (g, f) =
-        (jichu::footprint::Footprint::measure(&grid.store), jichu::footprint::Footprint::measure(&float.store));
-    assert_eq!((g.point_coding, f.point_coding), (PointCoding::Grid, PointCoding::Float));
-    assert!(f.markdown().contains("coordinates as f64 pairs") && !g.markdown().contains("f64 pairs"));
-    // The same extracts again: nothing changed, in either store.
-    for t in [&grid, &float] {
+    assert_eq!(points(&compact), points(&float));
+    // `jichu stats` says which, and what re-creating an f64 store would save.
+    let f = stores.map(|t| jichu::footprint::Footprint::measure(&t.store));
+    assert_eq!(f.each_ref().map(|f| f.value_coding), codings);
+    assert!(f[2].markdown().contains("coordinates as f64 pairs") && !f[1].markdown().contains("f64 pairs"));
+    // The same extracts again: nothing changed, in any store.
+    for t in stores {
         for stem in ["citizens", "parcels"] {
             let report = t.load_fixture(stem);
             assert_eq!((report.inserted, report.updated), (0, 0), "{stem}: {report:?}");
