@@ -107,7 +107,7 @@ impl Cell for Option<Value> {
     }
 }
 
-/// An encoded field: postcard writes an absent value as the one byte 0.
+/// An encoded field: every value format writes an absent value as the one byte 0.
 impl Cell for &[u8] {
     fn present(&self) -> bool {
         *self != [0u8]

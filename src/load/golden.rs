@@ -16,7 +16,7 @@ pub(crate) struct Merger {
     pub source: String,
     /// Review items opened so far.
     pub opened: std::cell::Cell<u64>,
-    /// How the store writes coordinates.
+    /// How the store writes values.
     pub coding: codec::ValueCoding,
 }
 

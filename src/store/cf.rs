@@ -109,9 +109,10 @@ pub fn options(name: &str, cache: &Cache) -> Options {
     options_for(name, cache, true)
 }
 
-/// The options an SST file of a bulk load is written with: a bulk load fills an empty column
-/// family, so its files are ingested into the bottom level, and records' files are written
-/// without filters ([`options`]).
+/// The options an SST file of a bulk load is written with: a bulk load fills a registry with
+/// no records, so its files are ingested into the bottom level, and records' files are written
+/// without filters ([`options`]). Above the tombstones of an undone load they land on an upper
+/// level instead, and do without filters there until a compaction rewrites them.
 pub fn bulk_file_options(name: &str, cache: &Cache) -> Options {
     options_for(name, cache, false)
 }

@@ -218,7 +218,8 @@ fn from_wire(w: Wire) -> Result<Value> {
     })
 }
 
-/// Encodes a record's values and extras under `header`, coordinates as `coding` says.
+/// Encodes a record's values and extras under `header`, in the format and with the
+/// coordinates `coding` says.
 pub fn encode(header: Header, values: &[Option<Value>], extras: &[(String, String)], coding: ValueCoding) -> Vec<u8> {
     encode_golden(Header { sourced: false, ..header }, values, extras, &[], coding)
 }

@@ -192,17 +192,16 @@ impl Store {
         self.drop_legacy_forward_edges()
     }
 
-    /// A store created empty writes the newest coding and says so in `meta`; a store that held
-    /// values before keeps the coding it was created with (grid coordinates, `f64` pairs), so
-    /// that its encodings never mix (see [`codec::ValueCoding`]).
+    /// A store that never held a value (no load id reserved) writes the newest coding and says
+    /// so in `meta`; a store that held values keeps the coding it was created with (grid
+    /// coordinates, `f64` pairs), so that its encodings never mix (see [`codec::ValueCoding`]).
+    /// A binary older than a coding cannot read its values: a store is not handed back to one.
     fn choose_value_coding(&self) -> Result<()> {
         use codec::ValueCoding::{Compact, Float, Grid};
         let meta = self.cf(cf::META);
         let marked = |key: &[u8]| -> Result<bool> { Ok(self.db.get_pinned_cf(meta, key)?.is_some()) };
         let coding = if marked(keys::VALUES_COMPACT)? {
             Compact
-        } else if marked(keys::POINTS_ON_GRID)? {
-            Grid
         } else if !marked(keys::NEXT_LOAD)?
             && self.loads().is_empty()
             && Registry::ALL.into_iter().all(|r| self.count(r) == 0)
@@ -212,6 +211,8 @@ impl Store {
             batch.put_cf(meta, keys::VALUES_COMPACT, []);
             self.db.write(batch)?;
             Compact
+        } else if marked(keys::POINTS_ON_GRID)? {
+            Grid
         } else {
             Float
         };

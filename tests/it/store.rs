@@ -220,6 +220,13 @@ fn a_new_store_writes_the_newest_coding_and_an_older_one_keeps_its_own() {
     };
     let grid = older(&[b"values_compact"]);
     let float = older(&[b"values_compact", b"points_on_grid"]);
+    // A store an earlier version created and never loaded takes the newest coding.
+    let unused = TestStore::new().reopen_after(|path| {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, &names).unwrap();
+        db.delete_cf(db.cf_handle("meta").unwrap(), b"values_compact").unwrap();
+    });
+    assert_eq!(unused.store.value_coding(), ValueCoding::Compact);
     let stores = [&compact, &grid, &float];
     let codings = [ValueCoding::Compact, ValueCoding::Grid, ValueCoding::Float];
     assert_eq!(stores.map(|t| t.store.value_coding()), codings);
@@ -258,6 +265,7 @@ fn a_new_store_writes_the_newest_coding_and_an_older_one_keeps_its_own() {
     let f = stores.map(|t| jichu::footprint::Footprint::measure(&t.store));
     assert_eq!(f.each_ref().map(|f| f.value_coding), codings);
     assert!(f[2].markdown().contains("coordinates as f64 pairs") && !f[1].markdown().contains("f64 pairs"));
+    assert!(f[1].markdown().contains("value format 1") && !f[0].markdown().contains("value format 1"));
     // The same extracts again: nothing changed, in any store.
     for t in stores {
         for stem in ["citizens", "parcels"] {

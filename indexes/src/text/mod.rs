@@ -242,13 +242,18 @@ fn build_schema(spec: &TextSpec) -> Result<Schema> {
     b.add_u64_field("registry", number.clone().set_fast());
     b.add_u64_field("ended", number.clone());
     let declared = |name: &str| spec.text.iter().find(|t| t.name == name);
-    for group in &spec.shared {
+    for (i, group) in spec.shared.iter().enumerate() {
         let first = group.first().and_then(|n| declared(n));
         let alike = group
             .iter()
             .all(|n| declared(n).is_some_and(|t| Some((t.grams, t.norms)) == first.map(|f| (f.grams, f.norms))));
-        if !alike || tag(group.len() - 1).is_none() || group.iter().any(|n| n.contains('|')) {
-            return Err(TextError::Spec(format!("a shared field needs declared text fields alike: {group:?}")));
+        let elsewhere = |n: &String| spec.shared.iter().enumerate().any(|(j, g)| j != i && g.contains(n));
+        let repeated = group.iter().enumerate().any(|(j, n)| group[..j].contains(n));
+        let fits = !group.is_empty() && tag(group.len() - 1).is_some();
+        if !alike || !fits || repeated || group.iter().any(|n| n.contains('|') || elsewhere(n)) {
+            return Err(TextError::Spec(format!(
+                "a shared field needs declared text fields alike, each in one group once: {group:?}"
+            )));
         }
     }
     for field in &spec.text {
