@@ -71,24 +71,25 @@ pub fn all() -> impl Iterator<Item = &'static str> {
 
 /// Table options shared by every column family: one explicitly sized block cache holding
 /// data, index and filter blocks; bloom filters (above the bottom level: [`options`]) so that
-/// a point lookup of a key a level does not hold touches none of its data blocks. Blocks are
-/// 8 KiB, except 32 KiB in the column families read in order (the feed, history, change log)
-/// and 16 KiB in the records': larger blocks compress better (the feed 22% smaller, records
-/// 7% smaller at 2M citizens) but a point read of a block not in the cache decompresses all
-/// of it (ARCHITECTURE, *Decisions*: records' blocks were 8 KiB, restarting every 4 keys, for
-/// faster reads until the footprint target asked for the bytes back).
+/// a point lookup of a key a level does not hold touches none of its data blocks. Records'
+/// data blocks have a restart point every 4 keys rather than 16: a point read scans at most
+/// 4 keys of its block, not up to 16 (100-key batch lookups
+/// +6–11% at 1M citizens, for 2.9% more store; ARCHITECTURE, *Decisions*). Blocks are 8 KiB,
+/// except 32 KiB in the column families read in order (the feed, history, change log):
+/// larger blocks compress better (the feed 22% smaller) but a point read of a block not in
+/// the cache decompresses all of it (16 KiB record blocks: id lookups 1.5–2× slower with
+/// a cold cache, for 7–10% smaller records).
 fn table_options(cache: &Cache, bloom: bool, point_reads: bool, sequential: bool) -> BlockBasedOptions {
     let mut t = BlockBasedOptions::default();
     t.set_block_cache(cache);
-    t.set_block_size(match (sequential, point_reads) {
-        (true, _) => 32 * 1024,
-        (false, true) => 16 * 1024,
-        (false, false) => 8 * 1024,
-    });
+    t.set_block_size(if sequential { 32 * 1024 } else { 8 * 1024 });
     t.set_cache_index_and_filter_blocks(true);
     t.set_pin_l0_filter_and_index_blocks_in_cache(true);
     t.set_index_type(BlockBasedIndexType::BinarySearch);
     t.set_format_version(5);
+    if point_reads {
+        t.set_block_restart_interval(4);
+    }
     if bloom {
         t.set_bloom_filter(10.0, false);
         t.set_optimize_filters_for_memory(true);
@@ -122,13 +123,11 @@ fn options_for(name: &str, cache: &Cache, upper_levels: bool) -> Options {
     o.set_level_compaction_dynamic_level_bytes(true);
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(DBCompressionType::Zstd);
-    let point_reads = Registry::ALL.iter().any(|r| records(*r) == name);
-    // Records at zstd level 3 (RocksDB's default level): 0.9 bytes a record smaller than
-    // level 1 at 2M citizens, loads within the noise, decompression as fast. The feed and the
-    // relations' keys came out larger at level 3 (the feed 22.4 → 24.8 MiB), so level 1 there.
-    o.set_bottommost_compression_options(-14, if point_reads { 3 } else { 1 }, 0, 0, true);
+    // zstd level 1: most of level 3's ratio on short records at about twice the speed.
+    o.set_bottommost_compression_options(-14, 1, 0, 0, true);
     o.set_write_buffer_size(64 << 20);
     o.set_target_file_size_base(64 << 20);
+    let point_reads = Registry::ALL.iter().any(|r| records(*r) == name);
     let bloom = !matches!(
         name,
         RELATIONS | META | CHANGES | HISTORY | FEED | UNLINKED | CONTRIBUTIONS | REVIEW | ORGANISATION_CODES
