@@ -102,8 +102,8 @@ pub struct Store {
     history_retention_days: Option<u32>,
     /// Serialises load-id reservations (which must not wait for a running load's writer).
     id_lock: Mutex<()>,
-    /// How values are written ([`codec::ValueCoding`]), as chosen when the store was created.
-    value_coding: Mutex<codec::ValueCoding>,
+    /// How values are written ([`codec::ValueCoding`]): chosen once, as the store opens.
+    value_coding: std::sync::OnceLock<codec::ValueCoding>,
 }
 
 impl std::fmt::Debug for Store {
@@ -162,7 +162,7 @@ impl Store {
             history_retention_days: options.history_retention_days,
             write_lock: Mutex::new(()),
             id_lock: Mutex::new(()),
-            value_coding: Mutex::new(codec::ValueCoding::Float),
+            value_coding: std::sync::OnceLock::new(),
         };
         store.recover()?;
         Ok(store)
@@ -216,13 +216,13 @@ impl Store {
         } else {
             Float
         };
-        *self.value_coding.lock().unwrap_or_else(|e| e.into_inner()) = coding;
+        let _ = self.value_coding.set(coding);
         Ok(())
     }
 
     /// How this store writes values.
     pub fn value_coding(&self) -> codec::ValueCoding {
-        *self.value_coding.lock().unwrap_or_else(|e| e.into_inner())
+        self.value_coding.get().copied().unwrap_or(codec::ValueCoding::Float)
     }
 
     /// Deletes the holders' own edges a store written before keeps in `relations` (reads
