@@ -263,10 +263,8 @@ fn put_compact(out: &mut Vec<u8>, w: Option<&WireRef<'_>>) {
         }
         Some(w) => {
             let at = out.len();
-            let mut buf = std::mem::take(out);
-            buf = postcard::to_extend(w, buf).expect("postcard into a Vec");
-            buf[at] += 1;
-            *out = buf;
+            *out = postcard::to_extend(w, std::mem::take(out)).expect("postcard into a Vec");
+            out[at] += 1;
         }
     }
 }

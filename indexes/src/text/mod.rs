@@ -257,10 +257,9 @@ fn build_schema(spec: &TextSpec) -> Result<Schema> {
         }
     }
     for field in &spec.text {
-        let group = spec.shared.iter().find(|g| g.contains(&field.name));
-        let (name, tagged) = match group {
-            Some(g) if g[0] != field.name => continue, // added with its group's first member
-            Some(g) => (g.join("|"), true),
+        let (name, tagged) = match group_of(spec, &field.name) {
+            Some((_, place)) if place > 0 => continue, // added with its group's first member
+            Some((group, _)) => (shared_name(group), true),
             None => (field.name.clone(), false),
         };
         let tokenizer = match (field.grams == Grams::UniAndBi, tagged) {
@@ -291,15 +290,23 @@ fn build_schema(spec: &TextSpec) -> Result<Schema> {
     Ok(b.build())
 }
 
+/// The shared group holding a text field, and the field's place in it.
+fn group_of<'a>(spec: &'a TextSpec, name: &str) -> Option<(&'a [String], usize)> {
+    spec.shared.iter().find_map(|g| Some((g.as_slice(), g.iter().position(|n| n == name)?)))
+}
+
+/// The tantivy field of a shared group: its members' names joined, so that another grouping
+/// is another schema.
+fn shared_name(group: &[String]) -> String {
+    group.join("|")
+}
+
 /// Each declared text field's handle in `schema` (as [`build_schema`] laid them out).
 fn text_fields(spec: &TextSpec, schema: &Schema) -> Result<std::collections::HashMap<String, FieldId>> {
     let mut out = std::collections::HashMap::new();
     for field in &spec.text {
-        let id = match spec.shared.iter().find(|g| g.contains(&field.name)) {
-            Some(g) => {
-                let i = g.iter().position(|n| *n == field.name).unwrap_or(0);
-                FieldId { field: schema.get_field(&g.join("|"))?, tag: tag(i) }
-            }
+        let id = match group_of(spec, &field.name) {
+            Some((group, place)) => FieldId { field: schema.get_field(&shared_name(group))?, tag: tag(place) },
             None => FieldId { field: schema.get_field(&field.name)?, tag: None },
         };
         out.insert(field.name.clone(), id);
