@@ -71,15 +71,15 @@ pub fn all() -> impl Iterator<Item = &'static str> {
 
 /// Table options shared by every column family: one explicitly sized block cache holding
 /// data, index and filter blocks; bloom filters (above the bottom level: [`options`]) so that
-/// a point lookup of a key a level does not hold touches none of its data blocks. Records'
-/// data blocks have a restart point every 4 keys rather than 16: a point read scans at most
-/// 4 keys of its block, not up to 16 (100-key batch lookups
-/// +6–11% at 1M citizens, for 2.9% more store; ARCHITECTURE, *Decisions*). Blocks are 8 KiB,
+/// a point lookup of a key a level does not hold touches none of its data blocks. Data blocks
+/// restart their key prefixes every 16 keys (RocksDB's default): every 4 made 100-key batch
+/// lookups 6–11% faster at 1M citizens for 2.9% more store, bytes the footprint target wants
+/// more than batches, 40% above theirs, want the speed (ARCHITECTURE, *Decisions*). Blocks are 8 KiB,
 /// except 32 KiB in the column families read in order (the feed, history, change log):
 /// larger blocks compress better (the feed 22% smaller) but a point read of a block not in
 /// the cache decompresses all of it (16 KiB record blocks: id lookups 1.5–2× slower with
 /// a cold cache, for 7–10% smaller records).
-fn table_options(cache: &Cache, bloom: bool, point_reads: bool, sequential: bool) -> BlockBasedOptions {
+fn table_options(cache: &Cache, bloom: bool, sequential: bool) -> BlockBasedOptions {
     let mut t = BlockBasedOptions::default();
     t.set_block_cache(cache);
     t.set_block_size(if sequential { 32 * 1024 } else { 8 * 1024 });
@@ -87,9 +87,6 @@ fn table_options(cache: &Cache, bloom: bool, point_reads: bool, sequential: bool
     t.set_pin_l0_filter_and_index_blocks_in_cache(true);
     t.set_index_type(BlockBasedIndexType::BinarySearch);
     t.set_format_version(5);
-    if point_reads {
-        t.set_block_restart_interval(4);
-    }
     if bloom {
         t.set_bloom_filter(10.0, false);
         t.set_optimize_filters_for_memory(true);
@@ -99,7 +96,9 @@ fn table_options(cache: &Cache, bloom: bool, point_reads: bool, sequential: bool
 
 /// Options of one column family. Records are point-read (bloom filters); relations are only
 /// prefix-scanned by owner, which a whole-key bloom filter cannot answer, so they have none.
-/// LZ4 on the upper levels, zstd at the bottom where most bytes live.
+/// LZ4 on the upper levels, zstd at the bottom where most bytes live: level 3 for records
+/// (4% smaller than level 1 at 2M citizens; decompression, what reads pay, costs the same),
+/// level 1 elsewhere.
 ///
 /// Records' filters are kept off the bottom level (`optimize_filters_for_hits`): a present
 /// key's lookup reads its data block there anyway, so a filter only spares a lookup of an
@@ -123,11 +122,10 @@ fn options_for(name: &str, cache: &Cache, upper_levels: bool) -> Options {
     o.set_level_compaction_dynamic_level_bytes(true);
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(DBCompressionType::Zstd);
-    // zstd level 1: most of level 3's ratio on short records at about twice the speed.
-    o.set_bottommost_compression_options(-14, 1, 0, 0, true);
+    let point_reads = Registry::ALL.iter().any(|r| records(*r) == name);
+    o.set_bottommost_compression_options(-14, if point_reads { 3 } else { 1 }, 0, 0, true);
     o.set_write_buffer_size(64 << 20);
     o.set_target_file_size_base(64 << 20);
-    let point_reads = Registry::ALL.iter().any(|r| records(*r) == name);
     let bloom = !matches!(
         name,
         RELATIONS | META | CHANGES | HISTORY | FEED | UNLINKED | CONTRIBUTIONS | REVIEW | ORGANISATION_CODES
@@ -136,7 +134,6 @@ fn options_for(name: &str, cache: &Cache, upper_levels: bool) -> Options {
     o.set_block_based_table_factory(&table_options(
         cache,
         bloom && upper_levels,
-        point_reads,
         matches!(name, FEED | HISTORY | CHANGES | UNLINKED),
     ));
     if point_reads {
