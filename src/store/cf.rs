@@ -75,14 +75,15 @@ pub fn all() -> impl Iterator<Item = &'static str> {
 /// restart their key prefixes every 16 keys (RocksDB's default): every 4 made 100-key batch
 /// lookups 6–11% faster at 1M citizens for 2.9% more store, bytes the footprint target wants
 /// more than batches, 40% above theirs, want the speed (ARCHITECTURE, *Decisions*). Blocks are 8 KiB,
-/// except 32 KiB in the column families read in order (the feed, history, change log):
-/// larger blocks compress better (the feed 22% smaller) but a point read of a block not in
-/// the cache decompresses all of it (16 KiB record blocks: id lookups 1.5–2× slower with
-/// a cold cache, for 7–10% smaller records).
-fn table_options(cache: &Cache, bloom: bool, sequential: bool) -> BlockBasedOptions {
+/// except in the column families read in order: 32 KiB in history and the change log, 128 KiB
+/// in the feed (read in pages of entries; 32 KiB made it 22% smaller than 8, 128 another 6%).
+/// Larger blocks compress better but a point read of a block not in the cache decompresses
+/// all of it (16 KiB record blocks: id lookups at 100M 2.6× slower, ARCHITECTURE,
+/// *Decisions*; relations' edges in 16 KiB blocks were 4% smaller, not worth their reads).
+fn table_options(cache: &Cache, bloom: bool, block_size: usize) -> BlockBasedOptions {
     let mut t = BlockBasedOptions::default();
     t.set_block_cache(cache);
-    t.set_block_size(if sequential { 32 * 1024 } else { 8 * 1024 });
+    t.set_block_size(block_size);
     t.set_cache_index_and_filter_blocks(true);
     t.set_pin_l0_filter_and_index_blocks_in_cache(true);
     t.set_index_type(BlockBasedIndexType::BinarySearch);
@@ -134,7 +135,11 @@ fn options_for(name: &str, cache: &Cache, upper_levels: bool) -> Options {
     o.set_block_based_table_factory(&table_options(
         cache,
         bloom && upper_levels,
-        matches!(name, FEED | HISTORY | CHANGES | UNLINKED),
+        match name {
+            FEED => 128 * 1024,
+            HISTORY | CHANGES | UNLINKED => 32 * 1024,
+            _ => 8 * 1024,
+        },
     ));
     if point_reads {
         o.set_memtable_whole_key_filtering(true);
