@@ -73,8 +73,9 @@ pub fn all() -> impl Iterator<Item = &'static str> {
 /// data, index and filter blocks; bloom filters (above the bottom level: [`options`]) so that
 /// a point lookup of a key a level does not hold touches none of its data blocks. Data blocks
 /// restart their key prefixes every 16 keys (RocksDB's default): every 4 made 100-key batch
-/// lookups 6–11% faster at 1M citizens for 2.9% more store, bytes the footprint target wants
-/// more than batches, 40% above theirs, want the speed (ARCHITECTURE, *Decisions*). Blocks are 8 KiB,
+/// lookups 6–11% faster at 1M citizens for 2.9% more store, and at 100M the batches met their
+/// target with 16 while the footprint did not meet its own (ARCHITECTURE, *Decisions*).
+/// Blocks are 8 KiB,
 /// except in the column families read in order: 32 KiB in history and the change log, 128 KiB
 /// in the feed (read in pages of entries; 32 KiB made it 22% smaller than 8, 128 another 6%).
 /// Larger blocks compress better but a point read of a block not in the cache decompresses
@@ -98,8 +99,9 @@ fn table_options(cache: &Cache, bloom: bool, block_size: usize) -> BlockBasedOpt
 /// Options of one column family. Records are point-read (bloom filters); relations are only
 /// prefix-scanned by owner, which a whole-key bloom filter cannot answer, so they have none.
 /// LZ4 on the upper levels, zstd at the bottom where most bytes live: level 3 for records
-/// (4% smaller than level 1 at 2M citizens; decompression, what reads pay, costs the same),
-/// level 1 elsewhere.
+/// (3% smaller than level 1, an entities' file recompressed by `sst_dump`; decompression,
+/// what reads pay, costs the same; levels above cost loads more than they save), level 1
+/// elsewhere (the feed and relations grew at 3).
 ///
 /// Records' filters are kept off the bottom level (`optimize_filters_for_hits`): a present
 /// key's lookup reads its data block there anyway, so a filter only spares a lookup of an
