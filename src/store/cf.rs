@@ -80,7 +80,7 @@ pub fn all() -> impl Iterator<Item = &'static str> {
 /// in the feed (read in pages of entries; 32 KiB made it 22% smaller than 8, 128 another 6%).
 /// Larger blocks compress better but a point read of a block not in the cache decompresses
 /// all of it (16 KiB record blocks: id lookups at 100M 2.6× slower, ARCHITECTURE,
-/// *Decisions*; relations' edges in 16 KiB blocks were 4% smaller, not worth their reads).
+/// *Decisions*; relations' edges in 16 KiB blocks were 3% smaller, not worth their reads).
 fn table_options(cache: &Cache, bloom: bool, block_size: usize) -> BlockBasedOptions {
     let mut t = BlockBasedOptions::default();
     t.set_block_cache(cache);
