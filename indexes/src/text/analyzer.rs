@@ -8,7 +8,11 @@
 //!   one-character run gives that character. Indexed text ([`Grams::BiEdges`]) also keeps a
 //!   run's first or last character where it meets a letter/digit run, so a query's lone
 //!   character at a script boundary (`路` of `路88号`) matches. With [`Grams::UniAndBi`]
-//!   (names) every character is also a token, so a surname alone finds its bearers.
+//!   (names) every character of a run of up to [`NAME_RUN`] characters (a person's name) is
+//!   also a token, so a surname alone finds its bearers; a longer run (a company's name) is
+//!   indexed as text is, bigrams and edges, as Lucene's `CJKAnalyzer` indexes every run: its
+//!   characters were 21% of the name field's postings (2.2 bytes a record at 2M citizens),
+//!   and a one-character query part matching any company that holds it ranks nothing.
 //! - A letter/digit run is one token (`88`, `b2`).
 //! - A CJK token is given once per text: a second one would only raise its term frequency,
 //!   and every token costs the index writer a lookup in its postings hash (the largest part
@@ -36,9 +40,14 @@ pub enum Grams {
     /// lone character there but a one-character query, which a bigram index answers only
     /// from one-character runs anyway.
     BiEdges,
-    /// Every character and every bigram. For names: 2–4 characters, searched by surname too.
+    /// Every character and every bigram of a run of up to [`NAME_RUN`] characters; longer
+    /// runs as `BiEdges`. For names: a person's, 2–4 characters, searched by surname too.
     UniAndBi,
 }
+
+/// The longest run of CJK characters [`Grams::UniAndBi`] gives each character of: a
+/// person's name, a two-character surname and a two-character given name at most.
+pub const NAME_RUN: usize = 4;
 
 /// The tokenizer; see the module documentation.
 #[derive(Clone, Debug)]
@@ -197,7 +206,8 @@ impl Tokenizer for CjkTokenizer {
                 Class::Word => spans.push((i, end)),
                 Class::Cjk if end - i == 1 => cjk(spans, seen, i, end),
                 Class::Cjk => {
-                    if self.grams == Grams::BiEdges {
+                    let unigrams = self.grams == Grams::UniAndBi && end - i <= NAME_RUN;
+                    if self.grams == Grams::BiEdges || (self.grams == Grams::UniAndBi && !unigrams) {
                         if meets_word(i, true) {
                             cjk(spans, seen, i, i + 1);
                         }
@@ -206,7 +216,7 @@ impl Tokenizer for CjkTokenizer {
                         }
                     }
                     for j in i..end {
-                        if self.grams == Grams::UniAndBi {
+                        if unigrams {
                             cjk(spans, seen, j, j + 1);
                         }
                         if j + 1 < end {
@@ -319,6 +329,17 @@ mod tests {
     fn names_give_unigrams_and_bigrams() {
         assert_eq!(tokens("王秀英", Grams::UniAndBi), ["王", "王秀", "秀", "秀英", "英"]);
         assert_eq!(tokens("阿卜·热合曼", Grams::UniAndBi), ["阿", "阿卜", "卜", "热", "热合", "合", "合曼", "曼"]);
+        assert_eq!(tokens("欧阳秀英", Grams::UniAndBi), ["欧", "欧阳", "阳", "阳秀", "秀", "秀英", "英"]);
+    }
+
+    /// A run longer than a person's name (a company's) gives what indexed text gives: its
+    /// bigrams, and its edges beside letters or digits.
+    #[test]
+    fn long_runs_in_names_give_bigrams_and_edges() {
+        assert_eq!(tokens("鹭江科技公司", Grams::UniAndBi), ["鹭江", "江科", "科技", "技公", "公司"]);
+        assert_eq!(tokens("鹭江科技公司", Grams::UniAndBi), tokens("鹭江科技公司", Grams::BiEdges));
+        assert_eq!(tokens("3d打印科技有限", Grams::UniAndBi), ["3d", "打", "打印", "印科", "科技", "技有", "有限"]);
+        assert_eq!(tokens("3d打印", Grams::UniAndBi), ["3d", "打", "打印", "印"]);
     }
 
     #[test]

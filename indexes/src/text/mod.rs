@@ -46,11 +46,11 @@ pub type Result<T> = std::result::Result<T, TextError>;
 /// Tokenizer names carry the analyzer's version: a changed analyzer changes the schema, and
 /// an index built with the old one is rebuilt rather than searched with mismatched tokens.
 const TOKENIZER_BI: &str = "cjk_bi_v2";
-const TOKENIZER_NAMES: &str = "cjk_names_v1";
+const TOKENIZER_NAMES: &str = "cjk_names_v2";
 /// The same analyzers for a field that hosts several text fields: a text's first character
 /// is its field's tag, and every token of the text begins with it ([`TextSpec::shared`]).
 const TOKENIZER_BI_TAGGED: &str = "cjk_bi_tagged_v1";
-const TOKENIZER_NAMES_TAGGED: &str = "cjk_names_tagged_v1";
+const TOKENIZER_NAMES_TAGGED: &str = "cjk_names_tagged_v2";
 
 /// An analysed text field.
 #[derive(Clone, Debug, PartialEq, Eq)]
