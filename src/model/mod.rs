@@ -97,7 +97,8 @@ pub enum Search {
     None,
     /// Analysed into CJK bigrams: addresses, free text.
     Text,
-    /// Analysed into characters and bigrams: names, searched by surname too.
+    /// Analysed into bigrams, and a person's name (up to four characters) into its characters
+    /// too: names, a person's searched by surname too.
     Name,
     /// An exact filter (status, kind…).
     Keyword,

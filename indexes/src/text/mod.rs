@@ -56,7 +56,7 @@ const TOKENIZER_NAMES_TAGGED: &str = "cjk_names_tagged_v2";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TextField {
     pub name: String,
-    /// Unigrams too make a surname searchable.
+    /// Unigrams too (in runs up to a person's name) make a surname searchable.
     pub grams: Grams,
     /// Length normalisation for BM25 (one byte per document of the whole index).
     pub norms: bool,

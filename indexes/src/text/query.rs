@@ -521,6 +521,39 @@ mod tests {
         assert!(matches!(TextIndex::open(dir.path(), &unlike), Err(TextError::Spec(_))));
     }
 
+    /// A one-character query finds the people whose names hold it (a person's name gives each
+    /// character) but not a company's name, which gives bigrams only; any two-character
+    /// fragment of the company's name still finds it, at either end too.
+    #[test]
+    fn a_surname_finds_people_and_fragments_find_companies() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = TextSpec {
+            text: vec![TextField { name: "r.name".into(), grams: Grams::UniAndBi, norms: true }],
+            ..TextSpec::default()
+        };
+        let index = TextIndex::open(dir.path(), &spec).unwrap();
+        let mut w = index.writer(WriterOptions { threads: 1, memory_bytes: 20 << 20, no_merge: true }).unwrap();
+        for (key, name) in [("p1", "王秀英"), ("p2", "欧阳王芳"), ("c1", "厦门王氏科技有限公司")] {
+            let mut doc = w.doc(1, key, false);
+            doc.text(index.field("r.name").unwrap(), name);
+            w.add(doc).unwrap();
+        }
+        w.commit("").unwrap();
+        w.finish().unwrap();
+        index.reload().unwrap();
+        let keys = |text: &str| -> Vec<String> {
+            let mut k: Vec<String> =
+                index.search(&find(text, &["r.name"], 0, 10)).unwrap().hits.into_iter().map(|h| h.key).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys("王"), ["p1", "p2"]);
+        assert_eq!(keys("王氏"), ["c1"]);
+        assert_eq!(keys("厦门"), ["c1"]);
+        assert_eq!(keys("公司"), ["c1"]);
+        assert_eq!(keys("王芳"), ["p2"]);
+    }
+
     #[test]
     fn a_count_stops_at_its_limit() {
         let (_dir, index) = corpus();
