@@ -329,25 +329,16 @@ mod tests {
         (dir, index)
     }
 
-    /// A field's values are analysed as one text but match apart: a query finds a fragment
-    /// of either, never a bigram across the two, and a token both hold counts once (the
-    /// document scores as one holding it once).
-    #[test]
-    fn a_fields_values_match_apart_and_count_a_shared_token_once() {
+    /// An index of one text field, its documents (registry 1) each a key and the field's values.
+    fn one_field(field: TextField, docs: &[(&str, &[&str])]) -> (tempfile::TempDir, TextIndex) {
         let dir = tempfile::tempdir().unwrap();
-        let spec = TextSpec {
-            text: vec![TextField { name: "r.address".into(), grams: Grams::Bi, norms: false }],
-            ..TextSpec::default()
-        };
-        let index = TextIndex::open(dir.path(), &spec).unwrap();
-        let field = index.field("r.address").unwrap();
+        let name = field.name.clone();
+        let index = TextIndex::open(dir.path(), &TextSpec { text: vec![field], ..TextSpec::default() }).unwrap();
+        let field = index.field(&name).unwrap();
         let mut w = index.writer(WriterOptions { threads: 1, memory_bytes: 20 << 20, no_merge: true }).unwrap();
-        for (key, values) in [
-            ("two", &["福建省厦门市湖滨南路88号801室", "福建省厦门市中山路1号"][..]),
-            ("one", &["福建省厦门市湖滨南路88号801室"][..]),
-        ] {
+        for (key, values) in docs {
             let mut doc = w.doc(1, key, false);
-            for v in values {
+            for v in *values {
                 doc.text(field, v);
             }
             w.add(doc).unwrap();
@@ -355,6 +346,21 @@ mod tests {
         w.commit("").unwrap();
         w.finish().unwrap();
         index.reload().unwrap();
+        (dir, index)
+    }
+
+    /// A field's values are analysed as one text but match apart: a query finds a fragment
+    /// of either, never a bigram across the two, and a token both hold counts once (the
+    /// document scores as one holding it once).
+    #[test]
+    fn a_fields_values_match_apart_and_count_a_shared_token_once() {
+        let (_dir, index) = one_field(
+            TextField { name: "r.address".into(), grams: Grams::Bi, norms: false },
+            &[
+                ("two", &["福建省厦门市湖滨南路88号801室", "福建省厦门市中山路1号"]),
+                ("one", &["福建省厦门市湖滨南路88号801室"]),
+            ],
+        );
         let find = |text: &str| {
             let q = SearchQuery {
                 matches: vec![Match { text: text.into(), fields: vec!["r.address".into()] }],
@@ -526,21 +532,10 @@ mod tests {
     /// fragment of the company's name still finds it, at either end too.
     #[test]
     fn a_surname_finds_people_and_fragments_find_companies() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = TextSpec {
-            text: vec![TextField { name: "r.name".into(), grams: Grams::UniAndBi, norms: true }],
-            ..TextSpec::default()
-        };
-        let index = TextIndex::open(dir.path(), &spec).unwrap();
-        let mut w = index.writer(WriterOptions { threads: 1, memory_bytes: 20 << 20, no_merge: true }).unwrap();
-        for (key, name) in [("p1", "王秀英"), ("p2", "欧阳王芳"), ("c1", "厦门王氏科技有限公司")] {
-            let mut doc = w.doc(1, key, false);
-            doc.text(index.field("r.name").unwrap(), name);
-            w.add(doc).unwrap();
-        }
-        w.commit("").unwrap();
-        w.finish().unwrap();
-        index.reload().unwrap();
+        let (_dir, index) = one_field(
+            TextField { name: "r.name".into(), grams: Grams::UniAndBi, norms: true },
+            &[("p1", &["王秀英"]), ("p2", &["欧阳王芳"]), ("c1", &["厦门王氏科技有限公司"])],
+        );
         let keys = |text: &str| -> Vec<String> {
             let mut k: Vec<String> =
                 index.search(&find(text, &["r.name"], 0, 10)).unwrap().hits.into_iter().map(|h| h.key).collect();
