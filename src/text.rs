@@ -108,7 +108,7 @@ pub fn ended_field_name(registry: Registry, field: &str) -> String {
 pub fn spec() -> TextSpec {
     let mut spec = TextSpec { keywords: vec![DISTRICT.into()], ..TextSpec::default() };
     for r in Registry::ALL {
-        let mut names = 0;
+        let mut named = false;
         for f in r.schema().fields {
             let name = f.name.to_string();
             match (f.kind, f.search) {
@@ -123,8 +123,8 @@ pub fn spec() -> TextSpec {
                     // Length normalisation (a byte per document of the whole index, per field)
                     // only where it ranks: a full name before longer names holding it. Ended
                     // records' text is found on request, unranked by length.
-                    let norms = grams == Grams::UniAndBi && names == 0;
-                    names += usize::from(grams == Grams::UniAndBi);
+                    let norms = grams == Grams::UniAndBi && !named;
+                    named |= grams == Grams::UniAndBi;
                     for (name, norms) in
                         [(field_name(r, f.search_as), norms), (ended_field_name(r, f.search_as), false)]
                     {

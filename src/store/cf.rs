@@ -75,9 +75,9 @@ pub fn all() -> impl Iterator<Item = &'static str> {
 /// restart their key prefixes every 16 keys (RocksDB's default): every 4 made 100-key batch
 /// lookups 6–11% faster at 1M citizens for 2.9% more store, and at 100M the batches met their
 /// target with 16 while the footprint did not meet its own (ARCHITECTURE, *Decisions*).
-/// Blocks are 8 KiB,
-/// except in the column families read in order: 32 KiB in history and the change log, 128 KiB
-/// in the feed (read in pages of entries; 32 KiB made it 22% smaller than 8, 128 another 6%).
+/// Blocks are 8 KiB, except in the column families read in order: 32 KiB in history and the
+/// change log, 128 KiB in the feed (read in pages of entries; 32 KiB made it 22% smaller than
+/// 8, 128 another 6%).
 /// Larger blocks compress better but a point read of a block not in the cache decompresses
 /// all of it (16 KiB record blocks: id lookups at 100M 2.6× slower, ARCHITECTURE,
 /// *Decisions*; relations' edges in 16 KiB blocks were 3% smaller, not worth their reads).
