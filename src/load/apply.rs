@@ -9,7 +9,7 @@ use super::sst::SstFiles;
 use crate::error::Result;
 use crate::model::{Link, Registry};
 use crate::store::codec::{self, Header};
-use crate::store::feed::{self, ChangeKind};
+use crate::store::feed;
 use crate::store::keys::{link_edge, target_registry};
 use crate::store::{Presence, Store, Writer, cf, keys};
 use crossbeam_channel::{Receiver, Sender};
@@ -193,6 +193,8 @@ pub fn bulk(
     let mut edge_sorter = Sorter::new(tmp, "edges", budget);
     // Entities are indexed by the organisation code their credit code embeds (another order).
     let mut org_sorter = (registry == Registry::Entities).then(|| Sorter::new(tmp, "orgcodes", budget / 4));
+    // The load's inserts take positions from `first_position` on, stored in runs.
+    let mut feed_runs = record_changes.then(|| feed::Runs::new(registry, load_id, first_position));
     let mut n = 0u64;
     for group in Groups::new(sorted) {
         let Some(e) = resolve(group?, state) else { continue };
@@ -204,11 +206,8 @@ pub fn bulk(
         if let (Some(s), Some(k)) = (org_sorter.as_mut(), keys::organisation_code(&e.key)) {
             s.push(&k, 0, &[])?;
         }
-        if record_changes {
-            feed_files.put(
-                &feed::key(first_position + n),
-                &feed::encode_value(registry, ChangeKind::Insert, load_id, 0, &e.key),
-            )?;
+        if let Some((k, v)) = feed_runs.as_mut().and_then(|runs| runs.push(&e.key)) {
+            feed_files.put(&k, &v)?;
         }
         let id = String::from_utf8_lossy(&e.key);
         for (link, target) in links.iter().zip(&targets).filter(|(_, t)| !t.is_empty()) {
@@ -216,6 +215,9 @@ pub fn bulk(
         }
         n += 1;
         state.progress.tick_apply(1);
+    }
+    if let Some((k, v)) = feed_runs.and_then(feed::Runs::finish) {
+        feed_files.put(&k, &v)?;
     }
     let record_files = files.finish()?;
     let feed_files = feed_files.finish()?;

@@ -296,7 +296,7 @@ impl Store {
         it.seek_to_last();
         it.status()?;
         match it.key() {
-            Some(k) => Ok(feed::decode(k, it.value().unwrap_or_default())?.position),
+            Some(k) => Ok(feed::read(k, it.value().unwrap_or_default())?.last()),
             None => Ok(0),
         }
     }

@@ -302,20 +302,39 @@ impl<'a> Reader<'a> {
             .map(|item| item.map(|(k, _)| k[5..].into()).map_err(Error::Store))
     }
 
-    /// Feed entries after position `after`, in feed order.
+    /// Feed entries after position `after`, in feed order: from the stored entry at or before
+    /// the first position wanted (a run may start before it), then onwards.
     pub fn feed(self, after: u64) -> impl Iterator<Item = Result<FeedEntry>> + 'a {
-        let start = feed::key(after.saturating_add(1));
-        self.store
-            .db()
-            .iterator_cf_opt(
-                self.store.cf(cf::FEED),
-                self.opts(),
-                IteratorMode::From(&start, rocksdb::Direction::Forward),
-            )
-            .map(|item| {
-                let (k, v) = item?;
-                feed::decode(&k, &v)
-            })
+        let from = after.saturating_add(1);
+        let mut it = self.store.db().raw_iterator_cf_opt(self.store.cf(cf::FEED), self.opts());
+        it.seek_for_prev(feed::key(from));
+        if !it.valid() && it.status().is_ok() {
+            it.seek_to_first();
+        }
+        let mut pending = Vec::new().into_iter();
+        let mut done = false;
+        std::iter::from_fn(move || {
+            loop {
+                if let Some(e) = pending.next() {
+                    return Some(Ok(e));
+                }
+                if done {
+                    return None;
+                }
+                let Some((k, v)) = it.item() else {
+                    done = true;
+                    return it.status().err().map(|e| Err(e.into()));
+                };
+                match feed::read(k, v).and_then(|s| s.entries_from(from)) {
+                    Ok(entries) => pending = entries.into_iter(),
+                    Err(e) => {
+                        done = true;
+                        return Some(Err(e));
+                    }
+                }
+                it.next();
+            }
+        })
     }
 
     /// The last feed position at this state (0: the feed is empty).
@@ -324,7 +343,7 @@ impl<'a> Reader<'a> {
         it.seek_to_last();
         it.status()?;
         match (it.key(), it.value()) {
-            (Some(k), Some(v)) => Ok(feed::decode(k, v)?.position),
+            (Some(k), Some(v)) => Ok(feed::read(k, v)?.last()),
             _ => Ok(0),
         }
     }

@@ -96,8 +96,7 @@ impl Writer<'_> {
         it.seek(feed::key(from));
         let mut others = 0u64;
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let entry = feed::decode(k, v)?;
-            if entry.load_id == lineage.load_id {
+            if feed::read(k, v)?.load_id == lineage.load_id {
                 self.delete_raw(cf::FEED, k);
             } else {
                 others += 1;

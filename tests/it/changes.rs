@@ -65,6 +65,34 @@ async fn page(s: &Server, query: &str) -> Value {
     body
 }
 
+/// A bulk load's inserts are stored in runs of up to 256 (`feed::RUN_LEN`): read from any
+/// position — a run's first, inside one, across their boundaries, past the end — the feed is
+/// the same gap-free list of the load's records, in key order.
+#[tokio::test]
+async fn a_bulk_loads_changes_read_alike_from_every_position() {
+    let t = TestStore::new();
+    let (spec, csv) = crate::live::generated(&t.dir.path().join("gen"), 700);
+    let r = t.load(&spec, &[csv]);
+    assert_eq!((r.path.as_str(), r.inserted), ("bulk", 700));
+    let s = Server::start(t.store.clone()).await;
+    let changes = |body: &Value| -> Vec<(u64, String)> {
+        let list = body["changes"].as_array().unwrap();
+        assert!(list.iter().all(|c| c["change"] == "insert" && c["registry"] == "citizens"), "{body}");
+        list.iter().map(|c| (c["position"].as_u64().unwrap(), c["id"].as_str().unwrap().to_string())).collect()
+    };
+    let all = changes(&page(&s, "after=0&limit=10000").await);
+    assert_eq!(all.iter().map(|(p, _)| *p).collect::<Vec<_>>(), (1..=700).collect::<Vec<_>>());
+    assert!(all.windows(2).all(|w| w[0].1 < w[1].1), "in key order, each record once");
+    for (_, id) in all.iter().step_by(97) {
+        assert_eq!(s.get(&format!("/v1/citizens/{id}")).await.0, 200, "{id}");
+    }
+    for after in [0usize, 1, 200, 255, 256, 257, 300, 511, 512, 513, 650, 699, 700, 701] {
+        let body = page(&s, &format!("after={after}&limit=97")).await;
+        let want = &all[after.min(700)..(after + 97).min(700)];
+        assert_eq!(changes(&body), want, "after {after}");
+    }
+}
+
 #[tokio::test]
 async fn the_feed_replayed_holds_the_registries() {
     let (t, rows) = changed_store();
