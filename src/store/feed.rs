@@ -172,7 +172,7 @@ pub struct Stored<'v> {
 impl Stored<'_> {
     /// The position of its last change.
     pub fn last(&self) -> u64 {
-        self.first + self.count - 1
+        self.first.saturating_add(self.count - 1)
     }
 
     /// Its changes at `from` or later, in order.
