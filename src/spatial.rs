@@ -324,10 +324,10 @@ trait Persisted: Sized + Clone {
     }
 }
 
-/// Version 5: ids bit-packed (version 4 held `u32`s, 3 its keys as their bytes, 1 `f64`
-/// coordinates; such a file is rebuilt).
+/// Version 6: keys as steps where they count up (`keys.rs`; version 5 front-coded them all, 4
+/// held ids as `u32`s, 3 its keys as their bytes, 1 `f64` coordinates; such a file is rebuilt).
 impl Persisted for PointLayer {
-    const MAGIC: &'static [u8; 8] = b"JICHUPT5";
+    const MAGIC: &'static [u8; 8] = b"JICHUPT6";
     type Base = PointIndex;
     fn of(base: PointIndex, keys: SortedKeys) -> Self {
         PointLayer::new(base, keys)
@@ -374,9 +374,9 @@ fn locate(at: Reader<'_>, registry: Registry, mut keys: Vec<String>) -> Result<V
     Ok(batches.concat())
 }
 
-/// Parcels are the one polygon layer.
+/// Parcels are the one polygon layer. Version 7: keys as steps (as points' version 6).
 impl Persisted for PolygonLayer {
-    const MAGIC: &'static [u8; 8] = b"JICHUPL6";
+    const MAGIC: &'static [u8; 8] = b"JICHUPL7";
     type Base = PolygonIndex;
     fn of(base: PolygonIndex, keys: SortedKeys) -> Self {
         PolygonLayer::new(base, keys)
