@@ -5,7 +5,8 @@ starts, sometimes again while it resumes the interrupted load. After each load i
 store, the full-text index and the spatial index must agree with what has been published:
   - the catalogue counts every record loaded, once;
   - a search for 厦门 (in every generated record's text) counts the same, exactly;
-  - a box around the whole city holds the same number of citizens and entities.
+  - a box around the whole city holds the same number of citizens and entities;
+  - the change feed's positions run from 1 without a gap, and it inserts each record once.
 
 It is not part of CI (a run takes minutes); `tests/it/crash.rs` kills loads at fixed points.
 
@@ -108,6 +109,31 @@ def kill():
     server.wait()
 
 
+def feed_problems(expected):
+    """The change feed read from its start: gap-free positions, each record inserted once."""
+    after, due, inserted, twice = "0", 1, {}, 0
+    while True:
+        s, page = call("GET", f"/v1/changes?after={after}&limit=10000")
+        if s != 200:
+            return [f"the feed: {s} {page}"]
+        for c in page["changes"]:
+            if c["position"] != due:
+                return [f"the feed: position {c['position']} where {due} was due"]
+            due += 1
+            if c["change"] == "insert":
+                ids = inserted.setdefault(c["registry"], set())
+                twice += c["id"] in ids
+                ids.add(c["id"])
+        if not page["changes"]:
+            break
+        after = page["next"]
+    bad = [f"the feed inserts {twice} records twice"] if twice else []
+    for registry, n in expected.items():
+        if len(inserted.get(registry, ())) != n:
+            bad.append(f"{registry}: the feed inserts {len(inserted.get(registry, ()))}, expected {n}")
+    return bad
+
+
 def check(expected, label):
     _, catalog = call("GET", "/v1/catalog")
     counts = {r["name"]: r["count"] for r in catalog["registries"]}
@@ -122,6 +148,7 @@ def check(expected, label):
             s, found = call("POST", f"/v1/{registry}/within", {"bbox": EXTENT, "limit": 1})
             if s != 200 or found["count"] != n:
                 bad.append(f"{registry}: the spatial index counts {found.get('count') if s == 200 else (s, found)}")
+    bad += feed_problems(expected)
     print(f"  check {label}: {'ok' if not bad else 'FAILED'} {counts}", flush=True)
     for b in bad:
         print("   ", b, flush=True)
