@@ -15,8 +15,9 @@
 //!   (LEB128s), then the rest.
 //!
 //! An 18-character identity number takes about 2.8 bytes among 10M (a model of the
-//! generator's keys; 3.8 front-coded, 7 unpacked, 22 as its bytes and a 32-bit offset); a key is found by a binary search over
-//! the restarts and a scan of at most [`RESTART`] entries. The file form is the memory form.
+//! generator's keys; 3.8 front-coded, 7 unpacked, 22 as its bytes and a 32-bit offset); a
+//! key is found by a binary search over the restarts and a scan of at most [`RESTART`]
+//! entries. The file form is the memory form.
 
 use super::persist::{Mapped, Run, bad, put_bytes, put_u64, put_var};
 use crate::digits;
@@ -249,21 +250,21 @@ impl SortedKeys {
         self.len == 0
     }
 
-    /// The full (packed) key of restart `r` (empty when its bytes are not one).
-    fn restart_key(&self, r: usize) -> &[u8] {
+    /// The full (packed) key of restart `r`, and where the entry after it starts; None when
+    /// its bytes are not one.
+    fn restart(&self, r: usize) -> Option<(&[u8], usize)> {
         let coded = self.coded.as_slice();
         let at = self.restarts.get(r) as usize;
-        let Some((len, n)) = coded.get(at..).and_then(usize::decode_var) else { return &[] };
-        let start = at + n;
-        coded.get(start..start.saturating_add(len)).unwrap_or_default()
+        let (len, n) = usize::decode_var(coded.get(at..)?)?;
+        let end = (at + n).checked_add(len)?;
+        Some((coded.get(at + n..end)?, end))
     }
 
-    /// A cursor on restart `r`'s key.
+    /// A cursor on restart `r`'s key (one that reads nothing when its bytes are not a key).
     fn cursor(&self, r: usize) -> Cursor<'_> {
-        let key = self.restart_key(r);
-        let start = self.restarts.get(r) as usize + key.len().required_space() + key.len();
+        let (key, next) = self.restart(r).unwrap_or((&[], usize::MAX));
         let mut c =
-            Cursor { coded: self.coded.as_slice(), at: start, packed: key.to_vec(), plain: Vec::new(), stale: false };
+            Cursor { coded: self.coded.as_slice(), at: next, packed: key.to_vec(), plain: Vec::new(), stale: false };
         if !digits::unpack(key, &mut c.plain) {
             c.at = usize::MAX;
         }
@@ -305,7 +306,7 @@ impl SortedKeys {
         let (mut lo, mut hi) = (0usize, self.restarts.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if self.restart_key(mid) <= packed.as_slice() {
+            if self.restart(mid).map_or(&[][..], |(k, _)| k) <= packed.as_slice() {
                 lo = mid + 1;
             } else {
                 hi = mid;
