@@ -4,7 +4,7 @@
 # transaction with `pgbench -M prepared`, over TCP like wrk) and 100-key batches (`POST …/lookup`; one
 # `WHERE n IN (100 values)` select), 16 connections and 2 client threads each, 10% absent keys.
 #
-#   benches/http/vs_postgres.sh [N=1000000] [WORKDIR=/tmp/jichu-vs-pg] [SECONDS=20]
+#   [BIN=path/to/jichu] benches/http/vs_postgres.sh [N=1000000] [WORKDIR=/tmp/jichu-vs-pg] [SECONDS=20]
 #
 # PostgreSQL gets the citizens exactly as jichu holds them (`jichu export --format csv`, all
 # columns text), keyed by an integer row number with a btree index: one integer index probe
@@ -21,9 +21,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/jichu-target}"
 PGBIN=/usr/lib/postgresql/15/bin
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
 [ -x "$PGBIN/postgres" ] || { echo "PostgreSQL 15 is needed: apt-get install postgresql" >&2; exit 2; }
-# The test build makes the binary too (a binary-only build would compile RocksDB again).
-(cd "$ROOT" && cargo test --release --workspace --no-run -q)
-BIN="$CARGO_TARGET_DIR/release/jichu"
+# The test build makes the binary too (a binary-only build would compile RocksDB again);
+# BIN=… measures another build (e.g. `cargo build --profile dist`'s) instead.
+if [ -z "${BIN:-}" ]; then
+  (cd "$ROOT" && cargo test --release --workspace --no-run -q)
+  BIN="$CARGO_TARGET_DIR/release/jichu"
+fi
 mkdir -p "$WORK"
 if [ ! -f "$WORK/loaded-$N" ]; then
   rm -rf "$WORK/data" "$WORK/x" "$WORK/pg"
