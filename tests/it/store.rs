@@ -1,8 +1,10 @@
 //! The store: round trips, reopening, relation consistency under updates.
 
 use crate::common::{TestStore, fixture};
+use jichu::load::LoadOptions;
 use jichu::model::{Registry, Relation};
-use jichu::store::Edge;
+use jichu::store::{Edge, Store, StoreOptions};
+use jichu_ingest::Spec;
 
 #[test]
 fn records_survive_reopening() {
@@ -273,5 +275,39 @@ fn a_new_store_writes_the_newest_coding_and_an_older_one_keeps_its_own() {
             assert_eq!((report.inserted, report.updated), (0, 0), "{stem}: {report:?}");
             assert!(report.unchanged > 0);
         }
+    }
+}
+
+/// A batch is answered in memory only when it is there: reading it from the files is for the
+/// query pool, and fills the block cache so that the next batch over the same blocks is.
+#[test]
+fn a_batch_in_memory_reads_no_file_and_one_read_from_files_is_then_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let x = tmp.path().join("x");
+    jichu::generator::generate(&x, &jichu::generator::GenOptions { citizens: 20_000, seed: 5 }).unwrap();
+    let options = StoreOptions { block_cache_bytes: 64 << 20, history_retention_days: None };
+    let dir = tmp.path().join("store");
+    let store = Store::open(&dir, &options).unwrap();
+    let spec = x.join("citizens.toml");
+    let parsed = Spec::from_path(&spec).unwrap();
+    jichu::load::load(&store, &parsed, &spec, &[x.join("citizens.csv")], &LoadOptions::new(tmp.path())).unwrap();
+    drop(store);
+    // Reopened: nothing of the records in the cache.
+    let store = Store::open(&dir, &options).unwrap();
+    let r = Registry::Citizens;
+    let batches: Vec<Vec<String>> =
+        (0..3).map(|b| (0..100).map(|i| jichu::generator::citizen_id(b * 2_000 + i * 20)).collect()).collect();
+    // Keys spread over the store: 3 batches touch well under its ~450 blocks.
+    for batch in &batches {
+        let cache = store.memory().block_cache_bytes;
+        assert_eq!(store.reader().get_many_cached(r, batch).unwrap().map(|v| v.len()), None, "answered from files");
+        assert_eq!(store.memory().block_cache_bytes, cache, "the in-memory attempt read blocks");
+        let read = store.reader().get_many(r, batch).unwrap();
+        assert_eq!(read.iter().flatten().count(), 100);
+        let cached = store.reader().get_many_cached(r, batch).unwrap().expect("in memory after a read");
+        assert_eq!(
+            cached.iter().map(|c| c.as_ref().map(|c| &c.id)).collect::<Vec<_>>(),
+            read.iter().map(|c| c.as_ref().map(|c| &c.id)).collect::<Vec<_>>()
+        );
     }
 }
