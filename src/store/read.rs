@@ -157,9 +157,18 @@ impl<'a> Reader<'a> {
     /// One record if the answer is in memory (memtable or block cache): `None` when it would
     /// need a file read. Lets the async API answer hot keys without a thread hand-off.
     pub fn get_cached(&self, registry: Registry, id: &str) -> Result<Option<Option<Record>>> {
+        self.get_in_memory(registry, id, &self.in_memory_opts())
+    }
+
+    /// Read options that stop at the block cache (`Incomplete` where a file would be read).
+    fn in_memory_opts(&self) -> ReadOptions {
         let mut opts = self.opts();
         opts.set_read_tier(rocksdb::ReadTier::BlockCache);
-        match self.store.db().get_pinned_cf_opt(self.records(registry), id, &opts) {
+        opts
+    }
+
+    fn get_in_memory(&self, registry: Registry, id: &str, opts: &ReadOptions) -> Result<Option<Option<Record>>> {
+        match self.store.db().get_pinned_cf_opt(self.records(registry), id, opts) {
             Ok(Some(v)) => Ok(Some(Some(codec::decode(registry, id, &v)?))),
             Ok(None) => Ok(Some(None)),
             Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
@@ -190,9 +199,10 @@ impl<'a> Reader<'a> {
     /// workers and never filled its cache (1M citizens, `wrk` with 100-key batches only:
     /// the cache stayed at 7 MB, zstd half the server's CPU).
     pub fn get_many_cached(&self, registry: Registry, ids: &[String]) -> Result<Option<Vec<Option<Record>>>> {
+        let opts = self.in_memory_opts();
         let mut records = Vec::with_capacity(ids.len());
         for id in ids {
-            match self.get_cached(registry, id)? {
+            match self.get_in_memory(registry, id, &opts)? {
                 Some(found) => records.push(found),
                 None => return Ok(None),
             }
