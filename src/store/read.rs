@@ -167,6 +167,7 @@ impl<'a> Reader<'a> {
         opts
     }
 
+    /// One record read with `opts` (see [`Reader::get_cached`]).
     fn get_in_memory(&self, registry: Registry, id: &str, opts: &ReadOptions) -> Result<Option<Option<Record>>> {
         match self.store.db().get_pinned_cf_opt(self.records(registry), id, opts) {
             Ok(Some(v)) => Ok(Some(Some(codec::decode(registry, id, &v)?))),
