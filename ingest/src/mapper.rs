@@ -276,7 +276,7 @@ impl RowMapper {
     /// The normalised text of a cell, or None when it is one of the spec's null values.
     fn cell<'r>(&self, record: &'r ByteRecord, i: usize) -> CellResult<Option<Cow<'r, str>>> {
         let bytes = &record[i];
-        let text = std::str::from_utf8(bytes).map_err(|_| {
+        let text = simdutf8::basic::from_utf8(bytes).map_err(|_| {
             (Reason::MalformedRow, format!("column {} is not valid UTF-8: is the spec's `encoding` right?", i + 1))
         })?;
         if text.contains('\u{fffd}') {

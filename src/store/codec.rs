@@ -275,7 +275,7 @@ fn take_compact(bytes: &[u8]) -> Result<(Option<Wire>, &[u8])> {
     if head >= TEXT_HEAD {
         let n = usize::from(head - TEXT_HEAD);
         let text = rest.get(..n).ok_or_else(|| Error::Codec("truncated text".into()))?;
-        let text = String::from_utf8(text.to_vec()).map_err(|e| Error::Codec(e.to_string()))?;
+        let text = simdutf8::basic::from_utf8(text).map_err(|_| Error::Codec("a text is not UTF-8".into()))?.to_owned();
         return Ok((Some(Wire::Text(text)), &rest[n..]));
     }
     fn take<'a, T: serde::Deserialize<'a>>(rest: &'a [u8]) -> Result<(T, &'a [u8])> {

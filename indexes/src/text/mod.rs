@@ -460,7 +460,12 @@ impl TextDoc {
                 text.push(VALUES_APART);
                 text.push_str(value);
             }
-            None => self.texts.push((field, field.tag.into_iter().chain(value.chars()).collect())),
+            None => {
+                let mut text = String::with_capacity(value.len() + 4);
+                text.extend(field.tag);
+                text.push_str(value);
+                self.texts.push((field, text));
+            }
         }
     }
     pub fn keyword(&mut self, field: FieldId, value: &str) {
