@@ -31,6 +31,84 @@ const DELETES_AT_ONCE: usize = 1 << 20;
 /// belongs to, read from its key or its subject's identifier.
 pub const DISTRICT: &str = "district";
 
+/// The documents of one bulk load, fed as the load writes its records
+/// ([`TextLayer::bulk_feed`]) and committed when it has finished ([`BulkFeed::finish`]).
+pub struct BulkFeed<'a> {
+    layer: &'a TextLayer,
+    writer: TextWriter,
+    registry: Registry,
+    /// The last finished load the index had seen when the feed began.
+    since: u64,
+    fed: u64,
+    /// The first record that could not be indexed: the feed stops there, and its load is
+    /// indexed by a sync instead.
+    failed: Option<Error>,
+}
+
+impl std::fmt::Debug for BulkFeed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkFeed").field("registry", &self.registry).field("fed", &self.fed).finish_non_exhaustive()
+    }
+}
+
+impl BulkFeed<'_> {
+    /// Indexes a record as the store will hold it (its key and stored value).
+    pub fn record(&mut self, key: &[u8], value: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        let added = std::str::from_utf8(key)
+            .map_err(|_| Error::Codec("record key".into()))
+            .and_then(|key| codec::decode(self.registry, key, value))
+            .and_then(|record| self.writer.add(self.layer.document(&self.writer, &record)).map_err(text_err));
+        match added {
+            Ok(()) => self.fed += 1,
+            Err(e) => self.failed = Some(e),
+        }
+    }
+
+    /// Commits the documents fed when the loads the store finished since the feed began are
+    /// exactly `load_id`, a bulk load into the feed's registry that wrote every record fed;
+    /// otherwise (a load that took another path, another load in between, a record that
+    /// could not be indexed) drops them and brings the index in step by [`TextLayer::sync`].
+    pub fn finish(
+        mut self,
+        at: Reader<'_>,
+        load_id: u32,
+        options: WriterOptions,
+        progress: &Progress,
+    ) -> Result<SyncReport> {
+        let started = Instant::now();
+        let (loads, target) = finished_loads(at)?;
+        let newer: Vec<&Lineage> = loads.iter().filter(|l| l.finish_order().unwrap_or(0) > self.since).collect();
+        let bulk = |l: &Lineage| l.report.as_ref().and_then(|r| r.get("path")).and_then(|p| p.as_str()) == Some("bulk");
+        let whole = match (self.failed.take(), newer.as_slice()) {
+            (None, [l]) => {
+                l.load_id == load_id
+                    && l.registry == self.registry.as_str()
+                    && bulk(l)
+                    && at.stored_count(self.registry)? == self.fed
+            }
+            (Some(e), _) => {
+                tracing::warn!(error = %e, "a record of the load could not be indexed as it was written: indexing the load from the store");
+                false
+            }
+            _ => false,
+        };
+        if !whole {
+            drop(self.writer);
+            return self.layer.sync(at, options, progress);
+        }
+        tracing::debug!(registry = %self.registry, documents = self.fed, "committing the documents fed by the load");
+        self.writer.commit(&serde_json::to_string(&target).unwrap_or_default()).map_err(text_err)?;
+        self.writer.finish().map_err(text_err)?;
+        self.layer.index.reload().map_err(text_err)?;
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(mode = "fed", indexed = self.fed, seconds, "full-text index in step with the store");
+        Ok(SyncReport { mode: "fed", indexed: self.fed, seconds, docs_per_second: self.fed as f64 / seconds.max(1e-9) })
+    }
+}
+
 /// What a commit has seen of the store: its sequence, and the last load in the order loads
 /// finished (`Lineage::finish_order`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +121,8 @@ pub struct Watermark {
 /// What a sync did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SyncReport {
-    /// `up_to_date`, `caught_up` or `rebuilt`.
+    /// `up_to_date`, `caught_up`, `rebuilt`, or `fed` (a bulk load's documents, fed as it
+    /// wrote its records: [`BulkFeed`]).
     pub mode: &'static str,
     /// Documents written.
     pub indexed: u64,
@@ -181,6 +260,16 @@ fn written_by(value: &[u8], newer: Option<&std::collections::HashSet<u32>>) -> R
     Ok(newer.is_none_or(|ids| ids.contains(&header.load_id)))
 }
 
+/// The store's finished loads, and the watermark a commit that has seen them all records.
+/// The store's log is synced first: what the index commits to having seen must survive a
+/// power loss in the store too.
+fn finished_loads(at: Reader<'_>) -> Result<(Vec<Lineage>, Watermark)> {
+    at.store().sync_wal()?;
+    let loads: Vec<Lineage> = at.stored_loads()?.into_iter().filter(|l| l.finished_at.is_some()).collect();
+    let finished = loads.iter().filter_map(Lineage::finish_order).max().unwrap_or(0);
+    Ok((loads, Watermark { sequence: at.sequence(), finished }))
+}
+
 fn text_err(e: jichu_indexes::text::TextError) -> Error {
     Error::Text(e)
 }
@@ -266,11 +355,8 @@ impl TextLayer {
         progress: &Progress,
     ) -> Result<SyncReport> {
         let started = Instant::now();
-        // What the index commits to having seen must survive a power loss in the store too.
-        at.store().sync_wal()?;
-        let loads: Vec<Lineage> = at.stored_loads()?.into_iter().filter(|l| l.finished_at.is_some()).collect();
+        let (loads, target) = finished_loads(at)?;
         let order = |l: &Lineage| l.finish_order().unwrap_or(0);
-        let target = Watermark { sequence: at.sequence(), finished: loads.iter().map(order).max().unwrap_or(0) };
         let seen = self.watermark()?;
         if seen.is_some_and(|s| s.finished == target.finished && s.sequence <= target.sequence) {
             return Ok(SyncReport { mode: "up_to_date", ..SyncReport::default() });
@@ -408,6 +494,42 @@ impl TextLayer {
             }
         }
         writer.delete_many(registry as u8, &keys).map_err(text_err)
+    }
+
+    /// A feed for the documents of a bulk load into `registry` (an empty registry), to be
+    /// given each record as the load writes it: the load's rows are then indexed once, from
+    /// what the load holds, instead of being read back from the store and decompressed after
+    /// it. None when the index is not in step with the store as `at` reads it (the load is
+    /// then indexed by [`Self::sync`] after it), or already holds documents of `registry`.
+    pub fn bulk_feed(
+        &self,
+        at: Reader<'_>,
+        registry: Registry,
+        options: WriterOptions,
+    ) -> Result<Option<BulkFeed<'_>>> {
+        let (_, now) = finished_loads(at)?;
+        let seen = self.watermark()?;
+        let in_step = match seen {
+            Some(s) => s.finished == now.finished && s.sequence <= now.sequence,
+            // A new index is in step with a store that has finished no load.
+            None => now.finished == 0 && self.index.num_docs() == 0,
+        };
+        if !in_step
+            || at.stored_count(registry)? > 0
+            || self.index.count_registry(registry as u8).map_err(text_err)? > 0
+        {
+            return Ok(None);
+        }
+        // A first index is built as a rebuild is: segments are not merged while it grows.
+        let writer = self.index.writer(WriterOptions { no_merge: seen.is_none(), ..options }).map_err(text_err)?;
+        Ok(Some(BulkFeed {
+            layer: self,
+            writer,
+            registry,
+            since: seen.map_or(0, |s| s.finished),
+            fed: 0,
+            failed: None,
+        }))
     }
 
     /// Discards the index and builds it anew from the store (`jichu reindex`).

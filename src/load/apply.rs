@@ -168,11 +168,12 @@ fn count_absent(store: &Store, targets: Receiver<Targets>) -> Result<u64> {
     Ok(absent)
 }
 
-/// Bulk path (empty registry): records and edges become sorted SST files, ingested records
-/// first (undoing a killed load finds the edges to remove from them), then edges and the
+/// Bulk path (empty registry): records and edges become sorted SST files (each record handed
+/// to `feed` too, when given), ingested records first (undoing a killed load finds the edges to remove from them), then edges and the
 /// count — after a marker, so that a load killed before it finishes is undone
 /// on the next open. References to records not loaded are counted as the sorted edges are
 /// written.
+#[allow(clippy::too_many_arguments)]
 pub fn bulk(
     writer: &mut Writer<'_>,
     registry: Registry,
@@ -181,6 +182,7 @@ pub fn bulk(
     budget: usize,
     threads: usize,
     state: &mut LoadState,
+    mut feed: Option<super::Feed<'_>>,
 ) -> Result<()> {
     let store = writer.store();
     let links: Vec<Link> = registry.schema().links().map(|(_, l)| l).collect();
@@ -203,6 +205,9 @@ pub fn bulk(
         }
         let payload::Parts { targets, value } = payload::split(&e.payload);
         files.put(&e.key, value)?;
+        if let Some(feed) = feed.as_mut() {
+            feed(&e.key, value);
+        }
         if let (Some(s), Some(k)) = (org_sorter.as_mut(), keys::organisation_code(&e.key)) {
             s.push(&k, 0, &[])?;
         }

@@ -157,8 +157,23 @@ pub fn load_indexed(
     opts: &LoadOptions,
     text: jichu_indexes::text::WriterOptions,
 ) -> Result<(LoadReport, crate::text::SyncReport)> {
-    let mut report = load(store, spec, spec_path, files, opts)?;
-    let synced = crate::text::TextLayer::open(store)?.sync(store.reader(), text, &opts.progress)?;
+    let layer = crate::text::TextLayer::open(store)?;
+    // A bulk load into an empty registry hands its records to the index as it writes them.
+    let feed = match spec.registry.parse::<Registry>() {
+        Ok(registry) => layer.bulk_feed(store.reader(), registry, text)?,
+        Err(_) => None,
+    };
+    let (mut report, synced) = match feed {
+        Some(mut feed) => {
+            let report = load_feeding(store, spec, spec_path, files, opts, Some(&mut |k, v| feed.record(k, v)))?;
+            let synced = feed.finish(store.reader(), report.load_id as u32, text, &opts.progress)?;
+            (report, synced)
+        }
+        None => {
+            let report = load(store, spec, spec_path, files, opts)?;
+            (report, layer.sync(store.reader(), text, &opts.progress)?)
+        }
+    };
     report.stage_seconds.insert("text_index".into(), synced.seconds);
     report.seconds += synced.seconds;
     report.rows_per_second = report.read as f64 / report.seconds.max(1e-9);
@@ -203,6 +218,23 @@ pub struct Checked {
 /// Loads `files` (all in the shape `spec` describes) into the store. A load that fails or is
 /// cancelled part-way is undone before this returns: the store is as it was before.
 pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opts: &LoadOptions) -> Result<LoadReport> {
+    load_feeding(store, spec, spec_path, files, opts, None)
+}
+
+/// Receives each record a bulk load writes — its key and the value the store will hold — in
+/// key order, before the load commits (a load that fails or is cancelled after has written
+/// nothing): how [`load_indexed`] indexes a registry's first load without reading it back.
+pub type Feed<'a> = &'a mut dyn FnMut(&[u8], &[u8]);
+
+/// [`load`], handing the records to `feed` when the load takes the bulk path.
+pub fn load_feeding(
+    store: &Store,
+    spec: &Spec,
+    spec_path: &Path,
+    files: &[PathBuf],
+    opts: &LoadOptions,
+    feed: Option<Feed<'_>>,
+) -> Result<LoadReport> {
     // Every file's header is checked against the spec before any row is loaded.
     let Checked { registry, sources } = check(spec, spec_path, files, opts)?;
     let mut writer = store.writer();
@@ -216,7 +248,7 @@ pub fn load(store: &Store, spec: &Spec, spec_path: &Path, files: &[PathBuf], opt
         .collect();
     let load_id = writer.begin_load(opts.load_id, registry, &spec.source, base_names, spec.mode.as_str())?;
     let tmp = opts.work_dir.join("tmp").join(format!("load-{load_id}"));
-    let result = run(&mut writer, registry, sources, spec, files, load_id, &tmp, opts);
+    let result = run(&mut writer, registry, sources, spec, files, load_id, &tmp, opts, feed);
     let _ = std::fs::remove_dir_all(&tmp);
     if let Err(e) = &result {
         let reason = match e {
@@ -241,6 +273,7 @@ fn run(
     load_id: u32,
     tmp: &Path,
     opts: &LoadOptions,
+    feed: Option<Feed<'_>>,
 ) -> Result<LoadReport> {
     let store = writer.store();
     let schema = registry.schema();
@@ -331,7 +364,7 @@ fn run(
     state.progress.stage("writing");
     if store.count(registry) == 0 {
         state.report.path = "bulk".into();
-        apply::bulk(writer, registry, sorted, tmp, opts.sort_budget / 2, opts.threads, &mut state)?;
+        apply::bulk(writer, registry, sorted, tmp, opts.sort_budget / 2, opts.threads, &mut state, feed)?;
     } else {
         state.report.path = "batch".into();
         apply::batch(writer, registry, sorted, tmp, opts.sort_budget / 2, opts.threads, &mut state)?;

@@ -186,6 +186,91 @@ fn updates_and_endings_reach_the_index_and_a_lagging_index_catches_up() {
     assert_eq!(keys(&layer, &name_q("陈志远")), ["35020319500110100X"]);
 }
 
+/// A bulk load's documents are made from the records as the load writes them, not read back
+/// from the store; the index is the one a rebuild from the store makes. A load into a
+/// registry that holds records is indexed from the store's change log as before.
+#[test]
+fn a_bulk_load_feeds_the_index_as_it_writes_and_the_index_is_the_one_a_rebuild_makes() {
+    let t = TestStore::new();
+    let load_indexed = |stem: &str, file: std::path::PathBuf| {
+        let spec_path = fixture(&format!("{stem}.toml"));
+        let spec = jichu_ingest::Spec::from_path(&spec_path).unwrap();
+        jichu::load::load_indexed(&t.store, &spec, &spec_path, &[file], &t.options(), options()).unwrap()
+    };
+    for stem in ["citizens", "entities", "credit"] {
+        let (report, synced) = load_indexed(stem, fixture(&format!("{stem}.csv")));
+        assert_eq!((synced.mode, synced.indexed), ("fed", report.inserted), "{stem}");
+    }
+    let layer = TextLayer::open(&t.store).unwrap();
+    assert_eq!(layer.sync(t.store.reader(), options(), &Progress::quiet()).unwrap().mode, "up_to_date");
+    let fed: Vec<Vec<String>> = [
+        query(Registry::Citizens, "陈志强", &["name"]),
+        query(Registry::Citizens, "思明区", &["address"]),
+        query(Registry::Entities, "科技", &["name"]),
+    ]
+    .iter()
+    .map(|q| keys(&layer, q))
+    .collect();
+    assert_eq!(fed[0], brute_force(&t, Registry::Citizens, &["name"], "陈志强"));
+    assert!(!fed[1].is_empty() && !fed[2].is_empty());
+    let docs = layer.index.num_docs();
+    drop(layer);
+    let (rebuilt, _) = TextLayer::rebuild(&t.store, options(), &Progress::quiet()).unwrap();
+    assert_eq!(rebuilt.index.num_docs(), docs);
+    assert_eq!(
+        rebuilt.index.count_registry(Registry::Credit as u8).unwrap(),
+        records(&t, Registry::Credit).len() as u64
+    );
+    for (q, fed) in [
+        query(Registry::Citizens, "陈志强", &["name"]),
+        query(Registry::Citizens, "思明区", &["address"]),
+        query(Registry::Entities, "科技", &["name"]),
+    ]
+    .iter()
+    .zip(&fed)
+    {
+        assert_eq!(&keys(&rebuilt, q), fed);
+    }
+    drop(rebuilt);
+    // A second load into citizens takes the batch path: no feed, the change log is read.
+    let renamed = write_variant(&t, "citizens", |l| Some(l.replace("陈志强", "陈志远")));
+    let (_, synced) = load_indexed("citizens", renamed);
+    assert_eq!((synced.mode, synced.indexed), ("caught_up", 1));
+}
+
+/// A feed whose load is not the only one the store finished since it began is dropped, and
+/// the index brought in step from the store instead: nothing is lost, nothing doubled.
+#[test]
+fn a_feed_passed_by_another_load_is_dropped_and_the_index_synced_from_the_store() {
+    let t = TestStore::new();
+    t.load_fixture("citizens");
+    let layer = synced(&t);
+    let mut feed = layer.bulk_feed(t.store.reader(), Registry::Entities, options()).unwrap().expect("in step, empty");
+    assert!(layer.bulk_feed(t.store.reader(), Registry::Citizens, options()).unwrap().is_none(), "holds citizens");
+    let spec_path = fixture("entities.toml");
+    let spec = jichu_ingest::Spec::from_path(&spec_path).unwrap();
+    let files = [fixture("entities.csv")];
+    let r = jichu::load::load_feeding(
+        &t.store,
+        &spec,
+        &spec_path,
+        &files,
+        &t.options(),
+        Some(&mut |k, v| feed.record(k, v)),
+    )
+    .unwrap();
+    // Another load finishes before the feed is committed.
+    t.load_fixture("credit");
+    let synced = feed.finish(t.store.reader(), r.load_id as u32, options(), &Progress::quiet()).unwrap();
+    assert_eq!(synced.mode, "caught_up");
+    let entities = records(&t, Registry::Entities).len() as u64;
+    assert_eq!(layer.index.count_registry(Registry::Entities as u8).unwrap(), entities, "each record once");
+    assert_eq!(layer.index.count_registry(Registry::Credit as u8).unwrap(), records(&t, Registry::Credit).len() as u64);
+    // A stale index (behind the store) gives no feed.
+    t.load_fixture("licences");
+    assert!(layer.bulk_feed(t.store.reader(), Registry::Parcels, options()).unwrap().is_none(), "behind the store");
+}
+
 #[test]
 fn an_index_from_another_store_state_is_rebuilt() {
     let t = TestStore::loaded();
