@@ -7,7 +7,8 @@
 #
 # Each run is `jichu bench --citizens N --no-http --query-scale QS` in a fresh folder
 # /tmp/ab-TAG; its Markdown table goes to /tmp/ab-TAG-HHMM.md and its JSON beside it. Prints
-# each run's wall time and peak RSS.
+# each run's wall time and peak RSS. BENCH_ARGS adds flags to every run (e.g.
+# BENCH_ARGS=--index-after-load, which times the store alone).
 set -euo pipefail
 for pair in "$@"; do
   tag=${pair%%=*}
@@ -15,7 +16,7 @@ for pair in "$@"; do
   stamp=$(date +%H%M%S)
   rm -rf "/tmp/ab-$tag"
   /usr/bin/time -f "%e s, peak RSS %M KB" "$bin" bench --citizens "${N:-2000000}" --no-http \
-    --query-scale "${QS:-0.5}" --data-dir "/tmp/ab-$tag" --out "/tmp/ab-$tag-$stamp.json" \
+    --query-scale "${QS:-0.5}" ${BENCH_ARGS:-} --data-dir "/tmp/ab-$tag" --out "/tmp/ab-$tag-$stamp.json" \
     > "/tmp/ab-$tag-$stamp.md" 2> "/tmp/ab-$tag.log"
   echo "$tag ($stamp): $(tail -1 "/tmp/ab-$tag.log")"
 done

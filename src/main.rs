@@ -195,6 +195,10 @@ enum Command {
         /// Keep the generated extracts (deleted after loading otherwise).
         #[arg(long)]
         keep_extracts: bool,
+        /// Index each load from the store after it, instead of as it writes: times the store
+        /// alone (the "store only" column), at the cost of reading each load back.
+        #[arg(long)]
+        index_after_load: bool,
     },
     /// Quickstart: generate extracts, load all five registries, serve, print example requests.
     Demo {
@@ -375,7 +379,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench { citizens, seed, out, query_scale, no_http, keep_extracts } => {
+        Command::Bench { citizens, seed, out, query_scale, no_http, keep_extracts, index_after_load } => {
             let tmp = tempfile::tempdir()?;
             let dir = if data_dir_given { config.data_dir.clone() } else { tmp.path().to_path_buf() };
             let opts = jichu::bench::BenchOptions {
@@ -388,6 +392,7 @@ fn main() -> anyhow::Result<()> {
                 http: !no_http,
                 connections: 16,
                 keep_extracts,
+                index_after_load,
                 progress: true,
                 drop_caches: true,
             };
