@@ -71,18 +71,23 @@ pub fn all() -> impl Iterator<Item = &'static str> {
 
 /// Table options shared by every column family: one explicitly sized block cache holding
 /// data, index and filter blocks; bloom filters (above the bottom level: [`options`]) so that
-/// a point lookup of a key a level does not hold touches none of its data blocks. Data blocks
-/// restart their key prefixes every 16 keys (RocksDB's default): every 4 made 100-key batch
-/// lookups 6–11% faster at 1M citizens for 2.9% more store, and at 100M the batches met their
-/// target with 16 while the footprint did not meet its own (ARCHITECTURE, *Decisions*).
+/// a point lookup of a key a level does not hold touches none of its data blocks. Records'
+/// data blocks (`point_reads`) restart their key prefixes every 4 keys, others every 16
+/// (RocksDB's default): a point read scans from a restart point to its key, which was 16% of
+/// a server answering 100-key batches; every 4 made them 7–9% faster at 1M citizens for 2%
+/// more of the citizens' store (ARCHITECTURE, *Decisions*: given back for the footprint
+/// once, taken again when the footprint had room).
 /// Blocks are 8 KiB, except in the column families read in order: 32 KiB in history and the
 /// change log, 128 KiB in the feed (read in pages of entries; 32 KiB made it 22% smaller than
 /// 8, 128 another 6%).
 /// Larger blocks compress better but a point read of a block not in the cache decompresses
 /// all of it (16 KiB record blocks: id lookups at 100M 2.6× slower, ARCHITECTURE,
 /// *Decisions*; relations' edges in 16 KiB blocks were 3% smaller, not worth their reads).
-fn table_options(cache: &Cache, bloom: bool, block_size: usize) -> BlockBasedOptions {
+fn table_options(cache: &Cache, bloom: bool, block_size: usize, point_reads: bool) -> BlockBasedOptions {
     let mut t = BlockBasedOptions::default();
+    if point_reads {
+        t.set_block_restart_interval(4);
+    }
     t.set_block_cache(cache);
     t.set_block_size(block_size);
     t.set_cache_index_and_filter_blocks(true);
@@ -142,6 +147,7 @@ fn options_for(name: &str, cache: &Cache, upper_levels: bool) -> Options {
             HISTORY | CHANGES | UNLINKED => 32 * 1024,
             _ => 8 * 1024,
         },
+        point_reads,
     ));
     if point_reads {
         o.set_memtable_whole_key_filtering(true);
