@@ -79,8 +79,12 @@ impl LoadTiming {
     /// rate a load would have without the full-text index; None when the load fed the index
     /// as it wrote (`jichu bench --index-after-load` measures it).
     pub fn store_only_rows_per_second(&self) -> Option<f64> {
-        (self.full_text != "fed")
-            .then(|| self.rows as f64 / (self.parse_validate_seconds + self.store_seconds).max(1e-9))
+        (!self.fed()).then(|| self.rows as f64 / (self.parse_validate_seconds + self.store_seconds).max(1e-9))
+    }
+
+    /// Whether the load fed the full-text index as it wrote.
+    pub fn fed(&self) -> bool {
+        self.full_text == "fed"
     }
 }
 
@@ -331,7 +335,7 @@ impl BenchReport {
             store_only_records_per_second: self
                 .loads
                 .iter()
-                .all(|l| l.full_text != "fed")
+                .all(|l| !l.fed())
                 .then(|| records as f64 / sum(|l| l.parse_validate_seconds + l.store_seconds).max(1e-9)),
             parse_validate_share: share(sum(|l| l.parse_validate_seconds)),
             store_share: share(sum(|l| l.store_seconds)),
@@ -404,7 +408,7 @@ impl BenchReport {
             t.full_text_share * 100.0,
             t.spatial_share * 100.0
         );
-        if self.loads.iter().any(|l| l.full_text == "fed") {
+        if self.loads.iter().any(LoadTiming::fed) {
             let _ = writeln!(
                 s,
                 "A load marked `fed` made its full-text documents as it wrote its records (store s holds both; full-text s \

@@ -169,9 +169,9 @@ fn count_absent(store: &Store, targets: Receiver<Targets>) -> Result<u64> {
 }
 
 /// Bulk path (empty registry): records and edges become sorted SST files (each record handed
-/// to `feed` too, when given), ingested records first (undoing a killed load finds the edges to remove from them), then edges and the
-/// count — after a marker, so that a load killed before it finishes is undone
-/// on the next open. References to records not loaded are counted as the sorted edges are
+/// to `feed` too, when given), ingested records first (undoing a killed load finds the edges
+/// to remove from them), then edges and the count — after a marker, so that a load killed
+/// before it finishes is undone on the next open. References to records not loaded are counted as the sorted edges are
 /// written.
 #[allow(clippy::too_many_arguments)]
 pub fn bulk(

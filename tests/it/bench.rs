@@ -27,7 +27,7 @@ fn the_scale_benchmark_runs_every_stage_and_every_query_answers() {
     assert!(r.loads.iter().all(|l| l.rejected == 0 && l.full_text_seconds > 0.0));
     // Every load is a first (bulk) load of its registry: each fed the index as it wrote, so
     // the store's own rate is not measured apart.
-    assert!(r.loads.iter().all(|l| l.full_text == "fed" && l.store_only_rows_per_second().is_none()), "{:?}", r.loads);
+    assert!(r.loads.iter().all(|l| l.fed() && l.store_only_rows_per_second().is_none()), "{:?}", r.loads);
     assert!(r.totals.store_only_records_per_second.is_none());
     assert_eq!(r.totals.records, r.disk.records, "every generated row is a record");
     assert!(r.totals.records > 6000);
