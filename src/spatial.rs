@@ -424,7 +424,7 @@ fn loads_after(loads: &[Lineage], registry: Registry, mark: u64) -> Vec<&Lineage
 /// Whether one of `loads` was a bulk load: it filled an empty registry, so its layer is built
 /// anew rather than changed key by key.
 fn any_bulk(loads: &[&Lineage]) -> bool {
-    loads.iter().any(|l| l.report.as_ref().and_then(|r| r.get("path")).and_then(|p| p.as_str()) == Some("bulk"))
+    loads.iter().any(|l| l.was_bulk())
 }
 
 /// The keys `loads` wrote in a registry (their change logs), each once.

@@ -81,12 +81,11 @@ impl BulkFeed<'_> {
         let started = Instant::now();
         let (loads, target) = finished_loads(at)?;
         let newer: Vec<&Lineage> = loads.iter().filter(|l| l.finish_order().unwrap_or(0) > self.since).collect();
-        let bulk = |l: &Lineage| l.report.as_ref().and_then(|r| r.get("path")).and_then(|p| p.as_str()) == Some("bulk");
         let whole = match (self.failed.take(), newer.as_slice()) {
             (None, [l]) => {
                 l.load_id == load_id
                     && l.registry == self.registry.as_str()
-                    && bulk(l)
+                    && l.was_bulk()
                     && at.stored_count(self.registry)? == self.fed
             }
             (Some(e), _) => {
@@ -116,6 +115,14 @@ pub struct Watermark {
     pub sequence: u64,
     #[serde(alias = "load_id")]
     pub finished: u64,
+}
+
+impl Watermark {
+    /// Whether a commit that saw `self` has seen the store at `now`: the same finished loads,
+    /// and no write the store has not made.
+    fn covers(self, now: Watermark) -> bool {
+        self.finished == now.finished && self.sequence <= now.sequence
+    }
 }
 
 /// What a sync did.
@@ -358,7 +365,7 @@ impl TextLayer {
         let (loads, target) = finished_loads(at)?;
         let order = |l: &Lineage| l.finish_order().unwrap_or(0);
         let seen = self.watermark()?;
-        if seen.is_some_and(|s| s.finished == target.finished && s.sequence <= target.sequence) {
+        if seen.is_some_and(|s| s.covers(target)) {
             return Ok(SyncReport { mode: "up_to_date", ..SyncReport::default() });
         }
         let rebuild = seen.is_none_or(|s| s.sequence > target.sequence || s.finished > target.finished);
@@ -412,8 +419,7 @@ impl TextLayer {
         registry: Registry,
         loads: &[&Lineage],
     ) -> Result<Option<u64>> {
-        if loads.iter().any(|l| l.report.as_ref().and_then(|r| r.get("path")).and_then(|p| p.as_str()) == Some("bulk"))
-        {
+        if loads.iter().any(|l| l.was_bulk()) {
             return Ok(None);
         }
         let mut keys = std::collections::BTreeSet::new();
@@ -510,7 +516,7 @@ impl TextLayer {
         let (_, now) = finished_loads(at)?;
         let seen = self.watermark()?;
         let in_step = match seen {
-            Some(s) => s.finished == now.finished && s.sequence <= now.sequence,
+            Some(s) => s.covers(now),
             // A new index is in step with a store that has finished no load.
             None => now.finished == 0 && self.index.num_docs() == 0,
         };

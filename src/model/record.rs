@@ -74,6 +74,12 @@ impl PartialEq for TextOnce {
 }
 
 impl Lineage {
+    /// Whether the load took the bulk path (filled an empty registry by SST ingestion): its
+    /// records are in no change log, so indexes build its registry anew rather than by key.
+    pub fn was_bulk(&self) -> bool {
+        self.report.as_ref().and_then(|r| r.get("path")).and_then(|p| p.as_str()) == Some("bulk")
+    }
+
     /// The load's place in the order loads finished; None until it has. (Loads recorded before
     /// this order existed finished in the order of their ids.)
     pub fn finish_order(&self) -> Option<u64> {
