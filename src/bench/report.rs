@@ -220,7 +220,8 @@ pub struct BenchReport {
     pub live: Option<super::live::LiveReport>,
     /// A restart after the loads while serving.
     pub restart: Option<Restart>,
-    /// Peak RSS before the restart (`time -v` sees the whole process).
+    /// Peak RSS before the restart: VmHWM, or the highest sample when it passed VmHWM
+    /// (`time -v` sees the whole process).
     pub peak_rss_bytes: u64,
     /// The highest resident set sampled before the restart, and what it was made of.
     pub peak: Option<super::sampler::Peak>,
