@@ -215,29 +215,157 @@ fn point_layer_saved(
         tracing::warn!(error = %e, "could not build the spatial layer {} in its file: building it in memory", path.display());
         Ok(None)
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let scratch = || tempfile::tempfile_in(dir);
-    let (keys_file, points_file, runs_file) = match (scratch(), scratch(), scratch()) {
-        (Ok(k), Ok(p), Ok(r)) => (k, p, r),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failed(&e),
+    let mut spilled = match Spilled::new(path) {
+        Ok(s) => s,
+        Err(e) => return failed(&e),
     };
-    let mut keys = SpillingKeys::new(keys_file);
-    let mut points = SpilledPoints::new(points_file);
     for item in until_stopped(at.points(registry), stop) {
         let (k, lon, lat) = item?;
-        if let Err(e) = points.push(grid::point([lon, lat])) {
-            return failed(&e);
-        }
-        match keys.push(&k) {
-            Ok(_) => {}
-            Err(PushError::Spill(kind)) => return failed(&std::io::Error::from(kind)),
-            Err(e) => return Err(crate::Error::Internal(format!("spatial layer keys: {e:?}"))),
+        match spilled.push(&k, lon, lat) {
+            Ok(()) => {}
+            Err(Unspilled::Io(e)) => return failed(&e),
+            Err(Unspilled::Keys(e)) => return Err(crate::Error::Internal(format!("spatial layer keys: {e:?}"))),
         }
     }
-    written(path, mark, stop, |mut w| {
-        PointIndex::write_spilled(points, runs_file, SORT_BUDGET, stop, &mut w)?;
-        keys.write(&mut w)
-    })
+    spilled.write(path, mark, stop)
+}
+
+/// A point layer on its way to its file: its keys and points moved out to scratch files
+/// beside it as they come, in key order (a build from the store, or a bulk load feeding it).
+struct Spilled {
+    keys: SpillingKeys,
+    points: SpilledPoints,
+    runs: std::fs::File,
+}
+
+/// Why a point could not be taken.
+#[derive(Debug)]
+enum Unspilled {
+    Io(std::io::Error),
+    Keys(PushError),
+}
+
+impl std::fmt::Display for Unspilled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unspilled::Io(e) => write!(f, "{e}"),
+            Unspilled::Keys(e) => write!(f, "spatial layer keys: {e:?}"),
+        }
+    }
+}
+
+impl Spilled {
+    /// Scratch files in the directory of the layer's file `path` (removed when dropped).
+    fn new(path: &Path) -> std::io::Result<Spilled> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let scratch = || tempfile::tempfile_in(dir);
+        Ok(Spilled { keys: SpillingKeys::new(scratch()?), points: SpilledPoints::new(scratch()?), runs: scratch()? })
+    }
+
+    fn push(&mut self, key: &[u8], lon: f64, lat: f64) -> std::result::Result<(), Unspilled> {
+        self.points.push(grid::point([lon, lat])).map_err(Unspilled::Io)?;
+        match self.keys.push(key) {
+            Ok(_) => Ok(()),
+            Err(PushError::Spill(kind)) => Err(Unspilled::Io(kind.into())),
+            Err(e) => Err(Unspilled::Keys(e)),
+        }
+    }
+
+    /// Sorts the points along the curve into the layer's file ([`written`]).
+    fn write(self, path: &Path, mark: u64, stop: &Stop) -> Result<Option<PointLayer>> {
+        let Spilled { keys, points, runs } = self;
+        written(path, mark, stop, |mut w| {
+            PointIndex::write_spilled(points, runs, SORT_BUDGET, stop, &mut w)?;
+            keys.write(&mut w)
+        })
+    }
+}
+
+/// A point layer fed by a bulk load into an empty registry as it writes its records
+/// ([`crate::load::Feed`]), and saved to its file once the load has finished, marked with the
+/// load's place in the order loads finished: the next open maps that file instead of reading
+/// every record back from the store to build it.
+pub struct BulkFeed {
+    registry: Registry,
+    path: PathBuf,
+    spilled: Spilled,
+    /// The last load of the registry finished when the feed began.
+    since: u64,
+    /// Records fed (located or not).
+    fed: u64,
+    failed: Option<String>,
+}
+
+impl std::fmt::Debug for BulkFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkFeed").field("registry", &self.registry).field("fed", &self.fed).finish_non_exhaustive()
+    }
+}
+
+impl BulkFeed {
+    /// A feed for a load into `registry` when it is a point layer's registry and holds no
+    /// record (a load into it takes the bulk path); None otherwise, or when its scratch
+    /// files cannot be made (logged: the layer is built from the store when next opened).
+    pub fn start(at: Reader<'_>, registry: Registry) -> Result<Option<BulkFeed>> {
+        if !matches!(registry, Registry::Citizens | Registry::Entities) || at.stored_count(registry)? > 0 {
+            return Ok(None);
+        }
+        let dir = SpatialIndex::dir_of(at.store());
+        let path = layer_file(&dir, registry);
+        let spilled = std::fs::create_dir_all(&dir).and_then(|()| Spilled::new(&path));
+        let spilled = match spilled {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not feed the spatial layer {} from the load", path.display());
+                return Ok(None);
+            }
+        };
+        let since = last_of(&at.stored_loads()?, registry);
+        Ok(Some(BulkFeed { registry, path, spilled, since, fed: 0, failed: None }))
+    }
+
+    /// Takes a record as the store will hold it (its key and stored value).
+    pub fn record(&mut self, key: &[u8], value: &[u8]) {
+        self.fed += 1;
+        if self.failed.is_some() {
+            return;
+        }
+        let pushed = match codec::location(self.registry, value) {
+            Ok(Some((lon, lat))) => self.spilled.push(key, lon, lat).map_err(|e| e.to_string()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.failed = pushed.err();
+    }
+
+    /// Saves the layer fed when the one load of its registry finished since the feed began is
+    /// `load_id`, a bulk load that wrote every record fed; otherwise (a load that took another
+    /// path, another load in between, a record that could not be taken) drops it, and the
+    /// layer is built from the store when next opened. True when it was saved.
+    pub fn finish(self, at: Reader<'_>, load_id: u32) -> Result<bool> {
+        if let Some(e) = &self.failed {
+            tracing::warn!(error = %e, "a record of the load could not feed the spatial layer: it is built from the store");
+            return Ok(false);
+        }
+        let loads = at.stored_loads()?;
+        let newer = loads_after(&loads, self.registry, self.since);
+        let mark = match newer.as_slice() {
+            [l] if l.load_id == load_id && l.was_bulk() && at.stored_count(self.registry)? == self.fed => {
+                l.finish_order()
+            }
+            _ => None,
+        };
+        let Some(mark) = mark else { return Ok(false) };
+        tracing::debug!(registry = %self.registry, "saving the spatial layer fed by the load");
+        let saved = self.spilled.write(&self.path, mark, &NEVER)?.is_some();
+        tracing::info!(registry = %self.registry, records = self.fed, saved, "spatial layer fed by the load");
+        Ok(saved)
+    }
+}
+
+/// The last load of `registry` in the order loads finished (0: none).
+fn last_of(loads: &[Lineage], registry: Registry) -> u64 {
+    loads.iter().filter(|l| l.registry == registry.as_str()).filter_map(Lineage::finish_order).max().unwrap_or(0)
 }
 
 /// Writes a layer's file with `body` and maps it: None when it could not be written or

@@ -114,6 +114,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchReport> {
             parse_validate_seconds: stage("read"),
             store_seconds: stage("merge_write") + stage("conflicts"),
             full_text_seconds: stage("text_index"),
+            spatial_seconds: stage("spatial_index"),
             full_text: synced.mode,
         };
         tracing::info!(registry = name, rows = r.read, rows_per_second = r.rows_per_second, "loaded");

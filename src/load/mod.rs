@@ -155,9 +155,11 @@ pub(crate) fn place_of(tag: u64, files: &[String]) -> String {
 
 /// A load as `jichu load` runs it: [`load`] into the store and the full-text index brought in
 /// step — fed as the load writes when it takes the bulk path into an empty registry
-/// ([`crate::text::BulkFeed`]), else synced from the store after it. `text_index` in the
-/// report's stages is the index's own time after the store's write (its commit, when fed);
-/// rows/s counts both.
+/// ([`crate::text::BulkFeed`]), else synced from the store after it. Such a load feeds its
+/// registry's spatial point layer too, saved to its file after the load
+/// ([`crate::spatial::BulkFeed`]). `text_index` and `spatial_index` in the report's stages
+/// are each index's own time after the store's write (its commit, its file); rows/s counts
+/// all.
 pub fn load_indexed(
     store: &Store,
     spec: &Spec,
@@ -175,23 +177,40 @@ pub fn load_indexed(
         memory_bytes: text.memory_bytes.saturating_sub(opts.sort_budget / 2).max(text.memory_bytes / 4),
         ..text
     };
-    let feed = match spec.registry.parse::<Registry>() {
-        Ok(registry) if opts.index_as_written => layer.bulk_feed(store.reader(), registry, beside_the_load)?,
-        _ => None,
+    let registry = spec.registry.parse::<Registry>().ok().filter(|_| opts.index_as_written);
+    let (mut words, mut places) = match registry {
+        Some(r) => {
+            (layer.bulk_feed(store.reader(), r, beside_the_load)?, crate::spatial::BulkFeed::start(store.reader(), r)?)
+        }
+        None => (None, None),
     };
-    let (mut report, synced) = match feed {
-        Some(mut feed) => {
-            let report = load_feeding(store, spec, spec_path, files, opts, Some(&mut |k, v| feed.record(k, v)))?;
-            let synced = feed.finish(store.reader(), report.load_id as u32, text, &opts.progress)?;
-            (report, synced)
-        }
-        None => {
-            let report = load(store, spec, spec_path, files, opts)?;
-            (report, layer.sync(store.reader(), text, &opts.progress)?)
-        }
+    let mut report = if words.is_some() || places.is_some() {
+        let mut record = |k: &[u8], v: &[u8]| {
+            if let Some(f) = words.as_mut() {
+                f.record(k, v);
+            }
+            if let Some(f) = places.as_mut() {
+                f.record(k, v);
+            }
+        };
+        load_feeding(store, spec, spec_path, files, opts, Some(&mut record))?
+    } else {
+        load(store, spec, spec_path, files, opts)?
+    };
+    let synced = match words {
+        Some(feed) => feed.finish(store.reader(), report.load_id as u32, text, &opts.progress)?,
+        None => layer.sync(store.reader(), text, &opts.progress)?,
     };
     report.stage_seconds.insert("text_index".into(), synced.seconds);
     report.seconds += synced.seconds;
+    if let Some(feed) = places {
+        // The point layer the load fed, saved to its file: the next open maps it.
+        let t = std::time::Instant::now();
+        feed.finish(store.reader(), report.load_id as u32)?;
+        let seconds = t.elapsed().as_secs_f64();
+        report.stage_seconds.insert("spatial_index".into(), seconds);
+        report.seconds += seconds;
+    }
     report.rows_per_second = report.read as f64 / report.seconds.max(1e-9);
     Ok((report, synced))
 }

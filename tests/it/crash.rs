@@ -40,6 +40,13 @@ fn assert_consistent(data: &std::path::Path) -> Vec<u64> {
     for r in [Registry::Citizens, Registry::Entities] {
         assert_eq!(store.points(r).count() as u64, store.count(r), "{r}: one point per record");
     }
+    // The spatial layers, mapped from the files a load saved or built from the store, hold
+    // every point.
+    let spatial = jichu::spatial::SpatialIndex::open(&store).expect("the spatial index opens after a kill");
+    for r in [Registry::Citizens, Registry::Entities] {
+        assert_eq!(spatial.points(r).unwrap().index.len() as u64, store.count(r), "{r}: one spatial point per record");
+    }
+    drop(spatial);
     let ids: Vec<String> = (0..200).map(jichu::generator::entity_id).collect();
     for e in store.get_many(Registry::Entities, &ids).unwrap().into_iter().flatten() {
         let rep = e.text("legal_rep_id").unwrap().to_string();
@@ -135,6 +142,31 @@ fn killed_loads_leave_a_consistent_store_and_complete_on_rerun() {
     let r = jichu::load::load(&store, &spec, &extracts.join("citizens.toml"), &[extracts.join("citizens.csv")], &opts)
         .unwrap();
     assert_eq!((r.unchanged, r.inserted, r.updated), (200_000, 0, 0));
+}
+
+/// `jichu load` killed while it saves the spatial layer its bulk load fed (after the store
+/// and the full-text index hold the load): the next open finds no layer file, or a whole one,
+/// and answers with every point; what the save left half-written is removed.
+#[test]
+fn a_load_killed_while_saving_the_layer_it_fed_leaves_a_spatial_index_that_opens_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let extracts = dir.path().join("extracts");
+    assert!(
+        jichu(dir.path()).args(["gen", "--citizens", "100000", "--out"]).arg(&extracts).status().unwrap().success()
+    );
+    let data = dir.path().join("data");
+    let mut c = jichu_logging(&data, "jichu::spatial=debug,warn");
+    c.args(["load", "--spec"]).arg(extracts.join("citizens.toml")).arg(extracts.join("citizens.csv"));
+    c.stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let hit = lines.map_while(Result::ok).any(|l| l.contains("saving the spatial layer fed"));
+    let _ = child.kill();
+    let _ = child.wait().unwrap();
+    assert!(hit, "the load fed its spatial layer");
+    assert_consistent(&data);
+    let left: Vec<_> = std::fs::read_dir(data.join("spatial")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.iter().all(|f| f.to_string_lossy().ends_with(".idx")), "{left:?}");
 }
 
 /// A running `jichu serve` killed (`kill -9`) while it loads an extract: at the next start
