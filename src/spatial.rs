@@ -281,14 +281,14 @@ impl Spilled {
     }
 }
 
-/// A point layer fed by a bulk load into an empty registry as it writes its records
+/// A spatial layer fed by a bulk load into an empty registry as it writes its records
 /// ([`crate::load::Feed`]), and saved to its file once the load has finished, marked with the
 /// load's place in the order loads finished: the next open maps that file instead of reading
 /// every record back from the store to build it.
 pub struct BulkFeed {
     registry: Registry,
     path: PathBuf,
-    spilled: Spilled,
+    gathered: Gathered,
     /// The last load of the registry finished when the feed began.
     since: u64,
     /// Records fed (located or not).
@@ -302,26 +302,40 @@ impl std::fmt::Debug for BulkFeed {
     }
 }
 
+/// What a feed gathers: a point layer's points, moved out as they come; the parcels'
+/// shapes, held as their build from the store holds them.
+enum Gathered {
+    Points(Spilled),
+    Polygons { shapes: PolygonBuilder, keys: KeysBuilder },
+}
+
 impl BulkFeed {
-    /// A feed for a load into `registry` when it is a point layer's registry and holds no
-    /// record (a load into it takes the bulk path); None otherwise, or when its scratch
-    /// files cannot be made (logged: the layer is built from the store when next opened).
+    /// A feed for a load into `registry` when it has a spatial layer and holds no record (a
+    /// load into it takes the bulk path); None otherwise, or when its scratch files cannot be
+    /// made (logged: the layer is built from the store when next opened).
     pub fn start(at: Reader<'_>, registry: Registry) -> Result<Option<BulkFeed>> {
-        if !matches!(registry, Registry::Citizens | Registry::Entities) || at.stored_count(registry)? > 0 {
+        if !matches!(registry, Registry::Citizens | Registry::Entities | Registry::Parcels)
+            || at.stored_count(registry)? > 0
+        {
             return Ok(None);
         }
         let dir = SpatialIndex::dir_of(at.store());
         let path = layer_file(&dir, registry);
-        let spilled = std::fs::create_dir_all(&dir).and_then(|()| Spilled::new(&path));
-        let spilled = match spilled {
-            Ok(s) => s,
+        let gathered = std::fs::create_dir_all(&dir).and_then(|()| match registry {
+            Registry::Parcels => {
+                Ok(Gathered::Polygons { shapes: PolygonBuilder::default(), keys: KeysBuilder::default() })
+            }
+            _ => Spilled::new(&path).map(Gathered::Points),
+        });
+        let gathered = match gathered {
+            Ok(g) => g,
             Err(e) => {
                 tracing::warn!(error = %e, "could not feed the spatial layer {} from the load", path.display());
                 return Ok(None);
             }
         };
         let since = last_of(&at.stored_loads()?, registry);
-        Ok(Some(BulkFeed { registry, path, spilled, since, fed: 0, failed: None }))
+        Ok(Some(BulkFeed { registry, path, gathered, since, fed: 0, failed: None }))
     }
 
     /// Takes a record as the store will hold it (its key and stored value).
@@ -330,12 +344,21 @@ impl BulkFeed {
         if self.failed.is_some() {
             return;
         }
-        let pushed = match codec::location(self.registry, value) {
-            Ok(Some((lon, lat))) => self.spilled.push(key, lon, lat).map_err(|e| e.to_string()),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e.to_string()),
+        let taken = match &mut self.gathered {
+            Gathered::Points(spilled) => match codec::location(self.registry, value) {
+                Ok(Some((lon, lat))) => spilled.push(key, lon, lat).map_err(|e| e.to_string()),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+            Gathered::Polygons { shapes, keys } => match parcel_shape(value) {
+                Ok(Some(g)) => {
+                    keys.push(key).map(|id| shapes.push(&g, id)).map_err(|e| format!("spatial layer keys: {e:?}"))
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
         };
-        self.failed = pushed.err();
+        self.failed = taken.err();
     }
 
     /// Saves the layer fed when the one load of its registry finished since the feed began is
@@ -357,7 +380,12 @@ impl BulkFeed {
         };
         let Some(mark) = mark else { return Ok(false) };
         tracing::debug!(registry = %self.registry, "saving the spatial layer fed by the load");
-        let saved = self.spilled.write(&self.path, mark, &NEVER)?.is_some();
+        let saved = match self.gathered {
+            Gathered::Points(spilled) => spilled.write(&self.path, mark, &NEVER)?.is_some(),
+            Gathered::Polygons { shapes, keys } => {
+                polygons_written(shapes, keys.finish(), &self.path, mark, &NEVER)?.is_some()
+            }
+        };
         tracing::info!(registry = %self.registry, records = self.fed, saved, "spatial layer fed by the load");
         Ok(saved)
     }
@@ -426,6 +454,17 @@ fn polygon_layer(at: Reader<'_>, stop: &Stop) -> Result<PolygonLayer> {
 /// (logged): the caller builds the layer in memory instead.
 fn polygon_layer_saved(at: Reader<'_>, path: &Path, mark: u64, stop: &Stop) -> Result<Option<PolygonLayer>> {
     let (shapes, keys) = polygon_parts(at, stop)?;
+    polygons_written(shapes, keys, path, mark, stop)
+}
+
+/// Writes the parcels' layer file from their shapes and keys, in tree order ([`written`]).
+fn polygons_written(
+    shapes: PolygonBuilder,
+    keys: SortedKeys,
+    path: &Path,
+    mark: u64,
+    stop: &Stop,
+) -> Result<Option<PolygonLayer>> {
     written(path, mark, stop, |mut w| {
         shapes.write_built(&mut w)?;
         keys.write(&mut w)
