@@ -47,8 +47,11 @@ impl Lanes {
 }
 
 /// How long, and for how many bytes, a closing connection keeps reading what its client still
-/// sends.
-const LINGER_TIME: Duration = Duration::from_secs(2);
+/// sends, and how long it waits for the client's next bytes: nginx's `lingering_time` and
+/// `lingering_timeout` (30 s, 5 s). A deadline of 2 s in all once lost an answer in the test
+/// suite, the client's sending task starved that long by the tests beside it on 2 cores.
+const LINGER_TIME: Duration = Duration::from_secs(30);
+const LINGER_IDLE: Duration = Duration::from_secs(5);
 const LINGER_BYTES: u64 = 16 << 20;
 
 /// A connection's socket that closes the way nginx's `lingering_close` does. When hyper ends
@@ -57,7 +60,8 @@ const LINGER_BYTES: u64 = 16 << 20;
 /// reset, and the reset throws away the answer waiting in the client's buffers: the client
 /// sees a broken pipe instead of the problem+json. So the shutdown sends the answer's end
 /// (FIN), then reads and drops what comes until the client closes, for at most
-/// [`LINGER_TIME`] and [`LINGER_BYTES`]. A client that closes first costs one read.
+/// [`LINGER_TIME`] and [`LINGER_BYTES`], and [`LINGER_IDLE`] between reads. A client that
+/// closes first costs one read.
 pub(super) struct Lingering {
     stream: TcpStream,
     drain: Option<Drain>,
@@ -65,6 +69,8 @@ pub(super) struct Lingering {
 
 struct Drain {
     deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Reset by every read.
+    idle: Pin<Box<tokio::time::Sleep>>,
     left: u64,
 }
 
@@ -106,12 +112,15 @@ impl AsyncWrite for Lingering {
         if this.drain.is_none() {
             ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
         }
-        let drain = this
-            .drain
-            .get_or_insert_with(|| Drain { deadline: Box::pin(tokio::time::sleep(LINGER_TIME)), left: LINGER_BYTES });
+        let drain = this.drain.get_or_insert_with(|| Drain {
+            deadline: Box::pin(tokio::time::sleep(LINGER_TIME)),
+            idle: Box::pin(tokio::time::sleep(LINGER_IDLE)),
+            left: LINGER_BYTES,
+        });
         let mut scratch = [0u8; 16 * 1024];
         loop {
-            if drain.left == 0 || drain.deadline.as_mut().poll(cx).is_ready() {
+            if drain.left == 0 || drain.deadline.as_mut().poll(cx).is_ready() || drain.idle.as_mut().poll(cx).is_ready()
+            {
                 return Poll::Ready(Ok(()));
             }
             let mut buf = ReadBuf::new(&mut scratch);
@@ -119,7 +128,10 @@ impl AsyncWrite for Lingering {
                 // The client closed (or reset): nothing of the answer is left to lose.
                 Err(_) => return Poll::Ready(Ok(())),
                 Ok(()) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
-                Ok(()) => drain.left = drain.left.saturating_sub(buf.filled().len() as u64),
+                Ok(()) => {
+                    drain.left = drain.left.saturating_sub(buf.filled().len() as u64);
+                    drain.idle.as_mut().reset(tokio::time::Instant::now() + LINGER_IDLE);
+                }
             }
         }
     }
