@@ -606,9 +606,10 @@ fn changed_keys(at: Reader<'_>, loads: &[&Lineage], registry: Registry) -> Resul
 }
 
 /// A layer after the loads of its registry that finished after `since`: the keys they changed
-/// applied over it, or, after a bulk load, built anew to its file within the build's budget
-/// and served from there, as a start or a fold builds one (a registry of 100M points would
-/// otherwise sit in the heap until the next start). True when it was built.
+/// applied over it, or, after a bulk load, taken as a start takes it ([`layer_at`]): mapped
+/// from the file the load fed ([`BulkFeed`]), or built anew to its file within the build's
+/// budget and served from there (a registry of 100M points would otherwise sit in the heap
+/// until the next start). True when it was built.
 fn step<L: Persisted>(
     layer: &L,
     at: Reader<'_>,
@@ -623,7 +624,8 @@ fn step<L: Persisted>(
         return Ok((layer.clone(), false));
     }
     if any_bulk(&newer) {
-        return Ok((L::build_saved(at, registry, &layer_file(dir, registry), last, &NEVER)?, true));
+        let (layer, mapped) = layer_at::<L>(at, dir, registry, loads, last, &NEVER)?;
+        return Ok((layer, mapped.is_none()));
     }
     Ok((layer.changed_at(at, registry, changed_keys(at, &newer, registry)?)?, false))
 }

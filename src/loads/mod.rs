@@ -472,7 +472,31 @@ impl LoadQueue {
         opts.progress = progress;
         opts.rejects = Some(task.rejects.clone());
         let spec_path = task.spool.join("spec.toml");
-        let report = crate::load::load(&self.service.store, &spec, &spec_path, &task.files, &opts)?;
+        let store = &self.service.store;
+        let feed = match spec.registry.parse() {
+            Ok(registry) => crate::spatial::BulkFeed::start(store.reader(), registry)?,
+            Err(_) => None,
+        };
+        let report = match feed {
+            // A load into an empty registry feeds its spatial layer, saved before the load is
+            // published: the publication maps it instead of reading the load back.
+            Some(mut feed) => {
+                let report = crate::load::load_feeding(
+                    store,
+                    &spec,
+                    &spec_path,
+                    &task.files,
+                    &opts,
+                    Some(&mut |k, v| feed.record(k, v)),
+                )?;
+                // Written: a layer not saved is built by the publication, as without the feed.
+                if let Err(e) = feed.finish(store.reader(), report.load_id as u32) {
+                    tracing::warn!(load_id = report.load_id, error = %e, "could not save the spatial layer the load fed");
+                }
+                report
+            }
+            None => crate::load::load(store, &spec, &spec_path, &task.files, &opts)?,
+        };
         serde_json::to_value(&report).map_err(|e| Error::Codec(e.to_string()))
     }
 }

@@ -423,3 +423,36 @@ fn a_bulk_load_feeds_its_point_layer_and_the_next_open_maps_it() {
         same(&all_by_distance(&stepped.citizens, lon, lat), &by_distance(&pts, lon, lat));
     }
 }
+
+/// A running server's worker feeds the layer of a load into an empty registry and saves it
+/// before the publication: the publication (`SpatialIndex::apply`) maps that file instead of
+/// building the layer from the store, and answers as a brute-force scan does.
+#[test]
+fn a_publication_after_a_fed_bulk_load_maps_the_layer_the_load_saved() {
+    use jichu::spatial::{BulkFeed, SpatialIndex};
+    use std::os::unix::fs::MetadataExt;
+    let t = TestStore::new();
+    let before = SpatialIndex::open(&t.store).unwrap();
+    assert_eq!(before.citizens.index.len(), 0);
+    let spec_path = crate::common::fixture("citizens.toml");
+    let spec = jichu_ingest::Spec::from_path(&spec_path).unwrap();
+    let mut feed = BulkFeed::start(t.store.reader(), Registry::Citizens).unwrap().expect("an empty registry is fed");
+    let csv = [crate::common::fixture("citizens.csv")];
+    let report =
+        jichu::load::load_feeding(&t.store, &spec, &spec_path, &csv, &t.options(), Some(&mut |k, v| feed.record(k, v)))
+            .unwrap();
+    assert!(feed.finish(t.store.reader(), report.load_id as u32).unwrap(), "the fed layer saved");
+    let file = SpatialIndex::dir_of(&t.store).join("citizens.idx");
+    let inode = || std::fs::metadata(&file).unwrap().ino();
+    let saved = inode();
+    let loads = t.store.reader().stored_loads().unwrap();
+    let published = before.apply(t.store.reader(), &loads).unwrap();
+    assert_eq!(inode(), saved, "the publication mapped the file the load saved");
+    let pts = points(&t, Registry::Citizens);
+    assert_eq!(published.citizens.index.len(), pts.len());
+    for (lon, lat) in QUERIES {
+        same(&all_by_distance(&published.citizens, lon, lat), &by_distance(&pts, lon, lat));
+    }
+    // A second load into the registry feeds nothing (it holds records).
+    assert!(BulkFeed::start(t.store.reader(), Registry::Citizens).unwrap().is_none());
+}
