@@ -25,6 +25,18 @@ fn jichu_logging(data: &std::path::Path, log: &str) -> Command {
     c
 }
 
+/// A temporary folder holding `jichu gen --citizens N`'s extracts (`extracts/`), and the
+/// path of a data directory beside them.
+fn generated(citizens: u32) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let extracts = dir.path().join("extracts");
+    let status =
+        jichu(dir.path()).args(["gen", "--citizens", &citizens.to_string(), "--out"]).arg(&extracts).status().unwrap();
+    assert!(status.success());
+    let data = dir.path().join("data");
+    (dir, extracts, data)
+}
+
 /// The store opens; every registry's count equals its keys; every sampled entity's legal
 /// representative edge exists in both directions; the full-text index, brought in step as
 /// the next process would, holds one document per record and finds sampled citizens.
@@ -82,11 +94,7 @@ fn assert_consistent(data: &std::path::Path) -> Vec<u64> {
 
 #[test]
 fn killed_loads_leave_a_consistent_store_and_complete_on_rerun() {
-    let dir = tempfile::tempdir().unwrap();
-    let extracts = dir.path().join("extracts");
-    let status = jichu(dir.path()).args(["gen", "--citizens", "200000", "--out"]).arg(&extracts).status().unwrap();
-    assert!(status.success());
-    let data = dir.path().join("data");
+    let (_dir, extracts, data) = generated(200_000);
     let load_logging = |name: &str, log: &str| {
         let mut c = jichu_logging(&data, log);
         c.args(["load", "--spec"]).arg(extracts.join(format!("{name}.toml"))).arg(extracts.join(format!("{name}.csv")));
@@ -149,12 +157,7 @@ fn killed_loads_leave_a_consistent_store_and_complete_on_rerun() {
 /// and answers with every point; what the save left half-written is removed.
 #[test]
 fn a_load_killed_while_saving_the_layer_it_fed_leaves_a_spatial_index_that_opens_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let extracts = dir.path().join("extracts");
-    assert!(
-        jichu(dir.path()).args(["gen", "--citizens", "100000", "--out"]).arg(&extracts).status().unwrap().success()
-    );
-    let data = dir.path().join("data");
+    let (_dir, extracts, data) = generated(100_000);
     let mut c = jichu_logging(&data, "jichu::spatial=debug,warn");
     c.args(["load", "--spec"]).arg(extracts.join("citizens.toml")).arg(extracts.join("citizens.csv"));
     c.stderr(Stdio::piped());
@@ -174,12 +177,7 @@ fn a_load_killed_while_saving_the_layer_it_fed_leaves_a_spatial_index_that_opens
 /// file and is published once. Kills land at points taken from the load's own progress.
 #[test]
 fn a_server_killed_during_a_load_restarts_consistent_and_publishes_it_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let extracts = dir.path().join("extracts");
-    assert!(
-        jichu(dir.path()).args(["gen", "--citizens", "150000", "--out"]).arg(&extracts).status().unwrap().success()
-    );
-    let data = dir.path().join("data");
+    let (_dir, extracts, data) = generated(150_000);
     // A first load, offline: the served load then takes the batch path (undo by history).
     let first = extracts.join("first.csv");
     let text = std::fs::read_to_string(extracts.join("citizens.csv")).unwrap();
