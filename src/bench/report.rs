@@ -417,8 +417,8 @@ impl BenchReport {
         if self.loads.iter().any(LoadTiming::fed) {
             let _ = writeln!(
                 s,
-                "A load marked `fed` made its full-text documents, and its spatial points, as it wrote its records (store s \
-                 holds them; full-text s is the index's commit, spatial s the sort of its points into their layer's file): \
+                "A load marked `fed` made its full-text documents, and its spatial layer's points (citizens, entities), as it wrote its \
+                 records (store s holds them; full-text s is the index's commit, spatial s the writing of the layer's file): \
                  its store-only rate is not measured apart (`jichu bench --index-after-load` does).\n"
             );
         }
