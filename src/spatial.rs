@@ -321,7 +321,8 @@ impl BulkFeed {
                 return Ok(None);
             }
         };
-        let since = last_of(&at.stored_loads()?, registry);
+        let since = loads_after(&at.stored_loads()?, registry, 0).iter().filter_map(|l| l.finish_order()).max();
+        let since = since.unwrap_or(0);
         Ok(Some(BulkFeed { registry, path, spilled, since, fed: 0, failed: None }))
     }
 
@@ -341,9 +342,17 @@ impl BulkFeed {
 
     /// Saves the layer fed when the one load of its registry finished since the feed began is
     /// `load_id`, a bulk load that wrote every record fed; otherwise (a load that took another
-    /// path, another load in between, a record that could not be taken) drops it, and the
-    /// layer is built from the store when next opened. True when it was saved.
-    pub fn finish(self, at: Reader<'_>, load_id: u32) -> Result<bool> {
+    /// path, another load in between, a record that could not be taken, a save that failed:
+    /// logged) drops it, and the layer is built from the store when next opened. The load is
+    /// written either way. True when it was saved.
+    pub fn finish(self, at: Reader<'_>, load_id: u32) -> bool {
+        self.save(at, load_id).unwrap_or_else(|e| {
+            tracing::warn!(load_id, error = %e, "could not save the spatial layer the load fed");
+            false
+        })
+    }
+
+    fn save(self, at: Reader<'_>, load_id: u32) -> Result<bool> {
         if let Some(e) = &self.failed {
             tracing::warn!(error = %e, "a record of the load could not feed the spatial layer: it is built from the store");
             return Ok(false);
@@ -362,11 +371,6 @@ impl BulkFeed {
         tracing::info!(registry = %self.registry, records = self.fed, saved, "spatial layer fed by the load");
         Ok(saved)
     }
-}
-
-/// The last load of `registry` in the order loads finished (0: none).
-fn last_of(loads: &[Lineage], registry: Registry) -> u64 {
-    loads.iter().filter(|l| l.registry == registry.as_str()).filter_map(Lineage::finish_order).max().unwrap_or(0)
 }
 
 /// Writes a layer's file with `body` and maps it: None when it could not be written or

@@ -204,12 +204,9 @@ pub fn load_indexed(
     report.stage_seconds.insert("text_index".into(), synced.seconds);
     report.seconds += synced.seconds;
     if let Some(feed) = places {
-        // The layer the load fed, saved to its file: the next open maps it. The load is
-        // written: a layer not saved is built from the store at the next open.
+        // The layer the load fed, saved to its file: the next open maps it.
         let t = std::time::Instant::now();
-        if let Err(e) = feed.finish(store.reader(), report.load_id as u32) {
-            tracing::warn!(load_id = report.load_id, error = %e, "could not save the spatial layer the load fed");
-        }
+        feed.finish(store.reader(), report.load_id as u32);
         let seconds = t.elapsed().as_secs_f64();
         report.stage_seconds.insert("spatial_index".into(), seconds);
         report.seconds += seconds;

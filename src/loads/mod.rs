@@ -489,10 +489,8 @@ impl LoadQueue {
                     &opts,
                     Some(&mut |k, v| feed.record(k, v)),
                 )?;
-                // Written: a layer not saved is built by the publication, as without the feed.
-                if let Err(e) = feed.finish(store.reader(), report.load_id as u32) {
-                    tracing::warn!(load_id = report.load_id, error = %e, "could not save the spatial layer the load fed");
-                }
+                // A layer not saved is built by the publication, as without the feed.
+                feed.finish(store.reader(), report.load_id as u32);
                 report
             }
             None => crate::load::load(store, &spec, &spec_path, &task.files, &opts)?,

@@ -414,7 +414,7 @@ fn a_publication_after_a_fed_bulk_load_maps_the_layer_the_load_saved() {
     let report =
         jichu::load::load_feeding(&t.store, &spec, &spec_path, &csv, &t.options(), Some(&mut |k, v| feed.record(k, v)))
             .unwrap();
-    assert!(feed.finish(t.store.reader(), report.load_id as u32).unwrap(), "the fed layer saved");
+    assert!(feed.finish(t.store.reader(), report.load_id as u32), "the fed layer saved");
     let file = SpatialIndex::dir_of(&t.store).join("citizens.idx");
     let inode = || std::fs::metadata(&file).unwrap().ino();
     let saved = inode();
