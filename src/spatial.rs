@@ -359,13 +359,12 @@ impl BulkFeed {
         }
         let loads = at.stored_loads()?;
         let newer = loads_after(&loads, self.registry, self.since);
-        let mark = match newer.as_slice() {
-            [l] if l.load_id == load_id && l.was_bulk() && at.stored_count(self.registry)? == self.fed => {
-                l.finish_order()
-            }
-            _ => None,
+        let Some(mark) = Lineage::only_bulk(&newer, load_id, self.registry).and_then(Lineage::finish_order) else {
+            return Ok(false);
         };
-        let Some(mark) = mark else { return Ok(false) };
+        if at.stored_count(self.registry)? != self.fed {
+            return Ok(false);
+        }
         tracing::debug!(registry = %self.registry, "saving the spatial layer fed by the load");
         let saved = self.spilled.write(&self.path, mark, &NEVER)?.is_some();
         tracing::info!(registry = %self.registry, records = self.fed, saved, "spatial layer fed by the load");

@@ -82,17 +82,14 @@ impl BulkFeed<'_> {
         let (loads, target) = finished_loads(at)?;
         let newer: Vec<&Lineage> = loads.iter().filter(|l| l.finish_order().unwrap_or(0) > self.since).collect();
         let whole = match (self.failed.take(), newer.as_slice()) {
-            (None, [l]) => {
-                l.load_id == load_id
-                    && l.registry == self.registry.as_str()
-                    && l.was_bulk()
+            (None, newer) => {
+                Lineage::only_bulk(newer, load_id, self.registry).is_some()
                     && at.stored_count(self.registry)? == self.fed
             }
             (Some(e), _) => {
                 tracing::warn!(error = %e, "a record of the load could not be indexed as it was written: indexing the load from the store");
                 false
             }
-            _ => false,
         };
         if !whole {
             drop(self.writer);

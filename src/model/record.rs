@@ -74,6 +74,16 @@ impl PartialEq for TextOnce {
 }
 
 impl Lineage {
+    /// Whether `newer` (the loads finished since a feed began) is exactly the load a feed was
+    /// given: `load_id`, into `registry`, by the bulk path — so the feed saw every record it
+    /// wrote and nothing else changed the registry. That load when it is.
+    pub fn only_bulk<'a>(newer: &[&'a Lineage], load_id: u32, registry: Registry) -> Option<&'a Lineage> {
+        match newer {
+            [l] if l.load_id == load_id && l.registry == registry.as_str() && l.was_bulk() => Some(l),
+            _ => None,
+        }
+    }
+
     /// Whether the load took the bulk path (filled an empty registry by SST ingestion): its
     /// records are in no change log, so indexes build its registry anew rather than by key.
     pub fn was_bulk(&self) -> bool {

@@ -29,6 +29,10 @@ fn the_scale_benchmark_runs_every_stage_and_every_query_answers() {
     // the store's own rate is not measured apart.
     assert!(r.loads.iter().all(|l| l.fed() && l.store_only_rows_per_second().is_none()), "{:?}", r.loads);
     assert!(r.totals.store_only_records_per_second.is_none());
+    // The first loads of citizens and entities saved the point layers they fed; the others fed none.
+    for l in &r.loads {
+        assert_eq!(l.spatial_seconds > 0.0, matches!(l.registry.as_str(), "citizens" | "entities"), "{l:?}");
+    }
     assert_eq!(r.totals.records, r.disk.records, "every generated row is a record");
     assert!(r.totals.records > 6000);
     assert!(r.cold.first_answer_found);
