@@ -179,10 +179,18 @@ impl IntoResponse for ApiError {
             code: self.code(),
         };
         let unauthenticated = matches!(self, ApiError::Unauthenticated);
+        // The body was not read to its end, so this connection cannot carry another request:
+        // hyper closes it after the answer. Saying so keeps a client from pooling it and
+        // sending its next request into the close (RFC 9112 §9.6).
+        let unread_body = matches!(self, ApiError::BodyTooLarge | ApiError::UploadStalled(_));
         let mut response = (status, axum::Json(problem)).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if unauthenticated {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if unread_body {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -120,6 +120,7 @@ async fn lookup_errors_are_problems() {
 
 /// A body refused from its head is not read; the server still reads and drops it before it
 /// closes, or the reset of a close with unread bytes would throw the 413 away on the client.
+/// The answer says the connection closes, so the client does not send the next request on it.
 #[tokio::test]
 async fn an_oversized_body_gets_its_problem_not_a_reset() {
     let (_t, s) = server().await;
@@ -133,6 +134,7 @@ async fn an_oversized_body_gets_its_problem_not_a_reset() {
             .send()
             .await
             .expect("the answer, not a broken pipe");
+        assert_eq!(r.headers().get("connection").map(|v| v.to_str().unwrap()), Some("close"));
         let (st, ct, b) = Server::parts(r).await;
         assert_problem(st, &ct, &b, 413, "body_too_large");
     }
