@@ -481,7 +481,7 @@ impl LoadQueue {
             // A load into an empty registry feeds its spatial layer, saved before the load is
             // published: the publication maps it instead of reading the load back.
             Some(mut feed) => {
-                let report = crate::load::load_feeding(
+                let mut report = crate::load::load_feeding(
                     store,
                     &spec,
                     &spec_path,
@@ -490,7 +490,7 @@ impl LoadQueue {
                     Some(&mut |k, v| feed.record(k, v)),
                 )?;
                 // A layer not saved is built by the publication, as without the feed.
-                feed.finish(store.reader(), report.load_id as u32);
+                crate::load::save_fed_layer(feed, store, &mut report);
                 report
             }
             None => crate::load::load(store, &spec, &spec_path, &task.files, &opts)?,

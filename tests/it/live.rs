@@ -187,6 +187,8 @@ async fn loads_are_submitted_by_upload_or_by_path_and_checked_first() {
     let status = wait_for(&s, &accepted["load_id"]).await;
     assert_eq!(status["status"], "published", "{status}");
     assert_eq!((status["report"]["read"].as_u64(), status["report"]["rejected"].as_u64()), (Some(9), Some(4)));
+    // Into an empty registry: the load fed the spatial layer, and its report times the save.
+    assert!(status["report"]["stage_seconds"]["spatial_index"].is_f64(), "{status}");
     let r = s.client.get(s.url(&format!("/v1/loads/{}/rejects", accepted["load_id"]))).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let rejects = t.dir.path().join("got-rejects.csv");
